@@ -1,0 +1,52 @@
+# Every target works on a fresh machine with only Python 3.11+ and make:
+# the project-local virtual environment .venv is created on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find protos -name '*.proto' | sort)
+BUF := node_modules/.bin/buf
+
+.PHONY: run test test-sqlite test-postgres lint gen bench clean venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: the whole platform on SQLite files under ./var and an embedded nats-server.
+run: $(STAMP)
+	$(VENV)/bin/dmp dev up
+
+## make test: the whole suite (PostgreSQL when 127.0.0.1:5432 answers, SQLite otherwise).
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-sqlite: $(STAMP)
+	DMP_TEST_DATABASE=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	DMP_TEST_DATABASE=postgresql $(PY) -m pytest $(PYTEST_ARGS)
+
+$(BUF): package.json
+	npm install --no-audit --no-fund --silent
+	@touch $(BUF)
+
+lint: $(STAMP) $(BUF)
+	$(VENV)/bin/ruff check kit services gateway tests bench
+	$(VENV)/bin/ruff format --check kit services gateway tests bench
+	$(VENV)/bin/mypy kit services gateway
+	$(BUF) lint
+
+## make gen: regenerate the committed Python package dmp/ from protos/ (reproducible).
+gen: $(STAMP)
+	$(PY) -m kit.tools.gen_protos
+
+bench: $(STAMP)
+	$(PY) bench/identity_login.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

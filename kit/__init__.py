@@ -1,0 +1,1 @@
+"""Shared runtime of every DMP service: one copy of what they all need."""

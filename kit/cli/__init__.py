@@ -1,0 +1,1 @@
+"""The `dmp` command line (typer + rich)."""

@@ -1,0 +1,163 @@
+"""Server interceptor: authentication of the signed principal, error mapping, access logs.
+
+Deny by default: a method without a `dmp.authz.v1` option is refused, an
+internal method needs an internal principal, and any non-anonymous method
+needs a valid signed principal — even though the gateway checked already.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+import structlog
+
+from dmp.authz.v1 import authz_pb2, principal_pb2
+from kit import principal as principals
+from kit.authz import is_infrastructure, method_authz
+from kit.context import reset_principal, set_principal
+from kit.errors import ServiceError, permission_denied, unauthenticated
+from kit.logs import get_logger
+
+log = get_logger("dmp.rpc")
+
+Handler = Any
+
+
+def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> bytes | None:
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            value = item.value
+            return value if isinstance(value, bytes) else value.encode()
+    return None
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every handler of one service process."""
+
+    def __init__(self, service: str, keys: Mapping[str, bytes]) -> None:
+        self._service = service
+        self._domain = f"{service}.dmp"
+        self._keys = dict(keys)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(details)
+        path: str = details.method
+        if handler is None or is_infrastructure(path):
+            return handler
+        return self._wrap(handler, path, method_authz(path))
+
+    def authenticate(
+        self,
+        path: str,
+        option: authz_pb2.MethodAuthz | None,
+        context: grpc.aio.ServicerContext,
+    ) -> principal_pb2.Principal | None:
+        if option is None or option.action == authz_pb2.ACTION_UNSPECIFIED:
+            raise permission_denied("METHOD_NOT_ANNOTATED", "This method is not exposed.")
+        raw = _metadata_value(context, principals.METADATA_KEY)
+        principal = principals.verify(raw, self._keys, path) if raw is not None else None
+        if option.internal:
+            if principal is None or principal.kind != principal_pb2.PRINCIPAL_KIND_INTERNAL:
+                raise permission_denied("INTERNAL_METHOD", "This method is internal to the platform.")
+        elif principal is None and not option.anonymous:
+            raise unauthenticated("UNAUTHENTICATED", "This method needs an authenticated caller.")
+        return principal
+
+    async def _fail(self, context: grpc.aio.ServicerContext, path: str, exc: BaseException) -> None:
+        if isinstance(exc, ServiceError):
+            log.info("rpc_refused", method=path, code=exc.code.name, reason=exc.reason)
+            await context.abort_with_status(exc.to_status(self._domain))
+        # Exception text may carry request content: log the type only.
+        log.error("rpc_internal_error", method=path, error_type=type(exc).__name__, exc_info=exc)
+        error = ServiceError(grpc.StatusCode.INTERNAL, "INTERNAL", "Internal error.")
+        await context.abort_with_status(error.to_status(self._domain))
+
+    def _wrap(self, handler: Handler, path: str, option: authz_pb2.MethodAuthz | None) -> Handler:
+        guard = self
+
+        async def run_unary(inner: Callable[..., Awaitable[Any]], request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            structlog.contextvars.bind_contextvars(method=path)
+            token = None
+            try:
+                token = set_principal(guard.authenticate(path, option, context))
+                result = await inner(request, context)
+                log.info("rpc", method=path, code="OK", ms=_ms(started))
+                return result
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await guard._fail(context, path, exc)
+                raise  # unreachable: abort raises
+            finally:
+                if token is not None:
+                    reset_principal(token)
+                structlog.contextvars.unbind_contextvars("method")
+
+        async def run_stream(
+            inner: Callable[..., AsyncIterator[Any]], request: Any, context: Any
+        ) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            token = None
+            try:
+                token = set_principal(guard.authenticate(path, option, context))
+                async for item in inner(request, context):
+                    yield item
+                log.info("rpc", method=path, code="OK", ms=_ms(started))
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await guard._fail(context, path, exc)
+                raise
+            finally:
+                if token is not None:
+                    reset_principal(token)
+
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: Any) -> Any:
+                return await run_unary(inner_uu, request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(request_iterator: Any, context: Any) -> Any:
+                return await run_unary(inner_su, request_iterator, context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                async for item in run_stream(inner_us, request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        inner_ss = handler.stream_stream
+
+        async def stream_stream(request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+            async for item in run_stream(inner_ss, request_iterator, context):
+                yield item
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream, handler.request_deserializer, handler.response_serializer
+        )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,79 @@
+"""A fresh database per test run: PostgreSQL when reachable, SQLite otherwise.
+
+`DMP_TEST_DATABASE` = `postgresql`, `sqlite` or `auto` (default). With
+PostgreSQL each database is created with a unique name and dropped afterwards,
+so concurrent runs on one server never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from functools import cache
+from pathlib import Path
+
+PG_ADMIN_DSN = os.environ.get("DMP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _pg_reachable() -> bool:
+    import asyncpg
+
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(PG_ADMIN_DSN), timeout=3)
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+@cache
+def backend() -> str:
+    """The backend this run uses; `postgresql` fails loudly if it is not reachable."""
+    wanted = os.environ.get("DMP_TEST_DATABASE", "auto").lower()
+    if wanted == "sqlite":
+        return "sqlite"
+    reachable = asyncio.run(_pg_reachable())
+    if wanted in ("postgresql", "postgres"):
+        if not reachable:
+            raise RuntimeError(f"DMP_TEST_DATABASE=postgresql but {PG_ADMIN_DSN} is unreachable")
+        return "postgresql"
+    return "postgresql" if reachable else "sqlite"
+
+
+class DatabaseFactory:
+    """Creates databases on demand and drops them all at the end."""
+
+    def __init__(self, kind: str, tmp_dir: Path) -> None:
+        self.kind = kind
+        self.tmp_dir = tmp_dir
+        self.run_id = uuid.uuid4().hex[:8]
+        self._created: list[str] = []
+
+    async def create(self, label: str) -> str:
+        """A new empty database; returns its SQLAlchemy async URL."""
+        name = f"dmp_test_{self.run_id}_{label}_{len(self._created)}"
+        self._created.append(name)
+        if self.kind == "sqlite":
+            return f"sqlite+aiosqlite:///{self.tmp_dir / (name + '.db')}"
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        return f"{base}/{name}"
+
+    async def drop_all(self) -> None:
+        if self.kind != "postgresql":
+            return
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            for name in self._created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()

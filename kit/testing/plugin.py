@@ -1,0 +1,43 @@
+"""pytest plugin loaded by every test run (`-p kit.testing.plugin` in pyproject)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from kit.testing.databases import DatabaseFactory, backend
+from kit.testing.nats_server import NatsServer
+
+
+def pytest_report_header() -> str:
+    return f"dmp: database backend = {backend()}"
+
+
+@pytest.fixture(scope="session")
+def db_backend() -> str:
+    return backend()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One nats-server with JetStream for the session, on a free port."""
+    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture(scope="session")
+async def databases(
+    db_backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[DatabaseFactory]:
+    """Factory of fresh databases, all dropped at the end of the session."""
+    factory = DatabaseFactory(db_backend, Path(tmp_path_factory.mktemp("db")))
+    yield factory
+    await factory.drop_all()
