@@ -18,7 +18,7 @@ def channel(target: str, max_message_bytes: int = 32 * 1024 * 1024) -> grpc.aio.
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ],
-        interceptors=aio_client_interceptors(),
+        interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
     )
 
 

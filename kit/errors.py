@@ -66,9 +66,7 @@ class ServiceError(Exception):
         return rpc_status.to_status(status)
 
 
-_CODE_VALUES: dict[grpc.StatusCode, int] = {
-    sc: sc.value[0] for sc in grpc.StatusCode
-}
+_CODE_VALUES: dict[grpc.StatusCode, int] = {sc: sc.value[0] for sc in grpc.StatusCode}
 assert _CODE_VALUES[grpc.StatusCode.INVALID_ARGUMENT] == code_pb2.INVALID_ARGUMENT
 
 
@@ -112,7 +110,7 @@ def unavailable(reason: str, message: str) -> ServiceError:
 
 def error_info(error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     """Client side: extract the ErrorInfo detail of a failed call, if any."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is None:
         return None
     for detail in status.details:

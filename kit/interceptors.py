@@ -65,7 +65,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         principal = principals.verify(raw, self._keys, path) if raw is not None else None
         if option.internal:
             if principal is None or principal.kind != principal_pb2.PRINCIPAL_KIND_INTERNAL:
-                raise permission_denied("INTERNAL_METHOD", "This method is internal to the platform.")
+                raise permission_denied(
+                    "INTERNAL_METHOD", "This method is internal to the platform."
+                )
         elif principal is None and not option.anonymous:
             raise unauthenticated("UNAUTHENTICATED", "This method needs an authenticated caller.")
         return principal
@@ -82,7 +84,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _wrap(self, handler: Handler, path: str, option: authz_pb2.MethodAuthz | None) -> Handler:
         guard = self
 
-        async def run_unary(inner: Callable[..., Awaitable[Any]], request: Any, context: Any) -> Any:
+        async def run_unary(
+            inner: Callable[..., Awaitable[Any]], request: Any, context: Any
+        ) -> Any:
             started = time.perf_counter()
             structlog.contextvars.bind_contextvars(method=path)
             token = None

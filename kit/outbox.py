@@ -176,7 +176,11 @@ class OutboxRelay:
                         )
                     )
             results = await asyncio.gather(*acks, return_exceptions=True)
-            done = [row.id for row, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+            done = [
+                row.id
+                for row, res in zip(rows, results, strict=True)
+                if not isinstance(res, BaseException)
+            ]
             if done:
                 await session.execute(
                     update(t).where(t.c.id.in_(done)).values(published_at=utcnow())

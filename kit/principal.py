@@ -66,10 +66,14 @@ def verify(
     try:
         signed.ParseFromString(data)
     except DecodeError as exc:
-        raise unauthenticated("PRINCIPAL_MALFORMED", "The principal metadata is malformed.") from exc
+        raise unauthenticated(
+            "PRINCIPAL_MALFORMED", "The principal metadata is malformed."
+        ) from exc
     key = keys.get(signed.key_id)
     if key is None:
-        raise unauthenticated("PRINCIPAL_KEY_UNKNOWN", "The principal is signed with an unknown key.")
+        raise unauthenticated(
+            "PRINCIPAL_KEY_UNKNOWN", "The principal is signed with an unknown key."
+        )
     if not hmac.compare_digest(_mac(key, signed.payload), signed.mac):
         raise unauthenticated("PRINCIPAL_BAD_SIGNATURE", "The principal signature is invalid.")
     principal = principal_pb2.Principal()
@@ -78,7 +82,9 @@ def verify(
     except DecodeError as exc:
         raise unauthenticated("PRINCIPAL_MALFORMED", "The principal payload is malformed.") from exc
     if principal.method != method:
-        raise unauthenticated("PRINCIPAL_WRONG_METHOD", "The principal was issued for another method.")
+        raise unauthenticated(
+            "PRINCIPAL_WRONG_METHOD", "The principal was issued for another method."
+        )
     current = now or datetime.now(UTC)
     if not principal.HasField("expire_time") or principal.expire_time.ToDatetime(UTC) <= current:
         raise unauthenticated("PRINCIPAL_EXPIRED", "The principal has expired.")
@@ -104,5 +110,7 @@ def require_kind(principal: principal_pb2.Principal | None, *kinds: int) -> prin
     if principal is None:
         raise unauthenticated("UNAUTHENTICATED", "This method needs an authenticated caller.")
     if principal.kind not in kinds:
-        raise permission_denied("PRINCIPAL_KIND_NOT_ALLOWED", "This caller may not use this method.")
+        raise permission_denied(
+            "PRINCIPAL_KIND_NOT_ALLOWED", "This caller may not use this method."
+        )
     return principal

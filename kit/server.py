@@ -131,14 +131,21 @@ async def start_app(app: ServiceApp) -> RunningServer:
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(), ServiceInterceptor(app.name, app.keys)],
+        interceptors=[
+            aio_server_interceptor(),  # type: ignore[no-untyped-call]
+            ServiceInterceptor(app.name, app.keys),
+        ],
         options=options,
     )
     names = list(app.register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")

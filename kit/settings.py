@@ -29,18 +29,20 @@ class ServiceSettings(BaseSettings):
         default="", description="If set, the bound gRPC port is written there (launcher use)."
     )
     database_url: str = Field(
-        default="", description="SQLAlchemy async URL (postgresql+asyncpg:// or sqlite+aiosqlite://)."
+        default="",
+        description="SQLAlchemy async URL (postgresql+asyncpg:// or sqlite+aiosqlite://).",
     )
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS JetStream server.")
     principal_key_id: str = Field(default="dev", description="Id of the current principal key.")
     principal_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=lambda: {"dev": SecretStr(DEV_PRINCIPAL_KEY)},
-        description='JSON {"key id": "base64 secret"}; all listed keys verify, the current one signs.',
+        description='JSON {"key id": "base64 secret"}: all verify, the current one signs.',
     )
     log_level: str = Field(default="INFO", description="Minimum log level.")
     log_json: bool = Field(default=True, description="JSON logs (false: human console output).")
     otel_exporter: str = Field(
-        default="none", description="Span exporter: none, console or otlp (OTLP needs the SDK extra)."
+        default="none",
+        description="Span exporter: none, console or otlp (OTLP needs the SDK extra).",
     )
     shutdown_grace_s: float = Field(default=5.0, ge=0, description="Grace period on SIGTERM.")
     max_message_bytes: int = Field(

@@ -49,7 +49,9 @@ def inject_headers() -> dict[str, str]:
     return carrier
 
 
-def extract_context(headers: Mapping[str, str] | Iterable[tuple[str, str | bytes]]) -> context.Context:
+def extract_context(
+    headers: Mapping[str, str] | Iterable[tuple[str, str | bytes]],
+) -> context.Context:
     """Trace context from NATS headers or gRPC metadata pairs."""
     if isinstance(headers, Mapping):
         carrier = {k.lower(): v for k, v in headers.items()}

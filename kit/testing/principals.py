@@ -45,4 +45,6 @@ def metadata(
     """Signed `dmp-principal-bin` metadata for one call to `method` (full path)."""
     cfg = settings or ServiceSettings()
     keys = cfg.principal_key_bytes()
-    return principals.metadata_for(principal, method, cfg.principal_key_id, keys[cfg.principal_key_id])
+    return principals.metadata_for(
+        principal, method, cfg.principal_key_id, keys[cfg.principal_key_id]
+    )

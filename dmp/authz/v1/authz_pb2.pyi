@@ -53,6 +53,10 @@ class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Action.ValueTy
     """Bulk-feed the national insurance's care history (AMO only)."""
     ACTION_ISSUE_CREATION_CODE: _Action.ValueType  # 13
     """Issue an online creation code for a patient (CPAM desk, professional)."""
+    ACTION_READ_ACCESS_RULES: _Action.ValueType  # 14
+    """Read the patient's access rules (grants, blocks, oppositions, attending doctor)."""
+    ACTION_DECIDE: _Action.ValueType  # 15
+    """Ask the policy decision point for a decision (internal to the platform)."""
 
 class Action(_Action, metaclass=_ActionEnumTypeWrapper):
     """What a call does to the record, as the policy decision point understands it.
@@ -87,6 +91,10 @@ ACTION_INGEST_HISTORY: Action.ValueType  # 12
 """Bulk-feed the national insurance's care history (AMO only)."""
 ACTION_ISSUE_CREATION_CODE: Action.ValueType  # 13
 """Issue an online creation code for a patient (CPAM desk, professional)."""
+ACTION_READ_ACCESS_RULES: Action.ValueType  # 14
+"""Read the patient's access rules (grants, blocks, oppositions, attending doctor)."""
+ACTION_DECIDE: Action.ValueType  # 15
+"""Ask the policy decision point for a decision (internal to the platform)."""
 Global___Action: _TypeAlias = Action  # noqa: Y015
 
 class _ResourceKind:

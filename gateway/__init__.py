@@ -1,0 +1,1 @@
+"""Edge gateway (authentication, authorization, routing); built in its own issue."""

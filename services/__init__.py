@@ -1,0 +1,1 @@
+"""DMP services: one package each, each with its own schema and migrations."""

@@ -1,0 +1,1 @@
+"""notify: e-mails and SMS to patients (one-time codes now; record events later)."""

@@ -1,0 +1,49 @@
+"""Settings of the notify service (`DMP_*` variables, e.g. `DMP_SMTP_HOST`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from kit.settings import ServiceSettings
+
+
+class NotifySettings(ServiceSettings):
+    """SMTP relay, SMS provider and the retry policy of deliveries."""
+
+    service_name: str = "notify"
+
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP relay host.")
+    smtp_port: int = Field(default=1025, ge=1, le=65535, description="SMTP relay port.")
+    smtp_username: str = Field(default="", description="SMTP login; empty: no AUTH.")
+    smtp_password: SecretStr = Field(default=SecretStr(""), description="SMTP password.")
+    smtp_use_tls: bool = Field(default=False, description="Implicit TLS (SMTPS, port 465).")
+    smtp_start_tls: bool = Field(default=False, description="Require STARTTLS (port 587).")
+    smtp_validate_certs: bool = Field(default=True, description="Check the relay's certificate.")
+    smtp_timeout_s: float = Field(default=10.0, gt=0, description="Per-attempt SMTP timeout.")
+    mail_from: str = Field(
+        default="no-reply@dmp.sante.fr", description="Envelope and From address of e-mails."
+    )
+    mail_from_name: str = Field(default="DMP", description="Display name of the From header.")
+
+    sms_provider: Literal["file"] = Field(
+        default="file", description="SMS adapter; `file` appends JSON lines (development)."
+    )
+    sms_sink_path: str = Field(
+        default="var/sms/outbox.ndjson", description="File of the `file` SMS provider."
+    )
+
+    delivery_attempts: int = Field(default=4, ge=1, le=10, description="Attempts per message.")
+    delivery_backoff_base_s: float = Field(
+        default=0.5, gt=0, description="First retry delay; doubles on each retry (with jitter)."
+    )
+    delivery_backoff_max_s: float = Field(
+        default=4.0, gt=0, description="Largest delay between two attempts."
+    )
+    pending_takeover_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A delivery still pending after this long is considered abandoned "
+        "(crashed process) and may be retried by a new call with the same request id.",
+    )

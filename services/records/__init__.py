@@ -1,0 +1,1 @@
+"""The records service (see ARCHITECTURE.md §2); built in its own issue."""
