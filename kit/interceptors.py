@@ -76,6 +76,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if isinstance(exc, ServiceError):
             log.info("rpc_refused", method=path, code=exc.code.name, reason=exc.reason)
             await context.abort_with_status(exc.to_status(self._domain))
+        if isinstance(exc, NotImplementedError):
+            # Generated base servicers raise it for methods a service does not serve yet.
+            missing = ServiceError(
+                grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED", "This method is not available."
+            )
+            await context.abort_with_status(missing.to_status(self._domain))
         # Exception text may carry request content: log the type only.
         log.error("rpc_internal_error", method=path, error_type=type(exc).__name__, exc_info=exc)
         error = ServiceError(grpc.StatusCode.INTERNAL, "INTERNAL", "Internal error.")

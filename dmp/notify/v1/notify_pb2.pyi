@@ -149,7 +149,9 @@ class SendOneTimeCodeRequest(_message.Message):
     PURPOSE_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Idempotency key (UUID): a retried request with the same id sends nothing more."""
+    """Idempotency key (UUID; 1 to 64 characters of [A-Za-z0-9._:-]): a retried
+    request with the same id sends nothing more.
+    """
     channel: Global___Channel.ValueType
     """Channel to use."""
     destination: _builtins.str
@@ -160,7 +162,9 @@ class SendOneTimeCodeRequest(_message.Message):
     """Why the code is sent (selects the template)."""
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """When the code stops being valid (shown to the patient)."""
+        """When the code stops being valid (shown to the patient); must be in the
+        future. Unset: the message says 5 minutes.
+        """
 
     def __init__(
         self,

@@ -66,23 +66,34 @@ class NotifyServiceServicer:
     def SendOneTimeCode(self, request, context):
         """Deliver a one-time code to a patient (internal: identity only). Codes never
         travel through a stream and are never stored or logged by notify.
-        Errors: INVALID_ARGUMENT (DESTINATION_INVALID, CHANNEL_UNSPECIFIED),
-        UNAVAILABLE (DELIVERY_FAILED) when the provider refuses after retries.
+        Idempotent per request_id: a repeated request returns the same delivery_id
+        and sends nothing more (a FAILED delivery is attempted again).
+        Transient provider errors are retried with backoff, within the caller's deadline.
+        Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
+        DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID),
+        FAILED_PRECONDITION (REQUEST_ID_REUSED: same request_id, another message),
+        PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
+        provider is unreachable or refuses after retries.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetContactPreferences(self, request, context):
-        """Set how the patient wants to be told of events on their record.
-        Errors: INVALID_ARGUMENT (EMAIL_INVALID, PHONE_INVALID, CHANNEL_WITHOUT_CONTACT).
+        """Set how the patient wants to be told of events on their record (full
+        replacement). A patient may only set their own; internal callers any.
+        Errors: INVALID_ARGUMENT (NAME_INVALID, REQUEST_ID_INVALID, EMAIL_INVALID,
+        PHONE_INVALID, KIND_INVALID, CHOICE_DUPLICATED, CHANNEL_UNSPECIFIED,
+        CHANNEL_WITHOUT_CONTACT, EMERGENCY_NOTIFICATION_REQUIRED),
+        PERMISSION_DENIED (PERMISSION_DENIED, checked before the payload).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetContactPreferences(self, request, context):
-        """Read the patient's contact preferences.
+        """Read the patient's contact preferences (empty ones if never set).
+        Errors: INVALID_ARGUMENT (NAME_INVALID), PERMISSION_DENIED (PERMISSION_DENIED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,15 +38,27 @@ class NotifyServiceStub:
     SendOneTimeCode: _grpc.UnaryUnaryMultiCallable[_notify_pb2.SendOneTimeCodeRequest, _notify_pb2.SendOneTimeCodeResponse]
     """Deliver a one-time code to a patient (internal: identity only). Codes never
     travel through a stream and are never stored or logged by notify.
-    Errors: INVALID_ARGUMENT (DESTINATION_INVALID, CHANNEL_UNSPECIFIED),
-    UNAVAILABLE (DELIVERY_FAILED) when the provider refuses after retries.
+    Idempotent per request_id: a repeated request returns the same delivery_id
+    and sends nothing more (a FAILED delivery is attempted again).
+    Transient provider errors are retried with backoff, within the caller's deadline.
+    Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
+    DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID),
+    FAILED_PRECONDITION (REQUEST_ID_REUSED: same request_id, another message),
+    PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
+    provider is unreachable or refuses after retries.
     """
     SetContactPreferences: _grpc.UnaryUnaryMultiCallable[_notify_pb2.SetContactPreferencesRequest, _notify_pb2.ContactPreferences]
-    """Set how the patient wants to be told of events on their record.
-    Errors: INVALID_ARGUMENT (EMAIL_INVALID, PHONE_INVALID, CHANNEL_WITHOUT_CONTACT).
+    """Set how the patient wants to be told of events on their record (full
+    replacement). A patient may only set their own; internal callers any.
+    Errors: INVALID_ARGUMENT (NAME_INVALID, REQUEST_ID_INVALID, EMAIL_INVALID,
+    PHONE_INVALID, KIND_INVALID, CHOICE_DUPLICATED, CHANNEL_UNSPECIFIED,
+    CHANNEL_WITHOUT_CONTACT, EMERGENCY_NOTIFICATION_REQUIRED),
+    PERMISSION_DENIED (PERMISSION_DENIED, checked before the payload).
     """
     GetContactPreferences: _grpc.UnaryUnaryMultiCallable[_notify_pb2.GetContactPreferencesRequest, _notify_pb2.ContactPreferences]
-    """Read the patient's contact preferences."""
+    """Read the patient's contact preferences (empty ones if never set).
+    Errors: INVALID_ARGUMENT (NAME_INVALID), PERMISSION_DENIED (PERMISSION_DENIED).
+    """
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notify_pb2.ListNotificationsRequest, _notify_pb2.ListNotificationsResponse]
     """List what was sent to the patient, newest first."""
 
@@ -60,15 +72,27 @@ class NotifyServiceAsyncStub(NotifyServiceStub):
     SendOneTimeCode: _aio.UnaryUnaryMultiCallable[_notify_pb2.SendOneTimeCodeRequest, _notify_pb2.SendOneTimeCodeResponse]  # type: ignore[assignment]
     """Deliver a one-time code to a patient (internal: identity only). Codes never
     travel through a stream and are never stored or logged by notify.
-    Errors: INVALID_ARGUMENT (DESTINATION_INVALID, CHANNEL_UNSPECIFIED),
-    UNAVAILABLE (DELIVERY_FAILED) when the provider refuses after retries.
+    Idempotent per request_id: a repeated request returns the same delivery_id
+    and sends nothing more (a FAILED delivery is attempted again).
+    Transient provider errors are retried with backoff, within the caller's deadline.
+    Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
+    DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID),
+    FAILED_PRECONDITION (REQUEST_ID_REUSED: same request_id, another message),
+    PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
+    provider is unreachable or refuses after retries.
     """
     SetContactPreferences: _aio.UnaryUnaryMultiCallable[_notify_pb2.SetContactPreferencesRequest, _notify_pb2.ContactPreferences]  # type: ignore[assignment]
-    """Set how the patient wants to be told of events on their record.
-    Errors: INVALID_ARGUMENT (EMAIL_INVALID, PHONE_INVALID, CHANNEL_WITHOUT_CONTACT).
+    """Set how the patient wants to be told of events on their record (full
+    replacement). A patient may only set their own; internal callers any.
+    Errors: INVALID_ARGUMENT (NAME_INVALID, REQUEST_ID_INVALID, EMAIL_INVALID,
+    PHONE_INVALID, KIND_INVALID, CHOICE_DUPLICATED, CHANNEL_UNSPECIFIED,
+    CHANNEL_WITHOUT_CONTACT, EMERGENCY_NOTIFICATION_REQUIRED),
+    PERMISSION_DENIED (PERMISSION_DENIED, checked before the payload).
     """
     GetContactPreferences: _aio.UnaryUnaryMultiCallable[_notify_pb2.GetContactPreferencesRequest, _notify_pb2.ContactPreferences]  # type: ignore[assignment]
-    """Read the patient's contact preferences."""
+    """Read the patient's contact preferences (empty ones if never set).
+    Errors: INVALID_ARGUMENT (NAME_INVALID), PERMISSION_DENIED (PERMISSION_DENIED).
+    """
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notify_pb2.ListNotificationsRequest, _notify_pb2.ListNotificationsResponse]  # type: ignore[assignment]
     """List what was sent to the patient, newest first."""
 
@@ -85,8 +109,14 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_notify_pb2.SendOneTimeCodeResponse, _abc.Awaitable[_notify_pb2.SendOneTimeCodeResponse]]:
         """Deliver a one-time code to a patient (internal: identity only). Codes never
         travel through a stream and are never stored or logged by notify.
-        Errors: INVALID_ARGUMENT (DESTINATION_INVALID, CHANNEL_UNSPECIFIED),
-        UNAVAILABLE (DELIVERY_FAILED) when the provider refuses after retries.
+        Idempotent per request_id: a repeated request returns the same delivery_id
+        and sends nothing more (a FAILED delivery is attempted again).
+        Transient provider errors are retried with backoff, within the caller's deadline.
+        Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
+        DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID),
+        FAILED_PRECONDITION (REQUEST_ID_REUSED: same request_id, another message),
+        PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
+        provider is unreachable or refuses after retries.
         """
 
     @_abc_1.abstractmethod
@@ -95,8 +125,12 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notify_pb2.SetContactPreferencesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notify_pb2.ContactPreferences, _abc.Awaitable[_notify_pb2.ContactPreferences]]:
-        """Set how the patient wants to be told of events on their record.
-        Errors: INVALID_ARGUMENT (EMAIL_INVALID, PHONE_INVALID, CHANNEL_WITHOUT_CONTACT).
+        """Set how the patient wants to be told of events on their record (full
+        replacement). A patient may only set their own; internal callers any.
+        Errors: INVALID_ARGUMENT (NAME_INVALID, REQUEST_ID_INVALID, EMAIL_INVALID,
+        PHONE_INVALID, KIND_INVALID, CHOICE_DUPLICATED, CHANNEL_UNSPECIFIED,
+        CHANNEL_WITHOUT_CONTACT, EMERGENCY_NOTIFICATION_REQUIRED),
+        PERMISSION_DENIED (PERMISSION_DENIED, checked before the payload).
         """
 
     @_abc_1.abstractmethod
@@ -105,7 +139,9 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notify_pb2.GetContactPreferencesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notify_pb2.ContactPreferences, _abc.Awaitable[_notify_pb2.ContactPreferences]]:
-        """Read the patient's contact preferences."""
+        """Read the patient's contact preferences (empty ones if never set).
+        Errors: INVALID_ARGUMENT (NAME_INVALID), PERMISSION_DENIED (PERMISSION_DENIED).
+        """
 
     @_abc_1.abstractmethod
     def ListNotifications(

@@ -1,0 +1,3 @@
+"""Fixtures shared across test areas (each lives in `tests/fixtures/<area>.py`)."""
+
+pytest_plugins = ["tests.fixtures.notify", "tests.fixtures.history", "tests.fixtures.records"]
