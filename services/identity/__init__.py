@@ -1,0 +1,1 @@
+"""identity: INS validation, patient accounts, login with one-time codes, tokens, directory."""

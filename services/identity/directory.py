@@ -1,0 +1,257 @@
+"""The professional directory: RPPS, profession, specialty, roles, certificates.
+
+Roles are a fixed set (ProfessionalRole); they are stored by their principal
+name ("guichet_amo"…) so they read the same as in certificates and principals.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from sqlalchemy import Row, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dmp.identity.v1 import events_pb2, identity_pb2
+from kit import codes
+from kit.errors import already_exists, invalid_argument, not_found
+from services.identity import events, rpps, validation
+from services.identity.models import professional_certificates, professionals
+
+ROLE_NAMES: dict[int, str] = {
+    value: name.removeprefix("PROFESSIONAL_ROLE_").lower()
+    for name, value in identity_pb2.ProfessionalRole.items()
+    if value != identity_pb2.PROFESSIONAL_ROLE_UNSPECIFIED
+}
+ROLE_VALUES = {name: value for value, name in ROLE_NAMES.items()}
+MAX_CERTIFICATES = 20
+MAX_CERTIFICATE_BYTES = 16 * 1024
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def professional_name(rpps_number: str) -> str:
+    return f"professionals/{rpps_number}"
+
+
+def rpps_from_name(name: str, field: str = "name") -> str:
+    validation.required(name, field, 30)
+    prefix, _, number = name.partition("/")
+    if prefix != "professionals":
+        raise invalid_argument(
+            "RESOURCE_NAME_INVALID", f"{field} must look like professionals/{{rpps}}.", field
+        )
+    return rpps.validate(number, field)
+
+
+def fingerprint(value: str, field: str) -> str:
+    """64 lowercase hex digits (colons and case ignored), else FINGERPRINT_MALFORMED."""
+    validation.bounded(value, field, 95)
+    normalized = value.replace(":", "").lower()
+    if not _HEX64.fullmatch(normalized):
+        raise invalid_argument("FINGERPRINT_MALFORMED", "A fingerprint is a SHA-256 in hex.", field)
+    return normalized
+
+
+def certificate_fingerprint(der: bytes, field: str = "certificate_der") -> str:
+    if len(der) > MAX_CERTIFICATE_BYTES:
+        raise invalid_argument("FIELD_TOO_LONG", "The certificate is too large.", field)
+    try:
+        x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise invalid_argument(
+            "CERTIFICATE_MALFORMED", "The certificate is not valid DER.", field
+        ) from exc
+    return hashlib.sha256(der).hexdigest()
+
+
+def validated(p: identity_pb2.Professional) -> identity_pb2.Professional:
+    """A clean copy of a CreateProfessional entry, or INVALID_ARGUMENT."""
+    field = "professional"
+    number = rpps.validate(validation.required(p.rpps, f"{field}.rpps", 11), f"{field}.rpps")
+    family = validation.required(p.family_name.strip(), f"{field}.family_name", 100)
+    given = validation.required(p.given_name.strip(), f"{field}.given_name", 100)
+    profession = validation.required(p.profession_code, f"{field}.profession_code", 8)
+    if not codes.is_valid("professions", profession):
+        raise invalid_argument(
+            "PROFESSION_UNKNOWN", "Unknown profession code.", f"{field}.profession_code"
+        )
+    specialty = validation.bounded(p.specialty_code, f"{field}.specialty_code", 16)
+    if specialty and not codes.is_valid("specialties", specialty):
+        raise invalid_argument(
+            "SPECIALTY_UNKNOWN", "Unknown specialty code.", f"{field}.specialty_code"
+        )
+    roles = sorted(
+        {
+            validation.enum_value(r, identity_pb2.ProfessionalRole.DESCRIPTOR, f"{field}.roles")
+            for r in p.roles
+        }
+    )
+    if len(p.certificate_sha256) > MAX_CERTIFICATES:
+        raise invalid_argument(
+            "FIELD_TOO_LONG", "Too many certificates.", f"{field}.certificate_sha256"
+        )
+    prints = sorted({fingerprint(f, f"{field}.certificate_sha256") for f in p.certificate_sha256})
+    return identity_pb2.Professional(
+        name=professional_name(number),
+        rpps=number,
+        family_name=family,
+        given_name=given,
+        profession_code=profession,
+        specialty_code=specialty,
+        roles=roles,  # type: ignore[arg-type]
+        certificate_sha256=prints,
+    )
+
+
+async def create(
+    db: AsyncSession, entry: identity_pb2.Professional, now: datetime
+) -> identity_pb2.Professional:
+    existing = (
+        await db.execute(select(func.count()).where(professionals.c.rpps == entry.rpps))
+    ).scalar_one()
+    if existing:
+        raise already_exists("PROFESSIONAL_EXISTS", "This RPPS is already in the directory.")
+    if entry.certificate_sha256:
+        taken = (
+            await db.execute(
+                select(func.count()).where(
+                    professional_certificates.c.sha256.in_(list(entry.certificate_sha256))
+                )
+            )
+        ).scalar_one()
+        if taken:
+            raise already_exists(
+                "CERTIFICATE_ALREADY_REGISTERED", "A certificate belongs to another professional."
+            )
+    try:
+        await db.execute(
+            professionals.insert().values(
+                rpps=entry.rpps,
+                family_name=entry.family_name,
+                given_name=entry.given_name,
+                profession_code=entry.profession_code,
+                specialty_code=entry.specialty_code or None,
+                roles=",".join(ROLE_NAMES[r] for r in entry.roles),
+                created_at=now,
+            )
+        )
+        for sha in entry.certificate_sha256:
+            await db.execute(
+                professional_certificates.insert().values(
+                    sha256=sha, rpps=entry.rpps, created_at=now
+                )
+            )
+    except IntegrityError as exc:  # a concurrent twin won
+        raise already_exists(
+            "PROFESSIONAL_EXISTS", "This RPPS is already in the directory."
+        ) from exc
+    await events.publish(
+        db,
+        events.PROFESSIONAL_CREATED,
+        events_pb2.ProfessionalCreated(professional=entry.name),
+    )
+    out = identity_pb2.Professional()
+    out.CopyFrom(entry)
+    out.create_time.FromDatetime(now)
+    return out
+
+
+async def _certificates(db: AsyncSession, numbers: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {n: [] for n in numbers}
+    if not numbers:
+        return found
+    rows = await db.execute(
+        select(professional_certificates.c.rpps, professional_certificates.c.sha256)
+        .where(professional_certificates.c.rpps.in_(numbers))
+        .order_by(professional_certificates.c.sha256)
+    )
+    for row in rows:
+        found[row.rpps].append(row.sha256)
+    return found
+
+
+def _message(row: Row[Any], prints: list[str]) -> identity_pb2.Professional:
+    p = identity_pb2.Professional(
+        name=professional_name(row.rpps),
+        rpps=row.rpps,
+        family_name=row.family_name,
+        given_name=row.given_name,
+        profession_code=row.profession_code,
+        specialty_code=row.specialty_code or "",
+        roles=[ROLE_VALUES[r] for r in row.roles.split(",") if r],  # type: ignore[misc]
+        certificate_sha256=prints,
+    )
+    p.create_time.FromDatetime(row.created_at)
+    return p
+
+
+async def get(db: AsyncSession, number: str) -> identity_pb2.Professional:
+    row = (
+        await db.execute(select(professionals).where(professionals.c.rpps == number))
+    ).one_or_none()
+    if row is None:
+        raise not_found("PROFESSIONAL_NOT_FOUND", "No professional has this RPPS.")
+    return _message(row, (await _certificates(db, [number]))[number])
+
+
+async def resolve(db: AsyncSession, sha256: str) -> identity_pb2.Professional:
+    number = (
+        await db.execute(
+            select(professional_certificates.c.rpps).where(
+                professional_certificates.c.sha256 == sha256
+            )
+        )
+    ).scalar_one_or_none()
+    if number is None:
+        raise not_found("CERTIFICATE_UNKNOWN", "No professional holds this certificate.")
+    return await get(db, number)
+
+
+def encode_page_token(after: str, profession: str) -> str:
+    raw = json.dumps({"a": after, "p": profession}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, profession: str) -> str:
+    """The last RPPS of the previous page; the token must come from the same filter."""
+    if not token:
+        return ""
+    bad = invalid_argument("PAGE_TOKEN_INVALID", "The page token is invalid.", "page_token")
+    if len(token) > 200:
+        raise bad
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise bad from exc
+    if not isinstance(data, dict) or data.get("p") != profession:
+        raise bad
+    after = data.get("a")
+    if not isinstance(after, str) or len(after) != 11 or not after.isdigit():
+        raise bad
+    return after
+
+
+async def list_page(
+    db: AsyncSession, *, profession: str, after: str, page_size: int
+) -> tuple[list[identity_pb2.Professional], str]:
+    query = select(professionals).order_by(professionals.c.rpps).limit(page_size + 1)
+    if profession:
+        query = query.where(professionals.c.profession_code == profession)
+    if after:
+        query = query.where(professionals.c.rpps > after)
+    rows = list((await db.execute(query)).all())
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    prints = await _certificates(db, [r.rpps for r in rows])
+    page = [_message(r, prints[r.rpps]) for r in rows]
+    next_token = encode_page_token(rows[-1].rpps, profession) if more and rows else ""
+    return page, next_token

@@ -1,0 +1,140 @@
+"""identity's schema. Secrets are never stored in clear: passwords as argon2id
+hashes, one-time and creation codes as HMAC-SHA256 under the server pepper,
+refresh tokens as SHA-256 (they are 256-bit random, so no pepper is needed).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
+
+from kit.db import BigIntPK, UTCDateTime
+from kit.outbox import outbox_table
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("ins", String(15), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("email", String(254), nullable=True),
+    Column("mobile_phone", String(16), nullable=True),
+    Column("throttled_until", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("password_changed_at", UTCDateTime, nullable=False),
+)
+
+# A one-time code sent for a login or a recovery. state: pending, used, locked.
+challenges = Table(
+    "challenges",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("code_mac", LargeBinary(32), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    Index("ix_challenges_account_state", "account_id", "state"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoke_reason", String(32), nullable=True),
+    Index("ix_sessions_account", "account_id"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("session_id", String(32), ForeignKey("sessions.id"), nullable=False),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    Index("ix_refresh_tokens_session", "session_id"),
+)
+
+creation_codes = Table(
+    "creation_codes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("ins", String(15), nullable=False),
+    Column("code_mac", LargeBinary(32), nullable=False, unique=True),
+    Column("issued_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("account_id", String(32), nullable=True),
+    Index("ix_creation_codes_ins", "ins"),
+)
+
+professionals = Table(
+    "professionals",
+    metadata,
+    Column("rpps", String(11), primary_key=True),
+    Column("family_name", String(100), nullable=False),
+    Column("given_name", String(100), nullable=False),
+    Column("profession_code", String(8), nullable=False),
+    Column("specialty_code", String(16), nullable=True),
+    Column("roles", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_professionals_profession", "profession_code", "rpps"),
+)
+
+professional_certificates = Table(
+    "professional_certificates",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("rpps", String(11), ForeignKey("professionals.rpps"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_professional_certificates_rpps", "rpps"),
+)
+
+# Idempotency keys of processed mutations (AIP-155); `response` is empty when
+# the original response held a secret that must not be kept.
+processed_requests = Table(
+    "processed_requests",
+    metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("method", String(64), nullable=False),
+    Column("caller", String(64), nullable=False),
+    Column("response", LargeBinary, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+outbox = outbox_table(metadata)
+
+__all__ = [
+    "accounts",
+    "challenges",
+    "creation_codes",
+    "metadata",
+    "outbox",
+    "processed_requests",
+    "professional_certificates",
+    "professionals",
+    "refresh_tokens",
+    "sessions",
+]

@@ -1,0 +1,31 @@
+"""What the RPC handlers share: settings, database, hashers, signer, notify client, clock.
+
+The clock is injectable so tests can age codes, tokens and throttles without
+sleeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kit.tokens import AccessTokenIssuer
+from services.identity.notifier import Notifier
+from services.identity.passwords import PasswordService
+from services.identity.settings import IdentitySettings
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class Runtime:
+    settings: IdentitySettings
+    db: async_sessionmaker[AsyncSession]
+    passwords: PasswordService
+    tokens: AccessTokenIssuer
+    notifier: Notifier
+    pepper: bytes
+    clock: Clock

@@ -1,0 +1,204 @@
+"""gRPC layer: validates every field, then calls the domain modules.
+
+Nothing is written before the whole request is validated. Handlers return
+protos and raise `ServiceError`; the kit interceptor does the rest.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from dmp.authz.v1 import principal_pb2
+from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from kit import codes, ins
+from kit.context import current_principal
+from kit.db import transaction
+from kit.errors import invalid_argument
+from kit.principal import require_kind
+from services.identity import (
+    accounts,
+    creation_codes,
+    directory,
+    idempotency,
+    login,
+    otp,
+    passwords,
+)
+from services.identity import validation as check
+from services.identity.runtime import Runtime
+
+MAX_PASSWORD = passwords.MAX_LENGTH
+MAX_REFRESH_TOKEN = 128
+
+
+def _code(value: str, field: str) -> str:
+    check.required(value, field, 16)
+    if not otp.well_formed(value):
+        raise invalid_argument("OTP_MALFORMED", "A one-time code is 6 digits.", field)
+    return value
+
+
+def _identifier(value: str, field: str) -> str:
+    return ins.validate(check.required(value, field, 32), field)
+
+
+def _patient() -> principal_pb2.Principal:
+    return require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_PATIENT)
+
+
+class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    async def StartLogin(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.StartLoginRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.StartLoginResponse:
+        request_id = check.request_id(request.request_id)
+        identifier = _identifier(request.identifier, "identifier")
+        password = check.required(request.password, "password", MAX_PASSWORD)
+        return await login.start_login(self.rt, request_id, identifier, password)
+
+    async def VerifyOneTimeCode(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.VerifyOneTimeCodeRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.VerifyOneTimeCodeResponse:
+        request_id = check.request_id(request.request_id)
+        challenge = check.resource_id(request.challenge, "challenges", "challenge")
+        code = _code(request.code, "code")
+        return await login.verify_code(self.rt, request_id, challenge, code)
+
+    async def RefreshToken(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RefreshTokenResponse:
+        request_id = check.request_id(request.request_id)
+        token = check.required(request.refresh_token, "refresh_token", MAX_REFRESH_TOKEN)
+        return await login.refresh(self.rt, request_id, token)
+
+    async def Logout(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.LogoutResponse:
+        request_id = check.request_id(request.request_id)
+        return await login.logout(self.rt, request_id, _patient())
+
+    async def ChangePassword(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ChangePasswordResponse:
+        request_id = check.request_id(request.request_id)
+        current = check.required(request.current_password, "current_password", MAX_PASSWORD)
+        new = check.required(request.new_password, "new_password", MAX_PASSWORD)
+        principal = _patient()
+        return await accounts.change_password(self.rt, request_id, principal, current, new)
+
+    async def IssueCreationCode(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.IssueCreationCodeRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.IssueCreationCodeResponse:
+        caller = accounts.may_issue_creation_code(current_principal())
+        request_id = check.request_id(request.request_id)
+        patient_ins = _identifier(request.ins, "ins")
+        return await accounts.issue_creation_code(self.rt, request_id, patient_ins, caller)
+
+    async def RegisterPatientAccount(  # noqa: N802 - gRPC method name
+        self,
+        request: identity_pb2.RegisterPatientAccountRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> identity_pb2.Account:
+        request_id = check.request_id(request.request_id)
+        patient_ins = _identifier(request.ins, "ins")
+        code = creation_codes.normalize(check.required(request.creation_code, "creation_code", 32))
+        password = check.required(request.password, "password", MAX_PASSWORD)
+        email = check.email(request.email)
+        mobile_phone = check.mobile_phone(request.mobile_phone)
+        if not email and not mobile_phone:
+            raise invalid_argument(
+                "CONTACT_REQUIRED", "An e-mail or a mobile phone is needed for codes.", "email"
+            )
+        passwords.check_policy(password, patient_ins)
+        return await accounts.register(
+            self.rt,
+            request_id,
+            ins=patient_ins,
+            code=code,
+            password=password,
+            email=email,
+            mobile_phone=mobile_phone,
+        )
+
+    async def RecoverCredentials(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.RecoverCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RecoverCredentialsResponse:
+        request_id = check.request_id(request.request_id)
+        step = request.WhichOneof("step")
+        if step == "start":
+            identifier = _identifier(request.start.identifier, "start.identifier")
+            return await accounts.start_recovery(self.rt, request_id, identifier)
+        if step == "complete":
+            step_in = request.complete
+            challenge = check.resource_id(step_in.challenge, "challenges", "complete.challenge")
+            code = _code(step_in.code, "complete.code")
+            new = check.required(step_in.new_password, "complete.new_password", MAX_PASSWORD)
+            return await accounts.complete_recovery(self.rt, request_id, challenge, code, new)
+        raise invalid_argument("FIELD_REQUIRED", "start or complete is required.", "step")
+
+    async def GetProfessional(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.GetProfessionalRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Professional:
+        number = directory.rpps_from_name(request.name)
+        async with transaction(self.rt.db) as db:
+            return await directory.get(db, number)
+
+    async def ListProfessionals(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.ListProfessionalsRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListProfessionalsResponse:
+        if request.page_size < 0:
+            raise invalid_argument(
+                "PAGE_SIZE_INVALID", "page_size must not be negative.", "page_size"
+            )
+        size = min(request.page_size or directory.DEFAULT_PAGE_SIZE, directory.MAX_PAGE_SIZE)
+        profession = check.bounded(request.profession_code, "profession_code", 8)
+        if profession and not codes.is_valid("professions", profession):
+            raise invalid_argument(
+                "PROFESSION_UNKNOWN", "Unknown profession code.", "profession_code"
+            )
+        after = directory.decode_page_token(request.page_token, profession)
+        async with transaction(self.rt.db) as db:
+            page, next_token = await directory.list_page(
+                db, profession=profession, after=after, page_size=size
+            )
+        return identity_pb2.ListProfessionalsResponse(
+            professionals=page, next_page_token=next_token
+        )
+
+    async def ResolveCertificate(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.ResolveCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Professional:
+        which = request.WhichOneof("certificate")
+        if which == "certificate_der":
+            sha = directory.certificate_fingerprint(request.certificate_der)
+        elif which == "sha256_fingerprint" and request.sha256_fingerprint:
+            sha = directory.fingerprint(request.sha256_fingerprint, "sha256_fingerprint")
+        else:
+            raise invalid_argument(
+                "FIELD_REQUIRED", "A certificate or its fingerprint is required.", "certificate"
+            )
+        async with transaction(self.rt.db) as db:
+            return await directory.resolve(db, sha)
+
+    async def CreateProfessional(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.CreateProfessionalRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Professional:
+        request_id = check.request_id(request.request_id)
+        if not request.HasField("professional"):
+            raise invalid_argument("FIELD_REQUIRED", "professional is required.", "professional")
+        entry = directory.validated(request.professional)
+        caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
+        now = self.rt.clock()
+        async with transaction(self.rt.db) as db:
+            replayed = await idempotency.replay(
+                db, request_id, "CreateProfessional", caller, identity_pb2.Professional
+            )
+            if replayed is not None:
+                return replayed
+            created = await directory.create(db, entry, now)
+            await idempotency.remember(
+                db, request_id, "CreateProfessional", caller, created, now=now
+            )
+        return created
