@@ -1,1 +1,2 @@
-"""The records service (see ARCHITECTURE.md §2); built in its own issue."""
+"""The records service (ARCHITECTURE §2): the record's lifecycle, documents
+(encrypted at rest, scoped), health profile, vaccinations and search."""

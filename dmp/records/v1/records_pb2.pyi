@@ -956,7 +956,12 @@ class OnlineCreation(_message.Message):
 
     CREATION_CODE_FIELD_NUMBER: _builtins.int
     creation_code: _builtins.str
-    """Creation code issued by identity (IssueCreationCode); single use, expires."""
+    """Creation code issued by identity (IssueCreationCode); single use, expires.
+    identity consumes it when the patient registers their account
+    (RegisterPatientAccount); the signed patient principal whose INS matches
+    `dossier.patient_ins` is therefore the proof records checks, and this
+    field is informational only.
+    """
     def __init__(
         self,
         *,
@@ -1084,7 +1089,11 @@ class GetDossierRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name `dossiers/{dossier}`."""
+    """Resource name `dossiers/{dossier}`, or the lookup alias
+    `patients/{ins}/dossier` (the record is a singleton of the patient, AIP-156
+    style) for a caller who only knows the patient's INS; the returned
+    `Dossier.name` is always the canonical `dossiers/{dossier}`.
+    """
     def __init__(
         self,
         *,

@@ -35,15 +35,20 @@ class RecordsServiceStub:
     and types not readable, masked documents, documents invisible to the
     patient or to legal representatives).
 
-    Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp.fr")
+    Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons common to every method on an existing record:
     - DOSSIER_CLOSED (FAILED_PRECONDITION): the record is closed; only
     ReactivateDossier is accepted.
     - TERMS_NOT_ACCEPTED (FAILED_PRECONDITION): a legacy record must accept the
     current terms of use (AcceptTermsOfUse) before anything else.
-    - NOT_FOUND with no reason detail: the resource does not exist or the caller
-    may not know it exists (AIP-211, same answer for both).
+    - NOT_FOUND (reason NOT_FOUND): the resource does not exist or the caller
+    may not know it exists (AIP-211, same answer for both, e.g. a document the
+    scope excludes).
+    - INVALID_NAME, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID (INVALID_ARGUMENT):
+    a malformed resource name or idempotency key.
+    - ROLE_EXCLUDED (PERMISSION_DENIED): occupational doctors, insurers... never
+    access a record.
     - IDEMPOTENCY_KEY_REUSED (INVALID_ARGUMENT): a `request_id` was reused with
     a different request body.
     - ABORTED (reason ETAG_MISMATCH): the `etag` given does not match the
@@ -153,15 +158,20 @@ class RecordsServiceServicer:
     and types not readable, masked documents, documents invisible to the
     patient or to legal representatives).
 
-    Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp.fr")
+    Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons common to every method on an existing record:
     - DOSSIER_CLOSED (FAILED_PRECONDITION): the record is closed; only
     ReactivateDossier is accepted.
     - TERMS_NOT_ACCEPTED (FAILED_PRECONDITION): a legacy record must accept the
     current terms of use (AcceptTermsOfUse) before anything else.
-    - NOT_FOUND with no reason detail: the resource does not exist or the caller
-    may not know it exists (AIP-211, same answer for both).
+    - NOT_FOUND (reason NOT_FOUND): the resource does not exist or the caller
+    may not know it exists (AIP-211, same answer for both, e.g. a document the
+    scope excludes).
+    - INVALID_NAME, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID (INVALID_ARGUMENT):
+    a malformed resource name or idempotency key.
+    - ROLE_EXCLUDED (PERMISSION_DENIED): occupational doctors, insurers... never
+    access a record.
     - IDEMPOTENCY_KEY_REUSED (INVALID_ARGUMENT): a `request_id` was reused with
     a different request body.
     - ABORTED (reason ETAG_MISMATCH): the `etag` given does not match the
@@ -174,10 +184,10 @@ class RecordsServiceServicer:
         professional who attests the patient's consent; a minor's record only at
         a desk or by a professional, with legal representatives. One record per
         INS. Errors: ALREADY_EXISTS (reason DOSSIER_ALREADY_EXISTS),
-        INVALID_ARGUMENT (INVALID_INS, CONSENT_NOT_ATTESTED,
-        LEGAL_REPRESENTATIVE_REQUIRED), FAILED_PRECONDITION
-        (CREATION_CODE_INVALID, CREATION_CODE_EXPIRED,
-        MINOR_REQUIRES_ASSISTED_CREATION, CHANNEL_NOT_ALLOWED), PERMISSION_DENIED.
+        INVALID_ARGUMENT (INS_MALFORMED, INS_KEY_MISMATCH, CONSENT_NOT_ATTESTED,
+        LEGAL_REPRESENTATIVE_REQUIRED, IDENTITY_REQUIRED), FAILED_PRECONDITION
+        (MINOR_REQUIRES_ASSISTED_CREATION, CHANNEL_NOT_ALLOWED),
+        PERMISSION_DENIED (PRINCIPAL_KIND_NOT_ALLOWED, NOT_OWN_RECORD).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,7 +237,11 @@ class RecordsServiceServicer:
         profession matrix must allow writing that class (no read grant needed)
         and the author must not be blocked. Publishes dmp.records.document.added
         (the patient is notified). Errors: INVALID_ARGUMENT (UNKNOWN_TYPE_CODE,
-        CONTENT_HASH_MISMATCH, FORMAT_MISMATCH, CONTENT_EMPTY),
+        CONTENT_HASH_MISMATCH, FORMAT_MISMATCH, FORMAT_REQUIRED, CONTENT_EMPTY,
+        TITLE_REQUIRED, TITLE_TOO_LONG, SERVICE_TIME_IN_FUTURE,
+        SERVICE_STOP_BEFORE_START, SERVICE_START_REQUIRED, AUTHOR_MISMATCH,
+        INVALID_FLAG, UNKNOWN_CODE), PERMISSION_DENIED (FLAG_CHANGE_NOT_ALLOWED: a
+        patient may only set MASQUE_PS),
         RESOURCE_EXHAUSTED (CONTENT_TOO_LARGE), PERMISSION_DENIED
         (CLASS_NOT_WRITABLE, PROFESSIONAL_BLOCKED), ALREADY_EXISTS (DOCUMENT_ALREADY_EXISTS: same
         `unique_id` already submitted), DOSSIER_CLOSED, TERMS_NOT_ACCEPTED.
@@ -247,7 +261,7 @@ class RecordsServiceServicer:
     def ListDocuments(self, request, context):
         """Lists the documents of a record the caller's scope allows, metadata only
         (no content), newest service date first. Errors: INVALID_ARGUMENT
-        (INVALID_FILTER, INVALID_PAGE_TOKEN).
+        (INVALID_FILTER, INVALID_ORDER_BY, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -266,8 +280,9 @@ class RecordsServiceServicer:
         """Replaces a current document by a new version (XDS RPLC): the new document
         gets a new name and status CURRENT, the old one becomes DEPRECATED and
         stays readable. Only the author of the replaced version may replace it.
-        Errors: FAILED_PRECONDITION (DOCUMENT_NOT_CURRENT), PERMISSION_DENIED
-        (NOT_AUTHOR, CLASS_NOT_WRITABLE), plus the CreateDocument errors.
+        Errors: FAILED_PRECONDITION (DOCUMENT_DELETED, DOCUMENT_NOT_CURRENT),
+        PERMISSION_DENIED (NOT_AUTHOR, CLASS_NOT_WRITABLE), plus the
+        CreateDocument errors.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -447,15 +462,20 @@ class RecordsService:
     and types not readable, masked documents, documents invisible to the
     patient or to legal representatives).
 
-    Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp.fr")
+    Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons common to every method on an existing record:
     - DOSSIER_CLOSED (FAILED_PRECONDITION): the record is closed; only
     ReactivateDossier is accepted.
     - TERMS_NOT_ACCEPTED (FAILED_PRECONDITION): a legacy record must accept the
     current terms of use (AcceptTermsOfUse) before anything else.
-    - NOT_FOUND with no reason detail: the resource does not exist or the caller
-    may not know it exists (AIP-211, same answer for both).
+    - NOT_FOUND (reason NOT_FOUND): the resource does not exist or the caller
+    may not know it exists (AIP-211, same answer for both, e.g. a document the
+    scope excludes).
+    - INVALID_NAME, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID (INVALID_ARGUMENT):
+    a malformed resource name or idempotency key.
+    - ROLE_EXCLUDED (PERMISSION_DENIED): occupational doctors, insurers... never
+    access a record.
     - IDEMPOTENCY_KEY_REUSED (INVALID_ARGUMENT): a `request_id` was reused with
     a different request body.
     - ABORTED (reason ETAG_MISMATCH): the `etag` given does not match the

@@ -1,0 +1,33 @@
+"""The records service process."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from dmp.records.v1 import records_pb2, records_pb2_grpc
+from kit.server import ServiceApp
+from services.records.models import outbox
+from services.records.servicer import RecordsServicer
+from services.records.settings import RecordsSettings
+
+
+class RecordsApp(ServiceApp):
+    """Records: lifecycle, documents, health profile; events through the outbox."""
+
+    name = "records"
+    outbox = outbox
+
+    def __init__(self, settings: RecordsSettings) -> None:
+        settings.kek_bytes()  # refuse to start with a malformed or missing KEK
+        super().__init__(settings)
+        self.records_settings = settings
+
+    def wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.notify()
+
+    def register(self, server: grpc.aio.Server) -> Sequence[str]:
+        records_pb2_grpc.add_RecordsServiceServicer_to_server(RecordsServicer(self), server)
+        return [records_pb2.DESCRIPTOR.services_by_name["RecordsService"].full_name]
