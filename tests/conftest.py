@@ -1,3 +1,8 @@
 """Fixtures shared across test areas (each lives in `tests/fixtures/<area>.py`)."""
 
-pytest_plugins = ["tests.fixtures.notify", "tests.fixtures.history", "tests.fixtures.records"]
+pytest_plugins = [
+    "tests.fixtures.notify",
+    "tests.fixtures.history",
+    "tests.fixtures.records",
+    "tests.fixtures.consent",
+]

@@ -10,13 +10,12 @@ import importlib
 
 import typer
 
+from kit.devstack import catalog
+
 app = typer.Typer(no_args_is_help=True, help="DMP platform: run, operate and try the platform.")
 
-# Services runnable with `dmp serve NAME`; each module exposes main().
-SERVICES = {
-    "identity": "services.identity.__main__",
-    "notify": "services.notify.__main__",
-}
+# Services runnable with `dmp serve NAME` (the launcher's catalog); each __main__ exposes main().
+SERVICES = {spec.name: f"{spec.module}.__main__" for spec in catalog.CATALOG}
 
 
 @app.callback()
@@ -34,7 +33,13 @@ def serve(service: str = typer.Argument(..., help="Service to run, e.g. identity
 
 
 def _register_subcommands() -> None:
-    for module_name, name in (("kit.cli.dev", "dev"),):
+    for module_name, name in (
+        ("kit.cli.dev", "dev"),
+        ("kit.cli.migrate", "migrate"),
+        ("kit.cli.records", "records"),
+        ("kit.cli.history", "history"),
+        ("kit.cli.policy", "policy"),
+    ):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -102,6 +102,7 @@ class Scope(_message.Message):
     ADMINISTRATIVE_ONLY_FIELD_NUMBER: _builtins.int
     LEGAL_REPRESENTATIVE_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    WRITABLE_TYPE_CODES_FIELD_NUMBER: _builtins.int
     mode: Global___AccessMode.ValueType
     """Access mode of the decision."""
     masked_visible: _builtins.bool
@@ -124,6 +125,10 @@ class Scope(_message.Message):
     def writable_class_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Document class codes the caller may write."""
 
+    @_builtins.property
+    def writable_type_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Document type codes the caller may write in addition to whole classes."""
+
     def __init__(
         self,
         *,
@@ -135,10 +140,11 @@ class Scope(_message.Message):
         administrative_only: _builtins.bool = ...,
         legal_representative: _builtins.bool = ...,
         policy_version: _builtins.str = ...,
+        writable_type_codes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrative_only", b"administrative_only", "legal_representative", b"legal_representative", "masked_visible", b"masked_visible", "mode", b"mode", "policy_version", b"policy_version", "readable_class_codes", b"readable_class_codes", "readable_type_codes", b"readable_type_codes", "writable_class_codes", b"writable_class_codes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrative_only", b"administrative_only", "legal_representative", b"legal_representative", "masked_visible", b"masked_visible", "mode", b"mode", "policy_version", b"policy_version", "readable_class_codes", b"readable_class_codes", "readable_type_codes", b"readable_type_codes", "writable_class_codes", b"writable_class_codes", "writable_type_codes", b"writable_type_codes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

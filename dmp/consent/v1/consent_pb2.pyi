@@ -413,6 +413,10 @@ class AuthorizeResponse(_message.Message):
     NOT_AUTHOR. When allowed, the basis: PATIENT_SELF,
     LEGAL_REPRESENTATIVE, ACCESS_GRANTED, ATTENDING_PHYSICIAN,
     EMERGENCY_ACCESS, WRITE_RIGHT, ADMINISTRATIVE.
+    AIP-211: to a caller without standing on the record (absent record, no
+    grant, blocked) the answer is always NO_GRANT with status 5, so it never
+    tells whether the record exists; the access-log entry keeps the precise
+    reason (e.g. PROFESSIONAL_BLOCKED) for the patient.
     """
     status_code: _builtins.int
     """When denied: the google.rpc.Code the gateway returns (e.g. 7
@@ -1086,8 +1090,10 @@ class AccessLogEntry(_message.Message):
     """One entry of a record's access log: append-only, hash-chained per record.
     Resource name: `dossiers/{dossier}/accessLog/{entry}`.
 
-    `entry_hash` = SHA-256 over the deterministic serialization of this entry
-    with `entry_hash` cleared (hence including `previous_hash` and `sequence`).
+    `entry_hash` = SHA-256 over a canonical serialization of the stored entry
+    (UTF-8 JSON, sorted keys, no spaces, times as RFC 3339 with microseconds)
+    without `entry_hash` and `display_name` (hence including `previous_hash`
+    and `sequence`), so any language can recompute it.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

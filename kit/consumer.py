@@ -1,0 +1,207 @@
+"""Durable JetStream consumers: at-least-once delivery, ack after the handler's commit.
+
+A service consuming another's events (consent's record projection, notify,
+the gateway cache) runs one `DurableConsumer` per subscription. The handler
+does its work in its own transaction and returns; only then is the message
+acked, so a crash between commit and ack redelivers the message and the
+handler must be idempotent (de-duplicate on `Delivery.event_id`, the
+`Nats-Msg-Id` of the outbox). A failing handler gets the message again with
+backoff; after `max_deliver` attempts it is terminated and logged (and
+published to the dead-letter subject if one is configured).
+
+The consumer starts even when the source stream does not exist yet (the
+owning service may start later): it retries the subscription in the
+background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind
+
+from kit.logs import get_logger
+from kit.tracing import extract_context, tracer
+
+log = get_logger(__name__)
+_tracer = tracer(__name__)
+
+
+class PermanentFailureError(Exception):
+    """Raised by a handler for a message that can never succeed (undecodable): not retried."""
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """One durable pull consumer on a stream."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+    ack_wait_s: float = 30.0
+    max_deliver: int = 8
+    batch: int = 64
+    fetch_timeout_s: float = 1.0
+    backoff_s: tuple[float, ...] = (0.2, 1.0, 2.0, 5.0, 10.0)
+    #: If set, terminated messages are republished there (with their headers).
+    dead_letter_subject: str = ""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message as the handler sees it."""
+
+    subject: str
+    data: bytes
+    headers: Mapping[str, str]
+    event_id: str
+    num_delivered: int
+    stream_sequence: int
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class DurableConsumer:
+    """Pulls batches from a durable consumer and hands each message to `handler`."""
+
+    def __init__(self, js: JetStreamContext, spec: ConsumerSpec, handler: Handler) -> None:
+        self._js = js
+        self._spec = spec
+        self._handler = handler
+        self._task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._subscribed = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self._spec.durable}")
+
+    async def wait_subscribed(self) -> None:
+        await self._subscribed.wait()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        if self._sub is not None:
+            # Unsubscribe now: a connection drain would otherwise wait on the pull request.
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        spec = self._spec
+        config = ConsumerConfig(
+            durable_name=spec.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=spec.ack_wait_s,
+            max_deliver=spec.max_deliver,
+            filter_subject=spec.filter_subject,
+        )
+        delay = 0.2
+        while True:
+            try:
+                sub = await self._js.pull_subscribe(
+                    spec.filter_subject, durable=spec.durable, stream=spec.stream, config=config
+                )
+                self._subscribed.set()
+                log.info("consumer_subscribed", stream=spec.stream, durable=spec.durable)
+                return sub
+            except asyncio.CancelledError:
+                raise
+            except (NotFoundError, nats.errors.Error, OSError) as exc:
+                log.info(
+                    "consumer_waiting_for_stream",
+                    stream=spec.stream,
+                    error_type=type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _run(self) -> None:
+        sub = self._sub = await self._subscribe()
+        while True:
+            try:
+                messages = await sub.fetch(self._spec.batch, timeout=self._spec.fetch_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except nats.errors.TimeoutError:
+                continue
+            except Exception as exc:  # NATS away: keep trying
+                log.warning("consumer_fetch_failed", error_type=type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            for msg in messages:
+                await self.handle(msg)
+
+    async def handle(self, msg: Msg) -> None:
+        """Run the handler for one message, then ack / nak with backoff / terminate."""
+        headers = dict(msg.headers or {})
+        meta = msg.metadata
+        delivered = int(meta.num_delivered or 1)
+        delivery = Delivery(
+            subject=msg.subject,
+            data=msg.data,
+            headers=headers,
+            event_id=headers.get("Nats-Msg-Id", ""),
+            num_delivered=delivered,
+            stream_sequence=int(meta.sequence.stream) if meta.sequence else 0,
+        )
+        with _tracer.start_as_current_span(
+            f"receive {msg.subject}",
+            context=extract_context(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "nats", "messaging.message.id": delivery.event_id},
+        ):
+            try:
+                await self._handler(delivery)
+            except asyncio.CancelledError:
+                raise
+            except PermanentFailureError:
+                log.warning("consumer_message_rejected", subject=msg.subject, id=delivery.event_id)
+                await self._terminate(msg, headers)
+                return
+            except Exception as exc:
+                if delivered >= self._spec.max_deliver:
+                    log.error(
+                        "consumer_message_dead",
+                        subject=msg.subject,
+                        id=delivery.event_id,
+                        error_type=type(exc).__name__,
+                    )
+                    await self._terminate(msg, headers)
+                    return
+                backoff = self._spec.backoff_s
+                delay = backoff[min(delivered, len(backoff)) - 1] if backoff else None
+                log.warning(
+                    "consumer_handler_failed",
+                    subject=msg.subject,
+                    id=delivery.event_id,
+                    attempt=delivered,
+                    error_type=type(exc).__name__,
+                )
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=delay)
+                return
+            await msg.ack()
+
+    async def _terminate(self, msg: Msg, headers: dict[str, str]) -> None:
+        if self._spec.dead_letter_subject:
+            with contextlib.suppress(Exception):
+                dl_headers = {k: v for k, v in headers.items() if k != "Nats-Msg-Id"}
+                dl_headers["Dmp-Original-Subject"] = msg.subject
+                await self._js.publish(self._spec.dead_letter_subject, msg.data, headers=dl_headers)
+        with contextlib.suppress(Exception):
+            await msg.term()

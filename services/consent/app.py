@@ -1,0 +1,88 @@
+"""The consent service process: matrix, caches, records projection, servicer."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from dmp.consent.v1 import consent_pb2, consent_pb2_grpc, events_pb2
+from kit.consumer import DurableConsumer
+from kit.db import is_sqlite
+from kit.logs import get_logger
+from kit.server import ServiceApp
+from services.consent import events, matrix
+from services.consent.directory import Directory
+from services.consent.models import outbox
+from services.consent.projection import RecordProjection, consumer_spec
+from services.consent.servicer import ConsentServicer
+from services.consent.settings import ConsentSettings
+from services.consent.store import ConsentStore
+
+log = get_logger(__name__)
+
+
+class ConsentApp(ServiceApp):
+    """Loads and validates the matrix before anything else: a bad matrix never serves."""
+
+    name = "consent"
+    outbox = outbox
+
+    def __init__(self, settings: ConsentSettings) -> None:
+        super().__init__(settings)
+        self.consent_settings = settings
+        self.matrix = matrix.load(settings.policy_path or None)
+        self.directory = Directory(settings)
+        self._store: ConsentStore | None = None
+        self.consumer: DurableConsumer | None = None
+        self._changes: Subscription | None = None
+        self.servicer: ConsentServicer | None = None
+
+    @property
+    def store(self) -> ConsentStore:
+        if self._store is None:
+            raise RuntimeError("consent: not started")
+        return self._store
+
+    async def start(self) -> None:
+        await super().start()
+        self._store = ConsentStore(
+            self.db,
+            self.consent_settings.record_cache_size,
+            single_writer=is_sqlite(self.settings.database_url),
+        )
+        if self.js is not None and self.nc is not None:
+            projection = RecordProjection(self.db, self.store.invalidate, self.wake_relay)
+            self.consumer = DurableConsumer(
+                self.js, consumer_spec(self.consent_settings.records_consumer), projection.handle
+            )
+            self.consumer.start()
+            # Other replicas' rule changes: drop this replica's cached snapshot.
+            self._changes = await self.nc.subscribe(events.CHANGED, cb=self._on_changed)
+        log.info("policy_loaded", version=self.matrix.version, sha256=self.matrix.sha256)
+
+    async def _on_changed(self, msg: Msg) -> None:
+        with contextlib.suppress(DecodeError):
+            self.store.invalidate(events_pb2.ConsentChanged.FromString(msg.data).dossier)
+
+    def wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.notify()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self._changes is not None:
+            with contextlib.suppress(Exception):
+                await self._changes.unsubscribe()
+        await self.directory.close()
+        await super().stop()
+
+    def register(self, server: grpc.aio.Server) -> Sequence[str]:
+        self.servicer = ConsentServicer(self)
+        consent_pb2_grpc.add_ConsentServiceServicer_to_server(self.servicer, server)
+        return [consent_pb2.DESCRIPTOR.services_by_name["ConsentService"].full_name]

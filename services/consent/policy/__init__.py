@@ -1,0 +1,1 @@
+"""Policy data of consent (the profession matrix), shipped as package data."""
