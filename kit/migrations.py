@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
-from sqlalchemy.engine import Connection
+from sqlalchemy import MetaData, event, pool
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,24 @@ async def upgrade(service: str, url: str, revision: str = "head") -> None:
 
 async def downgrade(service: str, url: str, revision: str = "base") -> None:
     await asyncio.to_thread(downgrade_sync, service, url, revision)
+
+
+def _sqlite_transactional_ddl(engine: Engine) -> None:
+    """Make a SQLite migration all-or-nothing, as it is on PostgreSQL.
+
+    The sqlite3/aiosqlite drivers only open a transaction before DML, so DDL commits
+    at once: a migration interrupted half-way left its tables without its version row,
+    and every later start failed with "table … already exists". SQLAlchemy's recipe:
+    the driver stops managing transactions and SQLAlchemy emits BEGIN itself.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def run_env(target_metadata: MetaData) -> None:
@@ -82,6 +101,8 @@ def run_env(target_metadata: MetaData) -> None:
             prefix="sqlalchemy.",
             poolclass=pool.NullPool,
         )
+        if engine.dialect.name == "sqlite":
+            _sqlite_transactional_ddl(engine.sync_engine)
         async with engine.connect() as connection:
             await connection.run_sync(do_run)
             await connection.commit()

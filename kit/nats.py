@@ -50,8 +50,12 @@ async def connect(url: str, name: str) -> Client:
     )
 
 
-async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
-    """Create the stream, or update it when its config changed."""
+async def ensure_stream(js: JetStreamContext, spec: StreamSpec, replicas: int = 1) -> None:
+    """Create the stream, or update it when its config changed.
+
+    `replicas` > 1 on a clustered JetStream (production: 3 nodes) keeps events
+    through the loss of a node.
+    """
     config = StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
@@ -60,6 +64,7 @@ async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
         discard=DiscardPolicy.OLD,
         max_age=spec.max_age_s,
         duplicate_window=spec.duplicate_window_s,
+        num_replicas=replicas,
     )
     try:
         await js.stream_info(spec.name)

@@ -68,7 +68,9 @@ class ServiceApp(abc.ABC):
             self.js = self.nc.jetstream()
             spec = kit_nats.STREAMS.get(self.name)
             if spec is not None:
-                await kit_nats.ensure_stream(self.js, spec)
+                await kit_nats.ensure_stream(
+                    self.js, spec, replicas=self.settings.nats_stream_replicas
+                )
         if self.outbox is not None and self.sessions is not None and self.js is not None:
             self.relay = OutboxRelay(
                 self.sessions, self.outbox, self.js, database_url=self.settings.database_url
@@ -109,6 +111,7 @@ class RunningServer:
         self.port = port
         self.health = health_servicer
         self.service_names: list[str] = []
+        self.probe_server: grpc.aio.Server | None = None
 
     @property
     def target(self) -> str:
@@ -118,6 +121,8 @@ class RunningServer:
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.app.settings.shutdown_grace_s if grace is None else grace)
+        if self.probe_server is not None:
+            await self.probe_server.stop(0)
         await self.app.stop()
 
 
@@ -154,6 +159,8 @@ async def start_app(app: ServiceApp) -> RunningServer:
     await server.start()
     running = RunningServer(app, server, port, health_servicer)
     running.service_names = names
+    if settings.probe_port:
+        running.probe_server = await _start_probe_server(health_servicer, settings)
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if settings.port_file:
@@ -164,6 +171,16 @@ async def start_app(app: ServiceApp) -> RunningServer:
         tmp.replace(path)
     log.info("serving", port=port, services=names)
     return running
+
+
+async def _start_probe_server(health_servicer: Any, settings: ServiceSettings) -> grpc.aio.Server:
+    """Health only, plaintext, on its own port: kubelet gRPC probes need neither TLS nor authz."""
+    probe = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe)
+    if probe.add_insecure_port(f"{settings.grpc_host}:{settings.probe_port}") == 0:
+        raise RuntimeError(f"cannot bind probe port {settings.probe_port}")
+    await probe.start()
+    return probe
 
 
 async def _serve_forever(app: ServiceApp) -> None:

@@ -25,6 +25,12 @@ class ServiceSettings(BaseSettings):
     service_name: str = Field(default="", description="Logical service name (logs, traces).")
     grpc_host: str = Field(default="127.0.0.1", description="Address the gRPC server binds.")
     grpc_port: int = Field(default=0, ge=0, le=65535, description="gRPC port (0 = any free port).")
+    probe_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Plaintext port serving only grpc.health.v1 for Kubernetes probes (0 = off).",
+    )
     port_file: str = Field(
         default="", description="If set, the bound gRPC port is written there (launcher use)."
     )
@@ -33,6 +39,9 @@ class ServiceSettings(BaseSettings):
         description="SQLAlchemy async URL (postgresql+asyncpg:// or sqlite+aiosqlite://).",
     )
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS JetStream server.")
+    nats_stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="Replicas of the JetStream streams a service owns."
+    )
     principal_key_id: str = Field(default="dev", description="Id of the current principal key.")
     principal_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=lambda: {"dev": SecretStr(DEV_PRINCIPAL_KEY)},

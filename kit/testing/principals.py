@@ -48,3 +48,12 @@ def metadata(
     return principals.metadata_for(
         principal, method, cfg.principal_key_id, keys[cfg.principal_key_id]
     )
+
+
+def service(
+    subject: str = "amo-feeder", roles: tuple[str, ...] = ("alimentation_amo",)
+) -> principal_pb2.Principal:
+    """A machine client (service certificate), by default the AMO feeder."""
+    return principal_pb2.Principal(
+        kind=principal_pb2.PRINCIPAL_KIND_SERVICE, subject=subject, roles=list(roles)
+    )
