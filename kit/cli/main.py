@@ -39,6 +39,8 @@ def _register_subcommands() -> None:
         ("kit.cli.records", "records"),
         ("kit.cli.history", "history"),
         ("kit.cli.policy", "policy"),
+        ("kit.cli.notify", "notify"),
+        ("kit.cli.pki", "pki"),
     ):
         try:
             module = importlib.import_module(module_name)

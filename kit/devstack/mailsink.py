@@ -41,7 +41,8 @@ class MailSink:
 
     def start(self) -> MailSink:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._controller = Controller(_EmlWriter(self.directory), hostname=self.host, port=self.port)
+        handler = _EmlWriter(self.directory)
+        self._controller = Controller(handler, hostname=self.host, port=self.port)
         self._controller.start()
         return self
 

@@ -14,13 +14,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from kit import tokens
 
 PRINCIPAL_FILE = "principal.json"
+RECORDS_KEK_FILE = "records_kek.json"
 OTP_PEPPER_FILE = "otp_pepper"
-TOKEN_SIGNING_KEY_FILE = "token_signing_key.pem"
-TOKEN_PUBLIC_KEY_FILE = "token_public_key.pem"
+TOKEN_SIGNING_KEY_FILE = "token_signing_key.pem"  # noqa: S105 - a file name
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,8 @@ class DevSecrets:
     principal_key_id: str
     principal_key: bytes
     otp_pepper: str
+    records_kek_id: str
+    records_kek: bytes
 
     @property
     def token_signing_key_file(self) -> Path:
@@ -38,7 +39,8 @@ class DevSecrets:
 
     @property
     def token_public_key_file(self) -> Path:
-        return self.directory / TOKEN_PUBLIC_KEY_FILE
+        """identity's convention: the public half sits next to the private key as `.pub`."""
+        return tokens.public_key_path(self.token_signing_key_file)
 
     def principal_env(self) -> dict[str, str]:
         """The shared principal key, as every process reads it."""
@@ -48,6 +50,11 @@ class DevSecrets:
             "DMP_PRINCIPAL_KEY_ID": self.principal_key_id,
         }
 
+    def records_env(self) -> dict[str, str]:
+        """The key-encryption key wrapping records' per-record data keys."""
+        keks = {self.records_kek_id: base64.b64encode(self.records_kek).decode()}
+        return {"DMP_RECORDS_KEKS": json.dumps(keks), "DMP_RECORDS_KEK_ID": self.records_kek_id}
+
 
 def _write_private(path: Path, data: bytes) -> None:
     """Create `path` readable by its owner only; never overwrite an existing secret."""
@@ -56,63 +63,56 @@ def _write_private(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _ensure(path: Path, make: bytes | None) -> None:
-    if not path.exists() and make is not None:
-        _write_private(path, make)
+def _ensure(path: Path, content: bytes) -> None:
+    if not path.exists():
+        _write_private(path, content)
     path.chmod(0o600)
+
+
+def _ensure_keyring(path: Path) -> None:
+    """A `{"key_id", "key"}` file holding one random 32-byte key."""
+    if not path.exists():
+        payload = {
+            "key_id": f"dev-{secrets.token_hex(4)}",
+            "key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        }
+        _write_private(path, json.dumps(payload, indent=2).encode())
+    path.chmod(0o600)
+
+
+def _read_keyring(path: Path) -> tuple[str, bytes]:
+    content = json.loads(path.read_text("utf-8"))
+    key = base64.b64decode(content["key"])
+    if len(key) != 32:
+        raise ValueError(f"{path}: the key must be 32 bytes")
+    return str(content["key_id"]), key
 
 
 def load_or_create(directory: Path) -> DevSecrets:
     """The secrets of `directory`, generating whichever is missing."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    principal = directory / PRINCIPAL_FILE
-    if not principal.exists():
-        payload = {
-            "key_id": f"dev-{secrets.token_hex(4)}",
-            "key": base64.b64encode(secrets.token_bytes(32)).decode(),
-        }
-        _write_private(principal, json.dumps(payload, indent=2).encode())
-    _ensure(principal, None)
-    _ensure(directory / OTP_PEPPER_FILE, secrets.token_urlsafe(32).encode())
+    _ensure_keyring(directory / PRINCIPAL_FILE)
+    _ensure_keyring(directory / RECORDS_KEK_FILE)
+    # identity wants base64 decoding to at least 32 bytes.
+    _ensure(directory / OTP_PEPPER_FILE, base64.b64encode(secrets.token_bytes(32)))
 
     signing = directory / TOKEN_SIGNING_KEY_FILE
-    public = directory / TOKEN_PUBLIC_KEY_FILE
-    if not signing.exists():
-        key = Ed25519PrivateKey.generate()
-        _write_private(
-            signing,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        )
-        public.unlink(missing_ok=True)
-    if not public.exists():
-        loaded = serialization.load_pem_private_key(signing.read_bytes(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise ValueError(f"{signing} is not an Ed25519 private key")
-        _write_private(
-            public,
-            loaded.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-        )
-    _ensure(signing, None)
-    _ensure(public, None)
+    tokens.ensure_dev_key_pair(signing)
+    signing.chmod(0o600)
+    tokens.public_key_path(signing).chmod(0o600)
     return load(directory)
 
 
 def load(directory: Path) -> DevSecrets:
     """Read existing secrets (tests use this to sign principals like the platform does)."""
-    principal = json.loads((directory / PRINCIPAL_FILE).read_text("utf-8"))
-    key = base64.b64decode(principal["key"])
-    if len(key) < 32:
-        raise ValueError(f"{directory / PRINCIPAL_FILE}: the principal key is shorter than 32 bytes")
+    principal_key_id, principal_key = _read_keyring(directory / PRINCIPAL_FILE)
+    records_kek_id, records_kek = _read_keyring(directory / RECORDS_KEK_FILE)
     return DevSecrets(
         directory=directory,
-        principal_key_id=str(principal["key_id"]),
-        principal_key=key,
+        principal_key_id=principal_key_id,
+        principal_key=principal_key,
         otp_pepper=(directory / OTP_PEPPER_FILE).read_text("utf-8").strip(),
+        records_kek_id=records_kek_id,
+        records_kek=records_kek,
     )

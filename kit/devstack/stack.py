@@ -15,7 +15,13 @@ from kit.devstack import catalog
 from kit.devstack.catalog import ServiceSpec
 from kit.devstack.mailsink import MailSink
 from kit.devstack.nats_server import NatsServer, port_in_use
-from kit.devstack.processes import ServiceProcess, StartupError, stop_all, wait_until_serving
+from kit.devstack.processes import (
+    ServiceProcess,
+    StartupError,
+    log_tail,
+    stop_all,
+    wait_until_serving,
+)
 from kit.devstack.secrets import DevSecrets, load_or_create
 
 HOST = "127.0.0.1"
@@ -29,6 +35,8 @@ class StackConfig:
     smtp_port: int = 2525
     ready_timeout_s: float = 60.0
     stop_timeout_s: float = 15.0
+    #: Run only these services (empty: every service that exists).
+    only: tuple[str, ...] = ()
 
     @property
     def logs(self) -> Path:
@@ -61,12 +69,18 @@ def _service_extras(spec: ServiceSpec, cfg: StackConfig, secrets: DevSecrets) ->
         return {
             "DMP_OTP_PEPPER": secrets.otp_pepper,
             "DMP_TOKEN_SIGNING_KEY_FILE": str(secrets.token_signing_key_file),
+            "DMP_TOKEN_SIGNING_KEY_CREATE": "false",
         }
+    if spec.name == "records":
+        return secrets.records_env()
     if spec.name == "notify":
         return {
             "DMP_SMTP_HOST": HOST,
             "DMP_SMTP_PORT": str(cfg.smtp_port),
-            "DMP_SMS_SINK_DIR": str(cfg.sms_dir),
+            "DMP_SMTP_USE_TLS": "false",
+            "DMP_SMTP_START_TLS": "false",
+            "DMP_SMS_PROVIDER": "file",
+            "DMP_SMS_SINK_PATH": str(cfg.sms_dir / "outbox.ndjson"),
         }
     return {}
 
@@ -96,11 +110,14 @@ def service_env(
 
 
 class DevStack:
-    """Starts and stops the platform; `start` leaves nothing running if it fails."""
+    """Starts and stops the platform; `launch` leaves nothing running if it fails."""
 
     def __init__(self, cfg: StackConfig) -> None:
         self.cfg = cfg
-        self.specs = catalog.available()
+        for name in cfg.only:
+            if not catalog.spec(name).exists():
+                raise StartupError(f"service {name!r} does not exist in this checkout")
+        self.specs = [s for s in catalog.available() if not cfg.only or s.name in cfg.only]
         self.nats = NatsServer(cfg.var_dir / "nats", cfg.nats_port, cfg.logs / "nats.log")
         self.mail = MailSink(cfg.mail_dir, cfg.smtp_port)
         self.processes: list[ServiceProcess] = []
@@ -117,23 +134,34 @@ class DevStack:
             )
 
     def prepare(self) -> None:
-        """Directories, secrets and migrations: everything that needs no running process."""
+        """Ports, directories, secrets and migrations: everything before the first process.
+
+        The caller must not interrupt it (a migration stopped half-way is worse than a
+        start-up that takes a second longer), so `kit.cli.dev` defers signals until it returns.
+        """
         if not self.specs:
             raise StartupError("no service found (services/<name>/__main__.py)")
+        self._check_ports()
         for directory in (self.cfg.var_dir, self.cfg.logs, self.cfg.mail_dir, self.cfg.sms_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self.secrets = load_or_create(self.cfg.var_dir / "secrets")
         for spec in self.specs:
-            if spec.has_migrations():
+            if not spec.has_migrations():
+                continue
+            try:
                 migrations.upgrade_sync(spec.name, database_url(spec, self.cfg.var_dir))
+            except Exception as exc:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise StartupError(
+                    f"{spec.name}: migrations failed: {type(exc).__name__}: {first_line}"
+                ) from exc
 
-    def start(self) -> None:
-        self._check_ports()
-        self.prepare()
-        assert self.secrets is not None
+    def launch(self) -> None:
+        """Start NATS, the mail sink and every service; wait until all are SERVING."""
+        if self.secrets is None:
+            raise RuntimeError("prepare() first")
         try:
-            self.nats.start()
-            self.mail.start()
+            self._start_infrastructure()
             for spec in self.specs:
                 process = ServiceProcess(
                     name=spec.name,
@@ -145,16 +173,31 @@ class DevStack:
                 process.start()
                 self.processes.append(process)
             wait_until_serving(self.processes, self.cfg.ready_timeout_s)
-        except BaseException:
+        except BaseException:  # including KeyboardInterrupt: leave nothing running
             self.stop()
             raise
+
+    def _start_infrastructure(self) -> None:
+        nats_log = self.cfg.logs / "nats.log"
+        try:
+            self.nats.start()
+        except (RuntimeError, TimeoutError) as exc:
+            raise StartupError(
+                f"nats-server: {exc}; last lines of {nats_log}:\n{log_tail(nats_log)}"
+            ) from exc
+        try:
+            self.mail.start()
+        except (OSError, RuntimeError) as exc:
+            raise StartupError(f"mail sink on port {self.cfg.smtp_port}: {exc}") from exc
 
     def dead(self) -> ServiceProcess | None:
         """A service that exited on its own while the stack was up, if any."""
         return next((p for p in self.processes if p.exited() is not None), None)
 
-    def stop(self) -> None:
-        stop_all(self.processes, self.cfg.stop_timeout_s)
+    def stop(self) -> list[str]:
+        """Stop everything; returns the services that had to be killed."""
+        killed = stop_all(self.processes, self.cfg.stop_timeout_s)
         self.processes.clear()
         self.mail.stop()
         self.nats.stop(self.cfg.stop_timeout_s)
+        return killed

@@ -1,0 +1,147 @@
+"""`dmp dev up`: the whole platform locally, with no PostgreSQL or NATS installed (`make run`)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kit.devstack.processes import StartupError, log_tail
+from kit.devstack.stack import DevStack, StackConfig
+
+app = typer.Typer(no_args_is_help=True, help="Run the platform on this machine.")
+# Piped output (tests, CI logs) gets a wide table instead of rich's 80-column default.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def _table(stack: DevStack) -> Table:
+    table = Table(title="DMP platform (dev)")
+    table.add_column("component")
+    table.add_column("endpoint")
+    table.add_column("pid", justify="right")
+    table.add_column("log / data")
+    for process in stack.processes:
+        table.add_row(process.name, process.target, str(process.pid), str(process.log_file))
+    nats_pid = str(stack.nats.proc.pid) if stack.nats.proc else ""
+    table.add_row("nats (JetStream)", stack.nats.url, nats_pid, str(stack.nats.store_dir))
+    table.add_row("smtp sink", f"127.0.0.1:{stack.cfg.smtp_port}", "", str(stack.cfg.mail_dir))
+    table.add_row("sms sink", "", "", str(stack.cfg.sms_dir))
+    return table
+
+
+class _Signals:
+    """SIGINT/SIGTERM: ask to stop; while processes are launching, also unwind the launch.
+
+    During migrations a signal only sets the flag, so a migration never stops half-way.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.launching = threading.Event()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self.stopping.set()
+        if self.launching.is_set():
+            raise KeyboardInterrupt
+
+
+def _start(stack: DevStack, signals: _Signals) -> None:
+    """Prepare then launch; exits 1 on a start-up failure, 0 if interrupted."""
+    try:
+        stack.prepare()
+        if signals.stopping.is_set():
+            raise KeyboardInterrupt
+        signals.launching.set()
+        stack.launch()
+        signals.launching.clear()
+    except StartupError as exc:
+        console.print(f"[red]start-up failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        signals.launching.clear()
+        stack.stop()  # idempotent; covers a signal landing just as launch() returned
+        console.print("interrupted during start-up; stopped")
+        raise typer.Exit(0) from None
+
+
+def _supervise(stack: DevStack, signals: _Signals) -> int:
+    """Until a signal: 0. If a service dies on its own: its log tail, then 1."""
+    while not signals.stopping.wait(0.5):
+        dead = stack.dead()
+        if dead is not None:
+            console.print(
+                f"[red]{dead.name} exited with code {dead.exited()}[/red]; "
+                f"last lines of {dead.log_file}:\n{log_tail(dead.log_file)}"
+            )
+            return 1
+    return 0
+
+
+@app.command()
+def up(  # noqa: PLR0917 - typer maps each parameter to an option
+    var_dir: Annotated[
+        Path,
+        typer.Option(envvar="DMP_VAR_DIR", help="Data directory (SQLite, NATS, secrets, logs)."),
+    ] = Path("var"),
+    base_port: Annotated[
+        int,
+        typer.Option(
+            envvar="DMP_DEV_BASE_PORT",
+            help="gRPC port of identity; records, consent, notify, history_feed follow (+1..+4).",
+        ),
+    ] = 50051,
+    nats_port: Annotated[
+        int, typer.Option(envvar="DMP_DEV_NATS_PORT", help="nats-server port.")
+    ] = 4233,
+    smtp_port: Annotated[
+        int, typer.Option(envvar="DMP_DEV_SMTP_PORT", help="Dev mail sink port.")
+    ] = 2525,
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", "-s", help="Run only this service (repeatable)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every service to serve.")
+    ] = 60.0,
+) -> None:
+    """Start NATS, a mail sink and every service; stop them all on Ctrl-C or SIGTERM."""
+    cfg = StackConfig(
+        var_dir=var_dir.resolve(),
+        base_port=base_port,
+        nats_port=nats_port,
+        smtp_port=smtp_port,
+        ready_timeout_s=timeout,
+        only=tuple(service or ()),
+    )
+    signals = _Signals()
+    try:
+        stack = DevStack(cfg)
+    except (StartupError, KeyError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    started = time.monotonic()
+    console.print(f"Starting {', '.join(s.name for s in stack.specs)} (data in {cfg.var_dir})")
+    _start(stack, signals)
+    console.print(_table(stack))
+    console.print(f"ready in {time.monotonic() - started:.2f}s; Ctrl-C stops everything")
+    console.print("DMP platform ready")
+    console.file.flush()
+
+    exit_code = _supervise(stack, signals)
+    console.print("stopping…")
+    killed = stack.stop()
+    if killed:
+        names = ", ".join(killed)
+        console.print(f"[yellow]killed after {cfg.stop_timeout_s:.0f}s:[/yellow] {names}")
+    console.print("stopped")
+    raise typer.Exit(exit_code)

@@ -1,0 +1,240 @@
+"""`dmp dev up` (what `make run` runs): the whole platform comes up with no PostgreSQL or
+NATS installed, serves real RPCs, stops cleanly on SIGTERM and keeps its data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import nats
+import psutil
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from kit import principal as principals
+from kit.devstack import catalog
+from kit.devstack.nats_server import free_port
+from kit.devstack.secrets import load as load_secrets
+from kit.testing.principals import internal, professional
+from services.identity.rpps import check_digit
+
+pytestmark = pytest.mark.slow
+
+READY_LINE = "DMP platform ready"
+READY_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 60
+IDENTITY = "/dmp.identity.v1.IdentityService/"
+
+
+def _port_block(size: int) -> int:
+    """A base port with `size` consecutive free ports (the launcher's ports are fixed)."""
+    for _ in range(200):
+        base = random.randint(20000, 40000)
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no block of free ports")
+
+
+class Launcher:
+    """`dmp dev up` as a child process, its output collected by a thread."""
+
+    def __init__(self, var_dir: Path) -> None:
+        self.var_dir = var_dir
+        self.base_port = _port_block(len(catalog.CATALOG))
+        self.nats_port = free_port()
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        dmp = Path(sys.executable).parent / "dmp"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DMP_")}
+        self.proc = subprocess.Popen(
+            [
+                str(dmp),
+                "dev",
+                "up",
+                "--var-dir",
+                str(var_dir),
+                "--base-port",
+                str(self.base_port),
+                "--nats-port",
+                str(self.nats_port),
+                "--smtp-port",
+                str(free_port()),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**env, "COLUMNS": "200"},
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if READY_LINE in line:
+                self.ready.set()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_ready(self) -> float:
+        started = time.monotonic()
+        deadline = started + READY_TIMEOUT_S
+        while not self.ready.wait(0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"`dmp dev up` did not become ready:\n{self.output}")
+        return time.monotonic() - started
+
+    def target(self, service: str) -> str:
+        return f"127.0.0.1:{catalog.spec(service).port(self.base_port)}"
+
+    def children(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"`dmp dev up` did not stop on SIGTERM:\n{self.output}")
+
+
+def _serving(target: str) -> int:
+    with grpc.insecure_channel(target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5
+        )
+    return int(reply.status)
+
+
+def _signed(var_dir: Path, principal: object, method: str) -> tuple[tuple[str, bytes], ...]:
+    """Metadata signed with the launcher's own dev key, as the gateway will sign it."""
+    secrets = load_secrets(var_dir / "secrets")
+    return principals.metadata_for(
+        principal,  # type: ignore[arg-type]
+        IDENTITY + method,
+        secrets.principal_key_id,
+        secrets.principal_key,
+    )
+
+
+def _stream_messages(nats_port: int, stream: str) -> int:
+    async def count() -> int:
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        try:
+            return int((await nc.jetstream().stream_info(stream)).state.messages)
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
+def _identity_events(nats_port: int) -> int:
+    """Wait for the outbox relay to publish identity's events; return how many the stream has."""
+    deadline = time.monotonic() + 30
+    while (found := _stream_messages(nats_port, "DMP_IDENTITY")) == 0:
+        if time.monotonic() > deadline:
+            pytest.fail("identity's event never reached JetStream")
+        time.sleep(0.2)
+    return found
+
+
+def _rpps() -> str:
+    first_ten = "1" + "".join(random.choice("0123456789") for _ in range(9))
+    return first_ten + check_digit(first_ten)
+
+
+def _alive(processes: list[psutil.Process]) -> list[str]:
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{process.pid} {process.name()}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+@pytest.fixture
+def var_dir(tmp_path: Path) -> Path:
+    return tmp_path / "var"
+
+
+def test_dev_up_serves_stops_cleanly_and_keeps_data(var_dir: Path) -> None:
+    assert catalog.spec("identity").exists(), "identity is needed to exercise a real RPC"
+
+    launcher = Launcher(var_dir)
+    try:
+        launcher.wait_ready()
+        services = catalog.available()
+        for spec in services:
+            status = _serving(launcher.target(spec.name))
+            assert status == health_pb2.HealthCheckResponse.SERVING, spec.name
+            assert launcher.target(spec.name) in launcher.output  # the table shows where
+
+        secrets_dir = var_dir / "secrets"
+        for path in secrets_dir.iterdir():
+            assert path.stat().st_mode & 0o777 == 0o600, path
+        principal_file = (secrets_dir / "principal.json").read_bytes()
+
+        rpps = _rpps()
+        with grpc.insecure_channel(launcher.target("identity")) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            created = stub.CreateProfessional(
+                identity_pb2.CreateProfessionalRequest(
+                    request_id=str(uuid.uuid4()),
+                    professional=identity_pb2.Professional(
+                        rpps=rpps, family_name="Martin", given_name="Claire", profession_code="10"
+                    ),
+                ),
+                metadata=_signed(var_dir, internal("gateway"), "CreateProfessional"),
+                timeout=10,
+            )
+            assert created.rpps == rpps
+        events = _identity_events(launcher.nats_port)
+        children = launcher.children()
+        assert len(children) >= len(services) + 1  # services + nats-server
+    finally:
+        code = launcher.stop()
+    assert code == 0, launcher.output
+    assert not _alive(children), f"orphans after SIGTERM: {_alive(children)}"
+
+    # Second start on the same var dir: same secrets, same data.
+    again = Launcher(var_dir)
+    try:
+        again.wait_ready()
+        assert (var_dir / "secrets" / "principal.json").read_bytes() == principal_file
+        with grpc.insecure_channel(again.target("identity")) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            reader = professional(rpps="10003456786", profession="10")
+            found = stub.GetProfessional(
+                identity_pb2.GetProfessionalRequest(name=created.name),
+                metadata=_signed(var_dir, reader, "GetProfessional"),
+                timeout=10,
+            )
+        assert (found.rpps, found.family_name) == (rpps, "Martin")
+        assert _stream_messages(again.nats_port, "DMP_IDENTITY") >= events  # NATS store kept
+        children = again.children()
+    finally:
+        code = again.stop()
+    assert code == 0, again.output
+    assert not _alive(children)
