@@ -228,7 +228,10 @@ class DrugDispensation(_message.Message):
     ucd: _builtins.str
     """UCD code (unité commune de dispensation, 13 digits), for unit dispensing."""
     atc_code: _builtins.str
-    """ATC code of the substance (level 5, e.g. "C09AA05"); required."""
+    """ATC code of the substance or its class, level 1 to 5 (e.g. "C09AA05";
+    the AMO's drug base often sends level 2, e.g. "C10"), or the AMO
+    pseudo-class "W99" (homeopathy, unclassified); required.
+    """
     label: _builtins.str
     """Product name as billed."""
     quantity: _builtins.int
@@ -298,7 +301,7 @@ class BiologyTest(_message.Message):
     LABEL_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     nabm_code: _builtins.str
-    """NABM code (4 digits)."""
+    """NABM code (4 digits; leading zeros dropped by a feed are restored)."""
     label: _builtins.str
     """Label of the test."""
     quantity: _builtins.int
@@ -579,11 +582,13 @@ class LineRejection(_message.Message):
     line_index: _builtins.int
     """Zero-based index of the line in its batch."""
     reason: _builtins.str
-    """UPPER_SNAKE reason: MISSING_LINE_ID, INVALID_INS, MISSING_DETAILS,
-    INVALID_CODE (malformed or unknown CIP13/UCD/ATC/CCAM/NGAP/NABM/LPP/GHS),
-    INVALID_CARE_DATE, INVALID_STAY_DATES, INVALID_AMOUNT,
-    INVALID_QUANTITY, LINE_ID_CONFLICT (same id already received with
-    different content).
+    """UPPER_SNAKE reason: MISSING_LINE_ID, INVALID_LINE_ID, INVALID_INS,
+    MISSING_DETAILS, INVALID_CODE (malformed CIP13/UCD/ATC/CCAM/NABM/LPP/
+    GHS/FINESS, or unknown NGAP key), INVALID_CARE_DATE (invalid, in the
+    future or before 1900), INVALID_STAY_DATES, INVALID_AMOUNT (negative),
+    INVALID_QUANTITY, INVALID_ACTOR_ID, LINE_TOO_LARGE (over 8 KiB),
+    LINE_ID_CONFLICT (same id already received with different content: the
+    first version is kept).
     """
     detail: _builtins.str
     """Human-readable detail for the feeder's operators (never shown to patients)."""

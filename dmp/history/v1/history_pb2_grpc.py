@@ -36,7 +36,7 @@ class HistoryFeedServiceStub:
     professionals read it through the gateway like any class-60 content; the
     AMO never reads it.
 
-    Errors are google.rpc.Status with an ErrorInfo (domain "history.dmp.fr")
+    Errors are google.rpc.Status with an ErrorInfo (domain "history_feed.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     """
 
@@ -74,20 +74,24 @@ class HistoryFeedServiceServicer:
     professionals read it through the gateway like any class-60 content; the
     AMO never reads it.
 
-    Errors are google.rpc.Status with an ErrorInfo (domain "history.dmp.fr")
+    Errors are google.rpc.Status with an ErrorInfo (domain "history_feed.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     """
 
     def IngestClaims(self, request_iterator, context):
-        """Client-streaming bulk ingest by the AMO feeder (role alimentation_amo).
-        Each message carries a batch of at most 1000 lines; the single response,
-        sent after the client half-closes, counts accepted, duplicate and
-        rejected lines and gives per-line rejection reasons. A line is
-        idempotent per `line_id`: resending an identical line counts as a
-        duplicate, so a broken stream is simply replayed. Stream-level errors
-        (nothing after the last committed batch is kept): INVALID_ARGUMENT
-        (BATCH_TOO_LARGE, MISSING_REQUEST_ID), PERMISSION_DENIED,
-        RESOURCE_EXHAUSTED (RATE_LIMITED).
+        """Client-streaming bulk ingest by the AMO feeder (a SERVICE principal with
+        role alimentation_amo). Each message carries a batch of at most 1000
+        lines (server setting); the server commits lines in transactions of a
+        configurable size (default 5000 lines) as they arrive, so a stream of
+        any length uses constant memory. The single response, sent after the
+        client half-closes, counts accepted, duplicate and rejected lines and
+        gives per-line rejection reasons. A line is idempotent per `line_id`:
+        resending an identical line counts as a duplicate, so a broken stream is
+        simply replayed. Stream-level errors (every batch committed before the
+        error is kept, lines received after the last commit are not):
+        INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
+        MISSING_REQUEST_ID), PERMISSION_DENIED (PRINCIPAL_KIND_NOT_ALLOWED,
+        AMO_FEEDER_ONLY). Rate limits are the gateway's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,9 +100,13 @@ class HistoryFeedServiceServicer:
     def GetCareHistory(self, request, context):
         """Reads the care history of a record, newest care first, filtered by kind
         and date range, paginated; drug dispensations are grouped by ATC class
-        unless asked otherwise. Errors: INVALID_ARGUMENT (INVALID_DATE_RANGE,
-        INVALID_ATC_LEVEL, INVALID_PAGE_TOKEN), DOSSIER_CLOSED,
-        TERMS_NOT_ACCEPTED (FAILED_PRECONDITION).
+        unless asked otherwise. Only the lines of the last 24 months (rolling)
+        are shown. A caller whose scope does not include document class "60"
+        (or is administrative only) gets an empty response; the AMO feeder is
+        refused with PERMISSION_DENIED (AMO_CANNOT_READ). Closed records and
+        terms of use are enforced by the gateway's authorization. Errors:
+        INVALID_ARGUMENT (INVALID_NAME, INVALID_DATE_RANGE, INVALID_ATC_LEVEL,
+        INVALID_ATC_PREFIX, INVALID_KIND, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,9 +116,11 @@ class HistoryFeedServiceServicer:
         """Internal: materializes the stored lines of a patient (last 24 months by
         default) into a newly created record. Called by history_feed's own
         `dmp.records.dossier.created` consumer or by operators; idempotent
-        (lines already present are skipped). Errors: NOT_FOUND
-        (DOSSIER_NOT_FOUND), INVALID_ARGUMENT (INVALID_INS), FAILED_PRECONDITION
-        (DOSSIER_CLOSED).
+        (lines already present are skipped; a retry with the same request id
+        returns the first result). Errors: INVALID_ARGUMENT
+        (INVALID_DOSSIER_NAME, INS_MALFORMED, INS_KEY_MISMATCH,
+        MISSING_REQUEST_ID, INVALID_SINCE_DATE), FAILED_PRECONDITION
+        (DOSSIER_INS_MISMATCH: the record is already bound to another INS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,7 +163,7 @@ class HistoryFeedService:
     professionals read it through the gateway like any class-60 content; the
     AMO never reads it.
 
-    Errors are google.rpc.Status with an ErrorInfo (domain "history.dmp.fr")
+    Errors are google.rpc.Status with an ErrorInfo (domain "history_feed.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     """
 

@@ -37,7 +37,7 @@ class HistoryFeedServiceStub:
     professionals read it through the gateway like any class-60 content; the
     AMO never reads it.
 
-    Errors are google.rpc.Status with an ErrorInfo (domain "history.dmp.fr")
+    Errors are google.rpc.Status with an ErrorInfo (domain "history_feed.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     """
 
@@ -46,30 +46,40 @@ class HistoryFeedServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> HistoryFeedServiceAsyncStub: ...
     IngestClaims: _grpc.StreamUnaryMultiCallable[_history_pb2.IngestClaimsRequest, _history_pb2.IngestClaimsResponse]
-    """Client-streaming bulk ingest by the AMO feeder (role alimentation_amo).
-    Each message carries a batch of at most 1000 lines; the single response,
-    sent after the client half-closes, counts accepted, duplicate and
-    rejected lines and gives per-line rejection reasons. A line is
-    idempotent per `line_id`: resending an identical line counts as a
-    duplicate, so a broken stream is simply replayed. Stream-level errors
-    (nothing after the last committed batch is kept): INVALID_ARGUMENT
-    (BATCH_TOO_LARGE, MISSING_REQUEST_ID), PERMISSION_DENIED,
-    RESOURCE_EXHAUSTED (RATE_LIMITED).
+    """Client-streaming bulk ingest by the AMO feeder (a SERVICE principal with
+    role alimentation_amo). Each message carries a batch of at most 1000
+    lines (server setting); the server commits lines in transactions of a
+    configurable size (default 5000 lines) as they arrive, so a stream of
+    any length uses constant memory. The single response, sent after the
+    client half-closes, counts accepted, duplicate and rejected lines and
+    gives per-line rejection reasons. A line is idempotent per `line_id`:
+    resending an identical line counts as a duplicate, so a broken stream is
+    simply replayed. Stream-level errors (every batch committed before the
+    error is kept, lines received after the last commit are not):
+    INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
+    MISSING_REQUEST_ID), PERMISSION_DENIED (PRINCIPAL_KIND_NOT_ALLOWED,
+    AMO_FEEDER_ONLY). Rate limits are the gateway's.
     """
     GetCareHistory: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetCareHistoryRequest, _history_pb2.GetCareHistoryResponse]
     """Reads the care history of a record, newest care first, filtered by kind
     and date range, paginated; drug dispensations are grouped by ATC class
-    unless asked otherwise. Errors: INVALID_ARGUMENT (INVALID_DATE_RANGE,
-    INVALID_ATC_LEVEL, INVALID_PAGE_TOKEN), DOSSIER_CLOSED,
-    TERMS_NOT_ACCEPTED (FAILED_PRECONDITION).
+    unless asked otherwise. Only the lines of the last 24 months (rolling)
+    are shown. A caller whose scope does not include document class "60"
+    (or is administrative only) gets an empty response; the AMO feeder is
+    refused with PERMISSION_DENIED (AMO_CANNOT_READ). Closed records and
+    terms of use are enforced by the gateway's authorization. Errors:
+    INVALID_ARGUMENT (INVALID_NAME, INVALID_DATE_RANGE, INVALID_ATC_LEVEL,
+    INVALID_ATC_PREFIX, INVALID_KIND, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
     """
     BackfillDossier: _grpc.UnaryUnaryMultiCallable[_history_pb2.BackfillDossierRequest, _history_pb2.BackfillDossierResponse]
     """Internal: materializes the stored lines of a patient (last 24 months by
     default) into a newly created record. Called by history_feed's own
     `dmp.records.dossier.created` consumer or by operators; idempotent
-    (lines already present are skipped). Errors: NOT_FOUND
-    (DOSSIER_NOT_FOUND), INVALID_ARGUMENT (INVALID_INS), FAILED_PRECONDITION
-    (DOSSIER_CLOSED).
+    (lines already present are skipped; a retry with the same request id
+    returns the first result). Errors: INVALID_ARGUMENT
+    (INVALID_DOSSIER_NAME, INS_MALFORMED, INS_KEY_MISMATCH,
+    MISSING_REQUEST_ID, INVALID_SINCE_DATE), FAILED_PRECONDITION
+    (DOSSIER_INS_MISMATCH: the record is already bound to another INS).
     """
 
 @_typing.type_check_only
@@ -84,36 +94,46 @@ class HistoryFeedServiceAsyncStub(HistoryFeedServiceStub):
     professionals read it through the gateway like any class-60 content; the
     AMO never reads it.
 
-    Errors are google.rpc.Status with an ErrorInfo (domain "history.dmp.fr")
+    Errors are google.rpc.Status with an ErrorInfo (domain "history_feed.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     IngestClaims: _aio.StreamUnaryMultiCallable[_history_pb2.IngestClaimsRequest, _history_pb2.IngestClaimsResponse]  # type: ignore[assignment]
-    """Client-streaming bulk ingest by the AMO feeder (role alimentation_amo).
-    Each message carries a batch of at most 1000 lines; the single response,
-    sent after the client half-closes, counts accepted, duplicate and
-    rejected lines and gives per-line rejection reasons. A line is
-    idempotent per `line_id`: resending an identical line counts as a
-    duplicate, so a broken stream is simply replayed. Stream-level errors
-    (nothing after the last committed batch is kept): INVALID_ARGUMENT
-    (BATCH_TOO_LARGE, MISSING_REQUEST_ID), PERMISSION_DENIED,
-    RESOURCE_EXHAUSTED (RATE_LIMITED).
+    """Client-streaming bulk ingest by the AMO feeder (a SERVICE principal with
+    role alimentation_amo). Each message carries a batch of at most 1000
+    lines (server setting); the server commits lines in transactions of a
+    configurable size (default 5000 lines) as they arrive, so a stream of
+    any length uses constant memory. The single response, sent after the
+    client half-closes, counts accepted, duplicate and rejected lines and
+    gives per-line rejection reasons. A line is idempotent per `line_id`:
+    resending an identical line counts as a duplicate, so a broken stream is
+    simply replayed. Stream-level errors (every batch committed before the
+    error is kept, lines received after the last commit are not):
+    INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
+    MISSING_REQUEST_ID), PERMISSION_DENIED (PRINCIPAL_KIND_NOT_ALLOWED,
+    AMO_FEEDER_ONLY). Rate limits are the gateway's.
     """
     GetCareHistory: _aio.UnaryUnaryMultiCallable[_history_pb2.GetCareHistoryRequest, _history_pb2.GetCareHistoryResponse]  # type: ignore[assignment]
     """Reads the care history of a record, newest care first, filtered by kind
     and date range, paginated; drug dispensations are grouped by ATC class
-    unless asked otherwise. Errors: INVALID_ARGUMENT (INVALID_DATE_RANGE,
-    INVALID_ATC_LEVEL, INVALID_PAGE_TOKEN), DOSSIER_CLOSED,
-    TERMS_NOT_ACCEPTED (FAILED_PRECONDITION).
+    unless asked otherwise. Only the lines of the last 24 months (rolling)
+    are shown. A caller whose scope does not include document class "60"
+    (or is administrative only) gets an empty response; the AMO feeder is
+    refused with PERMISSION_DENIED (AMO_CANNOT_READ). Closed records and
+    terms of use are enforced by the gateway's authorization. Errors:
+    INVALID_ARGUMENT (INVALID_NAME, INVALID_DATE_RANGE, INVALID_ATC_LEVEL,
+    INVALID_ATC_PREFIX, INVALID_KIND, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
     """
     BackfillDossier: _aio.UnaryUnaryMultiCallable[_history_pb2.BackfillDossierRequest, _history_pb2.BackfillDossierResponse]  # type: ignore[assignment]
     """Internal: materializes the stored lines of a patient (last 24 months by
     default) into a newly created record. Called by history_feed's own
     `dmp.records.dossier.created` consumer or by operators; idempotent
-    (lines already present are skipped). Errors: NOT_FOUND
-    (DOSSIER_NOT_FOUND), INVALID_ARGUMENT (INVALID_INS), FAILED_PRECONDITION
-    (DOSSIER_CLOSED).
+    (lines already present are skipped; a retry with the same request id
+    returns the first result). Errors: INVALID_ARGUMENT
+    (INVALID_DOSSIER_NAME, INS_MALFORMED, INS_KEY_MISMATCH,
+    MISSING_REQUEST_ID, INVALID_SINCE_DATE), FAILED_PRECONDITION
+    (DOSSIER_INS_MISMATCH: the record is already bound to another INS).
     """
 
 class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -127,7 +147,7 @@ class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
     professionals read it through the gateway like any class-60 content; the
     AMO never reads it.
 
-    Errors are google.rpc.Status with an ErrorInfo (domain "history.dmp.fr")
+    Errors are google.rpc.Status with an ErrorInfo (domain "history_feed.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     """
 
@@ -137,15 +157,19 @@ class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_history_pb2.IngestClaimsRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_history_pb2.IngestClaimsResponse, _abc.Awaitable[_history_pb2.IngestClaimsResponse]]:
-        """Client-streaming bulk ingest by the AMO feeder (role alimentation_amo).
-        Each message carries a batch of at most 1000 lines; the single response,
-        sent after the client half-closes, counts accepted, duplicate and
-        rejected lines and gives per-line rejection reasons. A line is
-        idempotent per `line_id`: resending an identical line counts as a
-        duplicate, so a broken stream is simply replayed. Stream-level errors
-        (nothing after the last committed batch is kept): INVALID_ARGUMENT
-        (BATCH_TOO_LARGE, MISSING_REQUEST_ID), PERMISSION_DENIED,
-        RESOURCE_EXHAUSTED (RATE_LIMITED).
+        """Client-streaming bulk ingest by the AMO feeder (a SERVICE principal with
+        role alimentation_amo). Each message carries a batch of at most 1000
+        lines (server setting); the server commits lines in transactions of a
+        configurable size (default 5000 lines) as they arrive, so a stream of
+        any length uses constant memory. The single response, sent after the
+        client half-closes, counts accepted, duplicate and rejected lines and
+        gives per-line rejection reasons. A line is idempotent per `line_id`:
+        resending an identical line counts as a duplicate, so a broken stream is
+        simply replayed. Stream-level errors (every batch committed before the
+        error is kept, lines received after the last commit are not):
+        INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
+        MISSING_REQUEST_ID), PERMISSION_DENIED (PRINCIPAL_KIND_NOT_ALLOWED,
+        AMO_FEEDER_ONLY). Rate limits are the gateway's.
         """
 
     @_abc_1.abstractmethod
@@ -156,9 +180,13 @@ class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_history_pb2.GetCareHistoryResponse, _abc.Awaitable[_history_pb2.GetCareHistoryResponse]]:
         """Reads the care history of a record, newest care first, filtered by kind
         and date range, paginated; drug dispensations are grouped by ATC class
-        unless asked otherwise. Errors: INVALID_ARGUMENT (INVALID_DATE_RANGE,
-        INVALID_ATC_LEVEL, INVALID_PAGE_TOKEN), DOSSIER_CLOSED,
-        TERMS_NOT_ACCEPTED (FAILED_PRECONDITION).
+        unless asked otherwise. Only the lines of the last 24 months (rolling)
+        are shown. A caller whose scope does not include document class "60"
+        (or is administrative only) gets an empty response; the AMO feeder is
+        refused with PERMISSION_DENIED (AMO_CANNOT_READ). Closed records and
+        terms of use are enforced by the gateway's authorization. Errors:
+        INVALID_ARGUMENT (INVALID_NAME, INVALID_DATE_RANGE, INVALID_ATC_LEVEL,
+        INVALID_ATC_PREFIX, INVALID_KIND, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
         """
 
     @_abc_1.abstractmethod
@@ -170,9 +198,11 @@ class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal: materializes the stored lines of a patient (last 24 months by
         default) into a newly created record. Called by history_feed's own
         `dmp.records.dossier.created` consumer or by operators; idempotent
-        (lines already present are skipped). Errors: NOT_FOUND
-        (DOSSIER_NOT_FOUND), INVALID_ARGUMENT (INVALID_INS), FAILED_PRECONDITION
-        (DOSSIER_CLOSED).
+        (lines already present are skipped; a retry with the same request id
+        returns the first result). Errors: INVALID_ARGUMENT
+        (INVALID_DOSSIER_NAME, INS_MALFORMED, INS_KEY_MISMATCH,
+        MISSING_REQUEST_ID, INVALID_SINCE_DATE), FAILED_PRECONDITION
+        (DOSSIER_INS_MISMATCH: the record is already bound to another INS).
         """
 
 def add_HistoryFeedServiceServicer_to_server(servicer: HistoryFeedServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,251 @@
+"""IngestClaims lines per second versus a raw asyncpg COPY of the same lines.
+
+For each size (default 100k and 1M lines): a fresh PostgreSQL database on
+127.0.0.1:5432 (created and dropped here), the service started as a
+subprocess (`python -m services.history_feed`, production batch sizes) whose
+RSS is sampled with psutil every 20 ms, realistic synthetic lines pre-built
+into serialized stream messages of 1000 lines (so the client costs little),
+one IngestClaims stream timed end to end. The baseline copies the very same
+rows (same columns, same table shape with its primary key and index) with
+asyncpg `copy_records_to_table` in chunks of 100k, timing only the COPY calls.
+`ratio` = ingest / COPY. Loopback only; bounded by `--sizes` and `--timeout`.
+Writes bench/results/history_ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import psutil
+
+from dmp.history.v1 import history_pb2
+from kit.testing import principals
+from services.history_feed.models import CLAIM_COLUMNS
+from services.history_feed.synthetic import Generator
+from services.history_feed.validation import check_line
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_DSN = os.environ.get("DMP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+METHOD = "/dmp.history.v1.HistoryFeedService/IngestClaims"
+MESSAGE_LINES = 1000
+COPY_CHUNK = 100_000
+
+
+def build_stream_file(path: Path, count: int, seed: int) -> None:
+    """Length-prefixed serialized IngestClaimsRequest messages."""
+    generator = Generator(seed=seed, patients=max(count // 50, 100), months=30, prefix="B")
+    with path.open("wb") as out:
+        for start in range(0, count, MESSAGE_LINES):
+            size = min(MESSAGE_LINES, count - start)
+            request = history_pb2.IngestClaimsRequest(
+                lines=list(generator.lines(size, start)), request_id=uuid.uuid4().hex
+            )
+            data = request.SerializeToString()
+            out.write(struct.pack("<I", len(data)))
+            out.write(data)
+
+
+def read_stream_file(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while header := handle.read(4):
+            (length,) = struct.unpack("<I", header)
+            yield handle.read(length)
+
+
+def rows_of(message: bytes, today: date, now: datetime) -> list[tuple[Any, ...]]:
+    """The rows the service would write, built the same way (untimed)."""
+    rows = []
+    for line in history_pb2.IngestClaimsRequest.FromString(message).lines:
+        checked = check_line(line, today)
+        payload = line.SerializeToString(deterministic=True)
+        digest = hashlib.blake2b(payload, digest_size=16).digest()
+        rows.append(
+            (checked.line_id, checked.patient_ins, checked.care_date, checked.kind,
+             checked.atc_code, digest, payload, now)
+        )  # fmt: skip
+    return rows
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set():
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+
+async def create_db(name: str) -> str:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_db(name: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def start_service(dsn: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port_file = workdir / "port"
+    port_file.unlink(missing_ok=True)  # a previous run's file would point at a dead port
+    env = {
+        **os.environ,
+        "DMP_DATABASE_URL": dsn.replace("postgresql://", "postgresql+asyncpg://"),
+        "DMP_GRPC_PORT": "0",
+        "DMP_PORT_FILE": str(port_file),
+        "DMP_HISTORY_CONSUME_DOSSIER_EVENTS": "false",
+        "DMP_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "services.history_feed"], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 60
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("history_feed did not start")
+        time.sleep(0.05)
+    return process, int(port_file.read_text())
+
+
+async def ingest(port: int, stream_file: Path, deadline_s: float) -> tuple[float, Any]:
+    meta = principals.metadata(principals.service("bench"), METHOD)
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]
+    ) as channel:
+        call = channel.stream_unary(
+            METHOD,
+            request_serializer=lambda data: data,
+            response_deserializer=history_pb2.IngestClaimsResponse.FromString,
+        )
+
+        async def messages() -> Any:
+            for data in read_stream_file(stream_file):
+                yield data
+
+        started = time.perf_counter()
+        response = await call(messages(), metadata=meta, timeout=deadline_s)
+        return time.perf_counter() - started, response
+
+
+async def copy_baseline(dsn: str, stream_file: Path) -> float:
+    conn = await asyncpg.connect(dsn)
+    elapsed = 0.0
+    today, now = date.today(), datetime.now(UTC)
+    try:
+        await conn.execute("CREATE TABLE copy_baseline (LIKE claim_lines INCLUDING ALL)")
+        chunk: list[tuple[Any, ...]] = []
+        for message in read_stream_file(stream_file):
+            chunk.extend(rows_of(message, today, now))
+            if len(chunk) >= COPY_CHUNK:
+                started = time.perf_counter()
+                await conn.copy_records_to_table(
+                    "copy_baseline", records=chunk, columns=CLAIM_COLUMNS
+                )
+                elapsed += time.perf_counter() - started
+                chunk = []
+        if chunk:
+            started = time.perf_counter()
+            await conn.copy_records_to_table("copy_baseline", records=chunk, columns=CLAIM_COLUMNS)
+            elapsed += time.perf_counter() - started
+    finally:
+        await conn.close()
+    return elapsed
+
+
+async def run_size(count: int, deadline_s: float, workdir: Path) -> dict[str, Any]:
+    stream_file = workdir / f"stream_{count}.bin"
+    started = time.perf_counter()
+    build_stream_file(stream_file, count, seed=count)
+    print(f"[{count}] built {count} lines in {time.perf_counter() - started:.1f}s", flush=True)
+    name = f"dmp_bench_history_{uuid.uuid4().hex[:8]}"
+    dsn = await create_db(name)
+    process = None
+    try:
+        process, port = start_service(dsn, workdir)
+        sampler = RssSampler(process.pid)
+        sampler.start()
+        idle_rss = psutil.Process(process.pid).memory_info().rss
+        seconds, response = await ingest(port, stream_file, deadline_s)
+        sampler.stop_flag.set()
+        sampler.join()
+        assert response.accepted_count == count, response
+        copy_seconds = await copy_baseline(dsn, stream_file)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(10)
+        await drop_db(name)
+        stream_file.unlink(missing_ok=True)
+    result = {
+        "lines": count,
+        "ingest_seconds": round(seconds, 3),
+        "ingest_lines_per_s": round(count / seconds),
+        "copy_seconds": round(copy_seconds, 3),
+        "copy_lines_per_s": round(count / copy_seconds),
+        "ratio": round((count / seconds) / (count / copy_seconds), 3),
+        "rss_idle_mb": round(idle_rss / 2**20, 1),
+        "rss_peak_mb": round(sampler.peak / 2**20, 1),
+    }
+    print(f"[{count}] {result}", flush=True)
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--timeout", type=float, default=900.0, help="Per ingest call, seconds.")
+    args = parser.parse_args()
+    if any(size > 5_000_000 or size < 1000 for size in args.sizes):
+        parser.error("sizes must be between 1000 and 5,000,000 lines")
+    runs: dict[int, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            runs[size] = await run_size(size, args.timeout, Path(tmp))
+    largest = runs[max(runs)]
+    summary = {
+        "ingest_lines_per_s": largest["ingest_lines_per_s"],
+        "copy_lines_per_s": largest["copy_lines_per_s"],
+        "ratio": largest["ratio"],
+        "ratio_lines": largest["lines"],
+        "rss_peak_mb_100k": runs.get(100_000, {}).get("rss_peak_mb"),
+        "rss_peak_mb_1m": runs.get(1_000_000, {}).get("rss_peak_mb"),
+        "runs": list(runs.values()),
+        "settings": {"message_lines": MESSAGE_LINES, "commit_batch_lines": 5000},
+        "machine": {"cpus": os.cpu_count()},
+    }
+    out = ROOT / "bench" / "results" / "history_ingest.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,197 @@
+"""One IngestClaims run: validate lines as they stream in, commit them in batches.
+
+Memory stays flat whatever the stream length: at most one batch is being
+filled while the previous one is being written (the write overlaps the
+reading of the next messages), and only counters and the first rejections are
+kept. A batch is committed before the next one starts writing, so a stream
+cut mid-way keeps every batch whose write started and loses only the lines
+still being accumulated; re-sending the stream completes it, committed lines
+counting as duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from dmp.history.v1 import history_pb2
+from kit.errors import invalid_argument
+from kit.logs import get_logger
+from services.history_feed.settings import HistoryFeedSettings
+from services.history_feed.validation import MAX_LINE_BYTES, LineError, check_line
+from services.history_feed.writers import BatchOutcome, ClaimRow, ClaimWriter
+
+log = get_logger(__name__)
+
+PARIS = ZoneInfo("Europe/Paris")
+MAX_REQUEST_ID_LENGTH = 64
+
+
+def today_in_france() -> date:
+    """Dates of care are French calendar dates: 'the future' starts at Paris midnight."""
+    return datetime.now(PARIS).date()
+
+
+class IngestRun:
+    """Counters, the batch being filled and the batch being written."""
+
+    def __init__(self, writer: ClaimWriter, settings: HistoryFeedSettings) -> None:
+        self._writer = writer
+        self._commit_lines = settings.history_commit_batch_lines
+        self._max_lines = settings.history_max_lines_per_message
+        self._max_rejections = settings.history_max_rejections
+        self._today = today_in_france()
+        self.ingest_id = uuid.uuid4().hex
+        self.response = history_pb2.IngestClaimsResponse(ingest_id=self.ingest_id)
+        self._rows: list[ClaimRow] = []
+        # line id -> (content hash, batch index, line index) of the batch being filled
+        self._positions: dict[str, tuple[bytes, int, int]] = {}
+        self._writing: asyncio.Task[None] | None = None
+
+    def _reject(self, line_id: str, batch: int, index: int, reason: str, detail: str) -> None:
+        self.response.rejected_count += 1
+        if len(self.response.rejections) >= self._max_rejections:
+            self.response.rejections_truncated = True
+            return
+        self.response.rejections.add(
+            line_id=line_id, batch_index=batch, line_index=index, reason=reason, detail=detail
+        )
+
+    def _check_message(self, request: history_pb2.IngestClaimsRequest) -> None:
+        count = len(request.lines)
+        if count == 0:
+            raise invalid_argument("EMPTY_BATCH", "A stream message must carry lines.", "lines")
+        if count > self._max_lines:
+            raise invalid_argument(
+                "BATCH_TOO_LARGE",
+                f"A stream message carries at most {self._max_lines} lines.",
+                "lines",
+            )
+        if not request.request_id or len(request.request_id) > MAX_REQUEST_ID_LENGTH:
+            raise invalid_argument(
+                "MISSING_REQUEST_ID",
+                f"Each stream message needs a request_id of 1-{MAX_REQUEST_ID_LENGTH} chars.",
+                "request_id",
+            )
+
+    async def add(self, request: history_pb2.IngestClaimsRequest) -> None:
+        """Check one stream message and queue its valid lines."""
+        self._check_message(request)
+        batch = int(self.response.batch_count)
+        self.response.batch_count += 1
+        today = self._today
+        rows = self._rows
+        positions = self._positions
+        for index, line in enumerate(request.lines):
+            try:
+                checked = check_line(line, today)
+            except LineError as exc:
+                self._reject(line.line_id, batch, index, exc.reason, exc.detail)
+                continue
+            if line.HasField("receive_time"):
+                line.ClearField("receive_time")
+            payload = line.SerializeToString(deterministic=True)
+            if len(payload) > MAX_LINE_BYTES:
+                self._reject(
+                    line.line_id, batch, index, "LINE_TOO_LARGE", "The line exceeds 8 KiB."
+                )
+                continue
+            digest = hashlib.blake2b(payload, digest_size=16).digest()
+            seen = positions.get(checked.line_id)
+            if seen is not None:
+                if seen[0] == digest:
+                    self.response.duplicate_count += 1
+                else:
+                    self._reject(line.line_id, batch, index, "LINE_ID_CONFLICT", _CONFLICT)
+                continue
+            positions[checked.line_id] = (digest, batch, index)
+            rows.append(
+                (
+                    checked.line_id,
+                    checked.patient_ins,
+                    checked.care_date,
+                    checked.kind,
+                    checked.atc_code,
+                    digest,
+                    payload,
+                    _EPOCH,  # stamped when the batch is written
+                )
+            )
+        if len(rows) >= self._commit_lines:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Start writing the filled batch once the previous write has committed."""
+        await self.wait_written()
+        if not self._rows:
+            return
+        rows, positions = self._rows, self._positions
+        self._rows, self._positions = [], {}
+        self._writing = asyncio.create_task(self._write(rows, positions))
+
+    async def wait_written(self) -> None:
+        """Wait for the batch being written; a cancelled caller never cancels the write."""
+        if self._writing is not None:
+            task = self._writing
+            await asyncio.shield(task)
+            self._writing = None
+
+    async def _write(
+        self, rows: list[ClaimRow], positions: dict[str, tuple[bytes, int, int]]
+    ) -> None:
+        now = datetime.now(UTC)
+        stamped = [(*row[:7], now) for row in rows]
+        outcome: BatchOutcome = await self._writer.write(stamped)
+        self.response.accepted_count += outcome.accepted
+        self.response.duplicate_count += outcome.duplicates
+        for line_id in outcome.conflicts:
+            _, batch, index = positions[line_id]
+            self._reject(line_id, batch, index, "LINE_ID_CONFLICT", _CONFLICT)
+
+    async def abandon(self) -> None:
+        """On a cut stream or a stream error: let the batch being written commit."""
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self.wait_written()
+        self._rows, self._positions = [], {}
+
+
+_CONFLICT = "This line_id was already received with different content; the first is kept."
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def run_ingest(
+    requests: AsyncIterator[history_pb2.IngestClaimsRequest],
+    writer: ClaimWriter,
+    settings: HistoryFeedSettings,
+) -> history_pb2.IngestClaimsResponse:
+    """Consume the whole stream; the response counts every line of it."""
+    run = IngestRun(writer, settings)
+    try:
+        async for request in requests:
+            await run.add(request)
+        if run.response.batch_count == 0:
+            raise invalid_argument("EMPTY_STREAM", "The stream carried no message.")
+        await run.flush()
+        await run.wait_written()
+    except BaseException:
+        await asyncio.shield(run.abandon())
+        raise
+    response = run.response
+    if response.rejections:
+        # Conflicts found by the database arrive after later lines' rejections.
+        response.rejections.sort(key=lambda r: (r.batch_index, r.line_index))
+    log.info(
+        "ingest_done",
+        ingest_id=run.ingest_id,
+        batches=response.batch_count,
+        accepted=response.accepted_count,
+        duplicates=response.duplicate_count,
+        rejected=response.rejected_count,
+    )
+    return response

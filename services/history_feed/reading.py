@@ -1,0 +1,270 @@
+"""GetCareHistory: a record's lines in the window, filtered, grouped, paginated.
+
+A record holds at most a few thousand lines over 24 months, so the filtered
+lines are loaded once (bounded by `history_max_lines_per_read`), drug lines
+are folded into ATC class groups, and the page is an offset into the ordered
+entries. The page token binds the offset to a hash of the filters, so a token
+reused with other filters is refused instead of silently skipping entries.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dmp.authz.v1 import principal_pb2
+from dmp.history.v1 import history_pb2
+from kit.errors import invalid_argument, permission_denied
+from services.history_feed import codes
+from services.history_feed.materialize import (
+    DOSSIER_NAME,
+    find_dossier,
+    window_start,
+)
+from services.history_feed.models import claim_lines
+
+HISTORY_CLASS_CODE = "60"
+AMO_FEEDER_ROLE = "alimentation_amo"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+MAX_LINES_PER_GROUP = 50
+DEFAULT_ATC_LEVEL = 3
+_SUFFIX = "/careHistory"
+
+
+def is_amo_feeder(principal: principal_pb2.Principal) -> bool:
+    return (
+        principal.kind == principal_pb2.PRINCIPAL_KIND_SERVICE or AMO_FEEDER_ROLE in principal.roles
+    )
+
+
+def check_reader(principal: principal_pb2.Principal) -> bool:
+    """PERMISSION_DENIED for the AMO (§4 rule 4); False when the scope excludes class 60."""
+    if is_amo_feeder(principal):
+        raise permission_denied("AMO_CANNOT_READ", "The AMO feeder writes history, never reads it.")
+    scope = principal.scope
+    return HISTORY_CLASS_CODE in scope.readable_class_codes and not scope.administrative_only
+
+
+def _to_proto_date(value: date) -> history_pb2.Date:
+    return history_pb2.Date(year=value.year, month=value.month, day=value.day)
+
+
+def _from_proto_date(value: history_pb2.Date, field_name: str) -> date:
+    try:
+        return date(value.year, value.month, value.day)
+    except ValueError:
+        raise invalid_argument(
+            "INVALID_DATE_RANGE", f"{field_name} is not a valid date.", field_name
+        ) from None
+
+
+@dataclass(frozen=True)
+class Query:
+    dossier: str
+    kinds: frozenset[int]
+    start: date | None
+    end: date | None
+    grouping: int
+    atc_level: int
+    atc_prefix: str
+    page_size: int
+    offset: int
+
+
+def _filters_hash(request: history_pb2.GetCareHistoryRequest) -> str:
+    copy = history_pb2.GetCareHistoryRequest()
+    copy.CopyFrom(request)
+    copy.ClearField("page_token")
+    copy.ClearField("page_size")
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def encode_token(request: history_pb2.GetCareHistoryRequest, offset: int) -> str:
+    raw = json.dumps({"o": offset, "f": _filters_hash(request)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(request: history_pb2.GetCareHistoryRequest) -> int:
+    if not request.page_token:
+        return 0
+    try:
+        padded = request.page_token + "=" * (-len(request.page_token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        offset = int(data["o"])
+        same = data["f"] == _filters_hash(request)
+    except (ValueError, KeyError, TypeError):
+        same, offset = False, -1
+    if not same or offset < 0:
+        raise invalid_argument(
+            "INVALID_PAGE_TOKEN", "The page token is invalid or the filters changed.", "page_token"
+        )
+    return offset
+
+
+def parse_request(request: history_pb2.GetCareHistoryRequest) -> Query:
+    name = request.name
+    dossier = name.removesuffix(_SUFFIX)
+    if dossier == name or not DOSSIER_NAME.fullmatch(dossier):
+        raise invalid_argument("INVALID_NAME", "Expected dossiers/{dossier}/careHistory.", "name")
+    start = end = None
+    if request.HasField("start_date"):
+        start = _from_proto_date(request.start_date, "start_date")
+    if request.HasField("end_date"):
+        end = _from_proto_date(request.end_date, "end_date")
+    if start and end and start > end:
+        raise invalid_argument("INVALID_DATE_RANGE", "start_date is after end_date.", "start_date")
+    level = request.atc_level or DEFAULT_ATC_LEVEL
+    if level not in codes.ATC_LEVEL_LENGTHS:
+        raise invalid_argument("INVALID_ATC_LEVEL", "atc_level must be 1 to 5.", "atc_level")
+    prefix = request.atc_code_prefix
+    if prefix and not codes.ATC.fullmatch(prefix):
+        raise invalid_argument(
+            "INVALID_ATC_PREFIX", "atc_code_prefix is not an ATC code.", "atc_code_prefix"
+        )
+    if request.page_size < 0:
+        raise invalid_argument("INVALID_PAGE_SIZE", "page_size must not be negative.", "page_size")
+    kinds = frozenset(k for k in request.kinds if k != history_pb2.CLAIM_KIND_UNSPECIFIED)
+    for kind in kinds:
+        if kind not in history_pb2.ClaimKind.values():
+            raise invalid_argument("INVALID_KIND", "Unknown claim kind.", "kinds")
+    return Query(
+        dossier=dossier,
+        kinds=kinds,
+        start=start,
+        end=end,
+        grouping=request.drug_grouping,
+        atc_level=level,
+        atc_prefix=prefix,
+        page_size=min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+        offset=_decode_token(request),
+    )
+
+
+@dataclass
+class _Group:
+    code: str
+    lines: list[history_pb2.ClaimLine] = field(default_factory=list)
+    count: int = 0
+    first: date | None = None
+    last: date | None = None
+    billed: int = 0
+    reimbursed: int = 0
+
+
+def _line_date(line: history_pb2.ClaimLine) -> date:
+    return date(line.care_date.year, line.care_date.month, line.care_date.day)
+
+
+def build_entries(
+    lines: list[history_pb2.ClaimLine], query: Query
+) -> list[history_pb2.CareHistoryEntry]:
+    """Entries newest first; lines arrive newest first."""
+    grouping = query.grouping != history_pb2.DRUG_GROUPING_NONE
+    width = codes.ATC_LEVEL_LENGTHS[query.atc_level]
+    keyed: list[tuple[date, str, history_pb2.CareHistoryEntry | _Group]] = []
+    groups: dict[str, _Group] = {}
+    for line in lines:
+        care = _line_date(line)
+        if grouping and line.WhichOneof("details") == "drug":
+            code = line.drug.atc_code[:width]
+            group = groups.get(code)
+            if group is None:
+                group = groups[code] = _Group(code=code, first=care, last=care)
+                keyed.append((care, "1" + code, group))
+            group.count += 1
+            group.first = care
+            group.billed += line.billed_amount_cents
+            group.reimbursed += line.reimbursed_amount_cents
+            if len(group.lines) < MAX_LINES_PER_GROUP:
+                group.lines.append(line)
+            continue
+        keyed.append((care, "0" + line.line_id, history_pb2.CareHistoryEntry(line=line)))
+    keyed.sort(key=lambda item: (-item[0].toordinal(), item[1]))
+    entries: list[history_pb2.CareHistoryEntry] = []
+    for _, _, item in keyed:
+        if isinstance(item, _Group):
+            assert item.first is not None
+            assert item.last is not None
+            entries.append(
+                history_pb2.CareHistoryEntry(
+                    drug_group=history_pb2.DrugGroup(
+                        atc_class_code=item.code,
+                        atc_class_label=codes.atc_class_label(item.code),
+                        line_count=item.count,
+                        first_care_date=_to_proto_date(item.first),
+                        last_care_date=_to_proto_date(item.last),
+                        billed_amount_cents=item.billed,
+                        reimbursed_amount_cents=item.reimbursed,
+                        lines=item.lines,
+                    )
+                )
+            )
+        else:
+            entries.append(item)
+    return entries
+
+
+async def care_history(
+    sessions: async_sessionmaker[AsyncSession],
+    request: history_pb2.GetCareHistoryRequest,
+    *,
+    readable: bool,
+    today: date,
+    window_months: int,
+    max_lines: int,
+) -> history_pb2.GetCareHistoryResponse:
+    """The response for an allowed caller (`readable`: the scope includes class 60)."""
+    query = parse_request(request)
+    response = history_pb2.GetCareHistoryResponse(name=request.name)
+    if not readable:
+        return response
+    async with sessions() as session:
+        dossier = await find_dossier(session, query.dossier)
+        if dossier is None:
+            return response  # not (yet) backfilled: nothing to show
+        oldest = max(dossier.since_date, window_start(today, window_months))
+        response.history_start_date.CopyFrom(_to_proto_date(oldest))
+        lower = max(oldest, query.start) if query.start else oldest
+        c = claim_lines.c
+        conditions = [c.patient_ins == dossier.patient_ins, c.care_date >= lower]
+        if query.end is not None:
+            conditions.append(c.care_date <= query.end)
+        if query.kinds:
+            conditions.append(c.kind.in_(sorted(query.kinds)))
+        if query.atc_prefix:
+            conditions.append(c.atc_code.like(query.atc_prefix + "%"))
+        latest = (
+            await session.execute(select(func.max(c.receive_time)).where(*conditions[:2]))
+        ).scalar_one()
+        rows = (
+            await session.execute(
+                select(c.payload, c.receive_time)
+                .where(*conditions)
+                .order_by(c.care_date.desc(), c.line_id)
+                .limit(max_lines)
+            )
+        ).all()
+    if latest is not None:
+        response.last_receive_time.FromDatetime(_aware(latest))
+    lines: list[history_pb2.ClaimLine] = []
+    for row in rows:
+        line = history_pb2.ClaimLine.FromString(row.payload)
+        line.receive_time.FromDatetime(_aware(row.receive_time))
+        lines.append(line)
+    entries = build_entries(lines, query)
+    page = entries[query.offset : query.offset + query.page_size]
+    response.entries.extend(page)
+    if query.offset + query.page_size < len(entries):
+        response.next_page_token = encode_token(request, query.offset + query.page_size)
+    return response
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
