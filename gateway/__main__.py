@@ -1,0 +1,38 @@
+"""`python -m gateway`: run the edge gateway until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from gateway.app import start_gateway
+from gateway.settings import GatewaySettings
+from kit.logs import configure_logging, get_logger
+
+log = get_logger(__name__)
+
+
+async def _serve(settings: GatewaySettings) -> None:
+    running = await start_gateway(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping", grace_s=settings.shutdown_grace_s)
+    await running.stop()
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging("gateway", settings.log_level, settings.log_json)
+    try:
+        import uvloop
+
+        uvloop.run(_serve(settings))
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
+        asyncio.run(_serve(settings))
+
+
+if __name__ == "__main__":
+    main()

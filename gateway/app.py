@@ -1,0 +1,177 @@
+"""Assembles the gateway: TLS listeners, upstream channels, authn, authz, proxy, cache events.
+
+gRPC Python cannot *request* an optional client certificate
+(`require_client_auth=False` does not ask for one at all), so the gateway has
+two TLS listeners sharing one handler: the card port (`DMP_GRPC_PORT`, 8443)
+requires a client certificate chaining to the configured CA; the patient port
+(`DMP_PATIENT_PORT`) asks for none and takes bearer tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import nats
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from dmp.consent.v1 import consent_pb2_grpc, events_pb2
+from dmp.identity.v1 import identity_pb2_grpc
+from gateway.authn import Authenticator, load_crl_serials
+from gateway.authz import Decisions
+from gateway.proxy import Gate, ProxyHandler
+from gateway.ratelimit import RateLimiter
+from gateway.routing import build_routes, targets
+from gateway.settings import GatewaySettings
+from kit.clients import InternalCredentials
+from kit.logs import get_logger
+from kit.tokens import AccessTokenVerifier, load_public_key
+
+log = get_logger(__name__)
+CONSENT_CHANGED = "dmp.consent.changed"
+
+
+@dataclass
+class RunningGateway:
+    settings: GatewaySettings
+    server: grpc.aio.Server
+    port: int
+    patient_port: int
+    decisions: Decisions
+    authn: Authenticator
+    channels: dict[str, grpc.aio.Channel]
+    probe: grpc.aio.Server | None = None
+    nc: Client | None = None
+    health_servicer: health.aio.HealthServicer = field(default_factory=health.aio.HealthServicer)
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
+        if self.probe is not None:
+            await self.probe.stop(0)
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        for channel in self.channels.values():
+            await channel.close()
+
+
+def _upstream(target: str, max_bytes: int) -> grpc.aio.Channel:
+    # No client interceptors on the hot path: trace headers are forwarded as metadata.
+    return grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+        ],
+    )
+
+
+def _read_material(
+    settings: GatewaySettings,
+) -> tuple[bytes, tuple[bytes, bytes], Ed25519PublicKey | None]:
+    """Client CA, server key pair and the token key, read once at start."""
+    ca_pem = Path(settings.client_ca_file).read_bytes()
+    pair = (Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())
+    token_path = settings.token_public_key_file
+    token_key = load_public_key(token_path) if token_path and Path(token_path).exists() else None
+    return ca_pem, pair, token_key
+
+
+async def start_gateway(settings: GatewaySettings) -> RunningGateway:
+    """Start both listeners (and the probe port); return once serving."""
+    keys = settings.principal_key_bytes()
+    key_id = settings.principal_key_id
+    ca_pem, pair, token_key = _read_material(settings)
+    credentials = InternalCredentials("gateway", key_id, keys)
+    channels = {
+        name: _upstream(target, settings.max_message_bytes)
+        for name, target in targets(settings).items()
+    }
+    verifier = AccessTokenVerifier([token_key]) if token_key is not None else None
+    if verifier is None:
+        log.warning("no_token_key", detail="patient tokens will be refused")
+    authn = Authenticator(
+        identity_pb2_grpc.IdentityServiceStub(channels["identity"]),
+        credentials,
+        verifier,
+        revoked=load_crl_serials(settings.client_crl_file, ca_pem),
+        cache_ttl_s=settings.certificate_cache_ttl_s,
+        timeout_s=settings.authorize_timeout_s,
+    )
+    decisions = Decisions(
+        consent_pb2_grpc.ConsentServiceStub(channels["consent"]),
+        credentials,
+        key_id,
+        keys[key_id],
+        ttl_s=settings.decision_cache_ttl_s,
+        timeout_s=settings.authorize_timeout_s,
+    )
+    gate = Gate(authn, decisions, RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst))
+    handler = ProxyHandler(build_routes(), channels, gate, settings.default_deadline_s)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    server.add_generic_rpc_handlers((handler,))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    cards = grpc.ssl_server_credentials([pair], root_certificates=ca_pem, require_client_auth=True)
+    tls_only = grpc.ssl_server_credentials([pair])
+    port = server.add_secure_port(f"{settings.grpc_host}:{settings.grpc_port}", cards)
+    patient_port = server.add_secure_port(f"{settings.grpc_host}:{settings.patient_port}", tls_only)
+    if port == 0 or patient_port == 0:
+        raise RuntimeError("gateway: cannot bind its ports")
+    await server.start()
+    running = RunningGateway(
+        settings,
+        server,
+        port,
+        patient_port,
+        decisions,
+        authn,
+        channels,
+        health_servicer=health_servicer,
+    )
+    if settings.probe_port:
+        probe = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe)
+        probe.add_insecure_port(f"{settings.grpc_host}:{settings.probe_port}")
+        await probe.start()
+        running.probe = probe
+    if settings.invalidate_on_events:
+        running.nc = await _subscribe_changes(settings.nats_url, decisions)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for path, value in ((settings.port_file, port), (settings.patient_port_file, patient_port)):
+        if path:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.with_suffix(".tmp").write_text(str(value))
+            target.with_suffix(".tmp").replace(target)
+    log.info("serving", port=port, patient_port=patient_port)
+    return running
+
+
+async def _subscribe_changes(url: str, decisions: Decisions) -> Client:
+    """An ephemeral core subscription: a missed event only costs a few seconds of staleness."""
+
+    async def on_change(msg: Msg) -> None:
+        try:
+            event = events_pb2.ConsentChanged.FromString(msg.data)
+        except Exception:
+            decisions.invalidate("")
+            return
+        decisions.invalidate(event.dossier)
+
+    nc = await nats.connect(url, name="gateway", max_reconnect_attempts=-1)
+    await nc.subscribe(CONSENT_CHANGED, cb=on_change)
+    await nc.flush()
+    return nc

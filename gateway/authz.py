@@ -1,0 +1,206 @@
+"""Authorization before routing: ask consent.Authorize, cache the answer briefly.
+
+The cache is keyed by (caller, method, record value) — the method fixes the
+action and resource kind — and holds the signed principal with the decision's
+scope, ready to forward: a cached call costs a dict lookup. Entries live at
+most `ttl` seconds and never past the decision's `cache_expire_time`; a
+`dmp.consent.changed` event for a record drops its entries at once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from dmp.authz.v1 import principal_pb2
+from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
+from gateway.authn import Caller
+from gateway.routing import Route
+from kit import principal as principals
+from kit.clients import InternalCredentials
+from kit.errors import ServiceError, invalid_argument, unavailable
+from kit.logs import get_logger
+
+log = get_logger(__name__)
+AUTHORIZE = "/dmp.consent.v1.ConsentService/Authorize"
+_DENIED_MESSAGE = {
+    grpc.StatusCode.NOT_FOUND: "The resource does not exist or is not accessible.",
+    grpc.StatusCode.PERMISSION_DENIED: "This caller may not do this.",
+    grpc.StatusCode.FAILED_PRECONDITION: "The record does not allow this now.",
+    grpc.StatusCode.UNAUTHENTICATED: "This method needs an authenticated caller.",
+}
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+# A principal forwarded from the cache must still be valid when the service checks it.
+PRINCIPAL_TTL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the request names: the record (or patient) and the full resource name."""
+
+    dossier: str = ""
+    patient_ins: str = ""
+    resource: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.resource or self.dossier or self.patient_ins
+
+
+def extract_target(route: Route, request: bytes) -> Target:
+    """Parse the request once (with its own class) and read the `record_field` value."""
+    if not route.record_field:
+        return Target()
+    message: Message = route.request_class()
+    try:
+        message.ParseFromString(request)
+    except DecodeError as exc:
+        raise invalid_argument("REQUEST_MALFORMED", "The request cannot be decoded.") from exc
+    value: object = message
+    for part in route.record_field:
+        value = getattr(value, part)
+    text = str(value)
+    if not text:
+        return Target()
+    if text.startswith("dossiers/"):
+        parts = text.split("/")
+        return Target(dossier="/".join(parts[:2]), resource=text)
+    if route.record_field[-1].endswith("ins"):
+        return Target(patient_ins=text)
+    return Target(resource=text)
+
+
+@dataclass
+class Entry:
+    expires: float
+    dossier: str
+    signed: bytes | None
+    issued_wall: float
+    error: ServiceError | None = None
+
+
+def trace_id(traceparent: str | None) -> str:
+    if traceparent and traceparent.count("-") >= 3:
+        return traceparent.split("-")[1]
+    return ""
+
+
+class Decisions:
+    """consent.Authorize with a short cache; `admit` returns the signed principal to forward."""
+
+    def __init__(
+        self,
+        consent: consent_pb2_grpc.ConsentServiceStub,
+        credentials: InternalCredentials,
+        key_id: str,
+        key: bytes,
+        *,
+        ttl_s: float = 5.0,
+        timeout_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._consent = consent
+        self._credentials = credentials
+        self._key_id = key_id
+        self._key = key
+        self._ttl = ttl_s
+        self._timeout = timeout_s
+        self._clock = clock
+        self._cache: dict[tuple[str, str, str], Entry] = {}
+        self.authorize_calls = 0
+
+    def invalidate(self, dossier: str) -> None:
+        """Drop every decision about `dossier` (empty: drop everything)."""
+        if not dossier:
+            self._cache.clear()
+            return
+        for key in [k for k, e in self._cache.items() if e.dossier == dossier]:
+            self._cache.pop(key, None)
+
+    def sign(self, principal: principal_pb2.Principal, path: str) -> bytes:
+        stamped = principals.stamp(principal, path, ttl=PRINCIPAL_TTL)
+        return principals.sign(stamped, self._key_id, self._key)
+
+    async def admit(
+        self, route: Route, caller: Caller, request: bytes, traceparent: str | None
+    ) -> bytes:
+        """The signed principal with scope for this call, or raise the denial."""
+        target = extract_target(route, request)
+        cache_key = (caller.key, route.path, target.key)
+        now = self._clock()
+        entry = self._cache.get(cache_key)
+        if entry is not None and entry.expires > now:
+            if entry.error is not None:
+                raise entry.error
+            assert entry.signed is not None
+            return entry.signed
+        response = await self._authorize(route, caller, target, traceparent)
+        until = now + self._ttl
+        if response.HasField("cache_expire_time"):
+            remaining = (
+                response.cache_expire_time.ToDatetime(UTC) - datetime.now(UTC)
+            ).total_seconds()
+            until = min(until, now + max(0.0, remaining))
+        if response.decision != consent_pb2.DECISION_ALLOWED:
+            error = _denial(response)
+            # Denials are not cached: a grant must work at once even if its event is late.
+            raise error
+        principal = principal_pb2.Principal()
+        principal.CopyFrom(caller.principal)
+        principal.scope.CopyFrom(response.scope)
+        if not principal.scope.policy_version:
+            principal.scope.policy_version = response.policy_version
+        signed = self.sign(principal, route.path)
+        if self._ttl > 0 and until > now:
+            self._cache[cache_key] = Entry(
+                until, response.dossier or target.dossier, signed, time.time()
+            )
+        return signed
+
+    async def _authorize(
+        self, route: Route, caller: Caller, target: Target, traceparent: str | None
+    ) -> consent_pb2.AuthorizeResponse:
+        option = route.option
+        assert option is not None
+        request = consent_pb2.AuthorizeRequest(
+            principal=caller.principal,
+            action=option.action,
+            resource_kind=option.resource_kind,
+            dossier=target.dossier,
+            patient_ins=target.patient_ins,
+            resource=consent_pb2.ResourceAttributes(name=target.resource),
+            method=route.path,
+            request_id=uuid.uuid4().hex,
+            trace_id=trace_id(traceparent),
+        )
+        self.authorize_calls += 1
+        try:
+            response: consent_pb2.AuthorizeResponse = await self._consent.Authorize(
+                request, metadata=self._credentials.metadata(AUTHORIZE), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise ServiceError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "PRINCIPAL_REFUSED",
+                    "This caller may not do this.",
+                ) from exc
+            log.warning("authorize_failed", code=exc.code().name)
+            raise unavailable("CONSENT_UNAVAILABLE", "Authorization is unavailable.") from exc
+        return response
+
+
+def _denial(response: consent_pb2.AuthorizeResponse) -> ServiceError:
+    code = _CODES.get(response.status_code, grpc.StatusCode.PERMISSION_DENIED)
+    if code == grpc.StatusCode.OK:
+        code = grpc.StatusCode.PERMISSION_DENIED
+    message = _DENIED_MESSAGE.get(code, "This caller may not do this.")
+    # AIP-211: NOT_FOUND carries the same reason whatever the cause.
+    reason = "NOT_FOUND" if code == grpc.StatusCode.NOT_FOUND else response.reason
+    return ServiceError(code, reason or "DENIED", message)

@@ -1,0 +1,226 @@
+"""The raw-bytes proxy: a GenericRpcHandler forwarding request and response bytes unchanged.
+
+No (de)serializers on either side, one cached multicallable per method, one
+channel per upstream created at start. Client metadata is forwarded except
+every `dmp-*` key and `authorization`; the signed principal is added. The
+client's deadline becomes the upstream deadline; a cancelled client call
+cancels the upstream call (the awaiting task is cancelled); W3C trace headers
+travel unchanged. An unreachable upstream is UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+import grpc
+
+from gateway.authn import Authenticator, Caller
+from gateway.authz import Decisions
+from gateway.ratelimit import RateLimiter
+from gateway.routing import Route
+from kit import principal as principals
+from kit.errors import ServiceError, permission_denied, unauthenticated
+from kit.logs import get_logger
+
+log = get_logger("dmp.gateway")
+DOMAIN = "gateway.dmp"
+_DROPPED_PREFIXES = ("dmp-", "authorization", "grpc-", ":")
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+def _forward_metadata(
+    context: grpc.aio.ServicerContext, signed: bytes | None
+) -> tuple[Metadata, str | None, str | None]:
+    """Outgoing metadata, the authorization value and the traceparent of the call."""
+    out: list[tuple[str, str | bytes]] = []
+    authorization = traceparent = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            authorization = value if isinstance(value, str) else value.decode()
+        elif key == "traceparent":
+            traceparent = value if isinstance(value, str) else value.decode()
+        if key.startswith(_DROPPED_PREFIXES) or key == "user-agent":
+            continue
+        out.append((key, value))
+    if signed is not None:
+        out.append((principals.METADATA_KEY, signed))
+    return tuple(out), authorization, traceparent
+
+
+class Gate:
+    """Authentication, rate limit and authorization of one call."""
+
+    def __init__(self, authn: Authenticator, decisions: Decisions, limiter: RateLimiter) -> None:
+        self.authn = authn
+        self.decisions = decisions
+        self.limiter = limiter
+
+    async def admit(
+        self, route: Route, context: grpc.aio.ServicerContext, first_request: bytes
+    ) -> Metadata:
+        option = route.option
+        if option is None or option.action == 0:
+            raise permission_denied("METHOD_NOT_EXPOSED", "This method is not exposed.")
+        if option.internal:
+            raise permission_denied("INTERNAL_METHOD", "This method is internal to the platform.")
+        base, authorization, traceparent = _forward_metadata(context, None)
+        caller: Caller | None = await self.authn.authenticate(context, authorization)
+        if caller is None:
+            if option.anonymous:
+                return base
+            raise unauthenticated("UNAUTHENTICATED", "This method needs an authenticated caller.")
+        self.limiter.take(caller.key)
+        if option.anonymous:
+            return base
+        signed = await self.decisions.admit(route, caller, first_request, traceparent)
+        return (*base, (principals.METADATA_KEY, signed))
+
+
+class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Serves every routed method; unknown paths return None (UNIMPLEMENTED)."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        channels: Mapping[str, grpc.aio.Channel],
+        gate: Gate,
+        default_deadline_s: float,
+    ) -> None:
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        for path, route in routes.items():
+            channel = channels[route.upstream]
+            self._handlers[path] = self._handler(route, channel, gate, default_deadline_s)
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        return self._handlers.get(handler_call_details.method)
+
+    @staticmethod
+    def _handler(  # noqa: PLR0915 - one closure per streaming kind, kept together
+        route: Route, channel: grpc.aio.Channel, gate: Gate, default_deadline_s: float
+    ) -> grpc.RpcMethodHandler:
+        path = route.path
+
+        def timeout(context: grpc.aio.ServicerContext) -> float:
+            remaining = context.time_remaining()
+            return default_deadline_s if remaining is None else max(remaining, 0.001)
+
+        async def fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+            if isinstance(exc, ServiceError):
+                await context.abort_with_status(exc.to_status(DOMAIN))
+            if isinstance(exc, grpc.aio.AioRpcError):
+                code = exc.code()
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    log.warning("upstream_unavailable", method=path)
+                    error = ServiceError(
+                        code, "UPSTREAM_UNAVAILABLE", "The service is unavailable; retry later."
+                    )
+                    await context.abort_with_status(error.to_status(DOMAIN))
+                await context.abort(
+                    code,
+                    exc.details() or "",
+                    trailing_metadata=tuple(exc.trailing_metadata() or ()),
+                )
+            log.error("gateway_error", method=path, error_type=type(exc).__name__, exc_info=exc)
+            error = ServiceError(grpc.StatusCode.INTERNAL, "INTERNAL", "Internal error.")
+            await context.abort_with_status(error.to_status(DOMAIN))
+
+        if not route.client_streaming and not route.server_streaming:
+            uu = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+
+            async def unary_unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+                try:
+                    metadata = await gate.admit(route, context, request)
+                    call = uu(request, metadata=metadata, timeout=timeout(context))
+                    try:
+                        response: bytes = await call
+                    except asyncio.CancelledError:
+                        call.cancel()
+                        raise
+                    return response
+                except (ServiceError, grpc.aio.AioRpcError) as exc:
+                    await fail(context, exc)
+                    raise
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary)
+
+        if not route.client_streaming:
+            us = channel.unary_stream(path, request_serializer=None, response_deserializer=None)
+
+            async def unary_stream(
+                request: bytes, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[bytes]:
+                try:
+                    metadata = await gate.admit(route, context, request)
+                    call = us(request, metadata=metadata, timeout=timeout(context))
+                    try:
+                        async for item in call:
+                            yield item
+                    except asyncio.CancelledError:
+                        call.cancel()
+                        raise
+                except (ServiceError, grpc.aio.AioRpcError) as exc:
+                    await fail(context, exc)
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream)
+
+        async def opened(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> tuple[Metadata, AsyncIterator[bytes]]:
+            # The record is named in the first message; it is forwarded unchanged.
+            first = b""
+            got_first = False
+            async for item in requests:
+                first, got_first = item, True
+                break
+            metadata = await gate.admit(route, context, first)
+
+            async def chained() -> AsyncIterator[bytes]:
+                if got_first:
+                    yield first
+                    async for item in requests:
+                        yield item
+
+            return metadata, chained()
+
+        if not route.server_streaming:
+            su = channel.stream_unary(path, request_serializer=None, response_deserializer=None)
+
+            async def stream_unary(
+                requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+            ) -> bytes:
+                try:
+                    metadata, forwarded = await opened(requests, context)
+                    call = su(forwarded, metadata=metadata, timeout=timeout(context))
+                    try:
+                        response: bytes = await call
+                    except asyncio.CancelledError:
+                        call.cancel()
+                        raise
+                    return response
+                except (ServiceError, grpc.aio.AioRpcError) as exc:
+                    await fail(context, exc)
+                    raise
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary)
+
+        ss = channel.stream_stream(path, request_serializer=None, response_deserializer=None)
+
+        async def stream_stream(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[bytes]:
+            try:
+                metadata, forwarded = await opened(requests, context)
+                call = ss(forwarded, metadata=metadata, timeout=timeout(context))
+                try:
+                    async for item in call:
+                        yield item
+                except asyncio.CancelledError:
+                    call.cancel()
+                    raise
+            except (ServiceError, grpc.aio.AioRpcError) as exc:
+                await fail(context, exc)
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream)

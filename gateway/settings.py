@@ -1,0 +1,53 @@
+"""Gateway configuration (`DMP_*` variables, see deploy/k8s/base/gateway.yaml)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from kit.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    """The edge's knobs; upstream addresses are `DMP_<SERVICE>_TARGET`."""
+
+    service_name: str = "gateway"
+    grpc_port: int = Field(
+        default=8443, ge=0, le=65535, description="mTLS port: CPS, staff and service certificates."
+    )
+    patient_port: int = Field(
+        default=8444,
+        ge=0,
+        le=65535,
+        description="TLS port without client certificates: patient bearer tokens (0 = any).",
+    )
+    patient_port_file: str = Field(default="", description="If set, the bound patient port.")
+    tls_cert_file: str = Field(default="var/pki/gateway.crt", description="Server certificate.")
+    tls_key_file: str = Field(default="var/pki/gateway.key", description="Server private key.")
+    client_ca_file: str = Field(default="var/pki/ca.crt", description="CA of client cards.")
+    client_crl_file: str = Field(
+        default="", description="PEM CRL of the client CA (revoked cards); empty = none."
+    )
+    token_public_key_file: str = Field(
+        default="var/keys/token_signing_key.pem.pub",
+        description="identity's Ed25519 public key (patient access tokens).",
+    )
+    identity_target: str = Field(default="127.0.0.1:50051")
+    records_target: str = Field(default="127.0.0.1:50052")
+    consent_target: str = Field(default="127.0.0.1:50053")
+    notify_target: str = Field(default="127.0.0.1:50054")
+    history_feed_target: str = Field(default="127.0.0.1:50055")
+    decision_cache_ttl_s: float = Field(
+        default=5.0, ge=0, description="Longest reuse of an Authorize decision (0 = no cache)."
+    )
+    certificate_cache_ttl_s: float = Field(
+        default=300.0, ge=0, description="Reuse of a ResolveCertificate answer."
+    )
+    authorize_timeout_s: float = Field(default=3.0, gt=0)
+    default_deadline_s: float = Field(
+        default=60.0, gt=0, description="Upstream deadline when the client sets none."
+    )
+    rate_limit_per_s: float = Field(default=200.0, gt=0, description="Refill per principal.")
+    rate_limit_burst: float = Field(default=400.0, ge=1, description="Bucket size per principal.")
+    invalidate_on_events: bool = Field(
+        default=True, description="Subscribe to dmp.consent.changed to drop cached decisions."
+    )

@@ -1,0 +1,161 @@
+"""ARCHITECTURE §4 through the gateway, as patients and professionals of several professions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from dmp.authz.v1 import principal_pb2
+from dmp.consent.v1 import consent_pb2
+from dmp.records.v1 import records_pb2
+from tests.gateway.conftest import Platform
+from tests.gateway.helpers import expect, grant, new_record, patient_md, rid, upload
+
+R = records_pb2
+C = consent_pb2
+S = grpc.StatusCode
+
+
+async def test_rule3_grant_then_revoke_drops_cached_decision(platform: Platform) -> None:
+    dossier, ins = await new_record(platform)
+    stub = platform.records(platform.card_channel("pharmacist"))
+    await expect(stub.ListDocuments(R.ListDocumentsRequest(parent=dossier)), S.NOT_FOUND)
+    patient = platform.consent_stub(platform.patient_channel())
+    rule = await patient.GrantAccess(
+        C.GrantAccessRequest(
+            parent=dossier,
+            professional_rpps=platform.cards["pharmacist"].fields.rpps,
+            request_id=rid(),
+        ),
+        metadata=patient_md(platform, ins),
+    )
+    await stub.ListDocuments(R.ListDocumentsRequest(parent=dossier))  # allowed, now cached
+    await patient.RevokeAccess(
+        C.RevokeAccessRequest(name=rule.name, request_id=rid()), metadata=patient_md(platform, ins)
+    )
+    for _ in range(100):  # the consent.changed event voids the cache, well before its TTL
+        try:
+            await stub.ListDocuments(R.ListDocumentsRequest(parent=dossier))
+        except grpc.aio.AioRpcError as err:
+            code = err.code()
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("revoked grant still honoured")
+    assert code == S.NOT_FOUND
+
+
+async def test_rule4_matrix_pharmacist_and_optician(platform: Platform) -> None:
+    dossier, ins = await new_record(platform)
+    for card in ("doctor", "pharmacist", "optician"):
+        await grant(platform, dossier, ins, card)
+    report = await upload(platform, "doctor", dossier)  # 11488-4, class 10
+    prescription = await upload(platform, "doctor", dossier, type_code="57833-6")  # class 42
+    for card in ("pharmacist", "optician"):
+        stub = platform.records(platform.card_channel(card))
+        listed = await stub.ListDocuments(R.ListDocumentsRequest(parent=dossier))
+        names = [d.name for d in listed.documents]
+        assert prescription.name in names, card
+        assert report.name not in names, card
+        err = await expect(stub.GetDocument(R.GetDocumentRequest(name=report.name)), S.NOT_FOUND)
+        assert err is not None
+
+
+async def test_rule4_administrative_staff_reads_no_medical_document(platform: Platform) -> None:
+    dossier, _ = await new_record(platform)
+    stub = platform.records(platform.card_channel("admin"))
+    assert (await stub.GetDossier(R.GetDossierRequest(name=dossier))).name == dossier
+    await expect(stub.ListDocuments(R.ListDocumentsRequest(parent=dossier)), S.PERMISSION_DENIED)
+
+
+async def test_rule2_blocked_professional_refused_even_in_emergency(platform: Platform) -> None:
+    dossier, ins = await new_record(platform)
+    await grant(platform, dossier, ins, "doctor2")
+    patient = platform.consent_stub(platform.patient_channel())
+    await patient.BlockProfessional(
+        C.BlockProfessionalRequest(
+            parent=dossier,
+            professional_rpps=platform.cards["doctor2"].fields.rpps,
+            request_id=rid(),
+        ),
+        metadata=patient_md(platform, ins),
+    )
+    stub = platform.records(platform.card_channel("doctor2"))
+    await expect(stub.ListDocuments(R.ListDocumentsRequest(parent=dossier)), S.NOT_FOUND)
+    emergency = platform.consent_stub(platform.card_channel("doctor2"))
+    err = await expect(
+        emergency.StartEmergencyAccess(
+            C.StartEmergencyAccessRequest(
+                parent=dossier,
+                mode=principal_pb2.ACCESS_MODE_BRIS_DE_GLACE,
+                reason=C.EMERGENCY_REASON_IMMEDIATE_VITAL_RISK,
+                justification="Patient inconscient aux urgences",
+                request_id=rid(),
+            )
+        ),
+        S.NOT_FOUND,
+    )
+    assert err is not None
+
+
+async def test_rule5_write_needs_no_grant(platform: Platform) -> None:
+    dossier, ins = await new_record(platform)
+    written = await upload(platform, "doctor2", dossier)
+    patient = platform.records(platform.patient_channel())
+    seen = await patient.GetDocument(
+        R.GetDocumentRequest(name=written.name), metadata=patient_md(platform, ins)
+    )
+    assert seen.name == written.name
+
+
+async def test_rule7_centre_15_reads_and_patient_sees_it(platform: Platform) -> None:
+    dossier, ins = await new_record(platform)
+    await upload(platform, "doctor2", dossier)
+    regulateur = platform.consent_stub(platform.card_channel("regulateur"))
+    await regulateur.StartEmergencyAccess(
+        C.StartEmergencyAccessRequest(
+            parent=dossier,
+            mode=principal_pb2.ACCESS_MODE_CENTRE_15,
+            reason=C.EMERGENCY_REASON_MEDICAL_REGULATION_CALL,
+            justification="Appel au 15 pour douleur thoracique",
+            request_id=rid(),
+        )
+    )
+    stub = platform.records(platform.card_channel("regulateur"))
+    listed = await stub.ListDocuments(R.ListDocumentsRequest(parent=dossier))
+    assert len(listed.documents) == 1
+    patient = platform.consent_stub(platform.patient_channel())
+    history = await patient.ListAccessHistory(
+        C.ListAccessHistoryRequest(parent=dossier, page_size=100),
+        metadata=patient_md(platform, ins),
+    )
+    modes = {e.mode for e in history.entries}
+    assert principal_pb2.ACCESS_MODE_CENTRE_15 in modes
+
+
+async def test_rule7_opposed_centre_15_is_refused(platform: Platform) -> None:
+    dossier, ins = await new_record(platform)
+    patient = platform.consent_stub(platform.patient_channel())
+    await patient.SetEmergencyPreferences(
+        C.SetEmergencyPreferencesRequest(
+            parent=dossier,
+            preferences=C.EmergencyPreferences(oppose_centre_15=True),
+            request_id=rid(),
+        ),
+        metadata=patient_md(platform, ins),
+    )
+    regulateur = platform.consent_stub(platform.card_channel("regulateur"))
+    with_error = regulateur.StartEmergencyAccess(
+        C.StartEmergencyAccessRequest(
+            parent=dossier,
+            mode=principal_pb2.ACCESS_MODE_CENTRE_15,
+            reason=C.EMERGENCY_REASON_MEDICAL_REGULATION_CALL,
+            justification="Appel au 15 pour douleur thoracique",
+            request_id=rid(),
+        )
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await with_error
+    assert caught.value.code() in (S.PERMISSION_DENIED, S.NOT_FOUND)
