@@ -137,7 +137,7 @@ class DurableConsumer:
                 messages = await sub.fetch(self._spec.batch, timeout=self._spec.fetch_timeout_s)
             except asyncio.CancelledError:
                 raise
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either
                 continue
             except Exception as exc:  # NATS away: keep trying
                 log.warning("consumer_fetch_failed", error_type=type(exc).__name__)

@@ -1,24 +1,40 @@
-"""The notify service process."""
+"""The notify service process.
+
+One-time codes come by direct gRPC call and never depend on NATS: the
+service serves them as soon as its database is up. Event notifications need
+NATS, which is connected in the background (with retries), so a NATS outage
+at start-up delays notifications but never logins.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 
 import grpc
 
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
+from kit import nats as kit_nats
+from kit.consumer import ConsumerSpec, DurableConsumer
+from kit.db import is_sqlite
+from kit.logs import get_logger
 from kit.server import ServiceApp
 from services.notify.delivery import RetryPolicy
+from services.notify.dispatcher import Dispatcher
 from services.notify.email_sender import EmailSender
+from services.notify.events import SOURCES
+from services.notify.intake import Intake
 from services.notify.servicer import NotifyServicer
 from services.notify.settings import NotifySettings
 from services.notify.sms import SmsProvider, provider_from_settings
+from services.notify.writelock import WriteLock
+
+log = get_logger(__name__)
 
 
 class NotifyApp(ServiceApp):
-    """No outbox and no stream consumer yet: one-time codes come by direct gRPC call."""
-
     name = "notify"
 
     def __init__(self, settings: NotifySettings) -> None:
@@ -33,10 +49,117 @@ class NotifyApp(ServiceApp):
             backoff_base_s=settings.delivery_backoff_base_s,
             backoff_max_s=settings.delivery_backoff_max_s,
         )
+        self.notification_policy = RetryPolicy(
+            attempts=settings.notification_attempts,
+            backoff_base_s=settings.notification_backoff_base_s,
+            backoff_max_s=settings.notification_backoff_max_s,
+        )
         self.pending_takeover = timedelta(seconds=settings.pending_takeover_s)
+        self.dispatcher: Dispatcher | None = None
+        self.consumers: list[DurableConsumer] = []
+        self._events_task: asyncio.Task[None] | None = None
+        self.events_ready = asyncio.Event()
 
     def needs_nats(self) -> bool:
-        return False
+        return False  # connected in the background by `_start_events`
+
+    async def start(self) -> None:
+        await super().start()
+        cfg = self.notify_settings
+        if not cfg.events_enabled:
+            return
+        self.write_lock = WriteLock(enabled=is_sqlite(cfg.database_url))
+        self.dispatcher = Dispatcher(
+            self.db,
+            email=self.email,
+            sms=self.sms,
+            policy=self.notification_policy,
+            lease=timedelta(seconds=cfg.sending_lease_s),
+            concurrency=cfg.dispatch_concurrency,
+            poll_s=cfg.dispatch_poll_s,
+            skip_locked=not is_sqlite(cfg.database_url),
+            write_lock=self.write_lock,
+        )
+        self.dispatcher.start()
+        self._events_task = asyncio.create_task(self._start_events(), name="notify-events")
+
+    async def _start_events(self) -> None:
+        cfg = self.notify_settings
+        delay = 0.2
+        while True:
+            try:
+                nc = await kit_nats.connect(cfg.nats_url, self.name)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("nats_connect_retry", error_type=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.nc = nc
+        js = self.js = nc.jetstream()
+        while True:
+            try:
+                await kit_nats.ensure_stream(js, kit_nats.STREAMS["notify"])
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("notify_stream_retry", error_type=type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+        async def publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
+            await js.publish(subject, data, headers=headers)
+
+        assert self.dispatcher is not None
+        self.dispatcher.publish = publish
+        intake = Intake(self.db, self.dispatcher.wake, self.write_lock)
+        backoff = tuple(cfg.consumer_backoff_s)
+        notify_stream = kit_nats.STREAMS["notify"].name
+        for source in SOURCES:
+            for stream, durable, subject in (
+                (
+                    kit_nats.STREAMS[source.stream_owner].name,
+                    f"{cfg.consumer_prefix}-{source.name}",
+                    source.filter_subject,
+                ),
+                (
+                    notify_stream,
+                    f"{cfg.consumer_prefix}-replay-{source.name}",
+                    source.replay_filter,
+                ),
+            ):
+                spec = ConsumerSpec(
+                    stream=stream,
+                    durable=durable,
+                    filter_subject=subject,
+                    max_deliver=cfg.consumer_max_deliver,
+                    ack_wait_s=cfg.consumer_ack_wait_s,
+                    backoff_s=backoff,
+                    dead_letter_subject=source.deadletter_subject,
+                )
+                consumer = DurableConsumer(js, spec, intake.handle)
+                consumer.start()
+                self.consumers.append(consumer)
+        self.events_ready.set()
+        log.info("event_consumers_started", consumers=len(self.consumers))
+
+    async def wait_events_ready(self) -> None:
+        """Tests: wait until every consumer is subscribed."""
+        await self.events_ready.wait()
+        for consumer in self.consumers:
+            await consumer.wait_subscribed()
+
+    async def stop(self) -> None:
+        if self._events_task is not None:
+            self._events_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events_task
+        for consumer in self.consumers:
+            await consumer.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        await super().stop()
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         notify_pb2_grpc.add_NotifyServiceServicer_to_server(NotifyServicer(self), server)

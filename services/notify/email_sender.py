@@ -20,23 +20,35 @@ class EmailSender:
         self._settings = settings
         self._from = Address(display_name=settings.mail_from_name, addr_spec=settings.mail_from)
 
-    def build(self, to: str, text: EmailText) -> EmailMessage:
+    def message_id(self, key: str) -> str:
+        """A Message-ID fixed by `key`: a resent notification is recognisably the same mail."""
+        return f"<{key}@{self._from.domain}>"
+
+    def build(
+        self, to: str, text: EmailText, *, message_id: str | None = None, urgent: bool = False
+    ) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self._from
         message["To"] = Address(addr_spec=to)
         message["Subject"] = text.subject
         message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = make_msgid(domain=self._from.domain)
+        message["Message-ID"] = message_id or make_msgid(domain=self._from.domain)
         message["Auto-Submitted"] = "auto-generated"
+        if urgent:
+            message["Importance"] = "high"
+            message["Priority"] = "urgent"
+            message["X-Priority"] = "1"
         message.set_content(text.body)
         return message
 
-    async def send(self, to: str, text: EmailText) -> None:
+    async def send(
+        self, to: str, text: EmailText, *, message_id: str | None = None, urgent: bool = False
+    ) -> None:
         """Raise aiosmtplib / OS errors as they come; `delivery` classifies them."""
         cfg = self._settings
         password = cfg.smtp_password.get_secret_value()
         await aiosmtplib.send(
-            self.build(to, text),
+            self.build(to, text, message_id=message_id, urgent=urgent),
             sender=cfg.mail_from,
             recipients=[to],
             hostname=cfg.smtp_host,

@@ -7,7 +7,18 @@ nothing an attacker could log in with.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from kit.db import BigIntPK, UTCDateTime
 
@@ -26,6 +37,8 @@ KIND_ONE_TIME_CODE = "one_time_code"
 STATUS_PENDING = "pending"
 STATUS_SENT = "sent"
 STATUS_FAILED = "failed"
+#: Claimed by a dispatcher that is (or was, if its lease ran out) handing it to the provider.
+STATUS_SENDING = "sending"
 
 deliveries = Table(
     "deliveries",
@@ -56,4 +69,68 @@ contact_preferences = Table(
     Column("choices", Text, nullable=False),
     Column("create_time", UTCDateTime, nullable=False),
     Column("update_time", UTCDateTime, nullable=False),
+)
+
+# Records' dossiers as notify needs them: whom to tell. Fed by
+# `dmp.records.dossier.*` (events name the dossier, not the patient).
+# `representatives` is JSON [{"ins": …, "access_end_time": ISO-8601 | null}].
+dossier_patients = Table(
+    "dossier_patients",
+    metadata,
+    Column("dossier", String(80), primary_key=True),
+    Column("patient_ins", String(64), nullable=False),
+    Column("minor", Boolean, nullable=False),
+    Column("representatives", Text, nullable=False),
+    Column("update_time", UTCDateTime, nullable=False),
+)
+
+# Documents added while hidden from the patient (announced on release), and
+# releases seen before the addition (redelivery can reorder them).
+held_documents = Table(
+    "held_documents",
+    metadata,
+    Column("document", String(160), primary_key=True),
+    Column("dossier", String(80), nullable=False),
+    #: Event id of `document.added` (the announcement's idempotency key); null: released first.
+    Column("added_event_id", String(64), nullable=True),
+    Column("released", Boolean, nullable=False),
+    Column("update_time", UTCDateTime, nullable=False),
+)
+
+# One row per (event, recipient, channel): the idempotency record of event
+# notifications, written (pending) before the consumer acks the event, then
+# claimed, sent and marked by the dispatcher. No message text, no full
+# destination (read from contact_preferences at send time); `source_payload`
+# is the event itself (ids only), kept to dead-letter it with its subject.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("notification_id", String(36), nullable=False, unique=True),
+    Column("event_id", String(64), nullable=False),
+    Column("recipient", String(64), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("kind", String(48), nullable=False),
+    #: Template variant (e.g. `closed` of a lifecycle kind, `representative` audience).
+    Column("variant", String(32), nullable=False),
+    Column("urgent", Boolean, nullable=False),
+    Column("occur_time", UTCDateTime, nullable=False),
+    Column("source_subject", String(200), nullable=False),
+    Column("source_payload", LargeBinary, nullable=False),
+    Column("masked_destination", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("dead_count", Integer, nullable=False),
+    Column("next_attempt_time", UTCDateTime, nullable=False),
+    Column("claim_token", String(36), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("create_time", UTCDateTime, nullable=False),
+    Column("update_time", UTCDateTime, nullable=False),
+    Column("send_time", UTCDateTime, nullable=True),
+    Column("last_error", String(64), nullable=True),
+    UniqueConstraint(
+        "event_id", "recipient", "channel", name="uq_notifications_event_id_recipient_channel"
+    ),
+    Index("ix_notifications_status_next_attempt_time", "status", "next_attempt_time"),
+    Index("ix_notifications_recipient_id", "recipient", "id"),
 )

@@ -1,7 +1,7 @@
 """gRPC handlers of `dmp.notify.v1.NotifyService`.
 
-ListNotifications answers UNIMPLEMENTED (reason NOT_IMPLEMENTED) until event
-notifications land.
+ListNotifications lists the event notifications (`listing`); the events
+themselves are consumed and sent outside any RPC (`intake`, `dispatcher`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dmp.authz.v1 import principal_pb2
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from kit.context import current_principal
 from kit.db import utcnow
-from kit.errors import ServiceError, invalid_argument, unavailable
+from kit.errors import invalid_argument, unavailable
 from kit.logs import get_logger
 from kit.principal import require_kind
-from services.notify import models, preferences, store, templates, validation
+from services.notify import listing, models, preferences, store, templates, validation
 from services.notify.delivery import send_with_retries
 
 if TYPE_CHECKING:
@@ -223,10 +223,8 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
     async def ListNotifications(  # noqa: N802 - gRPC method name
         self, request: notify_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext
     ) -> notify_pb2.ListNotificationsResponse:
-        raise _not_implemented()
-
-
-def _not_implemented() -> ServiceError:
-    return ServiceError(
-        grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED", "This method is not available yet."
-    )
+        # Authorization first, so an outsider learns nothing from validation errors.
+        patient = listing.patient_of(request.parent)
+        listing.authorize(current_principal(), patient)
+        size = listing.page_size(request.page_size)
+        return await listing.list_page(self._app.db, patient, size, request.page_token)

@@ -41,6 +41,51 @@ class NotifySettings(ServiceSettings):
     delivery_backoff_max_s: float = Field(
         default=4.0, gt=0, description="Largest delay between two attempts."
     )
+    events_enabled: bool = Field(
+        default=True,
+        description="Consume records/consent events and send notifications (needs NATS; "
+        "one-time codes work without it).",
+    )
+    consumer_prefix: str = Field(
+        default="notify",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="Prefix of the durable JetStream consumer names.",
+    )
+    consumer_max_deliver: int = Field(
+        default=12, ge=1, description="Deliveries of an event before it is dead-lettered."
+    )
+    consumer_ack_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Unacked events (e.g. of a crashed replica) are redelivered after this; "
+        "the intake only writes rows, so it stays short.",
+    )
+    consumer_backoff_s: list[float] = Field(
+        default=[0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0],
+        description="Redelivery delays of an event that could not be processed yet "
+        "(e.g. its dossier is not known yet).",
+    )
+    notification_attempts: int = Field(
+        default=8, ge=1, le=50, description="Send attempts of a notification before dead-letter."
+    )
+    notification_backoff_base_s: float = Field(
+        default=2.0, gt=0, description="First retry delay of a notification; doubles, with jitter."
+    )
+    notification_backoff_max_s: float = Field(
+        default=600.0, gt=0, description="Largest delay between two attempts of a notification."
+    )
+    dispatch_concurrency: int = Field(
+        default=16, ge=1, le=256, description="Notifications handed to providers in parallel."
+    )
+    dispatch_poll_s: float = Field(
+        default=0.5, gt=0, description="Poll interval for due retries and expired leases."
+    )
+    sending_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a dispatcher owns a claimed notification; after that (crashed "
+        "process) another may send it again. Must exceed smtp_timeout_s.",
+    )
     pending_takeover_s: float = Field(
         default=120.0,
         gt=0,

@@ -20,20 +20,26 @@ from typing import Protocol
 class SmsProvider(Protocol):
     """Hands one SMS to the operator; raises on failure (OSError and timeouts are transient)."""
 
-    async def send(self, to: str, text: str) -> None: ...
+    async def send(self, to: str, text: str, *, reference: str | None = None) -> None:
+        """`reference`: idempotency key passed to the operator (same on a resend)."""
+        ...
 
 
 class FileSmsSink:
-    """Appends `{"to", "text", "time"}` lines to `path` (mode 0600, parent 0700 if created)."""
+    """Appends `{"to", "text", "time"[, "reference"]}` lines to `path`.
+
+    Mode 0600, parent 0700 if created.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
 
-    async def send(self, to: str, text: str) -> None:
-        line = json.dumps(
-            {"to": to, "text": text, "time": datetime.now(UTC).isoformat()}, ensure_ascii=False
-        )
+    async def send(self, to: str, text: str, *, reference: str | None = None) -> None:
+        record = {"to": to, "text": text, "time": datetime.now(UTC).isoformat()}
+        if reference is not None:
+            record["reference"] = reference
+        line = json.dumps(record, ensure_ascii=False)
         await asyncio.to_thread(self._append, (line + "\n").encode())
 
     def _append(self, data: bytes) -> None:

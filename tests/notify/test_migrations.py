@@ -39,12 +39,21 @@ async def test_upgrade_then_downgrade(databases: DatabaseFactory) -> None:
     assert {"deliveries", "contact_preferences", "alembic_version_notify"} <= tables
     assert {("request_id",), ("delivery_id",)} <= await _unique_columns(url)
     await migrations.downgrade("notify", url)
-    assert not {"deliveries", "contact_preferences"} & await _tables(url)
+    assert not {"deliveries", "contact_preferences", "notifications"} & await _tables(url)
     await migrations.upgrade("notify", url)  # and up again from base
     assert "deliveries" in await _tables(url)
 
 
-@pytest.mark.parametrize("table", [models.deliveries, models.contact_preferences])
+@pytest.mark.parametrize(
+    "table",
+    [
+        models.deliveries,
+        models.contact_preferences,
+        models.notifications,
+        models.dossier_patients,
+        models.held_documents,
+    ],
+)
 async def test_migrated_schema_matches_the_model(databases: DatabaseFactory, table: Table) -> None:
     url = await databases.create("notify_schema")
     await migrations.upgrade("notify", url)

@@ -1,0 +1,385 @@
+"""Hands pending notification rows to SMTP / SMS, with retries and a dead-letter subject.
+
+Life of a row: `pending` (written by the intake before the event is acked)
+→ `sending` (claimed with a lease and a claim token, committed *before* the
+provider is called) → `sent`; or back to `pending` with an exponential,
+jittered delay after a transient failure; or `failed` after
+`notification_attempts` failures (or a permanent one), once its event has been
+published to `dmp.notify.deadletter.<source>`.
+
+Guarantee. A row is marked `sent` only after the provider accepted it, and
+a `sent` row is never claimed again, so a redelivered event, a restarted or
+a second replica never sends it twice. The one window left is a crash after
+the provider accepted the message and before `sent` is committed: the row's
+lease then expires and it is sent again (at least once, never lost). Every
+resend carries the same Message-ID (`<notification id@domain>`, fixed per
+event × recipient × channel) and the SMS the same reference, so a relay,
+provider or mail client that de-duplicates on it shows the patient one message.
+At most `dispatch_concurrency` messages are in that window at any instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dmp.notify.v1 import notify_pb2
+from kit.db import transaction, utcnow
+from kit.logs import get_logger
+from services.notify import event_templates, models, validation
+from services.notify.delivery import RetryPolicy, describe, is_transient
+from services.notify.email_sender import EmailSender
+from services.notify.events import source_of
+from services.notify.models import contact_preferences
+from services.notify.models import notifications as n
+from services.notify.sms import SmsProvider
+from services.notify.writelock import WriteLock
+
+log = get_logger(__name__)
+
+Publisher = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+
+
+class ContactRemovedError(Exception):
+    """The patient removed the contact since the notification was queued."""
+
+
+def deadletter_subject(source_subject: str) -> str:
+    source = source_of(source_subject)
+    return source.deadletter_subject if source else "dmp.notify.deadletter.unknown"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        email: EmailSender,
+        sms: SmsProvider,
+        policy: RetryPolicy,
+        lease: timedelta,
+        concurrency: int,
+        poll_s: float,
+        skip_locked: bool,
+        publish: Publisher | None = None,
+        write_lock: WriteLock | None = None,
+    ) -> None:
+        self._write_lock = write_lock or WriteLock(enabled=False)
+        self._sessions = sessions
+        self._email = email
+        self._sms = sms
+        self._policy = policy
+        self._lease = lease
+        self._concurrency = concurrency
+        self._claim_chunk = max(1, concurrency // 4)
+        self._poll = poll_s
+        self._skip_locked = skip_locked
+        self.publish = publish
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._outcomes: asyncio.Queue[tuple[RowMapping, dict[str, object], asyncio.Future[int]]] = (
+            asyncio.Queue()
+        )
+        self._writer: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._record_outcomes(), name="notify-outcomes")
+        self._task = asyncio.create_task(self._run(), name="notify-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        # Let sends in flight finish and record their outcome (bounded by the SMTP timeout).
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=self._lease.total_seconds())
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+
+    async def _run(self) -> None:
+        while True:
+            free = self._concurrency - len(self._in_flight)
+            claimed: list[RowMapping] = []
+            # Claim in chunks rather than one row per finished send: fewer transactions.
+            if free >= self._claim_chunk or (free > 0 and not self._in_flight):
+                try:
+                    claimed = await self.claim(free)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # database away: retry later
+                    log.warning("dispatch_claim_failed", error_type=type(exc).__name__)
+                    await asyncio.sleep(self._poll)
+                    continue
+            for row in claimed:
+                task = asyncio.create_task(self._deliver(row))
+                self._in_flight.add(task)
+                task.add_done_callback(self._done)
+            if claimed and len(claimed) == free:
+                continue  # more may be due right now
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()
+
+    def _due(self, now: object) -> object:
+        return or_(
+            and_(n.c.status == models.STATUS_PENDING, n.c.next_attempt_time <= now),
+            and_(n.c.status == models.STATUS_SENDING, n.c.lease_until < now),
+        )
+
+    async def claim(self, limit: int) -> list[RowMapping]:
+        """Take up to `limit` due rows (urgent first); a compare-and-set keeps replicas apart."""
+        now = utcnow()
+        token = str(uuid.uuid4())
+        async with self._write_lock, transaction(self._sessions) as session:
+            query = (
+                select(n.c.id)
+                .where(self._due(now))  # type: ignore[arg-type]
+                .order_by(n.c.urgent.desc(), n.c.id)
+                .limit(limit)
+            )
+            if self._skip_locked:
+                query = query.with_for_update(skip_locked=True)
+            ids = [r.id for r in (await session.execute(query)).all()]
+            if not ids:
+                return []
+            await session.execute(
+                update(n)
+                .where(n.c.id.in_(ids), self._due(now))  # type: ignore[arg-type]
+                .values(
+                    status=models.STATUS_SENDING,
+                    claim_token=token,
+                    lease_until=now + self._lease,
+                    update_time=now,
+                )
+            )
+            # The contacts come with the claim: sends then never wait for a connection.
+            result = await session.execute(
+                select(n, contact_preferences.c.email, contact_preferences.c.mobile_phone)
+                .outerjoin(contact_preferences, contact_preferences.c.patient == n.c.recipient)
+                .where(n.c.claim_token == token)
+            )
+            return list(result.mappings().all())
+
+    async def _deliver(self, row: RowMapping) -> None:
+        try:
+            await self._deliver_one(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # recording failed (database away): the lease will expire
+            log.error(
+                "dispatch_failed",
+                notification_id=row["notification_id"],
+                error_type=type(exc).__name__,
+            )
+
+    async def _deliver_one(self, row: RowMapping) -> None:
+        if row["attempts"] >= self._policy.attempts:
+            # Out of attempts already: only the dead-letter publication is left to do.
+            await self._dead(row, row["attempts"], row["last_error"] or "unknown")
+            return
+        started = time.perf_counter()
+        attempts = row["attempts"] + 1
+        try:
+            masked = await self._send(row)
+        except asyncio.CancelledError:
+            raise
+        except ContactRemovedError:
+            await self._finish(
+                row, status=models.STATUS_FAILED, attempts=attempts, error="NoContact"
+            )
+            log.info("notification_dropped", notification_id=row["notification_id"])
+            return
+        except Exception as exc:
+            error = describe(exc)
+            if is_transient(exc) and attempts < self._policy.attempts:
+                delay = self._policy.delay(attempts)
+                await self._finish(
+                    row,
+                    status=models.STATUS_PENDING,
+                    attempts=attempts,
+                    error=error,
+                    next_attempt=utcnow() + timedelta(seconds=delay),
+                )
+                log.warning(
+                    "notification_retry",
+                    notification_id=row["notification_id"],
+                    attempt=attempts,
+                    error=error,
+                    delay_s=round(delay, 3),
+                )
+                return
+            await self._dead(row, attempts, error)
+            return
+        await self._finish(row, status=models.STATUS_SENT, attempts=attempts, masked=masked)
+        log.info(
+            "notification_sent",
+            notification_id=row["notification_id"],
+            kind=row["kind"],
+            channel=row["channel"],
+            attempt=attempts,
+            ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    async def _send(self, row: RowMapping) -> str:
+        """Send with the contact read at claim time (the latest the patient set)."""
+        kind = notify_pb2.NotificationKind.Value(row["kind"])
+        if row["channel"] == models.CHANNEL_EMAIL:
+            address = row["email"]
+            if not address:
+                raise ContactRemovedError
+            text = event_templates.email(
+                kind, row["variant"], row["occur_time"], urgent=row["urgent"]
+            )
+            await self._email.send(
+                address,
+                text,
+                message_id=self._email.message_id(row["notification_id"]),
+                urgent=row["urgent"],
+            )
+            return validation.mask(notify_pb2.CHANNEL_EMAIL, address)
+        phone = row["mobile_phone"]
+        if not phone:
+            raise ContactRemovedError
+        await self._sms.send(
+            phone,
+            event_templates.sms(kind, row["variant"], urgent=row["urgent"]),
+            reference=row["notification_id"],
+        )
+        return validation.mask(notify_pb2.CHANNEL_SMS, phone)
+
+    async def _finish(
+        self,
+        row: RowMapping,
+        *,
+        status: str,
+        attempts: int,
+        error: str | None = None,
+        masked: str | None = None,
+        next_attempt: object = None,
+        dead: bool = False,
+    ) -> None:
+        now = utcnow()
+        values: dict[str, object] = {
+            "status": status,
+            "attempts": attempts,
+            "claim_token": None,
+            "lease_until": None,
+            "update_time": now,
+            "last_error": error[:64] if error else None,
+        }
+        if status == models.STATUS_SENT:
+            values["send_time"] = now
+        if masked is not None:
+            values["masked_destination"] = masked
+        if next_attempt is not None:
+            values["next_attempt_time"] = next_attempt
+        if dead:
+            values["dead_count"] = row["dead_count"] + 1
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._outcomes.put_nowait((row, values, done))
+        # The send slot stays taken until the outcome is committed: at most
+        # `concurrency` messages are ever sent-but-not-recorded.
+        if await done != 1:
+            # Our lease ran out and another dispatcher took the row over.
+            log.warning("notification_lease_lost", notification_id=row["notification_id"])
+
+    async def _record_outcomes(self) -> None:
+        """Commit finished sends in batches: one transaction for all that are ready."""
+        while True:
+            batch = [await self._outcomes.get()]
+            while not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            try:
+                counts: list[int] = []
+                async with self._write_lock, transaction(self._sessions) as session:
+                    for row, values, _ in batch:
+                        result = await session.execute(
+                            update(n)
+                            .where(n.c.id == row["id"], n.c.claim_token == row["claim_token"])
+                            .values(**values)
+                        )
+                        counts.append(int(result.rowcount))  # type: ignore[attr-defined]
+            except asyncio.CancelledError:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.cancel()
+                raise
+            except Exception as exc:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, _, done), count in zip(batch, counts, strict=True):
+                if not done.done():
+                    done.set_result(count)
+
+    async def _dead(self, row: RowMapping, attempts: int, error: str) -> None:
+        """Publish the source event to the dead-letter subject, then mark the row failed.
+
+        In that order: a crash in between republishes the same dead letter
+        (same `Nats-Msg-Id`, de-duplicated by JetStream), never loses it.
+        """
+        publish = self.publish
+        if publish is None:
+            await self._finish(
+                row,
+                status=models.STATUS_PENDING,
+                attempts=attempts,
+                error=error,
+                next_attempt=utcnow() + timedelta(seconds=self._policy.backoff_max_s),
+            )
+            log.warning("deadletter_unavailable", notification_id=row["notification_id"])
+            return
+        headers = {
+            "Nats-Msg-Id": f"dl.{row['notification_id']}.{row['dead_count'] + 1}",
+            "Dmp-Original-Subject": row["source_subject"],
+            "Dmp-Event-Id": row["event_id"],
+            "Dmp-Dead-Reason": "delivery_failed",
+            "Dmp-Notification-Id": row["notification_id"],
+            "Dmp-Error": error[:64],
+        }
+        try:
+            await publish(deadletter_subject(row["source_subject"]), row["source_payload"], headers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("deadletter_publish_failed", error_type=type(exc).__name__)
+            await self._finish(
+                row,
+                status=models.STATUS_PENDING,
+                attempts=attempts,
+                error=error,
+                next_attempt=utcnow() + timedelta(seconds=self._policy.backoff_base_s),
+            )
+            return
+        await self._finish(
+            row, status=models.STATUS_FAILED, attempts=attempts, error=error, dead=True
+        )
+        log.error(
+            "notification_dead",
+            notification_id=row["notification_id"],
+            kind=row["kind"],
+            attempts=attempts,
+            error=error,
+        )

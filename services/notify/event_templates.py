@@ -1,0 +1,149 @@
+"""French messages telling a patient that something happened on their record.
+
+They say only *that* something happened, when, and where to look: never a
+document title, class or type, never who (beyond "un professionnel de santé"),
+never a diagnosis, a name or an identifier. A mailbox or a phone is often
+shared, and an e-mail crosses relays we do not control. No link either (as for
+codes: patients learn that real DMP messages carry none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from dmp.notify.v1 import notify_pb2
+from services.notify.templates import PARIS, EmailText
+
+# Variants of a kind (stored in notifications.variant).
+CREATED = "created"
+CLOSED = "closed"
+REACTIVATED = "reactivated"
+DEFAULT = "default"
+# Audience suffix for a minor's legal representatives.
+REPRESENTATIVE = "representative"
+
+
+@dataclass(frozen=True)
+class _Template:
+    subject: str
+    #: The fact, a sentence completing "{whose DMP}" (patient or representative wording).
+    fact: str
+    where: str
+    sms: str
+
+
+_WHERE_DOCS = "Pour le consulter, connectez-vous à votre espace DMP, rubrique « Documents »."
+_WHERE_HISTORY = (
+    "Vous pouvez voir la date et l'origine de cet accès dans votre espace DMP, rubrique "
+    "« Historique des accès ». Si vous ne le reconnaissez pas, vous pouvez y bloquer l'accès "
+    "de ce professionnel."
+)
+_WHERE_RULES = (
+    "Vous pouvez vérifier les autorisations en vigueur dans votre espace DMP, rubrique "
+    "« Gestion des accès »."
+)
+_WHERE_SPACE = "Retrouvez le détail dans votre espace DMP."
+
+_TEMPLATES: dict[tuple[int, str], _Template] = {
+    (notify_pb2.NOTIFICATION_KIND_DOCUMENT_ADDED, DEFAULT): _Template(
+        subject="Un nouveau document est disponible dans votre DMP",
+        fact="Un nouveau document a été ajouté à {dmp} le {when}.",
+        where=_WHERE_DOCS,
+        sms="DMP : un nouveau document a été ajouté à {dmp_short}. Consultez votre espace DMP.",
+    ),
+    (notify_pb2.NOTIFICATION_KIND_FIRST_ACCESS, DEFAULT): _Template(
+        subject="Un professionnel de santé a accédé à votre DMP",
+        fact="Un professionnel de santé a accédé pour la première fois à {dmp} le {when}.",
+        where=_WHERE_HISTORY,
+        sms="DMP : un professionnel de santé a accédé pour la première fois à {dmp_short}. "
+        "Détails dans votre espace DMP.",
+    ),
+    (notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS, DEFAULT): _Template(
+        subject="URGENT : accès en urgence à votre DMP",
+        fact="Un professionnel de santé a accédé à {dmp} en mode urgence le {when}.",
+        where=_WHERE_HISTORY,
+        sms="DMP URGENT : un professionnel de santé a accédé à {dmp_short} en mode urgence. "
+        "Détails dans votre espace DMP.",
+    ),
+    (notify_pb2.NOTIFICATION_KIND_DOSSIER_LIFECYCLE, CREATED): _Template(
+        subject="Votre DMP a été créé",
+        fact="{Dmp} a été créé le {when}.",
+        where=_WHERE_SPACE,
+        sms="DMP : {dmp_short} a été créé. Détails dans votre espace DMP.",
+    ),
+    (notify_pb2.NOTIFICATION_KIND_DOSSIER_LIFECYCLE, CLOSED): _Template(
+        subject="Votre DMP a été fermé",
+        fact="{Dmp} a été fermé le {when}. Il reste conservé et peut être réactivé.",
+        where=_WHERE_SPACE,
+        sms="DMP : {dmp_short} a été fermé. Détails dans votre espace DMP.",
+    ),
+    (notify_pb2.NOTIFICATION_KIND_DOSSIER_LIFECYCLE, REACTIVATED): _Template(
+        subject="Votre DMP a été réactivé",
+        fact="{Dmp} a été réactivé le {when}.",
+        where=_WHERE_SPACE,
+        sms="DMP : {dmp_short} a été réactivé. Détails dans votre espace DMP.",
+    ),
+    (notify_pb2.NOTIFICATION_KIND_ACCESS_RULES_CHANGED, DEFAULT): _Template(
+        subject="Les règles d'accès à votre DMP ont changé",
+        fact="Les règles d'accès à {dmp} ont été modifiées le {when} par une autre personne "
+        "que vous.",
+        where=_WHERE_RULES,
+        sms="DMP : les règles d'accès à {dmp_short} ont été modifiées. "
+        "Vérifiez-les dans votre espace DMP.",
+    ),
+}
+
+_FOOTER = (
+    "Ce message ne contient aucune information médicale. Il est envoyé automatiquement, "
+    "merci de ne pas y répondre. Le DMP ne vous demandera jamais votre mot de passe ni un "
+    "code par e-mail ou par SMS."
+)
+
+
+def known(kind: int, variant: str) -> bool:
+    return (kind, variant.removesuffix("." + REPRESENTATIVE)) in _TEMPLATES
+
+
+def _when(moment: datetime) -> str:
+    local = moment.astimezone(PARIS)
+    return f"{local.day:02d}/{local.month:02d}/{local.year} à {local.hour:02d} h {local.minute:02d}"
+
+
+def _words(variant: str) -> tuple[str, str, str]:
+    """(in-sentence, sentence-start, SMS) names of the record for the audience."""
+    if variant.endswith("." + REPRESENTATIVE):
+        return (
+            "le DMP d'une personne que vous représentez",
+            "Le DMP d'une personne que vous représentez",
+            "le DMP d'une personne que vous représentez",
+        )
+    return (
+        "votre Dossier Médical Partagé (DMP)",
+        "Votre Dossier Médical Partagé (DMP)",
+        "votre DMP",
+    )
+
+
+def email(kind: int, variant: str, occur_time: datetime, *, urgent: bool) -> EmailText:
+    base = variant.removesuffix("." + REPRESENTATIVE)
+    template = _TEMPLATES[(kind, base)]
+    dmp, dmp_start, _ = _words(variant)
+    fact = template.fact.format(dmp=dmp, Dmp=dmp_start, when=_when(occur_time))
+    subject = template.subject
+    if variant.endswith("." + REPRESENTATIVE):
+        subject = subject.replace("votre DMP", "un DMP").replace("Votre DMP", "Un DMP")
+    if urgent and not subject.startswith("URGENT"):
+        subject = "URGENT : " + subject
+    body = f"Bonjour,\n\n{fact}\n\n{template.where}\n\n{_FOOTER}\n"
+    return EmailText(subject=subject, body=body)
+
+
+def sms(kind: int, variant: str, *, urgent: bool) -> str:
+    base = variant.removesuffix("." + REPRESENTATIVE)
+    template = _TEMPLATES[(kind, base)]
+    _, _, short = _words(variant)
+    text = template.sms.format(dmp_short=short)
+    if urgent and not text.startswith("DMP URGENT"):
+        text = text.replace("DMP :", "DMP URGENT :", 1)
+    return text

@@ -1,0 +1,325 @@
+"""Turns a consumed event into notification rows, committed before the ack.
+
+Idempotency: rows are unique per (event id, recipient, channel), the event id
+being the one inside the payload (a republish under another `Nats-Msg-Id`
+is still the same event). A redelivered event finds its rows and adds
+nothing; a replayed one (from the dead-letter subject) also resets its failed
+rows to pending so they are attempted again.
+
+Events name the dossier only: the recipients come from notify's own
+projection of `dossier.created`. An event whose dossier is not known yet
+raises `DossierNotKnownError`, so the consumer redelivers it later (NAK with
+backoff) instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dmp.notify.v1 import notify_pb2
+from kit.consumer import Delivery
+from kit.db import transaction, utcnow
+from kit.logs import get_logger
+from services.notify import event_templates, models, validation
+from services.notify.events import (
+    DOCUMENT_ADDED,
+    DOCUMENT_VISIBILITY_CHANGED,
+    REPLAY_PREFIX,
+    DossierFacts,
+    Event,
+    Notice,
+    decode,
+    original_subject,
+)
+from services.notify.models import contact_preferences, dossier_patients, held_documents
+from services.notify.models import notifications as n
+from services.notify.writelock import WriteLock
+
+log = get_logger(__name__)
+
+#: Kinds not announced to a minor's legal representatives. Document events do
+#: not say whether a document is hidden from them (INVISIBLE_REPRESENTANTS_LEGAUX,
+#: e.g. care a minor may keep confidential), so none is announced to them.
+NOT_FOR_REPRESENTATIVES = frozenset({notify_pb2.NOTIFICATION_KIND_DOCUMENT_ADDED})
+
+
+class DossierNotKnownError(Exception):
+    """The dossier's creation event has not been projected yet: retry later."""
+
+
+def channels_for(kind: int, email: str | None, phone: str | None, choices_json: str) -> list[str]:
+    """Channels of `kind` for these preferences.
+
+    Emergencies go to every channel the patient has. A kind the patient never
+    configured goes by e-mail (else SMS); an empty choice means "do not tell me".
+    """
+    available = [
+        channel
+        for channel, contact in ((models.CHANNEL_EMAIL, email), (models.CHANNEL_SMS, phone))
+        if contact
+    ]
+    if kind == notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS:
+        return available
+    choices: dict[str, list[str]] = json.loads(choices_json or "{}")
+    name = notify_pb2.NotificationKind.Name(kind)  # type: ignore[arg-type]
+    if name not in choices:
+        return available[:1]
+    wanted = {
+        models.CHANNEL_EMAIL if c == "CHANNEL_EMAIL" else models.CHANNEL_SMS for c in choices[name]
+    }
+    return [c for c in available if c in wanted]
+
+
+def _encode_reps(facts: DossierFacts) -> str:
+    return json.dumps(
+        [
+            {
+                "ins": r.ins,
+                "access_end_time": r.access_end_time.isoformat() if r.access_end_time else None,
+            }
+            for r in facts.representatives or ()
+        ]
+    )
+
+
+class Intake:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        on_commit: Callable[[], None],
+        write_lock: WriteLock | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._on_commit = on_commit
+        self._write_lock = write_lock or WriteLock(enabled=False)
+
+    async def handle(self, delivery: Delivery) -> None:
+        subject = original_subject(delivery.subject)
+        replay = delivery.subject.startswith(REPLAY_PREFIX)
+        event = decode(subject, delivery.data, delivery.event_id)
+        if event is None:
+            return
+        async with self._write_lock, transaction(self._sessions) as session:
+            created = await self._apply(session, event, delivery.data, replay)
+        if created:
+            self._on_commit()
+        log.info(
+            "event_intake",
+            subject=subject,
+            event_id=event.event_id,
+            rows=created,
+            replay=replay,
+            delivered=delivery.num_delivered,
+        )
+
+    async def _apply(
+        self, session: AsyncSession, event: Event, payload: bytes, replay: bool
+    ) -> int:
+        if event.facts is not None:
+            await _project(session, event.dossier, event.facts)
+        notice = event.notice
+        if notice is None:
+            return 0
+        key = event.event_id
+        if event.subject in (DOCUMENT_ADDED, DOCUMENT_VISIBILITY_CHANGED):
+            # Checked first: a hidden document of an unknown dossier must wait too.
+            await _recipients(session, event.dossier, notice.kind)
+            released_key = await _document_gate(session, event)
+            if released_key is None:
+                return 0
+            key = released_key
+        return await _notify(session, event, notice, key=key, payload=payload, replay=replay)
+
+
+async def _project(session: AsyncSession, dossier: str, facts: DossierFacts) -> None:
+    now = utcnow()
+    row = (
+        await session.execute(select(dossier_patients).where(dossier_patients.c.dossier == dossier))
+    ).first()
+    if row is None:
+        await session.execute(
+            dossier_patients.insert().values(
+                dossier=dossier,
+                patient_ins=facts.patient_ins,
+                minor=bool(facts.minor),
+                representatives=_encode_reps(facts),
+                update_time=now,
+            )
+        )
+        return
+    values: dict[str, object] = {"patient_ins": facts.patient_ins, "update_time": now}
+    if facts.minor is not None:
+        values["minor"] = facts.minor
+    if facts.representatives is not None:
+        values["representatives"] = _encode_reps(facts)
+    await session.execute(
+        update(dossier_patients).where(dossier_patients.c.dossier == dossier).values(**values)
+    )
+
+
+async def _recipients(session: AsyncSession, dossier: str, kind: int) -> list[tuple[str, bool]]:
+    """(INS, is a legal representative) of whoever should hear about `dossier`."""
+    row = (
+        (
+            await session.execute(
+                select(dossier_patients).where(dossier_patients.c.dossier == dossier)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise DossierNotKnownError(dossier)
+    recipients = [(str(row["patient_ins"]), False)]
+    if row["minor"] and kind not in NOT_FOR_REPRESENTATIVES:
+        now = utcnow()
+        for rep in json.loads(row["representatives"]):
+            end = rep.get("access_end_time")
+            if end is not None and datetime.fromisoformat(end) <= now:
+                continue  # the patient came of age: their representatives no longer act
+            if rep["ins"] != row["patient_ins"]:
+                recipients.append((str(rep["ins"]), True))
+    return recipients
+
+
+async def _document_gate(session: AsyncSession, event: Event) -> str | None:
+    """The key under which to announce the document now, or None while it stays hidden.
+
+    The key is always the `document.added` event id, whether the announcement
+    comes with the addition or with the release: a redelivered or replayed
+    release finds the same rows.
+    """
+    now = utcnow()
+    table = held_documents
+    held = (
+        (await session.execute(select(table).where(table.c.document == event.document)))
+        .mappings()
+        .first()
+    )
+    if event.subject == DOCUMENT_ADDED:
+        if not event.hidden:
+            return event.event_id
+        if held is None:
+            await session.execute(
+                table.insert().values(
+                    document=event.document,
+                    dossier=event.dossier,
+                    added_event_id=event.event_id,
+                    released=False,
+                    update_time=now,
+                )
+            )
+            return None
+        if held["added_event_id"] is None:
+            await session.execute(
+                update(table)
+                .where(table.c.document == event.document)
+                .values(added_event_id=event.event_id, update_time=now)
+            )
+        # Released before this (redelivered) addition was consumed: announce now.
+        return event.event_id if held["released"] else None
+    # visibility_changed
+    if event.hidden:
+        return None
+    if held is None:
+        # Never hidden (announced when added), or the addition is still to come.
+        await session.execute(
+            table.insert().values(
+                document=event.document,
+                dossier=event.dossier,
+                added_event_id=None,
+                released=True,
+                update_time=now,
+            )
+        )
+        return None
+    if not held["released"]:
+        await session.execute(
+            update(table)
+            .where(table.c.document == event.document)
+            .values(released=True, update_time=now)
+        )
+    added = held["added_event_id"]
+    return str(added) if added is not None else None
+
+
+async def _notify(
+    session: AsyncSession, event: Event, notice: Notice, *, key: str, payload: bytes, replay: bool
+) -> int:
+    recipients = await _recipients(session, event.dossier, notice.kind)
+    now = utcnow()
+    existing = {
+        (r.recipient, r.channel)
+        for r in (
+            await session.execute(select(n.c.recipient, n.c.channel).where(n.c.event_id == key))
+        ).all()
+    }
+    if replay and existing:
+        await session.execute(
+            update(n)
+            .where(and_(n.c.event_id == key, n.c.status == models.STATUS_FAILED))
+            .values(
+                status=models.STATUS_PENDING,
+                attempts=0,
+                next_attempt_time=now,
+                claim_token=None,
+                lease_until=None,
+                update_time=now,
+            )
+        )
+    created = 0
+    for ins, representative in recipients:
+        prefs = (
+            (
+                await session.execute(
+                    select(contact_preferences).where(contact_preferences.c.patient == ins)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if prefs is None:
+            continue
+        variant = notice.variant
+        if representative:
+            variant = f"{variant}.{event_templates.REPRESENTATIVE}"
+        for channel in channels_for(
+            notice.kind, prefs["email"], prefs["mobile_phone"], prefs["choices"]
+        ):
+            if (ins, channel) in existing:
+                continue
+            contact = prefs["email"] if channel == models.CHANNEL_EMAIL else prefs["mobile_phone"]
+            proto_channel = (
+                notify_pb2.CHANNEL_EMAIL
+                if channel == models.CHANNEL_EMAIL
+                else notify_pb2.CHANNEL_SMS
+            )
+            await session.execute(
+                n.insert().values(
+                    notification_id=str(uuid.uuid4()),
+                    event_id=key,
+                    recipient=ins,
+                    channel=channel,
+                    kind=notify_pb2.NotificationKind.Name(notice.kind),  # type: ignore[arg-type]
+                    variant=variant,
+                    urgent=notice.urgent,
+                    occur_time=event.occur_time,
+                    source_subject=event.subject,
+                    source_payload=payload,
+                    masked_destination=validation.mask(proto_channel, contact),
+                    status=models.STATUS_PENDING,
+                    attempts=0,
+                    dead_count=0,
+                    next_attempt_time=now,
+                    create_time=now,
+                    update_time=now,
+                )
+            )
+            created += 1
+    return created

@@ -1,0 +1,107 @@
+"""ListNotifications: what was sent to the calling patient, newest first.
+
+Only a patient reading their own list (`patients/{own INS}`); anyone else
+gets PERMISSION_DENIED whether or not the list exists (AIP-211). The page
+token is opaque to clients and bound to the parent it was issued for.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dmp.authz.v1 import principal_pb2
+from dmp.notify.v1 import notify_pb2
+from kit.errors import invalid_argument, permission_denied
+from services.notify import models
+from services.notify.models import notifications as n
+
+_PARENT = re.compile(r"patients/([A-Za-z0-9]{1,64})")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+_STATUS = {
+    models.STATUS_PENDING: notify_pb2.DELIVERY_STATUS_PENDING,
+    models.STATUS_SENDING: notify_pb2.DELIVERY_STATUS_PENDING,
+    models.STATUS_SENT: notify_pb2.DELIVERY_STATUS_SENT,
+    models.STATUS_FAILED: notify_pb2.DELIVERY_STATUS_FAILED,
+}
+_CHANNEL = {
+    models.CHANNEL_EMAIL: notify_pb2.CHANNEL_EMAIL,
+    models.CHANNEL_SMS: notify_pb2.CHANNEL_SMS,
+}
+
+
+def patient_of(parent: str) -> str:
+    match = _PARENT.fullmatch(parent)
+    if match is None:
+        raise invalid_argument("PARENT_INVALID", "parent must be patients/{patient}.", "parent")
+    return match.group(1)
+
+
+def authorize(principal: principal_pb2.Principal | None, patient: str) -> None:
+    if (
+        principal is not None
+        and principal.kind == principal_pb2.PRINCIPAL_KIND_PATIENT
+        and principal.patient_ins
+        and principal.patient_ins == patient
+    ):
+        return
+    raise permission_denied("PERMISSION_DENIED", "The caller may not list these notifications.")
+
+
+def _token(patient: str, last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{patient}:{last_id}".encode()).decode().rstrip("=")
+
+
+def _before(patient: str, token: str) -> int | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        version, owner, last = raw.split(":")
+        if version != "v1" or owner != patient:
+            raise ValueError(raw)
+        value = int(last)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_argument(
+            "PAGE_TOKEN_INVALID", "page_token is not one this list returned.", "page_token"
+        ) from exc
+    return value
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise invalid_argument("PAGE_SIZE_INVALID", "page_size must not be negative.", "page_size")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+async def list_page(
+    sessions: async_sessionmaker[AsyncSession], patient: str, size: int, token: str
+) -> notify_pb2.ListNotificationsResponse:
+    before = _before(patient, token)
+    query = select(n).where(n.c.recipient == patient)
+    if before is not None:
+        query = query.where(n.c.id < before)
+    query = query.order_by(n.c.id.desc()).limit(size + 1)
+    async with sessions() as session:
+        rows = list((await session.execute(query)).mappings().all())
+    response = notify_pb2.ListNotificationsResponse()
+    for row in rows[:size]:
+        item = response.notifications.add(
+            name=f"patients/{patient}/notifications/{row['notification_id']}",
+            kind=notify_pb2.NotificationKind.Value(row["kind"]),
+            channel=_CHANNEL[row["channel"]],
+            masked_destination=row["masked_destination"],
+            status=_STATUS.get(row["status"], notify_pb2.DELIVERY_STATUS_UNSPECIFIED),
+            attempts=row["attempts"],
+        )
+        item.create_time.FromDatetime(row["create_time"])
+        if row["send_time"] is not None:
+            item.send_time.FromDatetime(row["send_time"])
+    if len(rows) > size:
+        response.next_page_token = _token(patient, int(rows[size - 1]["id"]))
+    return response
