@@ -20,21 +20,14 @@ from sqlalchemy import (
     Date,
     Index,
     LargeBinary,
-    MetaData,
     SmallInteger,
     String,
     Table,
 )
 
-from kit.db import UTCDateTime
+from kit.db import UTCDateTime, service_metadata
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = service_metadata()
 
 MAX_LINE_ID_LENGTH = 64
 
