@@ -45,8 +45,10 @@ lint: $(STAMP) $(BUF)
 gen: $(STAMP)
 	$(PY) -m kit.tools.gen_protos
 
+## make bench [BENCHES="records_scale"]: each script prints ratios and writes bench/results/<name>.json.
+BENCHES ?= identity_login authorize records_scale notify_latency history_ingest
 bench: $(STAMP)
-	$(PY) bench/identity_login.py
+	@for b in $(BENCHES); do echo "== bench $$b"; $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
