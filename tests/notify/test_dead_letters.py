@@ -22,7 +22,7 @@ from tests.notify.eventkit import (
     prefs,
     publish,
 )
-from tests.notify.test_event_notifications import list_for, set_prefs
+from tests.notify.test_event_notifications import newest_with_status, set_prefs
 
 
 async def wait_dead(
@@ -84,8 +84,7 @@ async def test_delivery_failing_n_times_is_dead_lettered_then_replayed(
     assert letter.subject == "dmp.notify.deadletter.document_added"
     assert letter.reason == "delivery_failed"
     assert letter.error.startswith("SMTPConnect")
-    newest = (await list_for(env, ins)).notifications[0]
-    assert newest.status == notify_pb2.DELIVERY_STATUS_FAILED
+    newest = await newest_with_status(env, ins, notify_pb2.DELIVERY_STATUS_FAILED)
     assert newest.attempts == env.app.notify_settings.notification_attempts
     assert len(env.smtp.messages_to(email)) == 1
 
@@ -97,8 +96,7 @@ async def test_delivery_failing_n_times_is_dead_lettered_then_replayed(
     await deadletters.replay(env.js, letter)
     await eventually(lambda: len(env.smtp.messages_to(email)) == 2, what="replayed e-mail")
     assert all(d.seq != letter.seq for d in await deadletters.list_dead(env.js))
-    newest = (await list_for(env, ins)).notifications[0]
-    assert newest.status == notify_pb2.DELIVERY_STATUS_SENT
+    await newest_with_status(env, ins, notify_pb2.DELIVERY_STATUS_SENT)
     await deadletters.replay(env.js, letter)  # the same dead letter again: de-duplicated
     await asyncio.sleep(0.3)
     assert len(env.smtp.messages_to(email)) == 2

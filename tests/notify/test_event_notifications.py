@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import grpc
@@ -69,6 +70,23 @@ async def list_for(
     return response
 
 
+async def newest_with_status(
+    env: EventsEnv, ins: str, status: int, timeout_s: float = 10.0
+) -> notify_pb2.Notification:
+    """The newest notification once it reaches `status`.
+
+    The sink holds the e-mail (or the dead letter is out) just before the dispatcher
+    commits the row's final status, so tests wait for that commit.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listed = await list_for(env, ins)
+        if listed.notifications and listed.notifications[0].status == status:
+            return listed.notifications[0]
+        assert time.monotonic() < deadline, f"newest notification never reached status {status}"
+        await asyncio.sleep(0.02)
+
+
 def forbidden_words() -> set[str]:
     """Labels no notification may contain: professions, document classes and types."""
     words = {c.label.lower() for c in codes.table("professions").values()}
@@ -104,6 +122,7 @@ async def test_document_added_is_announced_by_email(notify_events: EventsEnv) ->
         mail.subject + mail.text, ins, dossier, event.document, event.header.event_id, "Synthèse"
     )
     assert str(mail.message["Message-ID"]).endswith("@dmp.sante.fr>")
+    await newest_with_status(env, ins, K.DELIVERY_STATUS_SENT)
     listed = await list_for(env, ins)
     assert [n.kind for n in listed.notifications] == [
         K.NOTIFICATION_KIND_DOCUMENT_ADDED,
@@ -299,8 +318,7 @@ async def test_smtp_down_for_a_while_then_delivered(notify_events: EventsEnv) ->
     finally:
         env.smtp.start()
     await eventually(lambda: len(env.smtp.messages_to(email)) == 2, what="late e-mail")
-    newest = (await list_for(env, ins)).notifications[0]
-    assert newest.status == K.DELIVERY_STATUS_SENT
+    newest = await newest_with_status(env, ins, K.DELIVERY_STATUS_SENT)
     assert newest.attempts >= 2
 
 
