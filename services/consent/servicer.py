@@ -308,6 +308,26 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             )
         )
 
+    async def _changed_by_patient(
+        self,
+        session: Any,
+        *,
+        dossier: str,
+        rule: consent_pb2.AccessRule,
+        principal: principal_pb2.Principal,
+        method: str,
+        request: Message,
+        now: datetime,
+    ) -> consent_pb2.AccessRule:
+        """Announce a patient's rule change and remember the answer for retries, in one step."""
+        await events.consent_changed(
+            session, dossier, rule.name, principal.subject, by_patient=True, when=now
+        )
+        await self._remember(
+            session, principal=principal, method=method, request=request, response=rule, now=now
+        )
+        return rule
+
     async def _with_log(
         self,
         dossier: str,
@@ -873,18 +893,15 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 display=display,
                 profession=profession,
             )
-            await events.consent_changed(
-                appender.session, dossier, out.name, principal.subject, by_patient=True, when=now
-            )
-            await self._remember(
+            return await self._changed_by_patient(
                 appender.session,
+                dossier=dossier,
+                rule=out,
                 principal=principal,
                 method=method,
                 request=request,
-                response=out,
                 now=now,
             )
-            return out
 
         return await self._with_log(dossier, write)
 
@@ -958,13 +975,15 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                     )
                 ).one()
                 out = rule_proto(row, now)
-            await events.consent_changed(
-                session, dossier, out.name, principal.subject, by_patient=True, when=now
+            return await self._changed_by_patient(
+                session,
+                dossier=dossier,
+                rule=out,
+                principal=principal,
+                method=method,
+                request=request,
+                now=now,
             )
-            await self._remember(
-                session, principal=principal, method=method, request=request, response=out, now=now
-            )
-            return out
 
         return await self._with_log(dossier, write)
 
@@ -1019,13 +1038,15 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                     await session.execute(select(access_rules).where(access_rules.c.id == existing))
                 ).one()
                 out = rule_proto(row, now)
-            await events.consent_changed(
-                session, dossier, out.name, principal.subject, by_patient=True, when=now
+            return await self._changed_by_patient(
+                session,
+                dossier=dossier,
+                rule=out,
+                principal=principal,
+                method=method,
+                request=request,
+                now=now,
             )
-            await self._remember(
-                session, principal=principal, method=method, request=request, response=out, now=now
-            )
-            return out
 
         return await self._with_log(dossier, write)
 
