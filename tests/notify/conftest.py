@@ -1,6 +1,10 @@
 """Event notification fixtures: notify consuming a real nats-server, mail to `smtp_sink`.
 
-`notify_events` is one NotifyApp (session scope) on its own database, with
+`notify_events` is one NotifyApp (session scope) on its own database and its own
+nats-server: on the session's shared server, the backlog of records and consent
+events left by other test modules (for dossiers notify never heard of) is retried
+with backoff by the same durable consumers and can delay a test's event past its
+wait. It runs with
 short retry delays (6 send attempts from 0.1 s doubling up to 1 s; events
 redelivered after 0.1 to 0.5 s, dead-lettered after 6 deliveries).
 """
@@ -8,12 +12,13 @@ redelivered after 0.1 to 0.5 s, dead-lettered after 6 deliveries).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import nats
+import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -22,6 +27,7 @@ from dmp.notify.v1 import notify_pb2_grpc
 from kit import nats as kit_nats
 from kit.server import RunningServer, start_app
 from kit.testing.databases import DatabaseFactory
+from kit.testing.nats_server import NatsServer
 from services.notify.app import NotifyApp
 from services.notify.settings import NotifySettings
 from tests.fixtures.notify import SmtpSink, notify_test_settings
@@ -63,10 +69,19 @@ class EventsEnv:
         return app
 
 
+@pytest.fixture(scope="session")
+def notify_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server of the notify event tests alone."""
+    server = NatsServer(tmp_path_factory.mktemp("notify-nats")).start()
+    yield server.url
+    server.stop()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def notify_events(
-    databases: DatabaseFactory, nats_url: str, smtp_sink: SmtpSink, sms_sink_path: Path
+    databases: DatabaseFactory, notify_nats_url: str, smtp_sink: SmtpSink, sms_sink_path: Path
 ) -> AsyncIterator[EventsEnv]:
+    nats_url = notify_nats_url
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     for owner in ("records", "consent", "notify"):
