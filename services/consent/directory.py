@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from kit.clients import InternalCredentials, channel
 from kit.logs import get_logger
 from services.consent.settings import ConsentSettings
@@ -39,28 +40,32 @@ class Directory:
         self._credentials: InternalCredentials | None = None
         self._cache: Lru[str, ProfessionalInfo] = Lru(10_000)
         if self._target:
-            self._channel = channel(self._target)
             self._credentials = InternalCredentials(
                 "consent", settings.principal_key_id, settings.principal_key_bytes()
             )
 
     @property
     def configured(self) -> bool:
-        return self._channel is not None
+        return self._credentials is not None
+
+    def _stub(self) -> identity_pb2_grpc.IdentityServiceStub:
+        # Created on first use, inside the serving event loop: an aio channel made before
+        # `uvloop.run` (the app is built first) is bound to another loop and every call fails.
+        if self._channel is None:
+            self._channel = channel(self._target)
+        return identity_pb2_grpc.IdentityServiceStub(self._channel)
 
     async def lookup(self, rpps: str) -> ProfessionalInfo | None:
         """The professional, None when the directory is not configured or unreachable.
 
         Raises ProfessionalNotFoundError when the directory says the RPPS is unknown.
         """
-        if self._channel is None or self._credentials is None:
+        if self._credentials is None:
             return None
         cached = self._cache.get(rpps)
         if cached is not None:
             return cached
-        from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
-
-        stub = identity_pb2_grpc.IdentityServiceStub(self._channel)
+        stub = self._stub()
         try:
             pro = await stub.GetProfessional(
                 identity_pb2.GetProfessionalRequest(name=f"professionals/{rpps}"),
