@@ -1,5 +1,6 @@
 """`dmp dev up` (what `make run` runs): the whole platform comes up with no PostgreSQL or
-NATS installed, serves real RPCs, stops cleanly on SIGTERM and keeps its data."""
+NATS installed, the gateway in front with a dev PKI whose cards work, serves real RPCs, stops
+cleanly on SIGTERM and keeps its data (a second start re-registers the cards harmlessly)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp.records.v1 import records_pb2, records_pb2_grpc
 from kit import principal as principals
 from kit.devstack import catalog
 from kit.devstack.nats_server import free_port
 from kit.devstack.secrets import load as load_secrets
 from kit.testing.principals import internal, professional
 from services.identity.rpps import check_digit
+from tests.fixtures.records import make_ins
+from tests.records.helpers import create_request, doc
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +62,7 @@ class Launcher:
         self.var_dir = var_dir
         self.base_port = _port_block(len(catalog.CATALOG))
         self.nats_port = free_port()
+        self.gateway_port, self.patient_port, self.probe_port = (free_port() for _ in range(3))
         self.lines: list[str] = []
         self.ready = threading.Event()
         dmp = Path(sys.executable).parent / "dmp"
@@ -75,6 +80,12 @@ class Launcher:
                 str(self.nats_port),
                 "--smtp-port",
                 str(free_port()),
+                "--gateway-port",
+                str(self.gateway_port),
+                "--patient-port",
+                str(self.patient_port),
+                "--probe-port",
+                str(self.probe_port),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -116,6 +127,38 @@ class Launcher:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             pytest.fail(f"`dmp dev up` did not stop on SIGTERM:\n{self.output}")
+
+
+def _card_channel(launcher: Launcher, card: str) -> grpc.Channel:
+    """A client of the gateway's card port, as a practice software would connect."""
+    pki_dir = launcher.var_dir / "pki"
+    credentials = grpc.ssl_channel_credentials(
+        (pki_dir / "ca.crt").read_bytes(),
+        private_key=(pki_dir / "cards" / f"{card}.key").read_bytes(),
+        certificate_chain=(pki_dir / "cards" / f"{card}.crt").read_bytes(),
+    )
+    return grpc.secure_channel(f"localhost:{launcher.gateway_port}", credentials)
+
+
+def _doctor_writes(launcher: Launcher, dossier: str) -> str:
+    """The demo doctor's card (registered by the launcher) writes a document via the gateway.
+
+    consent learns about a new record from records' events: until it has, the
+    gateway answers NOT_FOUND, so poll for a bounded time.
+    """
+    deadline = time.monotonic() + 30
+    with _card_channel(launcher, "doctor") as channel:
+        stub = records_pb2_grpc.RecordsServiceStub(channel)
+        while True:
+            request = records_pb2.CreateDocumentRequest(
+                parent=dossier, document=doc(), request_id=str(uuid.uuid4())
+            )
+            try:
+                return str(stub.CreateDocument(request, timeout=10).name)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:  # type: ignore[attr-defined]
+                    raise
+            time.sleep(0.2)
 
 
 def _serving(target: str) -> int:
@@ -190,6 +233,19 @@ def test_dev_up_serves_stops_cleanly_and_keeps_data(var_dir: Path) -> None:
             status = _serving(launcher.target(spec.name))
             assert status == health_pb2.HealthCheckResponse.SERVING, spec.name
             assert launcher.target(spec.name) in launcher.output  # the table shows where
+        assert (
+            _serving(f"127.0.0.1:{launcher.probe_port}") == health_pb2.HealthCheckResponse.SERVING
+        )
+        for where in (f"localhost:{launcher.gateway_port}", f"localhost:{launcher.patient_port}"):
+            assert where in launcher.output
+        assert str(var_dir / "pki" / "ca.crt") in launcher.output
+
+        # A staff card (mapped from its subject) creates a record, a professional card
+        # (registered in identity's directory by the launcher) writes into it.
+        with _card_channel(launcher, "desk") as channel:
+            desk = records_pb2_grpc.RecordsServiceStub(channel)
+            dossier = desk.CreateDossier(create_request(make_ins()), timeout=15).name
+        assert _doctor_writes(launcher, dossier).startswith(dossier + "/documents/")
 
         secrets_dir = var_dir / "secrets"
         for path in secrets_dir.iterdir():
@@ -212,7 +268,7 @@ def test_dev_up_serves_stops_cleanly_and_keeps_data(var_dir: Path) -> None:
             assert created.rpps == rpps
         events = _identity_events(launcher.nats_port)
         children = launcher.children()
-        assert len(children) >= len(services) + 1  # services + nats-server
+        assert len(children) >= len(services) + 2  # services + gateway + nats-server
     finally:
         code = launcher.stop()
     assert code == 0, launcher.output
@@ -233,6 +289,9 @@ def test_dev_up_serves_stops_cleanly_and_keeps_data(var_dir: Path) -> None:
             )
         assert (found.rpps, found.family_name) == (rpps, "Martin")
         assert _stream_messages(again.nats_port, "DMP_IDENTITY") >= events  # NATS store kept
+        # Same PKI, cards registered again without error: the doctor's card still works.
+        assert "registered with another certificate" not in again.output
+        assert _doctor_writes(again, dossier).startswith(dossier + "/documents/")
         children = again.children()
     finally:
         code = again.stop()

@@ -28,8 +28,15 @@ def _table(stack: DevStack) -> Table:
     table.add_column("endpoint")
     table.add_column("pid", justify="right")
     table.add_column("log / data")
+    cfg = stack.cfg
     for process in stack.processes:
-        table.add_row(process.name, process.target, str(process.pid), str(process.log_file))
+        if process.name != "gateway":
+            table.add_row(process.name, process.target, str(process.pid), str(process.log_file))
+            continue
+        pid, log = str(process.pid), str(process.log_file)
+        table.add_row("gateway: cards (mTLS)", f"localhost:{cfg.gateway_port}", pid, log)
+        table.add_row("gateway: patients (TLS)", f"localhost:{cfg.patient_port}", "", "")
+        table.add_row("gateway: health probe", process.target, "", "")
     nats_pid = str(stack.nats.proc.pid) if stack.nats.proc else ""
     table.add_row("nats (JetStream)", stack.nats.url, nats_pid, str(stack.nats.store_dir))
     table.add_row("smtp sink", f"127.0.0.1:{stack.cfg.smtp_port}", "", str(stack.cfg.mail_dir))
@@ -53,6 +60,26 @@ class _Signals:
         self.stopping.set()
         if self.launching.is_set():
             raise KeyboardInterrupt
+
+
+def _connect_help(stack: DevStack) -> None:
+    """Where a client connects, and what it needs (the CA, a card, or a patient token)."""
+    if not stack.with_gateway:
+        return
+    cfg = stack.cfg
+    console.print(
+        f"Connect through the gateway: cards on [bold]localhost:{cfg.gateway_port}[/bold] "
+        f"(mTLS), patients on [bold]localhost:{cfg.patient_port}[/bold] (TLS + bearer token)\n"
+        f"  CA (trust it as the server's root): {cfg.pki_dir / 'ca.crt'}\n"
+        f"  cards (client certificate + key):   {cfg.cards_dir}/<card>.crt|.key"
+    )
+    if stack.pki_created:
+        console.print(f"  (dev PKI created in {cfg.pki_dir})")
+    if stack.cards is not None:
+        registered = len(stack.cards.created) + len(stack.cards.present)
+        console.print(f"  professional cards registered with identity: {registered}")
+        for warning in stack.cards.warnings:
+            console.print(f"  [yellow]{warning}[/yellow]")
 
 
 def _start(stack: DevStack, signals: _Signals) -> None:
@@ -106,20 +133,38 @@ def up(  # noqa: PLR0917 - typer maps each parameter to an option
     smtp_port: Annotated[
         int, typer.Option(envvar="DMP_DEV_SMTP_PORT", help="Dev mail sink port.")
     ] = 2525,
+    gateway_port: Annotated[
+        int,
+        typer.Option(envvar="DMP_DEV_GATEWAY_PORT", help="Gateway card port (mTLS)."),
+    ] = 8443,
+    patient_port: Annotated[
+        int,
+        typer.Option(envvar="DMP_DEV_PATIENT_PORT", help="Gateway patient port (TLS, tokens)."),
+    ] = 8444,
+    probe_port: Annotated[
+        int,
+        typer.Option(
+            envvar="DMP_DEV_PROBE_PORT", help="Gateway plaintext health port (readiness)."
+        ),
+    ] = 8445,
     service: Annotated[
         list[str] | None,
-        typer.Option("--service", "-s", help="Run only this service (repeatable)."),
+        typer.Option("--service", "-s", help="Run only this service, or `gateway` (repeatable)."),
     ] = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for every service to serve.")
     ] = 60.0,
 ) -> None:
-    """Start NATS, a mail sink and every service; stop them all on Ctrl-C or SIGTERM."""
+    """Start NATS, a mail sink, every service and the gateway; stop them all on Ctrl-C or
+    SIGTERM."""
     cfg = StackConfig(
         var_dir=var_dir.resolve(),
         base_port=base_port,
         nats_port=nats_port,
         smtp_port=smtp_port,
+        gateway_port=gateway_port,
+        patient_port=patient_port,
+        gateway_probe_port=probe_port,
         ready_timeout_s=timeout,
         only=tuple(service or ()),
     )
@@ -130,9 +175,10 @@ def up(  # noqa: PLR0917 - typer maps each parameter to an option
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     started = time.monotonic()
-    console.print(f"Starting {', '.join(s.name for s in stack.specs)} (data in {cfg.var_dir})")
+    console.print(f"Starting {', '.join(stack.names)} (data in {cfg.var_dir})")
     _start(stack, signals)
     console.print(_table(stack))
+    _connect_help(stack)
     console.print(f"ready in {time.monotonic() - started:.2f}s; Ctrl-C stops everything")
     console.print("DMP platform ready")
     console.file.flush()

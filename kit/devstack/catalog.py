@@ -1,7 +1,9 @@
-"""The services `dmp dev up` knows how to run, and the fixed port of each.
+"""The processes `dmp dev up` knows how to run, and the fixed port of each.
 
 Ports are fixed (base port + offset) rather than random so that clients,
 notes and scripts can keep pointing at the same address across restarts.
+The gateway is apart: it is the edge, so its ports are the public ones
+(card port, patient port) and come from the stack's configuration.
 """
 
 from __future__ import annotations
@@ -14,31 +16,37 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """One service of the platform as the launcher sees it."""
+    """One process of the platform as the launcher sees it."""
 
     name: str
-    port_offset: int
+    #: Port = base port + offset; None for the gateway, whose ports are configured.
+    port_offset: int | None
+    #: Parent package of the runnable module ("" for a top-level package such as `gateway`).
+    package: str = "services"
 
     @property
     def module(self) -> str:
-        return f"services.{self.name}"
+        """What `python -m` runs."""
+        return f"{self.package}.{self.name}" if self.package else self.name
 
     @property
     def package_dir(self) -> Path:
-        return ROOT / "services" / self.name
+        return ROOT.joinpath(*self.module.split("."))
 
     @property
     def env_prefix(self) -> str:
         return f"DMP_{self.name.upper()}"
 
     def exists(self) -> bool:
-        """A service exists once it can be run with `python -m services.<name>`."""
+        """A process exists once `python -m <module>` can run it in this checkout."""
         return (self.package_dir / "__main__.py").is_file()
 
     def has_migrations(self) -> bool:
         return (self.package_dir / "migrations" / "env.py").is_file()
 
     def port(self, base_port: int) -> int:
+        if self.port_offset is None:
+            raise ValueError(f"{self.name} has no port derived from the base port")
         return base_port + self.port_offset
 
 
@@ -50,6 +58,9 @@ CATALOG: tuple[ServiceSpec, ...] = (
     ServiceSpec("records", 1),
     ServiceSpec("history_feed", 4),
 )
+
+#: The edge, started last (after every service is SERVING and the demo cards are registered).
+GATEWAY = ServiceSpec("gateway", None, package="")
 
 
 def available() -> list[ServiceSpec]:

@@ -28,7 +28,7 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 @dataclass
 class ServiceProcess:
-    """One `python -m services.<name>` child with its log file."""
+    """One `python -m <module>` child (a service or the gateway) with its log file."""
 
     name: str
     module: str
@@ -73,6 +73,11 @@ class ServiceProcess:
         """SIGTERM: the service stops serving, finishes in-flight calls, closes its resources."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all, as a crash or an OOM kill would leave things."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
 
     def wait_stopped(self, timeout_s: float) -> bool:
         """Wait for the exit, SIGKILL if it overruns; True if it stopped on its own."""

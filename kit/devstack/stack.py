@@ -1,18 +1,22 @@
-"""The whole platform on one machine: NATS, a mail sink, migrated SQLite files, every service.
+"""The whole platform on one machine: NATS, a mail sink, migrated databases, every service, the
+gateway in front with a dev PKI.
 
 `DevStack` only knows about files and processes; `kit.cli.dev` adds the
-command line, the signals and the printed table.
+command line, the signals and the printed table, `kit.testing.stack` the
+test-side conveniences.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit import migrations
+from kit import migrations, pki
 from kit.devstack import catalog
-from kit.devstack.catalog import ServiceSpec
+from kit.devstack.cards import Registration, register_cards
+from kit.devstack.catalog import GATEWAY, ServiceSpec
 from kit.devstack.mailsink import MailSink
 from kit.devstack.nats_server import NatsServer, port_in_use
 from kit.devstack.processes import (
@@ -33,10 +37,20 @@ class StackConfig:
     base_port: int = 50051
     nats_port: int = 4233
     smtp_port: int = 2525
+    #: The gateway's mTLS port (CPS, staff and service cards).
+    gateway_port: int = 8443
+    #: The gateway's TLS port without client certificate (patient bearer tokens).
+    patient_port: int = 8444
+    #: The gateway's plaintext grpc.health.v1 port: the launcher's readiness check.
+    gateway_probe_port: int = 8445
     ready_timeout_s: float = 60.0
     stop_timeout_s: float = 15.0
-    #: Run only these services (empty: every service that exists).
+    #: Run only these (service names, or "gateway"); empty: every service and the gateway.
     only: tuple[str, ...] = ()
+    #: Database URL per service; wins over `DMP_DATABASE_URL_<SERVICE>` and the SQLite default.
+    database_urls: Mapping[str, str] = field(default_factory=dict)
+    #: Extra environment per process name (tests tune timeouts or limits with it).
+    extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def logs(self) -> Path:
@@ -51,16 +65,31 @@ class StackConfig:
         return self.var_dir / "sms"
 
     @property
+    def pki_dir(self) -> Path:
+        return self.var_dir / "pki"
+
+    @property
+    def cards_dir(self) -> Path:
+        return self.pki_dir / "cards"
+
+    @property
     def nats_url(self) -> str:
         return f"nats://{HOST}:{self.nats_port}"
 
+    def target(self, spec: ServiceSpec) -> str:
+        return f"{HOST}:{spec.port(self.base_port)}"
 
-def database_url(spec: ServiceSpec, var_dir: Path) -> str:
-    """`DMP_DATABASE_URL_<SERVICE>` if set (e.g. a local PostgreSQL), else a SQLite file."""
+
+def database_url(spec: ServiceSpec, cfg: StackConfig) -> str:
+    """The configured URL, else `DMP_DATABASE_URL_<SERVICE>` (e.g. a local PostgreSQL),
+    else a SQLite file in the var directory."""
+    configured = cfg.database_urls.get(spec.name)
+    if configured:
+        return configured
     override = os.environ.get(f"DMP_DATABASE_URL_{spec.name.upper()}")
     if override:
         return override
-    return f"sqlite+aiosqlite:///{var_dir / f'{spec.name}.db'}"
+    return f"sqlite+aiosqlite:///{cfg.var_dir / f'{spec.name}.db'}"
 
 
 def _service_extras(spec: ServiceSpec, cfg: StackConfig, secrets: DevSecrets) -> dict[str, str]:
@@ -85,27 +114,57 @@ def _service_extras(spec: ServiceSpec, cfg: StackConfig, secrets: DevSecrets) ->
     return {}
 
 
-def service_env(
-    spec: ServiceSpec, cfg: StackConfig, secrets: DevSecrets, running: list[ServiceSpec]
-) -> dict[str, str]:
+def _common_env(name: str, cfg: StackConfig, secrets: DevSecrets) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("DMP_DATABASE_URL", None)
     env.update(
         {
-            "DMP_SERVICE_NAME": spec.name,
+            "DMP_SERVICE_NAME": name,
             "DMP_GRPC_HOST": HOST,
-            "DMP_GRPC_PORT": str(spec.port(cfg.base_port)),
             "DMP_NATS_URL": cfg.nats_url,
             "DMP_TOKEN_PUBLIC_KEY_FILE": str(secrets.token_public_key_file),
             **secrets.principal_env(),
         }
     )
-    env.pop("DMP_DATABASE_URL", None)
+    return env
+
+
+def service_env(
+    spec: ServiceSpec, cfg: StackConfig, secrets: DevSecrets, running: list[ServiceSpec]
+) -> dict[str, str]:
+    env = _common_env(spec.name, cfg, secrets)
+    env["DMP_GRPC_PORT"] = str(spec.port(cfg.base_port))
     if spec.has_migrations():
-        env["DMP_DATABASE_URL"] = database_url(spec, cfg.var_dir)
+        env["DMP_DATABASE_URL"] = database_url(spec, cfg)
     for other in running:
         if other.name != spec.name:
-            env[f"{other.env_prefix}_TARGET"] = f"{HOST}:{other.port(cfg.base_port)}"
+            env[f"{other.env_prefix}_TARGET"] = cfg.target(other)
     env.update(_service_extras(spec, cfg, secrets))
+    env.update(cfg.extra_env.get(spec.name, {}))
+    return env
+
+
+def gateway_env(cfg: StackConfig, secrets: DevSecrets) -> dict[str, str]:
+    """The edge: both TLS listeners, the dev PKI, identity's token key, every upstream.
+
+    Every catalog service gets a target, running or not: a call to one that is
+    not running answers UNAVAILABLE instead of going to a default address.
+    """
+    env = _common_env(GATEWAY.name, cfg, secrets)
+    env.update(
+        {
+            "DMP_GRPC_PORT": str(cfg.gateway_port),
+            "DMP_PATIENT_PORT": str(cfg.patient_port),
+            "DMP_PROBE_PORT": str(cfg.gateway_probe_port),
+            "DMP_TLS_CERT_FILE": str(cfg.pki_dir / pki.SERVER_CERT),
+            "DMP_TLS_KEY_FILE": str(cfg.pki_dir / pki.SERVER_KEY),
+            "DMP_CLIENT_CA_FILE": str(cfg.pki_dir / pki.CA_CERT),
+            "DMP_CLIENT_CRL_FILE": str(cfg.pki_dir / pki.CRL),
+        }
+    )
+    for spec in catalog.CATALOG:
+        env[f"{spec.env_prefix}_TARGET"] = cfg.target(spec)
+    env.update(cfg.extra_env.get(GATEWAY.name, {}))
     return env
 
 
@@ -115,41 +174,65 @@ class DevStack:
     def __init__(self, cfg: StackConfig) -> None:
         self.cfg = cfg
         for name in cfg.only:
+            if name == GATEWAY.name:
+                continue
             if not catalog.spec(name).exists():
                 raise StartupError(f"service {name!r} does not exist in this checkout")
         self.specs = [s for s in catalog.available() if not cfg.only or s.name in cfg.only]
+        self.with_gateway = GATEWAY.exists() and (not cfg.only or GATEWAY.name in cfg.only)
         self.nats = NatsServer(cfg.var_dir / "nats", cfg.nats_port, cfg.logs / "nats.log")
         self.mail = MailSink(cfg.mail_dir, cfg.smtp_port)
         self.processes: list[ServiceProcess] = []
         self.secrets: DevSecrets | None = None
+        self.cards: Registration | None = None
+        self.pki_created = False
 
-    def _check_ports(self) -> None:
+    @property
+    def names(self) -> list[str]:
+        """Every process this stack runs, in start order."""
+        return [s.name for s in self.specs] + ([GATEWAY.name] if self.with_gateway else [])
+
+    def _ports(self) -> dict[str, int]:
         wanted = {"nats": self.cfg.nats_port, "smtp sink": self.cfg.smtp_port}
         wanted |= {s.name: s.port(self.cfg.base_port) for s in self.specs}
+        if self.with_gateway:
+            wanted |= {
+                "gateway card port": self.cfg.gateway_port,
+                "gateway patient port": self.cfg.patient_port,
+                "gateway probe port": self.cfg.gateway_probe_port,
+            }
+        return wanted
+
+    def _check_ports(self) -> None:
+        wanted = self._ports()
+        clashes = len(set(wanted.values())) != len(wanted)
         busy = [f"{name} ({port})" for name, port in wanted.items() if port_in_use(port)]
-        if busy:
+        if busy or clashes:
+            problem = f"ports already in use: {', '.join(busy)}" if busy else "ports overlap"
             raise StartupError(
-                f"ports already in use: {', '.join(busy)}; is `dmp dev up` already running? "
-                "Use --base-port / --nats-port / --smtp-port to pick others."
+                f"{problem}; is `dmp dev up` already running? Use --base-port / --nats-port / "
+                "--smtp-port / --gateway-port / --patient-port / --probe-port to pick others."
             )
 
     def prepare(self) -> None:
-        """Ports, directories, secrets and migrations: everything before the first process.
+        """Ports, directories, secrets, PKI and migrations: everything before the first process.
 
         The caller must not interrupt it (a migration stopped half-way is worse than a
         start-up that takes a second longer), so `kit.cli.dev` defers signals until it returns.
         """
-        if not self.specs:
+        if not self.specs and not self.with_gateway:
             raise StartupError("no service found (services/<name>/__main__.py)")
         self._check_ports()
         for directory in (self.cfg.var_dir, self.cfg.logs, self.cfg.mail_dir, self.cfg.sms_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self.secrets = load_or_create(self.cfg.var_dir / "secrets")
+        if self.with_gateway:
+            self.pki_created = pki.ensure_dev_pki(self.cfg.pki_dir)
         for spec in self.specs:
             if not spec.has_migrations():
                 continue
             try:
-                migrations.upgrade_sync(spec.name, database_url(spec, self.cfg.var_dir))
+                migrations.upgrade_sync(spec.name, database_url(spec, self.cfg))
             except Exception as exc:
                 first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise StartupError(
@@ -157,7 +240,8 @@ class DevStack:
                 ) from exc
 
     def launch(self) -> None:
-        """Start NATS, the mail sink and every service; wait until all are SERVING."""
+        """Start NATS, the mail sink and every service; once they are SERVING, register the
+        cards and start the gateway."""
         if self.secrets is None:
             raise RuntimeError("prepare() first")
         try:
@@ -166,16 +250,33 @@ class DevStack:
                 process = ServiceProcess(
                     name=spec.name,
                     module=spec.module,
-                    target=f"{HOST}:{spec.port(self.cfg.base_port)}",
+                    target=self.cfg.target(spec),
                     log_file=self.cfg.logs / f"{spec.name}.log",
                     env=service_env(spec, self.cfg, self.secrets, self.specs),
                 )
                 process.start()
                 self.processes.append(process)
             wait_until_serving(self.processes, self.cfg.ready_timeout_s)
+            if self.with_gateway:
+                self._start_gateway(self.secrets)
         except BaseException:  # including KeyboardInterrupt: leave nothing running
             self.stop()
             raise
+
+    def _start_gateway(self, secrets: DevSecrets) -> None:
+        if any(s.name == "identity" for s in self.specs):
+            identity = self.cfg.target(catalog.spec("identity"))
+            self.cards = register_cards(self.cfg.cards_dir, identity, secrets)
+        gateway = ServiceProcess(
+            name=GATEWAY.name,
+            module=GATEWAY.module,
+            target=f"{HOST}:{self.cfg.gateway_probe_port}",
+            log_file=self.cfg.logs / "gateway.log",
+            env=gateway_env(self.cfg, secrets),
+        )
+        gateway.start()
+        self.processes.append(gateway)
+        wait_until_serving([gateway], self.cfg.ready_timeout_s)
 
     def _start_infrastructure(self) -> None:
         nats_log = self.cfg.logs / "nats.log"
@@ -191,11 +292,35 @@ class DevStack:
             raise StartupError(f"mail sink on port {self.cfg.smtp_port}: {exc}") from exc
 
     def dead(self) -> ServiceProcess | None:
-        """A service that exited on its own while the stack was up, if any."""
+        """A process that exited on its own while the stack was up, if any."""
         return next((p for p in self.processes if p.exited() is not None), None)
 
+    def process(self, name: str) -> ServiceProcess:
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise KeyError(f"{name!r} is not running in this stack; running: {self.names}")
+
+    def stop_one(self, name: str, *, kill: bool = False) -> None:
+        """Stop one process (SIGTERM, or SIGKILL with `kill`) and keep it in the stack for
+        `start_one`: fault tests take one service away and bring it back."""
+        process = self.process(name)
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        process.wait_stopped(self.cfg.stop_timeout_s)
+
+    def start_one(self, name: str) -> None:
+        """Start a stopped process again with the same environment; wait until SERVING."""
+        process = self.process(name)
+        if process.exited() is None:
+            raise RuntimeError(f"{name} is still running")
+        process.start()
+        wait_until_serving([process], self.cfg.ready_timeout_s)
+
     def stop(self) -> list[str]:
-        """Stop everything; returns the services that had to be killed."""
+        """Stop everything in reverse start order; returns the processes that had to be killed."""
         killed = stop_all(self.processes, self.cfg.stop_timeout_s)
         self.processes.clear()
         self.mail.stop()

@@ -1,5 +1,6 @@
 """kit.devstack without processes: secrets are private, stable and accepted by the services'
-own settings; each service gets its own database, port and the others' addresses."""
+own settings; each service gets its own database, port and the others' addresses; the gateway
+gets the dev PKI, identity's token key and every upstream."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.settings import GatewaySettings
 from kit.devstack import catalog
+from kit.devstack.nats_server import free_port
+from kit.devstack.processes import StartupError
 from kit.devstack.secrets import load_or_create
-from kit.devstack.stack import StackConfig, service_env
+from kit.devstack.stack import DevStack, StackConfig, database_url, gateway_env, service_env
 from kit.settings import ServiceSettings
 
 
@@ -71,3 +75,67 @@ def test_service_env(
         for check in ("pepper_bytes", "kek_bytes"):
             if hasattr(settings, check):
                 getattr(settings, check)()
+
+
+def test_gateway_env_is_accepted_by_gateway_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = StackConfig(
+        var_dir=tmp_path,
+        base_port=41000,
+        nats_port=41100,
+        gateway_port=41443,
+        patient_port=41444,
+        gateway_probe_port=41445,
+        extra_env={"gateway": {"DMP_RATE_LIMIT_BURST": "7"}},
+    )
+    secrets = load_or_create(tmp_path / "secrets")
+    env = gateway_env(cfg, secrets)
+    assert "DMP_DATABASE_URL" not in env
+    for key, value in env.items():
+        if key.startswith("DMP_"):
+            monkeypatch.setenv(key, value)
+    settings = GatewaySettings()
+    assert (settings.grpc_port, settings.patient_port, settings.probe_port) == (41443, 41444, 41445)
+    assert settings.tls_cert_file == str(tmp_path / "pki" / "gateway.crt")
+    assert settings.tls_key_file == str(tmp_path / "pki" / "gateway.key")
+    assert settings.client_ca_file == str(tmp_path / "pki" / "ca.crt")
+    assert settings.client_crl_file == str(tmp_path / "pki" / "ca.crl")
+    assert settings.token_public_key_file == str(secrets.token_public_key_file)
+    assert settings.nats_url == "nats://127.0.0.1:41100"
+    assert settings.rate_limit_burst == 7
+    for spec in catalog.CATALOG:  # running or not: never the built-in default address
+        assert getattr(settings, f"{spec.name}_target") == f"127.0.0.1:{41000 + spec.port_offset}"
+    assert settings.principal_key_bytes() == {secrets.principal_key_id: secrets.principal_key}
+
+
+def test_catalog_runs_services_and_the_gateway_as_modules() -> None:
+    assert [s.module for s in catalog.CATALOG][:1] == ["services.notify"]
+    assert catalog.GATEWAY.module == "gateway"
+    assert catalog.GATEWAY.exists()
+    assert not catalog.GATEWAY.has_migrations()
+    with pytest.raises(ValueError, match="no port"):
+        catalog.GATEWAY.port(50051)
+
+
+def test_database_url_config_beats_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = catalog.spec("records")
+    assert database_url(spec, StackConfig(var_dir=tmp_path)).endswith(f"{tmp_path}/records.db")
+    monkeypatch.setenv("DMP_DATABASE_URL_RECORDS", "sqlite+aiosqlite:///from-env.db")
+    assert database_url(spec, StackConfig(var_dir=tmp_path)) == "sqlite+aiosqlite:///from-env.db"
+    cfg = StackConfig(var_dir=tmp_path, database_urls={"records": "sqlite+aiosqlite:///cfg.db"})
+    assert database_url(spec, cfg) == "sqlite+aiosqlite:///cfg.db"
+
+
+def test_only_selects_the_gateway_and_port_clashes_are_refused(tmp_path: Path) -> None:
+    assert DevStack(StackConfig(var_dir=tmp_path)).names[-1] == "gateway"
+    assert DevStack(StackConfig(var_dir=tmp_path, only=("identity",))).names == ["identity"]
+    both = DevStack(StackConfig(var_dir=tmp_path, only=("identity", "gateway")))
+    assert both.names == ["identity", "gateway"]
+    port = free_port()
+    clash = DevStack(StackConfig(var_dir=tmp_path, gateway_port=port, smtp_port=port))
+    with pytest.raises(StartupError, match="ports overlap"):
+        clash.prepare()
+    assert not (tmp_path / "secrets").exists()  # refused before anything was written
