@@ -26,6 +26,8 @@ from kit import principal as principals
 from kit.clients import InternalCredentials
 from kit.errors import ServiceError, invalid_argument, unavailable
 from kit.logs import get_logger
+from kit.metrics import DECISION_CACHE_HIT, DECISION_CACHE_MISS
+from kit.tracing import TRACEPARENT
 
 log = get_logger(__name__)
 AUTHORIZE = "/dmp.consent.v1.ConsentService/Authorize"
@@ -71,6 +73,10 @@ def extract_target(route: Route, request: bytes) -> Target:
     if text.startswith("dossiers/"):
         parts = text.split("/")
         return Target(dossier="/".join(parts[:2]), resource=text)
+    if text.startswith("patients/"):
+        # notify's resources (`patients/{ins}/...`) name the patient by INS: consent
+        # finds the record from it, so a patient reaches only their own.
+        return Target(patient_ins=text.split("/")[1], resource=text)
     if route.record_field[-1].endswith("ins"):
         return Target(patient_ins=text)
     return Target(resource=text)
@@ -136,10 +142,12 @@ class Decisions:
         now = self._clock()
         entry = self._cache.get(cache_key)
         if entry is not None and entry.expires > now:
+            DECISION_CACHE_HIT.inc()
             if entry.error is not None:
                 raise entry.error
             assert entry.signed is not None
             return entry.signed
+        DECISION_CACHE_MISS.inc()
         response = await self._authorize(route, caller, target, traceparent)
         until = now + self._ttl
         if response.HasField("cache_expire_time"):
@@ -180,9 +188,12 @@ class Decisions:
             trace_id=trace_id(traceparent),
         )
         self.authorize_calls += 1
+        metadata: tuple[tuple[str, str | bytes], ...] = self._credentials.metadata(AUTHORIZE)
+        if traceparent:  # consent's span joins the call's trace, under the gateway's span
+            metadata = (*metadata, (TRACEPARENT, traceparent))
         try:
             response: consent_pb2.AuthorizeResponse = await self._consent.Authorize(
-                request, metadata=self._credentials.metadata(AUTHORIZE), timeout=self._timeout
+                request, metadata=metadata, timeout=self._timeout
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:

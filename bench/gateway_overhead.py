@@ -1,0 +1,591 @@
+"""Gateway overhead: the same GetDocument direct to records and through the gateway.
+
+identity, records and consent run as real processes (the launcher's `DevStack`,
+with a nats-server) on SQLite files or PostgreSQL databases (`--backend`); two
+gateway processes sit in front of them with the dev PKI: one caching decisions
+(`DMP_DECISION_CACHE_TTL_S=5`, the default) and one with the cache off (TTL 0:
+every call asks consent.Authorize, which also appends to the access log). The
+client is this process (its own event loop, uvloop in every case):
+
+- direct: plaintext to records with the signed principal + scope the gateway
+  would send (built by the gateway's own `Decisions` from a real Authorize);
+- cached / uncached: mTLS to the gateway with the doctor's registered card.
+
+Each case runs with 1 and 32 concurrent callers, bounded in count and time,
+`--rounds` times in alternation; the figures are the medians over rounds and
+the ratios are gateway / direct measured in the same run. The rate limit of
+the bench gateways is raised (one card drives all the load). Headline keys
+(`p50_ratio_cached`, ...) are for 1 caller; the `_c32` keys for 32 callers.
+
+    .venv/bin/python bench/gateway_overhead.py [--backend sqlite|postgresql] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import uvloop
+from cryptography import x509
+
+from dmp.authz.v1 import principal_pb2
+from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
+from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp.records.v1 import records_pb2, records_pb2_grpc
+from gateway.authn import Caller
+from gateway.authz import Decisions
+from gateway.routing import build_routes
+from kit import pki
+from kit import principal as principals
+from kit.clients import InternalCredentials
+from kit.devstack.processes import ServiceProcess, stop_all, wait_until_serving
+from kit.devstack.secrets import DevSecrets
+from kit.devstack.stack import DevStack, StackConfig
+from kit.tokens import AccessTokenIssuer, load_private_key
+
+RESULTS = Path(__file__).parent / "results" / "gateway_overhead.json"
+GET_DOCUMENT = "/dmp.records.v1.RecordsService/GetDocument"
+SERVICES = ("identity", "records", "consent")
+PG_ADMIN_DSN = os.environ.get("DMP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+R = records_pb2
+T = TypeVar("T")
+REPORT = ("Compte rendu de consultation. " * 40).encode()  # ~1.2 kB of content
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def free_base(span: int = 5) -> int:
+    """A base port with `span` free ports after it (the launcher's fixed offsets)."""
+    for _ in range(200):
+        base = free_port()
+        if base + span < 65535 and all(_free(base + i) for i in range(span)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def make_ins() -> str:
+    """A valid INS (NIR + key), fresh per run."""
+    nir = f"1800575{uuid.uuid4().int % 1_000_000:06d}"
+    return nir + f"{97 - int(nir) % 97:02d}"
+
+
+# --------------------------------------------------------------------------- platform
+
+
+@dataclass
+class Gateways:
+    cached: int
+    uncached: int
+    processes: list[ServiceProcess]
+
+
+def gateway_env(
+    stack: DevStack, secrets: DevSecrets, port: int, probe: int, ttl: float
+) -> dict[str, str]:
+    pki_dir = stack.cfg.var_dir / "pki"
+    env = dict(os.environ)
+    env.update(secrets.principal_env())
+    env.update(
+        {
+            "DMP_SERVICE_NAME": "gateway",
+            "DMP_GRPC_HOST": "127.0.0.1",
+            "DMP_GRPC_PORT": str(port),
+            "DMP_PATIENT_PORT": str(free_port()),
+            "DMP_PROBE_PORT": str(probe),
+            "DMP_NATS_URL": stack.cfg.nats_url,
+            "DMP_TLS_CERT_FILE": str(pki_dir / "gateway.crt"),
+            "DMP_TLS_KEY_FILE": str(pki_dir / "gateway.key"),
+            "DMP_CLIENT_CA_FILE": str(pki_dir / "ca.crt"),
+            "DMP_TOKEN_PUBLIC_KEY_FILE": str(secrets.token_public_key_file),
+            "DMP_DECISION_CACHE_TTL_S": str(ttl),
+            "DMP_RATE_LIMIT_PER_S": "1000000",
+            "DMP_RATE_LIMIT_BURST": "1000000",
+            "DMP_LOG_LEVEL": "WARNING",
+        }
+    )
+    for process in stack.processes:
+        env[f"DMP_{process.name.upper()}_TARGET"] = process.target
+    return env
+
+
+def start_gateways(stack: DevStack, profile: Path | None) -> Gateways:
+    assert stack.secrets is not None
+    processes: list[ServiceProcess] = []
+    ports: dict[str, int] = {}
+    for label, ttl in (("cached", 5.0), ("uncached", 0.0)):
+        port, probe = free_port(), free_port()
+        ports[label] = port
+        module = "gateway"
+        if profile is not None and label == "cached":
+            # `-m cProfile -o FILE -m gateway`: the profile is written on SIGTERM's clean exit.
+            module = f"cProfile -o {profile} -m gateway"
+        process = _GatewayProcess(
+            name=f"gateway-{label}",
+            module=module,
+            target=f"127.0.0.1:{probe}",
+            log_file=stack.cfg.logs / f"gateway-{label}.log",
+            env=gateway_env(stack, stack.secrets, port, probe, ttl),
+        )
+        process.start()
+        processes.append(process)
+    try:
+        wait_until_serving(processes, 60)
+    except BaseException:
+        stop_all(processes, 10)
+        raise
+    return Gateways(ports["cached"], ports["uncached"], processes)
+
+
+class _GatewayProcess(ServiceProcess):
+    """`python -m gateway`, optionally under cProfile."""
+
+    def start(self) -> None:
+        import subprocess
+
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_file.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", *self.module.split()],
+            env=dict(self.env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def create_pg_databases(run_id: str) -> dict[str, str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    urls = {}
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        for name in SERVICES:
+            db = f"dmp_bench_gw_{run_id}_{name}"
+            await conn.execute(f'CREATE DATABASE "{db}"')
+            urls[name] = f"{base}/{db}"
+    finally:
+        await conn.close()
+    return urls
+
+
+async def drop_pg_databases(urls: dict[str, str]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        for url in urls.values():
+            await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+# --------------------------------------------------------------------------- data set-up
+
+
+@dataclass
+class Fixture:
+    document: str
+    doctor: principal_pb2.Principal
+
+
+class Setup:
+    """Register the doctor's card, create a record at the desk, upload, grant: all for real."""
+
+    def __init__(self, stack: DevStack, gateways: Gateways) -> None:
+        assert stack.secrets is not None
+        self.stack = stack
+        self.secrets = stack.secrets
+        self.pki_dir = stack.cfg.var_dir / "pki"
+        self.gateways = gateways
+        self.ca = (self.pki_dir / "ca.crt").read_bytes()
+        self.channels: list[grpc.aio.Channel] = []
+
+    def target(self, service: str) -> str:
+        return next(p.target for p in self.stack.processes if p.name == service)
+
+    def internal_md(self, path: str) -> tuple[tuple[str, bytes], ...]:
+        return principals.metadata_for(
+            principals.internal_principal("bench"),
+            path,
+            self.secrets.principal_key_id,
+            self.secrets.principal_key,
+        )
+
+    def card_channel(self, stem: str, port: int) -> grpc.aio.Channel:
+        cards = self.pki_dir / "cards"
+        creds = grpc.ssl_channel_credentials(
+            self.ca,
+            private_key=(cards / f"{stem}.key").read_bytes(),
+            certificate_chain=(cards / f"{stem}.crt").read_bytes(),
+        )
+        channel = grpc.aio.secure_channel(f"localhost:{port}", creds)
+        self.channels.append(channel)
+        return channel
+
+    async def register_doctor(self) -> principal_pb2.Principal:
+        fields = pki.DEMO_CARDS["doctor"]
+        cert = x509.load_pem_x509_certificate((self.pki_dir / "cards" / "doctor.crt").read_bytes())
+        path = "/dmp.identity.v1.IdentityService/CreateProfessional"
+        async with grpc.aio.insecure_channel(self.target("identity")) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            await stub.CreateProfessional(
+                identity_pb2.CreateProfessionalRequest(
+                    request_id=str(uuid.uuid4()),
+                    professional=identity_pb2.Professional(
+                        rpps=fields.rpps,
+                        family_name="Martin",
+                        given_name="Claire",
+                        profession_code=fields.profession_code,
+                        specialty_code=fields.specialty_code,
+                        certificate_sha256=[pki.fingerprint(cert)],
+                    ),
+                ),
+                metadata=self.internal_md(path),
+                timeout=10,
+            )
+        # What the gateway's Authenticator builds from ResolveCertificate for this card.
+        return principal_pb2.Principal(
+            kind=principal_pb2.PRINCIPAL_KIND_PROFESSIONAL,
+            subject=fields.rpps,
+            rpps=fields.rpps,
+            profession_code=fields.profession_code,
+            specialty_code=fields.specialty_code,
+        )
+
+    async def run(self) -> Fixture:
+        doctor = await self.register_doctor()
+        port = self.gateways.cached
+        desk = records_pb2_grpc.RecordsServiceStub(self.card_channel("desk", port))
+        ins = make_ins()
+        attest = R.ConsentAttestation(consent_obtained=True, information_given=True)
+        request = R.CreateDossierRequest(
+            dossier=R.Dossier(
+                patient_ins=ins,
+                identity=R.PatientIdentity(
+                    birth_family_name="BENCH",
+                    birth_given_names=["Alice"],
+                    birth_date=R.Date(year=1980, month=5, day=17),
+                    sex=R.SEX_FEMALE,
+                    birth_place_code="75056",
+                ),
+            ),
+            desk=R.DeskCreation(consent=attest, cpam_office_code="751"),
+            request_id=str(uuid.uuid4()),
+        )
+        dossier = await desk.CreateDossier(request, timeout=15)
+        doc = R.Document(
+            title="Compte rendu de consultation",
+            type_code="11488-4",
+            content=REPORT,
+            format=R.DOCUMENT_FORMAT_TEXT_PLAIN,
+        )
+        doc.service_start_time.FromDatetime(datetime.now(UTC) - timedelta(days=1))
+        doctor_stub = records_pb2_grpc.RecordsServiceStub(self.card_channel("doctor", port))
+        created = await _retry(
+            lambda: doctor_stub.CreateDocument(
+                R.CreateDocumentRequest(
+                    parent=dossier.name, document=doc, request_id=str(uuid.uuid4())
+                ),
+                timeout=15,
+            )
+        )
+        issuer = AccessTokenIssuer(load_private_key(self.secrets.token_signing_key_file))
+        token = issuer.issue(account=f"acct-{ins}", ins=ins, session_id=uuid.uuid4().hex).token
+        patient_port = int(self._patient_port())
+        patient = consent_pb2_grpc.ConsentServiceStub(
+            self._tls_channel(patient_port),
+        )
+        await patient.GrantAccess(
+            consent_pb2.GrantAccessRequest(
+                parent=dossier.name, professional_rpps=doctor.rpps, request_id=str(uuid.uuid4())
+            ),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=10,
+        )
+        return Fixture(created.name, doctor)
+
+    def _patient_port(self) -> str:
+        process = self.gateways.processes[0]
+        return process.env["DMP_PATIENT_PORT"]
+
+    def _tls_channel(self, port: int) -> grpc.aio.Channel:
+        channel = grpc.aio.secure_channel(
+            f"localhost:{port}", grpc.ssl_channel_credentials(self.ca)
+        )
+        self.channels.append(channel)
+        return channel
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+
+
+async def _retry(call: Callable[[], Awaitable[T]], seconds: float = 20.0) -> T:
+    """The first write races consent's projection of the new record (an event away)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as exc:
+            retriable = exc.code() in (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.NOT_FOUND,
+                grpc.StatusCode.PERMISSION_DENIED,
+            )
+            if not retriable or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Figures:
+    calls: int
+    seconds: float
+    qps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def load(
+    call: Callable[[], Awaitable[object]], concurrency: int, count: int, seconds: float
+) -> Figures:
+    """`count` calls (or until `seconds`) spread over `concurrency` callers, after a warm-up."""
+    for _ in range(min(100, count)):
+        await call()
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+    remaining = count
+
+    async def caller() -> None:
+        nonlocal remaining
+        while remaining > 0 and time.monotonic() < deadline:
+            remaining -= 1
+            start = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - start)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return Figures(
+        len(latencies),
+        round(elapsed, 3),
+        round(len(latencies) / elapsed, 1),
+        round(pct(latencies, 0.50), 3),
+        round(pct(latencies, 0.99), 3),
+    )
+
+
+class DirectCaller:
+    """records.GetDocument with the principal + scope the gateway would forward, re-signed
+    before its 60-second validity runs out (as the gateway's cache does)."""
+
+    def __init__(self, setup: Setup, fixture: Fixture) -> None:
+        secrets = setup.secrets
+        route = build_routes()[GET_DOCUMENT]
+        self._consent_channel = grpc.aio.insecure_channel(setup.target("consent"))
+        keys = {secrets.principal_key_id: secrets.principal_key}
+        self._decisions = Decisions(
+            consent_pb2_grpc.ConsentServiceStub(self._consent_channel),
+            InternalCredentials("gateway", secrets.principal_key_id, keys),
+            secrets.principal_key_id,
+            secrets.principal_key,
+            ttl_s=0,
+        )
+        self._route = route
+        self._caller = Caller(f"cert:{fixture.doctor.rpps}", fixture.doctor)
+        self._request = R.GetDocumentRequest(name=fixture.document)
+        self._channel = grpc.aio.insecure_channel(setup.target("records"))
+        self._stub = records_pb2_grpc.RecordsServiceStub(self._channel)
+        self._metadata: tuple[tuple[str, bytes], ...] = ()
+        self._signed_at = 0.0
+
+    async def refresh(self) -> None:
+        signed = await self._decisions.admit(
+            self._route, self._caller, self._request.SerializeToString(), None
+        )
+        self._metadata = ((principals.METADATA_KEY, signed),)
+        self._signed_at = time.monotonic()
+
+    async def __call__(self) -> object:
+        if time.monotonic() - self._signed_at > 20:
+            await self.refresh()
+        return await self._stub.GetDocument(self._request, metadata=self._metadata, timeout=10)
+
+    async def close(self) -> None:
+        await self._channel.close()
+        await self._consent_channel.close()
+
+
+def gateway_caller(setup: Setup, port: int, document: str) -> Callable[[], Awaitable[object]]:
+    stub = records_pb2_grpc.RecordsServiceStub(setup.card_channel("doctor", port))
+    request = R.GetDocumentRequest(name=document)
+
+    def call() -> Awaitable[object]:
+        return stub.GetDocument(request, timeout=10)  # type: ignore[no-any-return]
+
+    return call
+
+
+async def measure(stack: DevStack, gateways: Gateways, args: argparse.Namespace) -> dict:
+    setup = Setup(stack, gateways)
+    fixture = await setup.run()
+    direct = DirectCaller(setup, fixture)
+    await direct.refresh()
+    cases: dict[str, Callable[[], Awaitable[object]]] = {
+        "direct": direct,
+        "gateway_cached": gateway_caller(setup, gateways.cached, fixture.document),
+        "gateway_uncached": gateway_caller(setup, gateways.uncached, fixture.document),
+    }
+    bounds = {1: (args.count1, args.seconds), 32: (args.count32, args.seconds)}
+    rounds: dict[str, list[Figures]] = {}
+    try:
+        for round_no in range(args.rounds):
+            for concurrency, (count, seconds) in bounds.items():
+                for name, call in cases.items():
+                    if args.only and name not in args.only:
+                        continue
+                    figures = await load(call, concurrency, count, seconds)
+                    rounds.setdefault(f"{name}_c{concurrency}", []).append(figures)
+                    print(
+                        f"round {round_no + 1} {name:17s} c={concurrency:<2d} "
+                        f"{figures.calls:6d} calls {figures.qps:8.1f} qps "
+                        f"p50 {figures.p50_ms:7.3f} ms p99 {figures.p99_ms:7.3f} ms",
+                        flush=True,
+                    )
+    finally:
+        await direct.close()
+        await setup.close()
+    return {key: _median(values) for key, values in rounds.items()}
+
+
+def _median(values: list[Figures]) -> dict[str, float]:
+    return {
+        "calls": sum(v.calls for v in values),
+        "qps": round(statistics.median(v.qps for v in values), 1),
+        "p50_ms": round(statistics.median(v.p50_ms for v in values), 3),
+        "p99_ms": round(statistics.median(v.p99_ms for v in values), 3),
+    }
+
+
+def ratios(cases: dict[str, dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for concurrency in (1, 32):
+        direct = cases.get(f"direct_c{concurrency}")
+        if direct is None:
+            continue
+        suffix = "" if concurrency == 1 else "_c32"
+        for kind in ("cached", "uncached"):
+            gateway = cases.get(f"gateway_{kind}_c{concurrency}")
+            if gateway is None:
+                continue
+            out[f"p50_ratio_{kind}{suffix}"] = round(gateway["p50_ms"] / direct["p50_ms"], 3)
+            out[f"p99_ratio_{kind}{suffix}"] = round(gateway["p99_ms"] / direct["p99_ms"], 3)
+            out[f"qps_ratio_{kind}{suffix}"] = round(gateway["qps"] / direct["qps"], 3)
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--count1", type=int, default=1500, help="calls per 1-caller case")
+    parser.add_argument("--count32", type=int, default=4000, help="calls per 32-caller case")
+    parser.add_argument("--seconds", type=float, default=8.0, help="time bound per case")
+    parser.add_argument("--only", nargs="*", help="cases to run (direct, gateway_cached, ...)")
+    parser.add_argument("--profile", type=Path, help="cProfile the cached gateway into FILE")
+    parser.add_argument("--no-write", action="store_true", help="do not write the results")
+    parser.add_argument("--keep", type=Path, help="use this directory for var/ and keep it")
+    args = parser.parse_args()
+
+    run_id = uuid.uuid4().hex[:8]
+    pg_urls: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="dmp-bench-gw-") as tmp:
+        var = (args.keep or Path(tmp)) / "var"
+        pki.ensure_dev_pki(var / "pki")
+        if args.backend == "postgresql":
+            pg_urls = asyncio.run(create_pg_databases(run_id))
+            for name, url in pg_urls.items():
+                os.environ[f"DMP_DATABASE_URL_{name.upper()}"] = url
+        cfg = StackConfig(
+            var_dir=var,
+            base_port=free_base(),
+            nats_port=free_port(),
+            smtp_port=free_port(),
+            only=SERVICES,
+        )
+        stack = DevStack(cfg)
+        gateways: Gateways | None = None
+        try:
+            stack.prepare()
+            stack.launch()
+            gateways = start_gateways(stack, args.profile)
+            cases = uvloop.run(measure(stack, gateways, args))
+        finally:
+            if gateways is not None:
+                stop_all(gateways.processes, 15)
+            stack.stop()
+            if pg_urls:
+                asyncio.run(drop_pg_databases(pg_urls))
+
+    result = {
+        "backend": args.backend,
+        "services": "identity, records, consent, 2 gateways: separate processes (DevStack)",
+        "client": "this process, uvloop, generated stubs; gateway over mTLS with the doctor card",
+        "headline_concurrency": 1,
+        "rounds": args.rounds,
+        **ratios(cases),
+        "cases": cases,
+        "goal": {"p50_ratio_cached": 1.5},
+    }
+    print(json.dumps({k: v for k, v in result.items() if "ratio" in k}, indent=2))
+    met = result.get("p50_ratio_cached", 99) <= 1.5
+    print(f"goal p50_ratio_cached <= 1.5: {'met' if met else 'NOT met'}")
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
