@@ -8,6 +8,7 @@ import signal
 from gateway.app import start_gateway
 from gateway.settings import GatewaySettings
 from kit.logs import configure_logging, get_logger
+from kit.tracing import configure_tracing
 
 log = get_logger(__name__)
 
@@ -26,6 +27,12 @@ async def _serve(settings: GatewaySettings) -> None:
 def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    configure_tracing(
+        "gateway",
+        settings.trace_exporter,
+        otlp_endpoint=settings.otlp_endpoint,
+        sample_ratio=settings.trace_sample_ratio,
+    )
     try:
         import uvloop
 

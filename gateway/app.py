@@ -9,6 +9,7 @@ requires a client certificate chaining to the configured CA; the patient port
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from gateway.routing import build_routes, targets
 from gateway.settings import GatewaySettings
 from kit.clients import InternalCredentials
 from kit.logs import get_logger
+from kit.metrics import MetricsServer, serve_metrics
+from kit.observe import InstrumentedHandler, RpcObserver
 from kit.tokens import AccessTokenVerifier, load_public_key
 
 log = get_logger(__name__)
@@ -47,6 +50,7 @@ class RunningGateway:
     channels: dict[str, grpc.aio.Channel]
     probe: grpc.aio.Server | None = None
     nc: Client | None = None
+    metrics: MetricsServer | None = None
     health_servicer: health.aio.HealthServicer = field(default_factory=health.aio.HealthServicer)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -54,6 +58,8 @@ class RunningGateway:
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
         if self.probe is not None:
             await self.probe.stop(0)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
@@ -121,7 +127,8 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
             ("grpc.so_reuseport", 0),
         ]
     )
-    server.add_generic_rpc_handlers((handler,))
+    # Server span + RED metrics per call, wrapped once per route.
+    server.add_generic_rpc_handlers((InstrumentedHandler(handler, RpcObserver("gateway")),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     cards = grpc.ssl_server_credentials([pair], root_certificates=ca_pem, require_client_auth=True)
@@ -147,6 +154,7 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
         probe.add_insecure_port(f"{settings.grpc_host}:{settings.probe_port}")
         await probe.start()
         running.probe = probe
+    running.metrics = serve_metrics(settings.grpc_host, settings.metrics_port)
     if settings.invalidate_on_events:
         running.nc = await _subscribe_changes(settings.nats_url, decisions)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -4,8 +4,9 @@ No (de)serializers on either side, one cached multicallable per method, one
 channel per upstream created at start. Client metadata is forwarded except
 every `dmp-*` key and `authorization`; the signed principal is added. The
 client's deadline becomes the upstream deadline; a cancelled client call
-cancels the upstream call (the awaiting task is cancelled); W3C trace headers
-travel unchanged. An unreachable upstream is UNAVAILABLE.
+cancels the upstream call (the awaiting task is cancelled); `traceparent` is
+replaced by the gateway span's own, `tracestate` travels unchanged. An
+unreachable upstream is UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from gateway.authz import Decisions
 from gateway.ratelimit import RateLimiter
 from gateway.routing import Route
 from kit import principal as principals
+from kit import tracing
 from kit.errors import ServiceError, permission_denied, unauthenticated
 from kit.logs import get_logger
 
 log = get_logger("dmp.gateway")
 DOMAIN = "gateway.dmp"
 _DROPPED_PREFIXES = ("dmp-", "authorization", "grpc-", ":")
+_REPLACED = frozenset({"user-agent", tracing.TRACEPARENT})
 Metadata = tuple[tuple[str, str | bytes], ...]
 
 
@@ -34,15 +37,17 @@ def _forward_metadata(
 ) -> tuple[Metadata, str | None, str | None]:
     """Outgoing metadata, the authorization value and the traceparent of the call."""
     out: list[tuple[str, str | bytes]] = []
-    authorization = traceparent = None
+    authorization = None
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             authorization = value if isinstance(value, str) else value.decode()
-        elif key == "traceparent":
-            traceparent = value if isinstance(value, str) else value.decode()
-        if key.startswith(_DROPPED_PREFIXES) or key == "user-agent":
+        if key.startswith(_DROPPED_PREFIXES) or key in _REPLACED:
             continue
         out.append((key, value))
+    # The gateway's server span (kit.observe) continues the client's trace: upstream is its child.
+    traceparent = tracing.traceparent()
+    if traceparent is not None:
+        out.append((tracing.TRACEPARENT, traceparent))
     if signed is not None:
         out.append((principals.METADATA_KEY, signed))
     return tuple(out), authorization, traceparent

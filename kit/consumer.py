@@ -12,13 +12,19 @@ published to the dead-letter subject if one is configured).
 The consumer starts even when the source stream does not exist yet (the
 owning service may start later): it retries the subscription in the
 background.
+
+Each message is processed in a consumer span that continues the trace of the
+publication (W3C headers), and counted by outcome with its processing time
+(`MessageTelemetry`, also used by consumers written without this class). The
+consumer's backlog (`num_pending`) is sampled for Prometheus.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import nats.errors
@@ -29,10 +35,71 @@ from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind
 
 from kit.logs import get_logger
+from kit.metrics import (
+    CONSUMER_ACK_PENDING,
+    CONSUMER_DURATION,
+    CONSUMER_FAILURES,
+    CONSUMER_MESSAGES,
+    CONSUMER_PENDING,
+)
 from kit.tracing import extract_context, tracer
 
 log = get_logger(__name__)
 _tracer = tracer(__name__)
+
+
+#: How a message ended: acked, nak'ed for a retry, terminated after its last attempt,
+#: terminated as never processable, or an error escaping the handling itself.
+OUTCOMES = ("ack", "retry", "dead", "rejected", "error")
+
+
+class Processing:
+    """The outcome of one message, set by the code that acks / naks / terminates it."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome = "error"
+
+
+class MessageTelemetry:
+    """Consumer span and metrics of the messages of one durable consumer."""
+
+    def __init__(self, consumer: str) -> None:
+        self.consumer = consumer
+        self._duration = CONSUMER_DURATION.labels(consumer=consumer)
+        self._failures = CONSUMER_FAILURES.labels(consumer=consumer)
+        self._outcomes = {
+            o: CONSUMER_MESSAGES.labels(consumer=consumer, outcome=o) for o in OUTCOMES
+        }
+
+    @contextlib.contextmanager
+    def message(
+        self, subject: str, headers: Mapping[str, str], event_id: str
+    ) -> Iterator[Processing]:
+        """Span (child of the publisher's) and metrics around the handling of one message."""
+        started = time.perf_counter()
+        processing = Processing()
+        with _tracer.start_as_current_span(
+            f"process {subject}",
+            context=extract_context(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": subject,
+                "messaging.consumer.group.name": self.consumer,
+                "messaging.message.id": event_id,
+            },
+        ) as span:
+            try:
+                yield processing
+            finally:
+                outcome = processing.outcome
+                span.set_attribute("dmp.consumer.outcome", outcome)
+                self._duration.observe(time.perf_counter() - started)
+                self._outcomes[outcome].inc()
+                if outcome != "ack":
+                    self._failures.inc()
 
 
 class PermanentFailureError(Exception):
@@ -53,6 +120,8 @@ class ConsumerSpec:
     backoff_s: tuple[float, ...] = (0.2, 1.0, 2.0, 5.0, 10.0)
     #: If set, terminated messages are republished there (with their headers).
     dead_letter_subject: str = ""
+    #: How often the consumer's backlog is read from the server for the lag gauges.
+    lag_sample_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +149,10 @@ class DurableConsumer:
         self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._subscribed = asyncio.Event()
+        self._telemetry = MessageTelemetry(spec.durable)
+        self._pending = CONSUMER_PENDING.labels(stream=spec.stream, consumer=spec.durable)
+        self._ack_pending = CONSUMER_ACK_PENDING.labels(stream=spec.stream, consumer=spec.durable)
+        self._next_sample = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self._spec.durable}")
@@ -133,6 +206,8 @@ class DurableConsumer:
     async def _run(self) -> None:
         sub = self._sub = await self._subscribe()
         while True:
+            if time.monotonic() >= self._next_sample:
+                await self.sample_lag()
             try:
                 messages = await sub.fetch(self._spec.batch, timeout=self._spec.fetch_timeout_s)
             except asyncio.CancelledError:
@@ -159,22 +234,19 @@ class DurableConsumer:
             num_delivered=delivered,
             stream_sequence=int(meta.sequence.stream) if meta.sequence else 0,
         )
-        with _tracer.start_as_current_span(
-            f"receive {msg.subject}",
-            context=extract_context(headers),
-            kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "nats", "messaging.message.id": delivery.event_id},
-        ):
+        with self._telemetry.message(msg.subject, headers, delivery.event_id) as processing:
             try:
                 await self._handler(delivery)
             except asyncio.CancelledError:
                 raise
             except PermanentFailureError:
+                processing.outcome = "rejected"
                 log.warning("consumer_message_rejected", subject=msg.subject, id=delivery.event_id)
                 await self._terminate(msg, headers)
                 return
             except Exception as exc:
                 if delivered >= self._spec.max_deliver:
+                    processing.outcome = "dead"
                     log.error(
                         "consumer_message_dead",
                         subject=msg.subject,
@@ -183,6 +255,7 @@ class DurableConsumer:
                     )
                     await self._terminate(msg, headers)
                     return
+                processing.outcome = "retry"
                 backoff = self._spec.backoff_s
                 delay = backoff[min(delivered, len(backoff)) - 1] if backoff else None
                 log.warning(
@@ -196,6 +269,24 @@ class DurableConsumer:
                     await msg.nak(delay=delay)
                 return
             await msg.ack()
+            processing.outcome = "ack"
+
+    async def sample_lag(self) -> int | None:
+        """Read num_pending / num_ack_pending from the server into the gauges."""
+        self._next_sample = time.monotonic() + self._spec.lag_sample_s
+        if self._sub is None:
+            return None
+        try:
+            info = await self._sub.consumer_info()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # NATS away: keep the last sample
+            log.debug("consumer_lag_unavailable", error_type=type(exc).__name__)
+            return None
+        pending = int(info.num_pending or 0)
+        self._pending.set(pending)
+        self._ack_pending.set(int(info.num_ack_pending or 0))
+        return pending
 
     async def _terminate(self, msg: Msg, headers: dict[str, str]) -> None:
         if self._spec.dead_letter_subject:

@@ -1,5 +1,8 @@
 """Server interceptor: authentication of the signed principal, error mapping, access logs.
 
+It also opens the RPC's server span (continuing the caller's W3C context) and
+records its RED metrics (`kit.observe`), once per call, around the handler.
+
 Deny by default: a method without a `dmp.authz.v1` option is refused, an
 internal method needs an internal principal, and any non-anonymous method
 needs a valid signed principal — even though the gateway checked already.
@@ -7,6 +10,7 @@ needs a valid signed principal — even though the gateway checked already.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -20,6 +24,7 @@ from kit.authz import is_infrastructure, method_authz
 from kit.context import reset_principal, set_principal
 from kit.errors import ServiceError, permission_denied, unauthenticated
 from kit.logs import get_logger
+from kit.observe import RpcObserver, final_code
 
 log = get_logger("dmp.rpc")
 
@@ -41,6 +46,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._service = service
         self._domain = f"{service}.dmp"
         self._keys = dict(keys)
+        self._observer = RpcObserver(service)
 
     async def intercept_service(
         self,
@@ -94,6 +100,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner: Callable[..., Awaitable[Any]], request: Any, context: Any
         ) -> Any:
             started = time.perf_counter()
+            rpc = guard._observer.start(path, context.invocation_metadata())
+            code = grpc.StatusCode.OK
             structlog.contextvars.bind_contextvars(method=path)
             token = None
             try:
@@ -101,72 +109,96 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 result = await inner(request, context)
                 log.info("rpc", method=path, code="OK", ms=_ms(started))
                 return result
-            except grpc.aio.AbortError:
+            except (grpc.aio.AbortError, asyncio.CancelledError) as exc:
+                code = _interrupted(context, exc)
                 raise
             except Exception as exc:
+                code = _code_of(exc)
                 await guard._fail(context, path, exc)
                 raise  # unreachable: abort raises
             finally:
                 if token is not None:
                     reset_principal(token)
                 structlog.contextvars.unbind_contextvars("method")
+                guard._observer.finish(rpc, code)
 
         async def run_stream(
             inner: Callable[..., AsyncIterator[Any]], request: Any, context: Any
         ) -> AsyncIterator[Any]:
             started = time.perf_counter()
+            rpc = guard._observer.start(path, context.invocation_metadata())
+            code = grpc.StatusCode.OK
             token = None
             try:
                 token = set_principal(guard.authenticate(path, option, context))
                 async for item in inner(request, context):
                     yield item
                 log.info("rpc", method=path, code="OK", ms=_ms(started))
-            except grpc.aio.AbortError:
+            except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit) as exc:
+                code = _interrupted(context, exc)
                 raise
             except Exception as exc:
+                code = _code_of(exc)
                 await guard._fail(context, path, exc)
                 raise
             finally:
                 if token is not None:
                     reset_principal(token)
+                guard._observer.finish(rpc, code)
 
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
+        return _rebuild(handler, run_unary, run_stream)
 
-            async def unary_unary(request: Any, context: Any) -> Any:
-                return await run_unary(inner_uu, request, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
+def _rebuild(
+    handler: Handler,
+    run_unary: Callable[..., Awaitable[Any]],
+    run_stream: Callable[..., AsyncIterator[Any]],
+) -> Handler:
+    """The same method kind as `handler`, served through `run_unary` / `run_stream`."""
+    deser, ser = handler.request_deserializer, handler.response_serializer
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
 
-            async def stream_unary(request_iterator: Any, context: Any) -> Any:
-                return await run_unary(inner_su, request_iterator, context)
+        async def unary_unary(request: Any, context: Any) -> Any:
+            return await run_unary(inner_uu, request, context)
 
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
+        return grpc.unary_unary_rpc_method_handler(unary_unary, deser, ser)
+    if handler.stream_unary:
+        inner_su = handler.stream_unary
 
-            async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                async for item in run_stream(inner_us, request, context):
-                    yield item
+        async def stream_unary(request_iterator: Any, context: Any) -> Any:
+            return await run_unary(inner_su, request_iterator, context)
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        inner_ss = handler.stream_stream
+        return grpc.stream_unary_rpc_method_handler(stream_unary, deser, ser)
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
 
-        async def stream_stream(request_iterator: Any, context: Any) -> AsyncIterator[Any]:
-            async for item in run_stream(inner_ss, request_iterator, context):
-                yield item
+        def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            return run_stream(inner_us, request, context)
 
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(unary_stream, deser, ser)
+    inner_ss = handler.stream_stream
+
+    def stream_stream(request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        return run_stream(inner_ss, request_iterator, context)
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, deser, ser)
+
+
+def _interrupted(context: grpc.aio.ServicerContext, exc: BaseException) -> grpc.StatusCode:
+    """Status of a call the handler aborted (its abort code) or that was cancelled."""
+    if isinstance(exc, grpc.aio.AbortError):
+        return final_code(context, grpc.StatusCode.UNKNOWN)
+    return grpc.StatusCode.CANCELLED
+
+
+def _code_of(exc: BaseException) -> grpc.StatusCode:
+    """The status `_fail` answers `exc` with."""
+    if isinstance(exc, ServiceError):
+        return exc.code
+    if isinstance(exc, NotImplementedError):
+        return grpc.StatusCode.UNIMPLEMENTED
+    return grpc.StatusCode.INTERNAL
 
 
 def _ms(started: float) -> float:

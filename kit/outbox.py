@@ -5,6 +5,11 @@ describes, so an event is published if and only if the change committed. The
 relay publishes rows in id order with `Nats-Msg-Id` = event id, so a relay
 that crashes after publishing but before marking the row is de-duplicated by
 JetStream within the stream's duplicate window.
+
+Tracing: the row keeps the W3C context of the transaction that wrote it, and
+the relay's publish span continues it (and travels in the NATS headers), so
+consumers join the trace of the call that caused the event. The relay also
+samples its backlog (row count, age of the oldest row) for Prometheus.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -27,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    func,
     select,
     update,
 )
@@ -34,6 +41,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kit.db import BigIntPK, UTCDateTime, is_sqlite, utcnow
 from kit.logs import get_logger
+from kit.metrics import (
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PUBLISH_FAILURES,
+    OUTBOX_PUBLISHED,
+    OUTBOX_UNPUBLISHED,
+)
 from kit.tracing import extract_context, inject_headers, tracer
 
 log = get_logger(__name__)
@@ -99,6 +112,8 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval_s: float = 0.2,
         retention: timedelta = timedelta(days=1),
+        service: str = "",
+        lag_sample_s: float = 5.0,
     ) -> None:
         self._sessions = sessions
         self._table = table
@@ -109,6 +124,13 @@ class OutboxRelay:
         self._skip_locked = not is_sqlite(database_url)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        label = service or table.name
+        self._published = OUTBOX_PUBLISHED.labels(service=label)
+        self._failures = OUTBOX_PUBLISH_FAILURES.labels(service=label)
+        self._unpublished = OUTBOX_UNPUBLISHED.labels(service=label)
+        self._oldest_age = OUTBOX_OLDEST_AGE.labels(service=label)
+        self._lag_sample_s = lag_sample_s
+        self._next_sample = 0.0
 
     def notify(self) -> None:
         """Wake the relay right after a commit instead of waiting for the next poll."""
@@ -133,6 +155,8 @@ class OutboxRelay:
                 cycles += 1
                 if cycles % 1000 == 0:
                     await self.prune()
+                if time.monotonic() >= self._next_sample:
+                    await self.sample_lag()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS or database away: keep the rows, retry later
@@ -186,9 +210,26 @@ class OutboxRelay:
                     update(t).where(t.c.id.in_(done)).values(published_at=utcnow())
                 )
             failed = len(rows) - len(done)
+            self._published.inc(len(done))
             if failed:
+                self._failures.inc(failed)
                 log.warning("outbox_publish_failed", failed=failed)
             return len(done)
+
+    async def sample_lag(self) -> tuple[int, float]:
+        """Count unpublished rows and the oldest one's age; set the gauges; return both."""
+        self._next_sample = time.monotonic() + self._lag_sample_s
+        t = self._table
+        async with self._sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
+                )
+            ).one()
+        age = max(0.0, (utcnow() - oldest).total_seconds()) if oldest is not None else 0.0
+        self._unpublished.set(int(count))
+        self._oldest_age.set(age)
+        return int(count), age
 
     async def prune(self) -> int:
         """Delete rows published longer ago than the retention."""

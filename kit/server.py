@@ -22,7 +22,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -31,6 +30,7 @@ from kit import nats as kit_nats
 from kit.db import create_engine, session_factory
 from kit.interceptors import ServiceInterceptor
 from kit.logs import configure_logging, get_logger
+from kit.metrics import MetricsServer, serve_metrics
 from kit.outbox import OutboxRelay
 from kit.settings import ServiceSettings
 from kit.tracing import configure_tracing
@@ -73,7 +73,11 @@ class ServiceApp(abc.ABC):
                 )
         if self.outbox is not None and self.sessions is not None and self.js is not None:
             self.relay = OutboxRelay(
-                self.sessions, self.outbox, self.js, database_url=self.settings.database_url
+                self.sessions,
+                self.outbox,
+                self.js,
+                database_url=self.settings.database_url,
+                service=self.name,
             )
             self.relay.start()
 
@@ -112,6 +116,7 @@ class RunningServer:
         self.health = health_servicer
         self.service_names: list[str] = []
         self.probe_server: grpc.aio.Server | None = None
+        self.metrics: MetricsServer | None = None
 
     @property
     def target(self) -> str:
@@ -123,6 +128,8 @@ class RunningServer:
         await self.server.stop(self.app.settings.shutdown_grace_s if grace is None else grace)
         if self.probe_server is not None:
             await self.probe_server.stop(0)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         await self.app.stop()
 
 
@@ -136,10 +143,8 @@ async def start_app(app: ServiceApp) -> RunningServer:
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(
-        interceptors=[
-            aio_server_interceptor(),  # type: ignore[no-untyped-call]
-            ServiceInterceptor(app.name, app.keys),
-        ],
+        # One interceptor: authentication, server span and RED metrics in a single wrapper.
+        interceptors=[ServiceInterceptor(app.name, app.keys)],
         options=options,
     )
     names = list(app.register(server))
@@ -161,6 +166,7 @@ async def start_app(app: ServiceApp) -> RunningServer:
     running.service_names = names
     if settings.probe_port:
         running.probe_server = await _start_probe_server(health_servicer, settings)
+    running.metrics = serve_metrics(settings.grpc_host, settings.metrics_port)
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if settings.port_file:
@@ -198,7 +204,13 @@ async def _serve_forever(app: ServiceApp) -> None:
 def run_app(app: ServiceApp) -> None:
     """Process entry point of a service (`python -m services.<name>`)."""
     configure_logging(app.name, app.settings.log_level, app.settings.log_json)
-    configure_tracing(app.name, app.settings.otel_exporter)
+    settings = app.settings
+    configure_tracing(
+        app.name,
+        settings.trace_exporter,
+        otlp_endpoint=settings.otlp_endpoint,
+        sample_ratio=settings.trace_sample_ratio,
+    )
     try:
         import uvloop
 

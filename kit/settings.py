@@ -49,9 +49,23 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Minimum log level.")
     log_json: bool = Field(default=True, description="JSON logs (false: human console output).")
-    otel_exporter: str = Field(
+    trace_exporter: str = Field(
         default="none",
-        description="Span exporter: none, console or otlp (OTLP needs the SDK extra).",
+        pattern="^(none|console|otlp)$",
+        description="Span exporter: none, console (dev) or otlp (implied by DMP_OTLP_ENDPOINT).",
+    )
+    otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/gRPC collector, e.g. http://otel-collector:4317 (empty = no OTLP).",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of new traces sampled (callers' choice wins)."
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Admin HTTP port serving Prometheus /metrics (0 = off).",
     )
     shutdown_grace_s: float = Field(default=5.0, ge=0, description="Grace period on SIGTERM.")
     max_message_bytes: int = Field(

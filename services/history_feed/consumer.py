@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from dmp.records.v1 import events_pb2
 from kit import nats as kit_nats
+from kit.consumer import MessageTelemetry
 from kit.errors import ServiceError
 from kit.logs import get_logger
 
@@ -45,6 +46,7 @@ class DossierCreatedConsumer:
         self._handler = handler
         self._task: asyncio.Task[None] | None = None
         self._subscription: JetStreamContext.PullSubscription | None = None
+        self._telemetry = MessageTelemetry(durable)
 
     async def start(self) -> None:
         spec = kit_nats.STREAMS["records"]
@@ -93,24 +95,32 @@ class DossierCreatedConsumer:
                 await self._handle(message)
 
     async def _handle(self, message: Msg) -> None:
+        headers = dict(message.headers or {})
+        event_id = headers.get("Nats-Msg-Id", "")
+        with self._telemetry.message(message.subject, headers, event_id) as processing:
+            processing.outcome = await self._process(message)
+
+    async def _process(self, message: Msg) -> str:
+        """Handle, then ack / nak / term; returns the outcome (kit.consumer.OUTCOMES)."""
         try:
             event = events_pb2.DossierCreated.FromString(message.data)
         except DecodeError:
             log.error("event_malformed", subject=message.subject)
             await message.term()
-            return
+            return "rejected"
         try:
             await self._handler(event)
         except ServiceError as exc:
             if exc.code.name in ("INVALID_ARGUMENT", "FAILED_PRECONDITION"):
                 log.error("event_refused", event_id=event.header.event_id, reason=exc.reason)
                 await message.term()
-                return
+                return "rejected"
             log.warning("event_retry", event_id=event.header.event_id, reason=exc.reason)
             await message.nak(delay=RETRY_DELAY_S)
-            return
+            return "retry"
         except Exception as exc:
             log.warning("event_retry", event_id=event.header.event_id, error=type(exc).__name__)
             await message.nak(delay=RETRY_DELAY_S)
-            return
+            return "retry"
         await message.ack()
+        return "ack"

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from opentelemetry.trace import SpanKind
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dmp.notify.v1 import notify_pb2
 from kit.db import transaction, utcnow
 from kit.logs import get_logger
+from kit.tracing import extract_context, tracer
 from services.notify import event_templates, models, validation
 from services.notify.delivery import RetryPolicy, describe, is_transient
 from services.notify.email_sender import EmailSender
@@ -44,6 +47,7 @@ from services.notify.sms import SmsProvider
 from services.notify.writelock import WriteLock
 
 log = get_logger(__name__)
+_tracer = tracer(__name__)
 
 Publisher = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
@@ -242,6 +246,17 @@ class Dispatcher:
         )
 
     async def _send(self, row: RowMapping) -> str:
+        """Send in a span continuing the trace of the event that queued the row."""
+        parent = extract_context(json.loads(row["trace_context"] or "{}"))
+        with _tracer.start_as_current_span(
+            f"send {row['channel']}",
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes={"dmp.notification.kind": row["kind"], "dmp.channel": row["channel"]},
+        ):
+            return await self._send_now(row)
+
+    async def _send_now(self, row: RowMapping) -> str:
         """Send with the contact read at claim time (the latest the patient set)."""
         kind = notify_pb2.NotificationKind.Value(row["kind"])
         if row["channel"] == models.CHANNEL_EMAIL:

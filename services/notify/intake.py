@@ -26,6 +26,7 @@ from dmp.notify.v1 import notify_pb2
 from kit.consumer import Delivery
 from kit.db import transaction, utcnow
 from kit.logs import get_logger
+from kit.tracing import inject_headers
 from services.notify import event_templates, models, validation
 from services.notify.events import (
     DOCUMENT_ADDED,
@@ -254,6 +255,7 @@ async def _notify(
 ) -> int:
     recipients = await _recipients(session, event.dossier, notice.kind)
     now = utcnow()
+    trace_context = json.dumps(inject_headers())
     existing = {
         (r.recipient, r.channel)
         for r in (
@@ -319,6 +321,7 @@ async def _notify(
                     next_attempt_time=now,
                     create_time=now,
                     update_time=now,
+                    trace_context=trace_context,
                 )
             )
             created += 1

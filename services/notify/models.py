@@ -121,6 +121,8 @@ notifications = Table(
     Column("update_time", UTCDateTime, nullable=False),
     Column("send_time", UTCDateTime, nullable=True),
     Column("last_error", String(64), nullable=True),
+    #: JSON W3C headers of the consumer span that queued the row: the send joins its trace.
+    Column("trace_context", Text, nullable=True),
     UniqueConstraint(
         "event_id", "recipient", "channel", name="uq_notifications_event_id_recipient_channel"
     ),
