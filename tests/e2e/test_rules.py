@@ -1,4 +1,5 @@
-"""ARCHITECTURE §4 through the gateway, as patients and professionals of several professions."""
+"""ARCHITECTURE §4, rule by rule, through the launcher-started gateway, as patients and
+professionals of several professions, with real certificates and tokens."""
 
 from __future__ import annotations
 
@@ -10,30 +11,40 @@ import pytest
 from dmp.authz.v1 import principal_pb2
 from dmp.consent.v1 import consent_pb2
 from dmp.records.v1 import records_pb2
-from tests.gateway.conftest import Platform
-from tests.gateway.helpers import expect, grant, new_record, patient_md, rid, upload
+from kit.testing.stack import LiveStack
+from tests.e2e.helpers import (
+    consent,
+    expect,
+    grant,
+    new_record,
+    patient_md,
+    records,
+    rid,
+    rpps,
+    upload,
+)
 
 R = records_pb2
 C = consent_pb2
 S = grpc.StatusCode
 
 
-async def test_rule3_grant_then_revoke_drops_cached_decision(platform: Platform) -> None:
-    dossier, ins = await new_record(platform)
-    stub = platform.records(platform.card_channel("pharmacist"))
+async def test_rule3_grant_then_revoke_drops_cached_decision(stack: LiveStack) -> None:
+    dossier, ins = await new_record(stack)
+    stub = records(stack.card_channel("pharmacist"))
     await expect(stub.ListDocuments(R.ListDocumentsRequest(parent=dossier)), S.NOT_FOUND)
-    patient = platform.consent_stub(platform.patient_channel())
+    patient = consent(stack.patient_channel())
     rule = await patient.GrantAccess(
         C.GrantAccessRequest(
             parent=dossier,
-            professional_rpps=platform.cards["pharmacist"].fields.rpps,
+            professional_rpps=rpps("pharmacist"),
             request_id=rid(),
         ),
-        metadata=patient_md(platform, ins),
+        metadata=patient_md(stack, ins),
     )
     await stub.ListDocuments(R.ListDocumentsRequest(parent=dossier))  # allowed, now cached
     await patient.RevokeAccess(
-        C.RevokeAccessRequest(name=rule.name, request_id=rid()), metadata=patient_md(platform, ins)
+        C.RevokeAccessRequest(name=rule.name, request_id=rid()), metadata=patient_md(stack, ins)
     )
     for _ in range(100):  # the consent.changed event voids the cache, well before its TTL
         try:
@@ -47,14 +58,14 @@ async def test_rule3_grant_then_revoke_drops_cached_decision(platform: Platform)
     assert code == S.NOT_FOUND
 
 
-async def test_rule4_matrix_pharmacist_and_optician(platform: Platform) -> None:
-    dossier, ins = await new_record(platform)
+async def test_rule4_matrix_pharmacist_and_optician(stack: LiveStack) -> None:
+    dossier, ins = await new_record(stack)
     for card in ("doctor", "pharmacist", "optician"):
-        await grant(platform, dossier, ins, card)
-    report = await upload(platform, "doctor", dossier)  # 11488-4, class 10
-    prescription = await upload(platform, "doctor", dossier, type_code="57833-6")  # class 42
+        await grant(stack, dossier, ins, card)
+    report = await upload(stack, "doctor", dossier)  # 11488-4, class 10
+    prescription = await upload(stack, "doctor", dossier, type_code="57833-6")  # class 42
     for card in ("pharmacist", "optician"):
-        stub = platform.records(platform.card_channel(card))
+        stub = records(stack.card_channel(card))
         listed = await stub.ListDocuments(R.ListDocumentsRequest(parent=dossier))
         names = [d.name for d in listed.documents]
         assert prescription.name in names, card
@@ -63,28 +74,28 @@ async def test_rule4_matrix_pharmacist_and_optician(platform: Platform) -> None:
         assert err is not None
 
 
-async def test_rule4_administrative_staff_reads_no_medical_document(platform: Platform) -> None:
-    dossier, _ = await new_record(platform)
-    stub = platform.records(platform.card_channel("admin"))
+async def test_rule4_administrative_staff_reads_no_medical_document(stack: LiveStack) -> None:
+    dossier, _ = await new_record(stack)
+    stub = records(stack.card_channel("admin"))
     assert (await stub.GetDossier(R.GetDossierRequest(name=dossier))).name == dossier
     await expect(stub.ListDocuments(R.ListDocumentsRequest(parent=dossier)), S.PERMISSION_DENIED)
 
 
-async def test_rule2_blocked_professional_refused_even_in_emergency(platform: Platform) -> None:
-    dossier, ins = await new_record(platform)
-    await grant(platform, dossier, ins, "doctor2")
-    patient = platform.consent_stub(platform.patient_channel())
+async def test_rule2_blocked_professional_refused_even_in_emergency(stack: LiveStack) -> None:
+    dossier, ins = await new_record(stack)
+    await grant(stack, dossier, ins, "doctor2")
+    patient = consent(stack.patient_channel())
     await patient.BlockProfessional(
         C.BlockProfessionalRequest(
             parent=dossier,
-            professional_rpps=platform.cards["doctor2"].fields.rpps,
+            professional_rpps=rpps("doctor2"),
             request_id=rid(),
         ),
-        metadata=patient_md(platform, ins),
+        metadata=patient_md(stack, ins),
     )
-    stub = platform.records(platform.card_channel("doctor2"))
+    stub = records(stack.card_channel("doctor2"))
     await expect(stub.ListDocuments(R.ListDocumentsRequest(parent=dossier)), S.NOT_FOUND)
-    emergency = platform.consent_stub(platform.card_channel("doctor2"))
+    emergency = consent(stack.card_channel("doctor2"))
     err = await expect(
         emergency.StartEmergencyAccess(
             C.StartEmergencyAccessRequest(
@@ -100,20 +111,20 @@ async def test_rule2_blocked_professional_refused_even_in_emergency(platform: Pl
     assert err is not None
 
 
-async def test_rule5_write_needs_no_grant(platform: Platform) -> None:
-    dossier, ins = await new_record(platform)
-    written = await upload(platform, "doctor2", dossier)
-    patient = platform.records(platform.patient_channel())
+async def test_rule5_write_needs_no_grant(stack: LiveStack) -> None:
+    dossier, ins = await new_record(stack)
+    written = await upload(stack, "doctor2", dossier)
+    patient = records(stack.patient_channel())
     seen = await patient.GetDocument(
-        R.GetDocumentRequest(name=written.name), metadata=patient_md(platform, ins)
+        R.GetDocumentRequest(name=written.name), metadata=patient_md(stack, ins)
     )
     assert seen.name == written.name
 
 
-async def test_rule7_centre_15_reads_and_patient_sees_it(platform: Platform) -> None:
-    dossier, ins = await new_record(platform)
-    await upload(platform, "doctor2", dossier)
-    regulateur = platform.consent_stub(platform.card_channel("regulateur"))
+async def test_rule7_centre_15_reads_and_patient_sees_it(stack: LiveStack) -> None:
+    dossier, ins = await new_record(stack)
+    await upload(stack, "doctor2", dossier)
+    regulateur = consent(stack.card_channel("regulateur"))
     await regulateur.StartEmergencyAccess(
         C.StartEmergencyAccessRequest(
             parent=dossier,
@@ -123,30 +134,30 @@ async def test_rule7_centre_15_reads_and_patient_sees_it(platform: Platform) -> 
             request_id=rid(),
         )
     )
-    stub = platform.records(platform.card_channel("regulateur"))
+    stub = records(stack.card_channel("regulateur"))
     listed = await stub.ListDocuments(R.ListDocumentsRequest(parent=dossier))
     assert len(listed.documents) == 1
-    patient = platform.consent_stub(platform.patient_channel())
+    patient = consent(stack.patient_channel())
     history = await patient.ListAccessHistory(
         C.ListAccessHistoryRequest(parent=dossier, page_size=100),
-        metadata=patient_md(platform, ins),
+        metadata=patient_md(stack, ins),
     )
     modes = {e.mode for e in history.entries}
     assert principal_pb2.ACCESS_MODE_CENTRE_15 in modes
 
 
-async def test_rule7_opposed_centre_15_is_refused(platform: Platform) -> None:
-    dossier, ins = await new_record(platform)
-    patient = platform.consent_stub(platform.patient_channel())
+async def test_rule7_opposed_centre_15_is_refused(stack: LiveStack) -> None:
+    dossier, ins = await new_record(stack)
+    patient = consent(stack.patient_channel())
     await patient.SetEmergencyPreferences(
         C.SetEmergencyPreferencesRequest(
             parent=dossier,
             preferences=C.EmergencyPreferences(oppose_centre_15=True),
             request_id=rid(),
         ),
-        metadata=patient_md(platform, ins),
+        metadata=patient_md(stack, ins),
     )
-    regulateur = platform.consent_stub(platform.card_channel("regulateur"))
+    regulateur = consent(stack.card_channel("regulateur"))
     with_error = regulateur.StartEmergencyAccess(
         C.StartEmergencyAccessRequest(
             parent=dossier,

@@ -1,0 +1,265 @@
+"""The whole platform started by the launcher, for end-to-end, demo, fault and log tests.
+
+`running_stack(databases, var_dir)` runs `kit.devstack.DevStack` (the code behind
+`make run`) in a temporary var directory on free ports, each service on a
+database of the test plugin's `databases` factory (PostgreSQL when reachable,
+else SQLite). The returned `LiveStack` opens gRPC channels to the gateway with
+a card or as a patient, signs patient tokens with the stack's own identity key,
+reads the dev mail/SMS sinks and the logs, and stops, kills or restarts one
+process for fault tests. `tests/fixtures/stack.py` wraps it in the session
+fixture `stack`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from dmp.authz.v1 import principal_pb2
+from kit import principal as principals
+from kit.devstack import catalog
+from kit.devstack.nats_server import free_port
+from kit.devstack.secrets import DevSecrets
+from kit.devstack.stack import DevStack, StackConfig
+from kit.testing.databases import DatabaseFactory
+from kit.tokens import AccessTokenIssuer, load_private_key
+
+HOST = "localhost"  # the gateway certificate's SAN
+
+
+def free_port_block(size: int, *, low: int = 20000, high: int = 40000) -> int:
+    """A base port followed by `size - 1` free ports (service ports are base + offset)."""
+    for _ in range(200):
+        base = random.randint(low, high)  # noqa: S311 - a port, not a secret
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no block of free ports")
+
+
+def free_config(var_dir: Path) -> StackConfig:
+    """A StackConfig on free ports (nothing collides with `make run` or another test run)."""
+    offsets = [s.port_offset or 0 for s in catalog.CATALOG]
+    return StackConfig(
+        var_dir=var_dir,
+        base_port=free_port_block(max(offsets) + 1),
+        nats_port=free_port(),
+        smtp_port=free_port(),
+        gateway_port=free_port(),
+        patient_port=free_port(),
+        gateway_probe_port=free_port(),
+    )
+
+
+@dataclass
+class LiveStack:
+    """A launcher-started platform and what a test needs to talk to it."""
+
+    dev: DevStack
+    database_urls: Mapping[str, str]
+    _channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    # -- where things are ---------------------------------------------------------
+
+    @property
+    def cfg(self) -> StackConfig:
+        return self.dev.cfg
+
+    @property
+    def var_dir(self) -> Path:
+        return self.cfg.var_dir
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.cfg.pki_dir
+
+    @property
+    def cards_dir(self) -> Path:
+        return self.cfg.cards_dir
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.cfg.logs
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.cfg.mail_dir
+
+    @property
+    def sms_dir(self) -> Path:
+        return self.cfg.sms_dir
+
+    @property
+    def sms_file(self) -> Path:
+        return self.cfg.sms_dir / "outbox.ndjson"
+
+    @property
+    def nats_url(self) -> str:
+        return self.cfg.nats_url
+
+    @property
+    def secrets(self) -> DevSecrets:
+        if self.dev.secrets is None:
+            raise RuntimeError("the stack is not prepared")
+        return self.dev.secrets
+
+    @property
+    def token_signing_key_file(self) -> Path:
+        return self.secrets.token_signing_key_file
+
+    @property
+    def ca_pem(self) -> bytes:
+        return (self.pki_dir / "ca.crt").read_bytes()
+
+    @property
+    def card_address(self) -> str:
+        return f"{HOST}:{self.cfg.gateway_port}"
+
+    @property
+    def patient_address(self) -> str:
+        return f"{HOST}:{self.cfg.patient_port}"
+
+    def target(self, service: str) -> str:
+        """A service's own (plaintext, internal) address."""
+        return self.cfg.target(catalog.spec(service))
+
+    @property
+    def targets(self) -> dict[str, str]:
+        return {s.name: self.cfg.target(s) for s in self.dev.specs}
+
+    def log_file(self, name: str) -> Path:
+        return self.cfg.logs / f"{name}.log"
+
+    # -- clients ------------------------------------------------------------------
+
+    def card(self, stem: str) -> tuple[bytes, bytes]:
+        """(certificate PEM, key PEM) of a card in the stack's cards directory."""
+        return (
+            (self.cards_dir / f"{stem}.crt").read_bytes(),
+            (self.cards_dir / f"{stem}.key").read_bytes(),
+        )
+
+    def card_channel(
+        self, card: str | tuple[bytes, bytes], *, options: list[tuple[str, object]] | None = None
+    ) -> grpc.aio.Channel:
+        """A channel to the card port presenting `card` (a stem, or a (cert, key) PEM pair)."""
+        cert, key = self.card(card) if isinstance(card, str) else card
+        creds = grpc.ssl_channel_credentials(self.ca_pem, private_key=key, certificate_chain=cert)
+        return self._open(self.card_address, creds, options)
+
+    def patient_channel(
+        self, *, options: list[tuple[str, object]] | None = None
+    ) -> grpc.aio.Channel:
+        """A channel to the patient port (TLS, no client certificate)."""
+        return self._open(self.patient_address, grpc.ssl_channel_credentials(self.ca_pem), options)
+
+    def _open(
+        self, address: str, creds: grpc.ChannelCredentials, options: list[tuple[str, object]] | None
+    ) -> grpc.aio.Channel:
+        channel = grpc.aio.secure_channel(address, creds, options=options or [])
+        self._channels.append(channel)
+        return channel
+
+    def token(self, ins: str, account: str = "", session_id: str = "") -> str:
+        """A patient access token signed with the stack's identity key, as VerifyOneTimeCode
+        would issue it (for tests whose subject is not the login itself)."""
+        issuer = AccessTokenIssuer(load_private_key(self.token_signing_key_file))
+        issued = issuer.issue(
+            account=account or f"acct-{ins}", ins=ins, session_id=session_id or uuid.uuid4().hex
+        )
+        return issued.token
+
+    def signed(
+        self, principal: principal_pb2.Principal, method: str
+    ) -> tuple[tuple[str, bytes], ...]:
+        """`dmp-principal-bin` metadata for a direct call to a service (full method path)."""
+        return principals.metadata_for(
+            principal, method, self.secrets.principal_key_id, self.secrets.principal_key
+        )
+
+    async def close_channels(self) -> None:
+        channels, self._channels = self._channels, []
+        for channel in channels:
+            await channel.close()
+
+    # -- faults -------------------------------------------------------------------
+
+    async def stop_service(self, name: str) -> None:
+        """SIGTERM one process (a service or "gateway") and wait for its exit."""
+        await asyncio.to_thread(self.dev.stop_one, name)
+
+    async def kill_service(self, name: str) -> None:
+        """SIGKILL one process: no graceful shutdown, as after a crash."""
+        await asyncio.to_thread(self.dev.stop_one, name, kill=True)
+
+    async def start_service(self, name: str) -> None:
+        """Start a stopped process again (same ports, database, env); wait until SERVING."""
+        await asyncio.to_thread(self.dev.start_one, name)
+
+    async def restart_service(self, name: str, *, kill: bool = False) -> None:
+        await asyncio.to_thread(self.dev.stop_one, name, kill=kill)
+        await asyncio.to_thread(self.dev.start_one, name)
+
+    def pid(self, name: str) -> int:
+        return self.dev.process(name).pid
+
+
+async def service_databases(databases: DatabaseFactory, label: str = "stack") -> dict[str, str]:
+    """A fresh database per service that has migrations."""
+    return {
+        spec.name: await databases.create(f"{label}_{spec.name}")
+        for spec in catalog.available()
+        if spec.has_migrations()
+    }
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    databases: DatabaseFactory | None,
+    var_dir: Path,
+    *,
+    only: tuple[str, ...] = (),
+    extra_env: Mapping[str, Mapping[str, str]] | None = None,
+    before_launch: Callable[[StackConfig], None] | None = None,
+    ready_timeout_s: float = 120.0,
+) -> AsyncIterator[LiveStack]:
+    """Start the platform with the launcher; stop it (reverse order) on exit.
+
+    `databases` None keeps the launcher's SQLite files in `var_dir`.
+    `before_launch(cfg)` runs after the var directory, secrets and PKI exist
+    but before any process starts (e.g. to issue extra cards or revoke one:
+    the gateway reads the CRL at start).
+    """
+    urls = await service_databases(databases) if databases is not None else {}
+    cfg = dataclasses.replace(
+        free_config(var_dir),
+        database_urls=urls,
+        extra_env=dict(extra_env or {}),
+        ready_timeout_s=ready_timeout_s,
+        only=only,
+    )
+    dev = DevStack(cfg)
+    live = LiveStack(dev, urls)
+    try:
+        # Blocking start-up (migrations, processes, readiness) off the event loop.
+        await asyncio.to_thread(dev.prepare)
+        if before_launch is not None:
+            before_launch(cfg)
+        await asyncio.to_thread(dev.launch)
+        yield live
+    finally:
+        await live.close_channels()
+        await asyncio.to_thread(dev.stop)
