@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from kit import nats as kit_nats
 from kit.consumer import ConsumerSpec, DurableConsumer
-from kit.db import is_sqlite
+from kit.db import create_engine, is_sqlite, session_factory
 from kit.logs import get_logger
 from kit.server import ServiceApp
 from services.notify.delivery import RetryPolicy
@@ -56,6 +57,7 @@ class NotifyApp(ServiceApp):
         )
         self.pending_takeover = timedelta(seconds=settings.pending_takeover_s)
         self.dispatcher: Dispatcher | None = None
+        self._dispatch_engine: AsyncEngine | None = None
         self.consumers: list[DurableConsumer] = []
         self._events_task: asyncio.Task[None] | None = None
         self.events_ready = asyncio.Event()
@@ -69,8 +71,17 @@ class NotifyApp(ServiceApp):
         if not cfg.events_enabled:
             return
         self.write_lock = WriteLock(enabled=is_sqlite(cfg.database_url))
+        sessions = self.db
+        if not is_sqlite(cfg.database_url):
+            # Its own pool, one connection per send slot (+ the claims): the
+            # commit of a send's outcome never waits for a connection held by
+            # event intake. (SQLite has one writer anyway: see WriteLock.)
+            self._dispatch_engine = create_engine(
+                cfg.database_url, pool_size=cfg.dispatch_concurrency + 1, max_overflow=2
+            )
+            sessions = session_factory(self._dispatch_engine)
         self.dispatcher = Dispatcher(
-            self.db,
+            sessions,
             email=self.email,
             sms=self.sms,
             policy=self.notification_policy,
@@ -151,14 +162,24 @@ class NotifyApp(ServiceApp):
             await consumer.wait_subscribed()
 
     async def stop(self) -> None:
+        """Drain: take no new events, finish the sends in flight and record them, then close.
+
+        An event being taken in when its consumer stops is rolled back and not
+        acked: it comes again to the next process, which finds any rows it
+        already made. The sends get `shutdown_grace_s` less one second (kept
+        for closing connections) to finish, so the process exits within its
+        grace period even when the relay stalls.
+        """
         if self._events_task is not None:
             self._events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events_task
-        for consumer in self.consumers:
-            await consumer.stop()
+        await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
         if self.dispatcher is not None:
-            await self.dispatcher.stop()
+            await self.dispatcher.stop(max(0.0, self.notify_settings.shutdown_grace_s - 1.0))
+        await self.email.aclose()
+        if self._dispatch_engine is not None:
+            await self._dispatch_engine.dispose()
         await super().stop()
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:

@@ -15,7 +15,17 @@ lease then expires and it is sent again (at least once, never lost). Every
 resend carries the same Message-ID (`<notification id@domain>`, fixed per
 event × recipient × channel) and the SMS the same reference, so a relay,
 provider or mail client that de-duplicates on it shows the patient one message.
-At most `dispatch_concurrency` messages are in that window at any instant.
+
+That window is kept as short as it can be: the outcome is committed by the
+send itself, in its own transaction, as soon as the relay's 250 arrives
+(before the SMTP QUIT; on SQLite ahead of any queued intake or claim); a
+send's slot is only freed once its outcome is committed, so at most
+`dispatch_concurrency` messages are ever accepted-but-unrecorded.
+
+Graceful stop (SIGTERM) closes the window entirely: no new claims, the sends
+in flight finish and commit their outcome, then the process exits; a restart
+then sends nothing twice. Only sends still running when the drain budget runs
+out are abandoned to their lease (at least once, as after a crash).
 """
 
 from __future__ import annotations
@@ -90,35 +100,50 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._outcomes: asyncio.Queue[tuple[RowMapping, dict[str, object], asyncio.Future[int]]] = (
-            asyncio.Queue()
-        )
-        self._writer: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._record_outcomes(), name="notify-outcomes")
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="notify-dispatcher")
 
-    async def stop(self) -> None:
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def stop(self, drain_s: float) -> None:
+        """Claim nothing more, let the sends in flight commit their outcome, for up to `drain_s`.
+
+        The claim loop is asked to stop rather than cancelled: cancelled in the
+        middle of a claim, it could leave rows `sending` that nobody sends
+        (until their lease expires).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
+            _, running = await asyncio.wait({self._task}, timeout=drain_s)
+            if running:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        # Let sends in flight finish and record their outcome (bounded by the SMTP timeout).
-        if self._in_flight:
-            await asyncio.wait(self._in_flight, timeout=self._lease.total_seconds())
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
+        draining = set(self._in_flight)
+        log.info("dispatch_draining", in_flight=len(draining))
+        late: set[asyncio.Task[None]] = set()
+        if draining:
+            _, late = await asyncio.wait(draining, timeout=max(0.0, deadline - loop.time()))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self._email.aclose()
+        log.info("dispatch_drained", finished=len(draining) - len(late), abandoned=len(late))
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             free = self._concurrency - len(self._in_flight)
             claimed: list[RowMapping] = []
             # Claim in chunks rather than one row per finished send: fewer transactions.
@@ -129,17 +154,25 @@ class Dispatcher:
                     raise
                 except Exception as exc:  # database away: retry later
                     log.warning("dispatch_claim_failed", error_type=type(exc).__name__)
-                    await asyncio.sleep(self._poll)
+                    await self._nap()
                     continue
+            # Rows claimed are sent even when a stop came meanwhile: left alone,
+            # they would wait for their lease to expire.
             for row in claimed:
                 task = asyncio.create_task(self._deliver(row))
                 self._in_flight.add(task)
                 task.add_done_callback(self._done)
             if claimed and len(claimed) == free:
                 continue  # more may be due right now
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+            await self._nap()
+
+    async def _nap(self) -> None:
+        """Until woken (new rows, a slot freed, a stop) or the next poll."""
+        if self._stopping:
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._poll)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -235,14 +268,18 @@ class Dispatcher:
                 return
             await self._dead(row, attempts, error)
             return
+        accepted = time.perf_counter()
         await self._finish(row, status=models.STATUS_SENT, attempts=attempts, masked=masked)
+        done = time.perf_counter()
         log.info(
             "notification_sent",
             notification_id=row["notification_id"],
             kind=row["kind"],
             channel=row["channel"],
             attempt=attempts,
-            ms=round((time.perf_counter() - started) * 1000, 3),
+            ms=round((done - started) * 1000, 3),
+            # Accepted by the provider but not yet recorded: the at-least-once window.
+            unrecorded_ms=round((done - accepted) * 1000, 3),
         )
 
     async def _send(self, row: RowMapping) -> str:
@@ -311,43 +348,44 @@ class Dispatcher:
             values["next_attempt_time"] = next_attempt
         if dead:
             values["dead_count"] = row["dead_count"] + 1
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._outcomes.put_nowait((row, values, done))
         # The send slot stays taken until the outcome is committed: at most
         # `concurrency` messages are ever sent-but-not-recorded.
-        if await done != 1:
+        count = await self._commit_outcome(row, values)
+        if count != 1:
             # Our lease ran out and another dispatcher took the row over.
             log.warning("notification_lease_lost", notification_id=row["notification_id"])
 
-    async def _record_outcomes(self) -> None:
-        """Commit finished sends in batches: one transaction for all that are ready."""
+    async def _commit_outcome(self, row: RowMapping, values: dict[str, object]) -> int:
+        """Commit one outcome in its own transaction, now; retry while the lease lasts.
+
+        A `sent` that is not committed is a message sent again once the lease
+        expires, so a failed commit (database restarting) is retried rather
+        than given up at once.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._lease.total_seconds() / 2
+        delay = 0.05
         while True:
-            batch = [await self._outcomes.get()]
-            while not self._outcomes.empty():
-                batch.append(self._outcomes.get_nowait())
             try:
-                counts: list[int] = []
-                async with self._write_lock, transaction(self._sessions) as session:
-                    for row, values, _ in batch:
-                        result = await session.execute(
-                            update(n)
-                            .where(n.c.id == row["id"], n.c.claim_token == row["claim_token"])
-                            .values(**values)
-                        )
-                        counts.append(int(result.rowcount))  # type: ignore[attr-defined]
+                async with self._write_lock.urgent(), transaction(self._sessions) as session:
+                    result = await session.execute(
+                        update(n)
+                        .where(n.c.id == row["id"], n.c.claim_token == row["claim_token"])
+                        .values(**values)
+                    )
+                    return int(result.rowcount)  # type: ignore[attr-defined]
             except asyncio.CancelledError:
-                for _, _, done in batch:
-                    if not done.done():
-                        done.cancel()
                 raise
             except Exception as exc:
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for (_, _, done), count in zip(batch, counts, strict=True):
-                if not done.done():
-                    done.set_result(count)
+                if loop.time() + delay >= give_up:
+                    raise
+                log.warning(
+                    "notification_outcome_retry",
+                    notification_id=row["notification_id"],
+                    error_type=type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def _dead(self, row: RowMapping, attempts: int, error: str) -> None:
         """Publish the source event to the dead-letter subject, then mark the row failed.

@@ -1,165 +1,138 @@
-"""Fault test: 1,000 documents while notify is SIGKILLed twice and SMTP is down for 5 s.
+"""Fault tests: 1,000 documents while notify is stopped mid-batch twice and SMTP is down 5 s.
 
-notify runs as a real process (`python -m services.notify`) against its own
-nats-server and SMTP sink. Expected: every document announced, none twice.
-The SIGKILLs land while messages are being handed to SMTP, so a message
-accepted by the sink just before a kill, and not yet marked sent, is sent
-again with the same Message-ID (the documented at-least-once window). The
-sink counts distinct Message-IDs, as a de-duplicating relay would; the raw
-count is checked to stay within that window (in-flight sends per kill).
+notify runs as a real process against its own nats-server, database and SMTP
+sink. Two ways of stopping it, two guarantees:
+
+- SIGTERM (what an orchestrator sends first): notify drains — takes no new
+  event, lets the sends in flight get their 250 and commits them, exits 0.
+  Across two such restarts and the SMTP outage the sink gets exactly 1,000
+  e-mails. The sink holds each message 20 ms before accepting it, so the test
+  can check that sends really were in flight when the signal landed.
+- SIGKILL: a message the relay accepted just before the kill and not yet
+  recorded as sent is sent again (same Message-ID) once its lease expires.
+  Nothing is lost, every document is announced, and the extra copies stay
+  within the send slots in flight per kill.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import nats
 import pytest
 
-from dmp.notify.v1 import notify_pb2
-from kit import migrations
-from kit import nats as kit_nats
-from kit.db import create_engine, session_factory
 from kit.testing.databases import DatabaseFactory
-from kit.testing.nats_server import NatsServer
-from services.notify import preferences
-from tests.fixtures.notify import SmtpSink
-from tests.notify.eventkit import document, dossier_created, new_dossier, new_ins, publish
+from tests.notify.faultkit import EMAIL, Rig, fault_rig, settle, wait_for
 
 pytestmark = pytest.mark.slow
 
 DOCUMENTS = 1000
 CONCURRENCY = 16
-ROOT = Path(__file__).resolve().parents[2]
+GRACE_S = 10.0
+SMTP_DOWN_S = 5.0
 
 
-def start_notify(env: dict[str, str], port_file: Path, log: Path) -> subprocess.Popen[bytes]:
-    port_file.unlink(missing_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.notify"],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "notify did not start"
-        time.sleep(0.05)
-    return proc
+async def signal_mid_batch(rig: Rig, at_least: int) -> int:
+    """Wait until `at_least` e-mails arrived and at least two are in the relay's hands."""
+    await wait_for(
+        lambda: rig.raw() >= at_least and rig.sink.in_data >= 2,
+        60,
+        f"{at_least} e-mails with sends in flight",
+    )
+    return rig.sink.in_data
 
 
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+def check_everything_announced(rig: Rig, announced: set[str]) -> None:
+    assert len(rig.published) == DOCUMENTS
+    assert announced == set(rig.published)
+    assert all(m.rcpt_tos == [EMAIL] for m in rig.sink.messages)
 
 
-async def wait_for(check: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.01)
-
-
-async def test_kill_twice_and_smtp_down_exactly_once(
+async def test_sigterm_twice_mid_batch_and_smtp_down_exactly_1000_emails(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
-    nats_server = NatsServer(tmp_path / "nats").start()
-    sink = SmtpSink().start()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        url = await databases.create("notify_fault")
-        await migrations.upgrade("notify", url)
-        engine = create_engine(url)
-        ins, dossier, email = new_ins(), new_dossier(), "fault@exemple.fr"
-        await preferences.save(
-            session_factory(engine),
-            ins,
-            preferences.Preferences(
-                email=email,
-                mobile_phone="",
-                choices={notify_pb2.NOTIFICATION_KIND_DOSSIER_LIFECYCLE: []},
-            ),
-        )
-        await engine.dispose()
-        nc = await nats.connect(nats_server.url)
-        js = nc.jetstream()
-        await kit_nats.ensure_stream(js, kit_nats.STREAMS["records"])
-        port_file = tmp_path / "notify.port"
-        log = tmp_path / "notify.log"
-        env = {
-            **os.environ,
-            "DMP_DATABASE_URL": url,
-            "DMP_NATS_URL": nats_server.url,
-            "DMP_SMTP_HOST": sink.host,
-            "DMP_SMTP_PORT": str(sink.port),
-            "DMP_SMTP_TIMEOUT_S": "2",
-            "DMP_GRPC_PORT": "0",
-            "DMP_PORT_FILE": str(port_file),
-            "DMP_SMS_SINK_PATH": str(tmp_path / "sms.ndjson"),
-            "DMP_NOTIFICATION_ATTEMPTS": "30",
-            "DMP_NOTIFICATION_BACKOFF_BASE_S": "0.2",
-            "DMP_NOTIFICATION_BACKOFF_MAX_S": "1.0",
-            "DMP_DISPATCH_CONCURRENCY": str(CONCURRENCY),
-            "DMP_DISPATCH_POLL_S": "0.1",
-            "DMP_SENDING_LEASE_S": "3",
-            "DMP_CONSUMER_ACK_WAIT_S": "3",
-            "DMP_CONSUMER_BACKOFF_S": "[0.1, 0.2, 0.5]",
-            "DMP_LOG_LEVEL": "WARNING",
-            "DMP_LOG_JSON": "false",
-        }
+    async with fault_rig(
+        databases,
+        tmp_path,
+        accept_delay_s=0.02,
+        DMP_DISPATCH_CONCURRENCY=str(CONCURRENCY),
+        DMP_SHUTDOWN_GRACE_S=str(GRACE_S),
+    ) as rig:
+        proc = rig.start()
+        publishing = asyncio.create_task(rig.publish_documents(DOCUMENTS))
 
-        def unique() -> int:
-            return len(set(sink.message_ids()))
-
-        procs.append(start_notify(env, port_file, log))
-        await publish(js, "dmp.records.dossier.created", dossier_created(dossier, ins))
-
-        async def publish_all() -> None:
-            for _ in range(DOCUMENTS // 100):
-                await asyncio.gather(
-                    *(
-                        publish(js, "dmp.records.document.added", document(dossier))
-                        for _ in range(100)
-                    )
-                )
-
-        publishing = asyncio.create_task(publish_all())
-        # Kill 1: in the middle of the stream.
-        await wait_for(lambda: unique() >= 250, 30, "250 e-mails")
-        kill(procs[-1])
-        procs.append(start_notify(env, port_file, log))
+        # Stop 1: mid-stream, sends in the relay's hands.
+        in_flight_1 = await signal_mid_batch(rig, 250)
+        before_1 = rig.raw()
+        await rig.terminate(proc, GRACE_S)
+        after_1 = rig.raw()
+        proc = rig.start()
         await publishing
-        # SMTP down for 5 s, and kill 2 while it is down (rows waiting for a retry).
-        await wait_for(lambda: unique() >= 550, 30, "550 e-mails")
-        sink.stop()
+
+        # Stop 2 with the relay going down at the same instant, for 5 s.
+        in_flight_2 = await signal_mid_batch(rig, 550)
+        await asyncio.to_thread(rig.sink.stop)
         down = time.monotonic()
-        await asyncio.sleep(1.0)
-        kill(procs[-1])
-        procs.append(start_notify(env, port_file, log))
-        await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - down)))
-        sink.start()
-        await wait_for(lambda: unique() >= DOCUMENTS, 45, f"{DOCUMENTS} e-mails")
-        await asyncio.sleep(1.0)  # anything extra would show up now
-        raw = len(sink.messages)
-        print(f"fault test: {unique()} distinct e-mails, {raw} received")
-        assert unique() == DOCUMENTS
-        assert all(m.rcpt_tos == [email] for m in sink.messages)
-        # Resends only from the two kills' in-flight windows.
+        await rig.terminate(proc, GRACE_S)
+        rig.start()  # comes up with the relay still down: retries with backoff
+        await asyncio.sleep(max(0.0, SMTP_DOWN_S - (time.monotonic() - down)))
+        rig.sink.start()
+
+        await settle(rig, DOCUMENTS, 90)
+        raw, distinct = rig.raw(), rig.distinct()
+        drains = rig.log_events("dispatch_drained")
+        print(
+            f"SIGTERM fault test: {raw} e-mails received, {distinct} distinct; in the relay's "
+            f"hands at the signals: {in_flight_1}, {in_flight_2}; drains: "
+            f"{[(d['finished'], d['abandoned']) for d in drains]}; "
+            f"stop 1 completed {after_1 - before_1} sends after the signal"
+        )
+        assert raw == DOCUMENTS
+        assert distinct == DOCUMENTS
+        check_everything_announced(rig, await rig.announced_events())
+        # Both stops found sends in flight, finished them, abandoned none.
+        assert len(drains) == 2
+        assert all(d["finished"] >= 1 and d["abandoned"] == 0 for d in drains)
+        assert after_1 > before_1  # the relay accepted the in-flight mails after the SIGTERM
+        assert (await rig.statuses()) == {"sent": DOCUMENTS}
+
+
+async def test_sigkill_twice_mid_batch_loses_nothing_and_resends_little(
+    databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    async with fault_rig(
+        databases, tmp_path, DMP_DISPATCH_CONCURRENCY=str(CONCURRENCY)
+    ) as rig:
+        proc = rig.start()
+        publishing = asyncio.create_task(rig.publish_documents(DOCUMENTS))
+        await wait_for(lambda: rig.raw() >= 250, 60, "250 e-mails")
+        rig.kill(proc)
+        proc = rig.start()
+        await publishing
+        await wait_for(lambda: rig.raw() >= 550, 60, "550 e-mails")
+        rig.kill(proc)
+        await asyncio.to_thread(rig.sink.stop)
+        down = time.monotonic()
+        rig.start()
+        await asyncio.sleep(max(0.0, SMTP_DOWN_S - (time.monotonic() - down)))
+        rig.sink.start()
+
+        await settle(rig, DOCUMENTS, 90)
+        raw, distinct, copies = rig.raw(), rig.distinct(), rig.duplicates()
+        windows = sorted(e["unrecorded_ms"] for e in rig.log_events("notification_sent"))
+        print(
+            f"SIGKILL fault test: {raw} e-mails received, {distinct} distinct, "
+            f"{raw - distinct} second copies; accepted-to-recorded window over "
+            f"{len(windows)} sends: p50 {windows[len(windows) // 2]:.2f} ms, "
+            f"p99 {windows[len(windows) * 99 // 100]:.2f} ms, max {windows[-1]:.2f} ms"
+        )
+        assert distinct == DOCUMENTS
+        check_everything_announced(rig, await rig.announced_events())
+        # A copy only for what a kill caught between the relay's 250 and the commit.
         assert raw - DOCUMENTS <= 2 * CONCURRENCY
-        await nc.drain()
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
-        sink.stop()
-        nats_server.stop()
+        # A second copy is the same e-mail: same Message-ID, subject and text.
+        for message_id in copies:
+            same = [m for m in rig.sink.messages if m.message["Message-ID"] == message_id]
+            assert len({(m.subject, m.text) for m in same}) == 1
+        assert (await rig.statuses()) == {"sent": DOCUMENTS}
