@@ -23,7 +23,7 @@ from dmp.history.v1 import history_pb2
 from kit.errors import invalid_argument
 from kit.logs import get_logger
 from services.history_feed.settings import HistoryFeedSettings
-from services.history_feed.validation import MAX_LINE_BYTES, LineError, check_line
+from services.history_feed.validation import MAX_LINE_BYTES, LineChecker, LineError
 from services.history_feed.writers import BatchOutcome, ClaimRow, ClaimWriter
 
 log = get_logger(__name__)
@@ -45,13 +45,15 @@ class IngestRun:
         self._commit_lines = settings.history_commit_batch_lines
         self._max_lines = settings.history_max_lines_per_message
         self._max_rejections = settings.history_max_rejections
-        self._today = today_in_france()
+        self._checker = LineChecker(today_in_france())
         self.ingest_id = uuid.uuid4().hex
         self.response = history_pb2.IngestClaimsResponse(ingest_id=self.ingest_id)
         self._rows: list[ClaimRow] = []
         # line id -> (content hash, batch index, line index) of the batch being filled
         self._positions: dict[str, tuple[bytes, int, int]] = {}
         self._writing: asyncio.Task[None] | None = None
+        # Until a batch meets stored ids, lines are taken for new: the writer's fast path.
+        self._expect_new = True
 
     def _reject(self, line_id: str, batch: int, index: int, reason: str, detail: str) -> None:
         self.response.rejected_count += 1
@@ -80,16 +82,18 @@ class IngestRun:
             )
 
     async def add(self, request: history_pb2.IngestClaimsRequest) -> None:
-        """Check one stream message and queue its valid lines."""
+        """Check one stream message and queue its valid lines (the ingest's hot loop)."""
         self._check_message(request)
         batch = int(self.response.batch_count)
         self.response.batch_count += 1
-        today = self._today
-        rows = self._rows
+        received = datetime.now(UTC)
+        check = self._checker.check
+        rows_append = self._rows.append
         positions = self._positions
+        duplicates = 0
         for index, line in enumerate(request.lines):
             try:
-                checked = check_line(line, today)
+                line_id, ins, care, kind, atc = check(line)
             except LineError as exc:
                 self._reject(line.line_id, batch, index, exc.reason, exc.detail)
                 continue
@@ -97,32 +101,20 @@ class IngestRun:
                 line.ClearField("receive_time")
             payload = line.SerializeToString(deterministic=True)
             if len(payload) > MAX_LINE_BYTES:
-                self._reject(
-                    line.line_id, batch, index, "LINE_TOO_LARGE", "The line exceeds 8 KiB."
-                )
+                self._reject(line_id, batch, index, "LINE_TOO_LARGE", "The line exceeds 8 KiB.")
                 continue
-            digest = hashlib.blake2b(payload, digest_size=16).digest()
-            seen = positions.get(checked.line_id)
+            digest = _hash(payload, digest_size=16).digest()
+            seen = positions.get(line_id)
             if seen is not None:
                 if seen[0] == digest:
-                    self.response.duplicate_count += 1
+                    duplicates += 1
                 else:
-                    self._reject(line.line_id, batch, index, "LINE_ID_CONFLICT", _CONFLICT)
+                    self._reject(line_id, batch, index, "LINE_ID_CONFLICT", _CONFLICT)
                 continue
-            positions[checked.line_id] = (digest, batch, index)
-            rows.append(
-                (
-                    checked.line_id,
-                    checked.patient_ins,
-                    checked.care_date,
-                    checked.kind,
-                    checked.atc_code,
-                    digest,
-                    payload,
-                    _EPOCH,  # stamped when the batch is written
-                )
-            )
-        if len(rows) >= self._commit_lines:
+            positions[line_id] = (digest, batch, index)
+            rows_append((line_id, ins, care, kind, atc, digest, payload, received))
+        self.response.duplicate_count += duplicates
+        if len(self._rows) >= self._commit_lines:
             await self.flush()
 
     async def flush(self) -> None:
@@ -144,9 +136,8 @@ class IngestRun:
     async def _write(
         self, rows: list[ClaimRow], positions: dict[str, tuple[bytes, int, int]]
     ) -> None:
-        now = datetime.now(UTC)
-        stamped = [(*row[:7], now) for row in rows]
-        outcome: BatchOutcome = await self._writer.write(stamped)
+        outcome: BatchOutcome = await self._writer.write(rows, expect_new=self._expect_new)
+        self._expect_new = outcome.accepted == len(rows)
         self.response.accepted_count += outcome.accepted
         self.response.duplicate_count += outcome.duplicates
         for line_id in outcome.conflicts:
@@ -162,7 +153,7 @@ class IngestRun:
 
 
 _CONFLICT = "This line_id was already received with different content; the first is kept."
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_hash = hashlib.blake2b
 
 
 async def run_ingest(
