@@ -41,6 +41,7 @@ def _register_subcommands() -> None:
         ("kit.cli.policy", "policy"),
         ("kit.cli.notify", "notify"),
         ("kit.cli.pki", "pki"),
+        ("kit.cli.demo", "demo"),
     ):
         try:
             module = importlib.import_module(module_name)

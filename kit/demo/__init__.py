@@ -1,0 +1,1 @@
+"""`dmp demo`: a scripted patient and professional journey through the real gateway."""
