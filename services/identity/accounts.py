@@ -11,12 +11,12 @@ from dmp.authz.v1 import principal_pb2
 from dmp.identity.v1 import events_pb2, identity_pb2
 from kit.db import transaction
 from kit.errors import already_exists, failed_precondition, permission_denied, unauthenticated
+from kit.idempotency import ANONYMOUS, Key
 from kit.logs import get_logger
 from kit.principal import require_kind
 from services.identity import (
     creation_codes,
     events,
-    idempotency,
     login_sessions,
     otp,
     passwords,
@@ -60,12 +60,16 @@ def may_issue_creation_code(principal: principal_pb2.Principal | None) -> princi
 
 
 async def issue_creation_code(
-    rt: Runtime, request_id: str, ins: str, caller: principal_pb2.Principal
+    rt: Runtime, key: Key, ins: str, caller: principal_pb2.Principal
 ) -> identity_pb2.IssueCreationCodeResponse:
     now = rt.clock()
     async with transaction(rt.db) as db:
-        await idempotency.replay(
-            db, request_id, ISSUE, caller.subject, identity_pb2.IssueCreationCodeResponse
+        await rt.requests.replay(
+            db,
+            key,
+            scope=caller.subject,
+            method=ISSUE,
+            response_type=identity_pb2.IssueCreationCodeResponse,
         )
         exists = (await db.execute(select(func.count()).where(accounts.c.ins == ins))).scalar_one()
         if exists:
@@ -78,7 +82,9 @@ async def issue_creation_code(
             now=now,
             ttl=rt.settings.creation_code_ttl,
         )
-        await idempotency.remember(db, request_id, ISSUE, caller.subject, None, now=now)
+        await rt.requests.remember(
+            db, key, scope=caller.subject, method=ISSUE, response=None, now=now
+        )
     log.info("creation_code_issued", issued_by_kind=caller.kind)
     return identity_pb2.IssueCreationCodeResponse(
         creation_code=code, expire_time=timestamp(expires)
@@ -101,7 +107,7 @@ def account_message(
 
 async def register(
     rt: Runtime,
-    request_id: str,
+    key: Key,
     *,
     ins: str,
     code: str,
@@ -110,8 +116,8 @@ async def register(
     mobile_phone: str,
 ) -> identity_pb2.Account:
     async with transaction(rt.db) as db:
-        replayed = await idempotency.replay(
-            db, request_id, REGISTER, idempotency.ANONYMOUS, identity_pb2.Account
+        replayed = await rt.requests.replay(
+            db, key, scope=ANONYMOUS, method=REGISTER, response_type=identity_pb2.Account
         )
     if replayed is not None:
         return replayed
@@ -156,8 +162,8 @@ async def register(
             events_pb2.AccountRegistered(account=account_name(account_id), ins=ins),
         )
         response = account_message(account_id, ins, email, mobile_phone, now)
-        await idempotency.remember(
-            db, request_id, REGISTER, idempotency.ANONYMOUS, response, now=now
+        await rt.requests.remember(
+            db, key, scope=ANONYMOUS, method=REGISTER, response=response, now=now
         )
     log.info("account_registered", account=account_id)
     return response
@@ -165,7 +171,7 @@ async def register(
 
 async def change_password(
     rt: Runtime,
-    request_id: str,
+    key: Key,
     principal: principal_pb2.Principal,
     current: str,
     new: str,
@@ -173,8 +179,12 @@ async def change_password(
     now = rt.clock()
     caller = principal.session_id
     async with transaction(rt.db) as db:
-        replayed = await idempotency.replay(
-            db, request_id, CHANGE_PASSWORD, caller, identity_pb2.ChangePasswordResponse
+        replayed = await rt.requests.replay(
+            db,
+            key,
+            scope=caller,
+            method=CHANGE_PASSWORD,
+            response_type=identity_pb2.ChangePasswordResponse,
         )
         if replayed is not None:
             return replayed
@@ -214,13 +224,15 @@ async def change_password(
         response = identity_pb2.ChangePasswordResponse(
             account=account_name(found.account_id), revoked_sessions=revoked
         )
-        await idempotency.remember(db, request_id, CHANGE_PASSWORD, caller, response, now=now)
+        await rt.requests.remember(
+            db, key, scope=caller, method=CHANGE_PASSWORD, response=response, now=now
+        )
     log.info("password_changed", account=found.account_id, revoked_sessions=revoked)
     return response
 
 
 async def start_recovery(
-    rt: Runtime, request_id: str, ins: str
+    rt: Runtime, key: Key, ins: str
 ) -> identity_pb2.RecoverCredentialsResponse:
     """Same answer whether or not an account exists (a challenge name that leads nowhere).
 
@@ -232,12 +244,12 @@ async def start_recovery(
     challenge_id = uuid.uuid4().hex
     delivery = None
     async with transaction(rt.db) as db:
-        await idempotency.replay(
+        await rt.requests.replay(
             db,
-            request_id,
-            RECOVER,
-            idempotency.ANONYMOUS,
-            identity_pb2.RecoverCredentialsResponse,
+            key,
+            scope=ANONYMOUS,
+            method=RECOVER,
+            response_type=identity_pb2.RecoverCredentialsResponse,
         )
         account = (
             await db.execute(
@@ -267,7 +279,7 @@ async def start_recovery(
             )
             challenge_id, expires = created.challenge_id, created.expires_at
             delivery = (contact, created.code)
-        await idempotency.remember(db, request_id, RECOVER, idempotency.ANONYMOUS, None, now=now)
+        await rt.requests.remember(db, key, scope=ANONYMOUS, method=RECOVER, response=None, now=now)
     if delivery is not None:
         contact, code = delivery
         await rt.notifier.send_code(
@@ -284,15 +296,15 @@ async def start_recovery(
 
 
 async def complete_recovery(
-    rt: Runtime, request_id: str, challenge_id: str, code: str, new_password: str
+    rt: Runtime, key: Key, challenge_id: str, code: str, new_password: str
 ) -> identity_pb2.RecoverCredentialsResponse:
     async with transaction(rt.db) as db:
-        await idempotency.replay(
+        await rt.requests.replay(
             db,
-            request_id,
-            RECOVER,
-            idempotency.ANONYMOUS,
-            identity_pb2.RecoverCredentialsResponse,
+            key,
+            scope=ANONYMOUS,
+            method=RECOVER,
+            response_type=identity_pb2.RecoverCredentialsResponse,
         )
         ins = (
             await db.execute(
@@ -338,8 +350,8 @@ async def complete_recovery(
             response = identity_pb2.RecoverCredentialsResponse(
                 account=account_name(check.account_id)
             )
-            await idempotency.remember(
-                db, request_id, RECOVER, idempotency.ANONYMOUS, response, now=now
+            await rt.requests.remember(
+                db, key, scope=ANONYMOUS, method=RECOVER, response=response, now=now
             )
             log.info("credentials_recovered", account=check.account_id, revoked_sessions=revoked)
     if response is None:

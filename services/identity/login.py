@@ -16,8 +16,9 @@ from kit.errors import (
     resource_exhausted,
     unauthenticated,
 )
+from kit.idempotency import ANONYMOUS, Key
 from kit.logs import get_logger
-from services.identity import idempotency, login_sessions, notifier, otp
+from services.identity import login_sessions, notifier, otp
 from services.identity.login_sessions import Refresh, account_name, session_name
 from services.identity.models import accounts
 from services.identity.runtime import Runtime
@@ -71,11 +72,15 @@ def code_error(check: otp.CodeCheck) -> ServiceError:
 
 
 async def start_login(
-    rt: Runtime, request_id: str, ins: str, password: str
+    rt: Runtime, key: Key, ins: str, password: str
 ) -> identity_pb2.StartLoginResponse:
     async with transaction(rt.db) as db:
-        await idempotency.replay(
-            db, request_id, START_LOGIN, idempotency.ANONYMOUS, identity_pb2.StartLoginResponse
+        await rt.requests.replay(
+            db,
+            key,
+            scope=ANONYMOUS,
+            method=START_LOGIN,
+            response_type=identity_pb2.StartLoginResponse,
         )
         row = (
             await db.execute(
@@ -120,8 +125,8 @@ async def start_login(
             now=now,
             ttl=rt.settings.otp_ttl,
         )
-        await idempotency.remember(
-            db, request_id, START_LOGIN, idempotency.ANONYMOUS, None, now=now
+        await rt.requests.remember(
+            db, key, scope=ANONYMOUS, method=START_LOGIN, response=None, now=now
         )
     # After commit: never hold a transaction across a network call.
     masked = await rt.notifier.send_code(
@@ -156,13 +161,17 @@ def _tokens(rt: Runtime, opened: login_sessions.OpenedSession) -> identity_pb2.S
 
 
 async def verify_code(
-    rt: Runtime, request_id: str, challenge_id: str, code: str
+    rt: Runtime, key: Key, challenge_id: str, code: str
 ) -> identity_pb2.VerifyOneTimeCodeResponse:
     now = rt.clock()
     response: identity_pb2.VerifyOneTimeCodeResponse | None = None
     async with transaction(rt.db) as db:
-        await idempotency.replay(
-            db, request_id, VERIFY, idempotency.ANONYMOUS, identity_pb2.VerifyOneTimeCodeResponse
+        await rt.requests.replay(
+            db,
+            key,
+            scope=ANONYMOUS,
+            method=VERIFY,
+            response_type=identity_pb2.VerifyOneTimeCodeResponse,
         )
         check = await otp.check_code(
             db,
@@ -187,7 +196,9 @@ async def verify_code(
                 max_age=rt.settings.session_max_age,
             )
             response = identity_pb2.VerifyOneTimeCodeResponse(tokens=_tokens(rt, opened))
-            await idempotency.remember(db, request_id, VERIFY, idempotency.ANONYMOUS, None, now=now)
+            await rt.requests.remember(
+                db, key, scope=ANONYMOUS, method=VERIFY, response=None, now=now
+            )
     # The failed try is committed above; only now is the caller told.
     if response is None:
         log.info("code_refused", challenge=challenge_id, outcome=check.outcome.value)
@@ -196,18 +207,22 @@ async def verify_code(
     return response
 
 
-async def refresh(rt: Runtime, request_id: str, token: str) -> identity_pb2.RefreshTokenResponse:
+async def refresh(rt: Runtime, key: Key, token: str) -> identity_pb2.RefreshTokenResponse:
     now = rt.clock()
     async with transaction(rt.db) as db:
-        await idempotency.replay(
-            db, request_id, REFRESH, idempotency.ANONYMOUS, identity_pb2.RefreshTokenResponse
+        await rt.requests.replay(
+            db,
+            key,
+            scope=ANONYMOUS,
+            method=REFRESH,
+            response_type=identity_pb2.RefreshTokenResponse,
         )
         result = await login_sessions.rotate(
             db, token=token, now=now, refresh_ttl=rt.settings.refresh_token_ttl
         )
         if result.session is not None:
-            await idempotency.remember(
-                db, request_id, REFRESH, idempotency.ANONYMOUS, None, now=now
+            await rt.requests.remember(
+                db, key, scope=ANONYMOUS, method=REFRESH, response=None, now=now
             )
     if result.session is None:
         log.info("refresh_refused", outcome=result.outcome.value)
@@ -228,13 +243,13 @@ def session_revoked() -> ServiceError:
 
 
 async def logout(
-    rt: Runtime, request_id: str, principal: principal_pb2.Principal
+    rt: Runtime, key: Key, principal: principal_pb2.Principal
 ) -> identity_pb2.LogoutResponse:
     now = rt.clock()
     async with transaction(rt.db) as db:
         caller = principal.session_id
-        replayed = await idempotency.replay(
-            db, request_id, LOGOUT, caller, identity_pb2.LogoutResponse
+        replayed = await rt.requests.replay(
+            db, key, scope=caller, method=LOGOUT, response_type=identity_pb2.LogoutResponse
         )
         if replayed is not None:
             return replayed
@@ -246,6 +261,6 @@ async def logout(
         response = identity_pb2.LogoutResponse(
             session=session_name(found.account_id, found.session_id)
         )
-        await idempotency.remember(db, request_id, LOGOUT, caller, response, now=now)
+        await rt.requests.remember(db, key, scope=caller, method=LOGOUT, response=response, now=now)
     log.info("logout", account=found.account_id, session=found.session_id)
     return response

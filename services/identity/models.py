@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 
 from kit.db import BigIntPK, UTCDateTime
+from kit.idempotency import processed_requests_table
 from kit.outbox import outbox_table
 
 metadata = MetaData()
@@ -112,17 +113,8 @@ professional_certificates = Table(
     Index("ix_professional_certificates_rpps", "rpps"),
 )
 
-# Idempotency keys of processed mutations (AIP-155); `response` is empty when
-# the original response held a secret that must not be kept.
-processed_requests = Table(
-    "processed_requests",
-    metadata,
-    Column("request_id", String(36), primary_key=True),
-    Column("method", String(64), nullable=False),
-    Column("caller", String(64), nullable=False),
-    Column("response", LargeBinary, nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-)
+# Processed mutations (AIP-155), in the shape every service shares.
+processed_requests = processed_requests_table(metadata)
 
 outbox = outbox_table(metadata)
 

@@ -12,7 +12,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kit.idempotency import Ledger
 from kit.tokens import AccessTokenIssuer
+from services.identity.models import processed_requests
 from services.identity.notifier import Notifier
 from services.identity.passwords import PasswordService
 from services.identity.settings import IdentitySettings
@@ -29,3 +31,8 @@ class Runtime:
     notifier: Notifier
     pepper: bytes
     clock: Clock
+
+    @property
+    def requests(self) -> Ledger:
+        """Processed requests; hashed under the pepper because requests carry passwords."""
+        return Ledger(processed_requests, self.pepper)

@@ -19,7 +19,6 @@ from services.identity import (
     accounts,
     creation_codes,
     directory,
-    idempotency,
     login,
     otp,
     passwords,
@@ -53,55 +52,55 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def StartLogin(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.StartLoginRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.StartLoginResponse:
-        request_id = check.request_id(request.request_id)
+        key = self.rt.requests.key(request)
         identifier = _identifier(request.identifier, "identifier")
         password = check.required(request.password, "password", MAX_PASSWORD)
-        return await login.start_login(self.rt, request_id, identifier, password)
+        return await login.start_login(self.rt, key, identifier, password)
 
     async def VerifyOneTimeCode(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.VerifyOneTimeCodeRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.VerifyOneTimeCodeResponse:
-        request_id = check.request_id(request.request_id)
+        key = self.rt.requests.key(request)
         challenge = check.resource_id(request.challenge, "challenges", "challenge")
         code = _code(request.code, "code")
-        return await login.verify_code(self.rt, request_id, challenge, code)
+        return await login.verify_code(self.rt, key, challenge, code)
 
     async def RefreshToken(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.RefreshTokenResponse:
-        request_id = check.request_id(request.request_id)
+        key = self.rt.requests.key(request)
         token = check.required(request.refresh_token, "refresh_token", MAX_REFRESH_TOKEN)
-        return await login.refresh(self.rt, request_id, token)
+        return await login.refresh(self.rt, key, token)
 
     async def Logout(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.LogoutRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.LogoutResponse:
-        request_id = check.request_id(request.request_id)
-        return await login.logout(self.rt, request_id, _patient())
+        key = self.rt.requests.key(request)
+        return await login.logout(self.rt, key, _patient())
 
     async def ChangePassword(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ChangePasswordResponse:
-        request_id = check.request_id(request.request_id)
+        key = self.rt.requests.key(request)
         current = check.required(request.current_password, "current_password", MAX_PASSWORD)
         new = check.required(request.new_password, "new_password", MAX_PASSWORD)
         principal = _patient()
-        return await accounts.change_password(self.rt, request_id, principal, current, new)
+        return await accounts.change_password(self.rt, key, principal, current, new)
 
     async def IssueCreationCode(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.IssueCreationCodeRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.IssueCreationCodeResponse:
         caller = accounts.may_issue_creation_code(current_principal())
-        request_id = check.request_id(request.request_id)
+        key = self.rt.requests.key(request)
         patient_ins = _identifier(request.ins, "ins")
-        return await accounts.issue_creation_code(self.rt, request_id, patient_ins, caller)
+        return await accounts.issue_creation_code(self.rt, key, patient_ins, caller)
 
     async def RegisterPatientAccount(  # noqa: N802 - gRPC method name
         self,
         request: identity_pb2.RegisterPatientAccountRequest,
         context: grpc.aio.ServicerContext,
     ) -> identity_pb2.Account:
-        request_id = check.request_id(request.request_id)
+        key = self.rt.requests.key(request)
         patient_ins = _identifier(request.ins, "ins")
         code = creation_codes.normalize(check.required(request.creation_code, "creation_code", 32))
         password = check.required(request.password, "password", MAX_PASSWORD)
@@ -114,7 +113,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         passwords.check_policy(password, patient_ins)
         return await accounts.register(
             self.rt,
-            request_id,
+            key,
             ins=patient_ins,
             code=code,
             password=password,
@@ -125,17 +124,17 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def RecoverCredentials(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.RecoverCredentialsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.RecoverCredentialsResponse:
-        request_id = check.request_id(request.request_id)
+        key = self.rt.requests.key(request)
         step = request.WhichOneof("step")
         if step == "start":
             identifier = _identifier(request.start.identifier, "start.identifier")
-            return await accounts.start_recovery(self.rt, request_id, identifier)
+            return await accounts.start_recovery(self.rt, key, identifier)
         if step == "complete":
             step_in = request.complete
             challenge = check.resource_id(step_in.challenge, "challenges", "complete.challenge")
             code = _code(step_in.code, "complete.code")
             new = check.required(step_in.new_password, "complete.new_password", MAX_PASSWORD)
-            return await accounts.complete_recovery(self.rt, request_id, challenge, code, new)
+            return await accounts.complete_recovery(self.rt, key, challenge, code, new)
         raise invalid_argument("FIELD_REQUIRED", "start or complete is required.", "step")
 
     async def GetProfessional(  # noqa: N802 - gRPC method name
@@ -185,20 +184,24 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def CreateProfessional(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.CreateProfessionalRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.Professional:
-        request_id = check.request_id(request.request_id)
+        key = self.rt.requests.key(request)
         if not request.HasField("professional"):
             raise invalid_argument("FIELD_REQUIRED", "professional is required.", "professional")
         entry = directory.validated(request.professional)
         caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
         now = self.rt.clock()
         async with transaction(self.rt.db) as db:
-            replayed = await idempotency.replay(
-                db, request_id, "CreateProfessional", caller, identity_pb2.Professional
+            replayed = await self.rt.requests.replay(
+                db,
+                key,
+                scope=caller,
+                method="CreateProfessional",
+                response_type=identity_pb2.Professional,
             )
             if replayed is not None:
                 return replayed
             created = await directory.create(db, entry, now)
-            await idempotency.remember(
-                db, request_id, "CreateProfessional", caller, created, now=now
+            await self.rt.requests.remember(
+                db, key, scope=caller, method="CreateProfessional", response=created, now=now
             )
         return created

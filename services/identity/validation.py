@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 from google.protobuf.descriptor import EnumDescriptor
 
@@ -27,16 +26,6 @@ def bounded(value: str, field: str, max_len: int) -> str:
             "FIELD_TOO_LONG", f"{field} is longer than {max_len} characters.", field
         )
     return value
-
-
-def request_id(value: str, field: str = "request_id") -> str:
-    """A required UUID, returned in canonical form."""
-    required(value, field, 36)
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError as exc:
-        raise invalid_argument("REQUEST_ID_INVALID", "request_id must be a UUID.", field) from exc
-    return str(parsed)
 
 
 def resource_id(name: str, collection: str, field: str) -> str:

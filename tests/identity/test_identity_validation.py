@@ -58,7 +58,7 @@ def professional(**kw: Any) -> identity_pb2.CreateProfessionalRequest:
 Case = tuple[str, Callable[[], Any], str]
 
 CASES: list[Case] = [
-    ("StartLogin", lambda: login(request_id=""), "FIELD_REQUIRED"),
+    ("StartLogin", lambda: login(request_id=""), "REQUEST_ID_REQUIRED"),
     ("StartLogin", lambda: login(request_id="not-a-uuid"), "REQUEST_ID_INVALID"),
     ("StartLogin", lambda: login(identifier=""), "FIELD_REQUIRED"),
     ("StartLogin", lambda: login(identifier="1" * 40), "FIELD_TOO_LONG"),
