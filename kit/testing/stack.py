@@ -29,7 +29,7 @@ from kit import principal as principals
 from kit.devstack import catalog
 from kit.devstack.nats_server import free_port
 from kit.devstack.secrets import DevSecrets
-from kit.devstack.stack import DevStack, StackConfig
+from kit.devstack.stack import DevStack, StackConfig, database_url
 from kit.testing.databases import DatabaseFactory
 from kit.tokens import AccessTokenIssuer, load_private_key
 
@@ -139,6 +139,11 @@ class LiveStack:
     @property
     def targets(self) -> dict[str, str]:
         return {s.name: self.cfg.target(s) for s in self.dev.specs}
+
+    def database_url(self, service: str) -> str:
+        """The database a service of this stack runs on (tests that import data, e.g. a
+        legacy record, write there the way an import job would)."""
+        return database_url(catalog.spec(service), self.cfg)
 
     def log_file(self, name: str) -> Path:
         return self.cfg.logs / f"{name}.log"
