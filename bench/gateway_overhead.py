@@ -1,20 +1,22 @@
 """Gateway overhead: the same GetDocument direct to records and through the gateway.
 
-identity, records and consent run as real processes (the launcher's `DevStack`,
-with a nats-server) on SQLite files or PostgreSQL databases (`--backend`); two
-gateway processes sit in front of them with the dev PKI: one caching decisions
-(`DMP_DECISION_CACHE_TTL_S=5`, the default) and one with the cache off (TTL 0:
-every call asks consent.Authorize, which also appends to the access log). The
-client is this process (its own event loop, uvloop in every case):
+identity, records, consent and the gateway run as real processes started by
+the launcher (`DevStack`, the code behind `make run`: nats-server, dev PKI,
+cards registered) on SQLite files or PostgreSQL databases (`--backend`). The
+launcher's gateway caches decisions (`DMP_DECISION_CACHE_TTL_S=5`, the
+default); a second gateway process, same configuration, runs with the cache
+off (TTL 0: every call asks consent.Authorize, which also appends to the
+access log). The client is this process (its own event loop, uvloop in every
+case):
 
 - direct: plaintext to records with the signed principal + scope the gateway
   would send (built by the gateway's own `Decisions` from a real Authorize);
-- cached / uncached: mTLS to the gateway with the doctor's registered card.
+- cached / uncached: mTLS to a gateway with the doctor's registered card.
 
 Each case runs with 1 and 32 concurrent callers, bounded in count and time,
 `--rounds` times in alternation; the figures are the medians over rounds and
 the ratios are gateway / direct measured in the same run. The rate limit of
-the bench gateways is raised (one card drives all the load). Headline keys
+the bench gateways is lifted (one card drives all the load). Headline keys
 (`p50_ratio_cached`, ...) are for 1 caller; the `_c32` keys for 32 callers.
 
     .venv/bin/python bench/gateway_overhead.py [--backend sqlite|postgresql] [--rounds 3]
@@ -28,6 +30,7 @@ import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +47,6 @@ from cryptography import x509
 
 from dmp.authz.v1 import principal_pb2
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
-from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from gateway.authn import Caller
 from gateway.authz import Decisions
@@ -52,9 +54,9 @@ from gateway.routing import build_routes
 from kit import pki
 from kit import principal as principals
 from kit.clients import InternalCredentials
+from kit.devstack import catalog
 from kit.devstack.processes import ServiceProcess, stop_all, wait_until_serving
-from kit.devstack.secrets import DevSecrets
-from kit.devstack.stack import DevStack, StackConfig
+from kit.devstack.stack import DevStack, StackConfig, gateway_env
 from kit.tokens import AccessTokenIssuer, load_private_key
 
 RESULTS = Path(__file__).parent / "results" / "gateway_overhead.json"
@@ -99,81 +101,79 @@ def make_ins() -> str:
 
 # --------------------------------------------------------------------------- platform
 
+#: Bench gateways: one card drives all the load, so the per-principal rate limit is lifted.
+BENCH_GATEWAY_ENV = {
+    "DMP_RATE_LIMIT_PER_S": "1000000",
+    "DMP_RATE_LIMIT_BURST": "1000000",
+    "DMP_LOG_LEVEL": "WARNING",
+}
+
 
 @dataclass
 class Gateways:
     cached: int
     uncached: int
-    processes: list[ServiceProcess]
+    patient: int
+    process: ServiceProcess
 
 
-def gateway_env(
-    stack: DevStack, secrets: DevSecrets, port: int, probe: int, ttl: float
-) -> dict[str, str]:
-    pki_dir = stack.cfg.var_dir / "pki"
-    env = dict(os.environ)
-    env.update(secrets.principal_env())
+def start_uncached_gateway(stack: DevStack) -> tuple[int, ServiceProcess]:
+    """A second gateway like the launcher's, with the decision cache off (TTL 0)."""
+    assert stack.secrets is not None
+    port, probe = free_port(), free_port()
+    env = gateway_env(stack.cfg, stack.secrets)
     env.update(
         {
-            "DMP_SERVICE_NAME": "gateway",
-            "DMP_GRPC_HOST": "127.0.0.1",
             "DMP_GRPC_PORT": str(port),
             "DMP_PATIENT_PORT": str(free_port()),
             "DMP_PROBE_PORT": str(probe),
-            "DMP_NATS_URL": stack.cfg.nats_url,
-            "DMP_TLS_CERT_FILE": str(pki_dir / "gateway.crt"),
-            "DMP_TLS_KEY_FILE": str(pki_dir / "gateway.key"),
-            "DMP_CLIENT_CA_FILE": str(pki_dir / "ca.crt"),
-            "DMP_TOKEN_PUBLIC_KEY_FILE": str(secrets.token_public_key_file),
-            "DMP_DECISION_CACHE_TTL_S": str(ttl),
-            "DMP_RATE_LIMIT_PER_S": "1000000",
-            "DMP_RATE_LIMIT_BURST": "1000000",
-            "DMP_LOG_LEVEL": "WARNING",
+            "DMP_METRICS_PORT": "0",
+            "DMP_DECISION_CACHE_TTL_S": "0",
         }
     )
-    for process in stack.processes:
-        env[f"DMP_{process.name.upper()}_TARGET"] = process.target
-    return env
-
-
-def start_gateways(stack: DevStack, profile: Path | None) -> Gateways:
-    assert stack.secrets is not None
-    processes: list[ServiceProcess] = []
-    ports: dict[str, int] = {}
-    for label, ttl in (("cached", 5.0), ("uncached", 0.0)):
-        port, probe = free_port(), free_port()
-        ports[label] = port
-        module = "gateway"
-        if profile is not None and label == "cached":
-            # `-m cProfile -o FILE -m gateway`: the profile is written on SIGTERM's clean exit.
-            module = f"cProfile -o {profile} -m gateway"
-        process = _GatewayProcess(
-            name=f"gateway-{label}",
-            module=module,
-            target=f"127.0.0.1:{probe}",
-            log_file=stack.cfg.logs / f"gateway-{label}.log",
-            env=gateway_env(stack, stack.secrets, port, probe, ttl),
-        )
-        process.start()
-        processes.append(process)
+    process = ServiceProcess(
+        name="gateway-uncached",
+        module="gateway",
+        target=f"127.0.0.1:{probe}",
+        log_file=stack.cfg.logs / "gateway-uncached.log",
+        env=env,
+    )
+    process.start()
     try:
-        wait_until_serving(processes, 60)
+        wait_until_serving([process], 60)
     except BaseException:
-        stop_all(processes, 10)
+        stop_all([process], 10)
         raise
-    return Gateways(ports["cached"], ports["uncached"], processes)
+    return port, process
 
 
-class _GatewayProcess(ServiceProcess):
-    """`python -m gateway`, optionally under cProfile."""
+def profile_gateway(stack: DevStack, output: Path) -> None:
+    """Replace the launcher's gateway by the same one under cProfile (written on SIGTERM)."""
+    gateway = stack.process("gateway")
+    stack.stop_one("gateway")
+    profiled = _ProfiledProcess(
+        name="gateway",
+        module="gateway",
+        target=gateway.target,
+        log_file=gateway.log_file,
+        env=gateway.env,
+        output=output,
+    )
+    profiled.start()
+    wait_until_serving([profiled], 60)
+    stack.processes[stack.processes.index(gateway)] = profiled
+
+
+@dataclass
+class _ProfiledProcess(ServiceProcess):
+    output: Path = Path("gateway.prof")
 
     def start(self) -> None:
-        import subprocess
-
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_file.open("ab")
+        command = [sys.executable, "-m", "cProfile", "-o", str(self.output), "-m", self.module]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", *self.module.split()],
+            command,
             env=dict(self.env),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -231,15 +231,7 @@ class Setup:
         self.channels: list[grpc.aio.Channel] = []
 
     def target(self, service: str) -> str:
-        return next(p.target for p in self.stack.processes if p.name == service)
-
-    def internal_md(self, path: str) -> tuple[tuple[str, bytes], ...]:
-        return principals.metadata_for(
-            principals.internal_principal("bench"),
-            path,
-            self.secrets.principal_key_id,
-            self.secrets.principal_key,
-        )
+        return self.stack.cfg.target(catalog.spec(service))
 
     def card_channel(self, stem: str, port: int) -> grpc.aio.Channel:
         cards = self.pki_dir / "cards"
@@ -252,28 +244,11 @@ class Setup:
         self.channels.append(channel)
         return channel
 
-    async def register_doctor(self) -> principal_pb2.Principal:
-        fields = pki.DEMO_CARDS["doctor"]
+    def doctor(self) -> principal_pb2.Principal:
+        """What the gateway's Authenticator builds from ResolveCertificate for the doctor card
+        (the launcher registered it from the card's subject fields)."""
         cert = x509.load_pem_x509_certificate((self.pki_dir / "cards" / "doctor.crt").read_bytes())
-        path = "/dmp.identity.v1.IdentityService/CreateProfessional"
-        async with grpc.aio.insecure_channel(self.target("identity")) as channel:
-            stub = identity_pb2_grpc.IdentityServiceStub(channel)
-            await stub.CreateProfessional(
-                identity_pb2.CreateProfessionalRequest(
-                    request_id=str(uuid.uuid4()),
-                    professional=identity_pb2.Professional(
-                        rpps=fields.rpps,
-                        family_name="Martin",
-                        given_name="Claire",
-                        profession_code=fields.profession_code,
-                        specialty_code=fields.specialty_code,
-                        certificate_sha256=[pki.fingerprint(cert)],
-                    ),
-                ),
-                metadata=self.internal_md(path),
-                timeout=10,
-            )
-        # What the gateway's Authenticator builds from ResolveCertificate for this card.
+        fields = pki.card_fields(cert)
         return principal_pb2.Principal(
             kind=principal_pb2.PRINCIPAL_KIND_PROFESSIONAL,
             subject=fields.rpps,
@@ -283,7 +258,7 @@ class Setup:
         )
 
     async def run(self) -> Fixture:
-        doctor = await self.register_doctor()
+        doctor = self.doctor()
         port = self.gateways.cached
         desk = records_pb2_grpc.RecordsServiceStub(self.card_channel("desk", port))
         ins = make_ins()
@@ -321,10 +296,7 @@ class Setup:
         )
         issuer = AccessTokenIssuer(load_private_key(self.secrets.token_signing_key_file))
         token = issuer.issue(account=f"acct-{ins}", ins=ins, session_id=uuid.uuid4().hex).token
-        patient_port = int(self._patient_port())
-        patient = consent_pb2_grpc.ConsentServiceStub(
-            self._tls_channel(patient_port),
-        )
+        patient = consent_pb2_grpc.ConsentServiceStub(self._tls_channel(self.gateways.patient))
         await patient.GrantAccess(
             consent_pb2.GrantAccessRequest(
                 parent=dossier.name, professional_rpps=doctor.rpps, request_id=str(uuid.uuid4())
@@ -333,10 +305,6 @@ class Setup:
             timeout=10,
         )
         return Fixture(created.name, doctor)
-
-    def _patient_port(self) -> str:
-        process = self.gateways.processes[0]
-        return process.env["DMP_PATIENT_PORT"]
 
     def _tls_channel(self, port: int) -> grpc.aio.Channel:
         channel = grpc.aio.secure_channel(
@@ -534,7 +502,9 @@ def main() -> None:
     parser.add_argument("--count32", type=int, default=4000, help="calls per 32-caller case")
     parser.add_argument("--seconds", type=float, default=8.0, help="time bound per case")
     parser.add_argument("--only", nargs="*", help="cases to run (direct, gateway_cached, ...)")
-    parser.add_argument("--profile", type=Path, help="cProfile the cached gateway into FILE")
+    parser.add_argument(
+        "--profile", type=Path, help="run the caching gateway under cProfile, stats to FILE"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not write the results")
     parser.add_argument("--keep", type=Path, help="use this directory for var/ and keep it")
     args = parser.parse_args()
@@ -543,35 +513,41 @@ def main() -> None:
     pg_urls: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="dmp-bench-gw-") as tmp:
         var = (args.keep or Path(tmp)) / "var"
-        pki.ensure_dev_pki(var / "pki")
         if args.backend == "postgresql":
             pg_urls = asyncio.run(create_pg_databases(run_id))
-            for name, url in pg_urls.items():
-                os.environ[f"DMP_DATABASE_URL_{name.upper()}"] = url
+        gateway_extra = dict(BENCH_GATEWAY_ENV, DMP_DECISION_CACHE_TTL_S="5")
         cfg = StackConfig(
             var_dir=var,
             base_port=free_base(),
             nats_port=free_port(),
             smtp_port=free_port(),
-            only=SERVICES,
+            gateway_port=free_port(),
+            patient_port=free_port(),
+            gateway_probe_port=free_port(),
+            only=(*SERVICES, "gateway"),
+            database_urls=pg_urls,
+            extra_env={"gateway": gateway_extra},
         )
         stack = DevStack(cfg)
-        gateways: Gateways | None = None
+        uncached: ServiceProcess | None = None
         try:
             stack.prepare()
             stack.launch()
-            gateways = start_gateways(stack, args.profile)
+            if args.profile is not None:
+                profile_gateway(stack, args.profile)
+            port, uncached = start_uncached_gateway(stack)
+            gateways = Gateways(cfg.gateway_port, port, cfg.patient_port, uncached)
             cases = uvloop.run(measure(stack, gateways, args))
         finally:
-            if gateways is not None:
-                stop_all(gateways.processes, 15)
+            if uncached is not None:
+                stop_all([uncached], 15)
             stack.stop()
             if pg_urls:
                 asyncio.run(drop_pg_databases(pg_urls))
 
     result = {
         "backend": args.backend,
-        "services": "identity, records, consent, 2 gateways: separate processes (DevStack)",
+        "services": "identity, records, consent, gateway (launcher DevStack) + a TTL-0 gateway",
         "client": "this process, uvloop, generated stubs; gateway over mTLS with the doctor card",
         "headline_concurrency": 1,
         "rounds": args.rounds,
