@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 
 from kit.db import BigIntPK, UTCDateTime, service_metadata
+from kit.idempotency import processed_requests_table
 from kit.outbox import outbox_table
 
 metadata = service_metadata()
@@ -77,18 +78,7 @@ access_rules = Table(
     Index("ix_access_rules_dossier_kind_state", "dossier", "kind", "state"),
 )
 
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
-    Column("id", BigIntPK, primary_key=True, autoincrement=True),
-    Column("subject", String(128), nullable=False),
-    Column("method", String(120), nullable=False),
-    Column("request_id", String(64), nullable=False),
-    Column("request_hash", String(64), nullable=False),
-    Column("response", LargeBinary, nullable=False),
-    Column("create_time", UTCDateTime, nullable=False),
-    UniqueConstraint("subject", "method", "request_id"),
-)
+processed_requests = processed_requests_table(metadata)
 
 # Professionals already allowed on a record (first-access notification once).
 professional_accesses = Table(

@@ -31,6 +31,7 @@ from kit.errors import (
     not_found,
     permission_denied,
 )
+from kit.idempotency import Key, Ledger
 from kit.logs import get_logger
 from services.consent import accesslog, events
 from services.consent.decision import (
@@ -45,7 +46,7 @@ from services.consent.decision import (
 )
 from services.consent.directory import Directory, ProfessionalNotFoundError
 from services.consent.matrix import Matrix
-from services.consent.models import access_log, access_rules, idempotency_keys
+from services.consent.models import access_log, access_rules, processed_requests
 from services.consent.state import EMPTY_RULES, RecordRules, RecordState
 from services.consent.store import ConsentStore, LogAppender
 
@@ -68,6 +69,8 @@ _RPPS_RE = re.compile(r"^\d{11}$")
 _STATUS = {c.value[0]: c for c in grpc.StatusCode}
 _JUSTIFICATION_MIN, _JUSTIFICATION_MAX = 10, 1000
 _PATIENT_KINDS = (P.PRINCIPAL_KIND_PATIENT,)
+# Consent requests hold no password or code: a plain hash is enough.
+REQUESTS = Ledger(processed_requests)
 
 
 def _ts(when: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -97,14 +100,6 @@ def _rule_of(value: str) -> tuple[str, str]:
 def _check_rpps(value: str, field: str = "professional_rpps") -> str:
     if not _RPPS_RE.match(value or ""):
         raise invalid_argument("INVALID_RPPS", "An RPPS number has 11 digits.", field)
-    return value
-
-
-def _check_request_id(value: str) -> str:
-    if not value:
-        raise invalid_argument("REQUEST_ID_REQUIRED", "request_id is required.", "request_id")
-    if len(value) > 64:
-        raise invalid_argument("REQUEST_ID_TOO_LONG", "request_id is too long.", "request_id")
     return value
 
 
@@ -264,28 +259,14 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         self,
         principal: principal_pb2.Principal,
         method: str,
-        request: Message,
+        key: Key,
         response_type: type[M],
     ) -> M | None:
         """The stored answer of a retried request, or None for a new one."""
-        request_id = _check_request_id(getattr(request, "request_id", ""))
         async with self.store.sessions() as session:
-            row = (
-                await session.execute(
-                    select(idempotency_keys.c.request_hash, idempotency_keys.c.response).where(
-                        idempotency_keys.c.subject == principal.subject,
-                        idempotency_keys.c.method == method,
-                        idempotency_keys.c.request_id == request_id,
-                    )
-                )
-            ).first()
-        if row is None:
-            return None
-        if row.request_hash != _request_hash(request):
-            raise invalid_argument(
-                "IDEMPOTENCY_KEY_REUSED", "request_id was used with another request.", "request_id"
+            return await REQUESTS.replay(
+                session, key, scope=principal.subject, method=method, response_type=response_type
             )
-        return response_type.FromString(row.response)
 
     async def _remember(
         self,
@@ -293,19 +274,12 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         *,
         principal: principal_pb2.Principal,
         method: str,
-        request: Message,
+        key: Key,
         response: Message,
         now: datetime,
     ) -> None:
-        await session.execute(
-            idempotency_keys.insert().values(
-                subject=principal.subject,
-                method=method,
-                request_id=getattr(request, "request_id", ""),
-                request_hash=_request_hash(request),
-                response=response.SerializeToString(deterministic=True),
-                create_time=now,
-            )
+        await REQUESTS.remember(
+            session, key, scope=principal.subject, method=method, response=response, now=now
         )
 
     async def _changed_by_patient(
@@ -316,7 +290,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         rule: consent_pb2.AccessRule,
         principal: principal_pb2.Principal,
         method: str,
-        request: Message,
+        key: Key,
         now: datetime,
     ) -> consent_pb2.AccessRule:
         """Announce a patient's rule change and remember the answer for retries, in one step."""
@@ -324,7 +298,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             session, dossier, rule.name, principal.subject, by_patient=True, when=now
         )
         await self._remember(
-            session, principal=principal, method=method, request=request, response=rule, now=now
+            session, principal=principal, method=method, key=key, response=rule, now=now
         )
         return rule
 
@@ -581,7 +555,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         principal = require_principal()
         dossier = dossier_of(request.parent, "parent")
         rpps = _check_rpps(request.professional_rpps)
-        _check_request_id(request.request_id)
+        key = REQUESTS.key(request)
         now = utcnow()
         expire = (
             request.expire_time.ToDatetime(tzinfo=UTC) if request.HasField("expire_time") else None
@@ -592,7 +566,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             )
         by_professional = principal.kind == P.PRINCIPAL_KIND_PROFESSIONAL
         self._check_grant_caller(principal, request, rpps)
-        replay = await self._replay(principal, method, request, C.AccessRule)
+        replay = await self._replay(principal, method, key, C.AccessRule)
         if replay is not None:
             return replay
         _, rules, decision = await self._permit(
@@ -679,7 +653,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 session,
                 principal=principal,
                 method=method,
-                request=request,
+                key=key,
                 response=result[-1],
                 now=now,
             )
@@ -726,9 +700,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     ) -> consent_pb2.AccessRule:
         principal = require_principal()
         dossier, rule_id = _rule_of(request.name)
-        _check_request_id(request.request_id)
+        key = REQUESTS.key(request)
         now = utcnow()
-        replay = await self._replay(principal, method, request, C.AccessRule)
+        replay = await self._replay(principal, method, key, C.AccessRule)
         if replay is not None:
             return replay
         await self._permit(principal, method, A.ACTION_MANAGE_CONSENT, dossier, now)
@@ -760,7 +734,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             ).one()
             out = rule_proto(fresh, now)
             await self._remember(
-                session, principal=principal, method=method, request=request, response=out, now=now
+                session, principal=principal, method=method, key=key, response=out, now=now
             )
             return out
 
@@ -857,9 +831,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         principal = require_principal()
         dossier = dossier_of(request.parent, "parent")
         rpps = _check_rpps(request.professional_rpps)
-        _check_request_id(request.request_id)
+        key = REQUESTS.key(request)
         now = utcnow()
-        replay = await self._replay(principal, method, request, C.AccessRule)
+        replay = await self._replay(principal, method, key, C.AccessRule)
         if replay is not None:
             return replay
         _, rules, _ = await self._permit(principal, method, A.ACTION_MANAGE_CONSENT, dossier, now)
@@ -899,7 +873,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 rule=out,
                 principal=principal,
                 method=method,
-                request=request,
+                key=key,
                 now=now,
             )
 
@@ -912,9 +886,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         principal = require_principal()
         dossier = dossier_of(request.parent, "parent")
         rpps = _check_rpps(request.professional_rpps) if request.professional_rpps else ""
-        _check_request_id(request.request_id)
+        key = REQUESTS.key(request)
         now = utcnow()
-        replay = await self._replay(principal, method, request, C.AccessRule)
+        replay = await self._replay(principal, method, key, C.AccessRule)
         if replay is not None:
             return replay
         _, rules, _ = await self._permit(principal, method, A.ACTION_MANAGE_CONSENT, dossier, now)
@@ -981,7 +955,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 rule=out,
                 principal=principal,
                 method=method,
-                request=request,
+                key=key,
                 now=now,
             )
 
@@ -995,13 +969,13 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         method = "SetEmergencyPreferences"
         principal = require_principal()
         dossier = dossier_of(request.parent, "parent")
-        _check_request_id(request.request_id)
+        key = REQUESTS.key(request)
         if not request.HasField("preferences"):
             raise invalid_argument(
                 "PREFERENCES_REQUIRED", "Both emergency choices are required.", "preferences"
             )
         now = utcnow()
-        replay = await self._replay(principal, method, request, C.AccessRule)
+        replay = await self._replay(principal, method, key, C.AccessRule)
         if replay is not None:
             return replay
         await self._permit(principal, method, A.ACTION_MANAGE_CONSENT, dossier, now)
@@ -1044,7 +1018,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 rule=out,
                 principal=principal,
                 method=method,
-                request=request,
+                key=key,
                 now=now,
             )
 
@@ -1058,7 +1032,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         method = "StartEmergencyAccess"
         principal = require_principal()
         dossier = dossier_of(request.parent, "parent")
-        _check_request_id(request.request_id)
+        key = REQUESTS.key(request)
         if principal.kind != P.PRINCIPAL_KIND_PROFESSIONAL:
             raise permission_denied(
                 "PRINCIPAL_KIND_NOT_ALLOWED", "Only a professional opens an emergency access."
@@ -1096,7 +1070,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 "requested_duration_seconds",
             )
         now = utcnow()
-        replay = await self._replay(principal, method, request, C.AccessRule)
+        replay = await self._replay(principal, method, key, C.AccessRule)
         if replay is not None:
             return replay
         record, rules = await self._snapshot(dossier, now)
@@ -1149,7 +1123,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 appender.session,
                 principal=principal,
                 method=method,
-                request=request,
+                key=key,
                 response=out,
                 now=now,
             )
@@ -1379,7 +1353,3 @@ def entry_proto(row: Row[Any], display_name: str) -> consent_pb2.AccessLogEntry:
         previous_hash=row.previous_hash,
         entry_hash=row.entry_hash,
     )
-
-
-def _request_hash(request: Message) -> str:
-    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()

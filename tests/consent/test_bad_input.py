@@ -13,7 +13,7 @@ from kit.testing import principals
 from tests.consent.helpers import A, C, P, attending, emergency, grant, pro, rid, rpc_error
 from tests.fixtures.consent import ConsentHarness
 
-TABLES = ("access_log", "access_rules", "idempotency_keys", "professional_accesses", "outbox")
+TABLES = ("access_log", "access_rules", "processed_requests", "professional_accesses", "outbox")
 Setup = Callable[[ConsentHarness, str, str], Awaitable[Any]]
 
 
@@ -94,6 +94,11 @@ def _grant_bad_parent(h: ConsentHarness, d: str, ins: str) -> Awaitable[Any]:
 
 def _grant_without_request_id(h: ConsentHarness, d: str, ins: str) -> Awaitable[Any]:
     req = C.GrantAccessRequest(parent=d, professional_rpps="81234567890")
+    return h.call("GrantAccess", req, principals.patient(ins))
+
+
+def _grant_with_malformed_request_id(h: ConsentHarness, d: str, ins: str) -> Awaitable[Any]:
+    req = C.GrantAccessRequest(parent=d, professional_rpps="81234567890", request_id="r-1")
     return h.call("GrantAccess", req, principals.patient(ins))
 
 
@@ -182,6 +187,12 @@ CASES: list[tuple[str, Setup, grpc.StatusCode, str]] = [
         grpc.StatusCode.INVALID_ARGUMENT,
         "REQUEST_ID_REQUIRED",
     ),
+    (
+        "grant-malformed-request-id",
+        _grant_with_malformed_request_id,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REQUEST_ID_INVALID",
+    ),
     ("bad-page-token", _bad_page_token, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN"),
     (
         "authorize-without-principal",
@@ -229,7 +240,7 @@ async def test_granting_on_a_closed_record(consent: ConsentHarness) -> None:
     assert await _counts(consent) == before
 
 
-async def test_idempotency_key_reused_with_another_body(consent: ConsentHarness) -> None:
+async def test_request_id_reused_with_another_body(consent: ConsentHarness) -> None:
     dossier, ins = await consent.create_record()
     patient = principals.patient(ins)
     key = rid()
@@ -240,7 +251,7 @@ async def test_idempotency_key_reused_with_another_body(consent: ConsentHarness)
     other = C.GrantAccessRequest(parent=dossier, professional_rpps=pro().rpps, request_id=key)
     assert await rpc_error(consent.call("GrantAccess", other, patient)) == (
         grpc.StatusCode.INVALID_ARGUMENT,
-        "IDEMPOTENCY_KEY_REUSED",
+        "REQUEST_ID_REUSED",
     )
     assert await _counts(consent) == before
     assert await rpc_error(grant(consent, dossier, ins, rule.professional_rpps)) == (

@@ -190,7 +190,7 @@ CASES: list[Case] = [
     (
         "IssueCreationCode",
         lambda: identity_pb2.IssueCreationCodeRequest(request_id="", ins=random_ins()),
-        "FIELD_REQUIRED",
+        "REQUEST_ID_REQUIRED",
     ),
 ]
 
@@ -243,5 +243,5 @@ async def test_patient_rpcs_validate_before_writing(stub, rows: Rows) -> None:
         assert (exc.value.code(), info.reason) == (INVALID, reason)
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.Logout(identity_pb2.LogoutRequest(), metadata=md(patient, "Logout"))
-    assert error_info(exc.value).reason == "FIELD_REQUIRED"  # type: ignore[union-attr]
+    assert error_info(exc.value).reason == "REQUEST_ID_REQUIRED"  # type: ignore[union-attr]
     assert await rows.counts() == before
