@@ -40,6 +40,8 @@ _DENIED_MESSAGE = {
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 # A principal forwarded from the cache must still be valid when the service checks it.
 PRINCIPAL_TTL = timedelta(seconds=60)
+_MAX_ENTRIES = 100_000
+_MEMO_MAX_REQUEST = 512
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class Decisions:
         self._timeout = timeout_s
         self._clock = clock
         self._cache: dict[tuple[str, str, str], Entry] = {}
+        self._targets: dict[tuple[str, bytes], Target] = {}
         self.authorize_calls = 0
 
     def invalidate(self, dossier: str) -> None:
@@ -129,6 +132,28 @@ class Decisions:
         for key in [k for k, e in self._cache.items() if e.dossier == dossier]:
             self._cache.pop(key, None)
 
+    def _target(self, route: Route, request: bytes) -> Target:
+        """`extract_target`, memoized for small requests: a client repeating a read sends
+        the same bytes, and parsing them again is a measurable part of a cached call."""
+        if len(request) > _MEMO_MAX_REQUEST:
+            return extract_target(route, request)
+        key = (route.path, request)
+        target = self._targets.get(key)
+        if target is None:
+            if len(self._targets) >= _MAX_ENTRIES:
+                self._targets.clear()
+            target = self._targets[key] = extract_target(route, request)
+        return target
+
+    def _store(self, key: tuple[str, str, str], entry: Entry, now: float) -> None:
+        if len(self._cache) >= _MAX_ENTRIES:
+            # Bounded memory: expired entries go first, everything if that is not enough.
+            for stale in [k for k, e in self._cache.items() if e.expires <= now]:
+                del self._cache[stale]
+            if len(self._cache) >= _MAX_ENTRIES:
+                self._cache.clear()
+        self._cache[key] = entry
+
     def sign(self, principal: principal_pb2.Principal, path: str) -> bytes:
         stamped = principals.stamp(principal, path, ttl=PRINCIPAL_TTL)
         return principals.sign(stamped, self._key_id, self._key)
@@ -137,7 +162,7 @@ class Decisions:
         self, route: Route, caller: Caller, request: bytes, traceparent: str | None
     ) -> bytes:
         """The signed principal with scope for this call, or raise the denial."""
-        target = extract_target(route, request)
+        target = self._target(route, request)
         cache_key = (caller.key, route.path, target.key)
         now = self._clock()
         entry = self._cache.get(cache_key)
@@ -166,9 +191,8 @@ class Decisions:
             principal.scope.policy_version = response.policy_version
         signed = self.sign(principal, route.path)
         if self._ttl > 0 and until > now:
-            self._cache[cache_key] = Entry(
-                until, response.dossier or target.dossier, signed, time.time()
-            )
+            entry = Entry(until, response.dossier or target.dossier, signed, time.time())
+            self._store(cache_key, entry, now)
         return signed
 
     async def _authorize(
