@@ -200,6 +200,8 @@ def decide(
             role_rows.append(row)
     if unknown_role:
         return _deny("ROLE_UNKNOWN", PERMISSION_DENIED)
+    if req.action == A.ACTION_READ_DIRECTORY:
+        return _directory(matrix, req)
     if kind == P.PRINCIPAL_KIND_PATIENT:
         return _patient(matrix, req, record, now)
     if kind == P.PRINCIPAL_KIND_PROFESSIONAL:
@@ -211,6 +213,20 @@ def decide(
     if not role_rows:
         return _deny("ROLE_REQUIRED", PERMISSION_DENIED)
     return _staff_or_service(matrix, req, record, role_rows)
+
+
+def _directory(matrix: Matrix, req: Request) -> Decision:
+    """The professional directory names no record: patients look up whom to grant, and
+    professionals whom they work with; staff and services have no use for it."""
+    p = req.principal
+    if p.kind == P.PRINCIPAL_KIND_PATIENT:
+        return _allow("DIRECTORY", NORMAL, _scope(matrix, NORMAL, matrix.patient))
+    if p.kind == P.PRINCIPAL_KIND_PROFESSIONAL:
+        rights = matrix.profession_rights(p.profession_code, p.specialty_code)
+        if rights is None:
+            return _deny("PROFESSION_EXCLUDED", PERMISSION_DENIED)
+        return _allow("DIRECTORY", NORMAL, _scope(matrix, NORMAL, rights))
+    return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
 
 
 def _record_state_denial(
