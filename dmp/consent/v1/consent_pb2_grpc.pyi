@@ -39,9 +39,12 @@ class ConsentServiceStub:
     Errors are google.rpc.Status with an ErrorInfo (domain "consent.dmp.fr")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Common reasons: DOSSIER_CLOSED and TERMS_NOT_ACCEPTED
-    (FAILED_PRECONDITION), IDEMPOTENCY_KEY_REUSED (INVALID_ARGUMENT: a
-    `request_id` reused with another body), ETAG_MISMATCH (ABORTED), and
-    NOT_FOUND without detail for "absent or not yours" (AIP-211).
+    (FAILED_PRECONDITION), REQUEST_ID_REQUIRED and REQUEST_ID_INVALID
+    (INVALID_ARGUMENT: a missing or non-UUID `request_id`), REQUEST_ID_REUSED
+    (INVALID_ARGUMENT: a `request_id` reused with another body),
+    REQUEST_IN_PROGRESS (ABORTED: the same request is running concurrently),
+    ETAG_MISMATCH (ABORTED), and NOT_FOUND without detail for "absent or not
+    yours" (AIP-211).
     """
 
     @_typing.overload
@@ -137,9 +140,12 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     Errors are google.rpc.Status with an ErrorInfo (domain "consent.dmp.fr")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Common reasons: DOSSIER_CLOSED and TERMS_NOT_ACCEPTED
-    (FAILED_PRECONDITION), IDEMPOTENCY_KEY_REUSED (INVALID_ARGUMENT: a
-    `request_id` reused with another body), ETAG_MISMATCH (ABORTED), and
-    NOT_FOUND without detail for "absent or not yours" (AIP-211).
+    (FAILED_PRECONDITION), REQUEST_ID_REQUIRED and REQUEST_ID_INVALID
+    (INVALID_ARGUMENT: a missing or non-UUID `request_id`), REQUEST_ID_REUSED
+    (INVALID_ARGUMENT: a `request_id` reused with another body),
+    REQUEST_IN_PROGRESS (ABORTED: the same request is running concurrently),
+    ETAG_MISMATCH (ABORTED), and NOT_FOUND without detail for "absent or not
+    yours" (AIP-211).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -231,9 +237,12 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
     Errors are google.rpc.Status with an ErrorInfo (domain "consent.dmp.fr")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Common reasons: DOSSIER_CLOSED and TERMS_NOT_ACCEPTED
-    (FAILED_PRECONDITION), IDEMPOTENCY_KEY_REUSED (INVALID_ARGUMENT: a
-    `request_id` reused with another body), ETAG_MISMATCH (ABORTED), and
-    NOT_FOUND without detail for "absent or not yours" (AIP-211).
+    (FAILED_PRECONDITION), REQUEST_ID_REQUIRED and REQUEST_ID_INVALID
+    (INVALID_ARGUMENT: a missing or non-UUID `request_id`), REQUEST_ID_REUSED
+    (INVALID_ARGUMENT: a `request_id` reused with another body),
+    REQUEST_IN_PROGRESS (ABORTED: the same request is running concurrently),
+    ETAG_MISMATCH (ABORTED), and NOT_FOUND without detail for "absent or not
+    yours" (AIP-211).
     """
 
     @_abc_1.abstractmethod

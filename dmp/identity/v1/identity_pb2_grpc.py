@@ -33,11 +33,14 @@ class IdentityServiceStub:
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons shared by every method:
     - FIELD_REQUIRED, FIELD_TOO_LONG, ENUM_UNSPECIFIED, ENUM_UNKNOWN,
-    RESOURCE_NAME_INVALID, REQUEST_ID_INVALID (INVALID_ARGUMENT): a field is
-    empty, oversized, an enum is unset or unknown, a name or request id is
-    malformed. Nothing is written when a request is refused.
-    - REQUEST_ID_REUSED (INVALID_ARGUMENT): the `request_id` was already used by
-    another method or caller.
+    RESOURCE_NAME_INVALID, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
+    (INVALID_ARGUMENT): a field is empty, oversized, an enum is unset or
+    unknown, a name or request id is missing or malformed. Nothing is written
+    when a request is refused.
+    - REQUEST_ID_REUSED (INVALID_ARGUMENT): the caller already used this
+    `request_id` on this method with another request.
+    - REQUEST_IN_PROGRESS (ABORTED): the same request is being processed by a
+    concurrent call; retry later.
     - REQUEST_ALREADY_PROCESSED (FAILED_PRECONDITION): a retry of a request whose
     response held a secret (code, token) that the service does not keep; start
     again with a new `request_id`. Retries of other mutations return the
@@ -122,11 +125,14 @@ class IdentityServiceServicer:
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons shared by every method:
     - FIELD_REQUIRED, FIELD_TOO_LONG, ENUM_UNSPECIFIED, ENUM_UNKNOWN,
-    RESOURCE_NAME_INVALID, REQUEST_ID_INVALID (INVALID_ARGUMENT): a field is
-    empty, oversized, an enum is unset or unknown, a name or request id is
-    malformed. Nothing is written when a request is refused.
-    - REQUEST_ID_REUSED (INVALID_ARGUMENT): the `request_id` was already used by
-    another method or caller.
+    RESOURCE_NAME_INVALID, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
+    (INVALID_ARGUMENT): a field is empty, oversized, an enum is unset or
+    unknown, a name or request id is missing or malformed. Nothing is written
+    when a request is refused.
+    - REQUEST_ID_REUSED (INVALID_ARGUMENT): the caller already used this
+    `request_id` on this method with another request.
+    - REQUEST_IN_PROGRESS (ABORTED): the same request is being processed by a
+    concurrent call; retry later.
     - REQUEST_ALREADY_PROCESSED (FAILED_PRECONDITION): a retry of a request whose
     response held a secret (code, token) that the service does not keep; start
     again with a new `request_id`. Retries of other mutations return the
@@ -349,11 +355,14 @@ class IdentityService:
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons shared by every method:
     - FIELD_REQUIRED, FIELD_TOO_LONG, ENUM_UNSPECIFIED, ENUM_UNKNOWN,
-    RESOURCE_NAME_INVALID, REQUEST_ID_INVALID (INVALID_ARGUMENT): a field is
-    empty, oversized, an enum is unset or unknown, a name or request id is
-    malformed. Nothing is written when a request is refused.
-    - REQUEST_ID_REUSED (INVALID_ARGUMENT): the `request_id` was already used by
-    another method or caller.
+    RESOURCE_NAME_INVALID, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
+    (INVALID_ARGUMENT): a field is empty, oversized, an enum is unset or
+    unknown, a name or request id is missing or malformed. Nothing is written
+    when a request is refused.
+    - REQUEST_ID_REUSED (INVALID_ARGUMENT): the caller already used this
+    `request_id` on this method with another request.
+    - REQUEST_IN_PROGRESS (ABORTED): the same request is being processed by a
+    concurrent call; retry later.
     - REQUEST_ALREADY_PROCESSED (FAILED_PRECONDITION): a retry of a request whose
     response held a secret (code, token) that the service does not keep; start
     again with a new `request_id`. Retries of other mutations return the

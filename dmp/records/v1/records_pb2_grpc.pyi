@@ -50,8 +50,10 @@ class RecordsServiceStub:
       a malformed resource name or idempotency key.
     - ROLE_EXCLUDED (PERMISSION_DENIED): occupational doctors, insurers... never
       access a record.
-    - IDEMPOTENCY_KEY_REUSED (INVALID_ARGUMENT): a `request_id` was reused with
-      a different request body.
+    - REQUEST_ID_REUSED (INVALID_ARGUMENT): a `request_id` was reused by the
+      same caller on the same method with a different request body.
+    - REQUEST_IN_PROGRESS (ABORTED): the same request is being processed by a
+      concurrent call; retry later.
     - ABORTED (reason ETAG_MISMATCH): the `etag` given does not match the
       current one; read again and retry.
     """
@@ -195,8 +197,10 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
       a malformed resource name or idempotency key.
     - ROLE_EXCLUDED (PERMISSION_DENIED): occupational doctors, insurers... never
       access a record.
-    - IDEMPOTENCY_KEY_REUSED (INVALID_ARGUMENT): a `request_id` was reused with
-      a different request body.
+    - REQUEST_ID_REUSED (INVALID_ARGUMENT): a `request_id` was reused by the
+      same caller on the same method with a different request body.
+    - REQUEST_IN_PROGRESS (ABORTED): the same request is being processed by a
+      concurrent call; retry later.
     - ABORTED (reason ETAG_MISMATCH): the `etag` given does not match the
       current one; read again and retry.
     """
@@ -336,8 +340,10 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
       a malformed resource name or idempotency key.
     - ROLE_EXCLUDED (PERMISSION_DENIED): occupational doctors, insurers... never
       access a record.
-    - IDEMPOTENCY_KEY_REUSED (INVALID_ARGUMENT): a `request_id` was reused with
-      a different request body.
+    - REQUEST_ID_REUSED (INVALID_ARGUMENT): a `request_id` was reused by the
+      same caller on the same method with a different request body.
+    - REQUEST_IN_PROGRESS (ABORTED): the same request is being processed by a
+      concurrent call; retry later.
     - ABORTED (reason ETAG_MISMATCH): the `etag` given does not match the
       current one; read again and retry.
     """
