@@ -27,8 +27,8 @@ from services.records.access import DESK_ROLE, Caller, Role, refuse_excluded
 from services.records.models import (
     documents,
     dossiers,
+    processed_requests,
     representatives,
-    request_ids,
 )
 from services.records.settings import RecordsSettings
 from services.records.store import Loaded, emit, header, ts
@@ -497,7 +497,9 @@ async def purge_expired(
             )
             if not dry_run:
                 await search.forget_dossier(session, row, settings)
-                await session.execute(delete(request_ids).where(request_ids.c.dossier_pk == row.id))
+                await session.execute(
+                    delete(processed_requests).where(processed_requests.c.dossier_pk == row.id)
+                )
                 await session.execute(delete(dossiers).where(dossiers.c.id == row.id))
             out.append(Purged(names.dossier_name(row.dossier_id), row.close_time, count))
             log.info("dossier_purged", dossier=row.dossier_id, documents=count, dry_run=dry_run)

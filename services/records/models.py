@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 from kit.db import BigIntPK, UTCDateTime
+from kit.idempotency import processed_requests_table
 from kit.outbox import outbox_table
 
 metadata = MetaData()
@@ -155,19 +156,10 @@ vaccinations = Table(
     Index("ix_vaccinations_dossier_date", "dossier_pk", "administration_date", "id"),
 )
 
-request_ids = Table(
-    "request_ids",
+processed_requests = processed_requests_table(
     metadata,
-    Column("id", BigIntPK, primary_key=True, autoincrement=True),
-    Column("principal", String(128), nullable=False),
-    Column("request_id", String(64), nullable=False),
-    Column("method", String(64), nullable=False),
-    Column("request_hash", String(64), nullable=False),
     Column("dossier_pk", BigInteger, nullable=True),
-    Column("response", LargeBinary, nullable=False),
-    Column("create_time", UTCDateTime, nullable=False),
-    UniqueConstraint("principal", "request_id", name="uq_request_ids_principal"),
-    Index("ix_request_ids_dossier", "dossier_pk"),
+    Index("ix_processed_requests_dossier_pk", "dossier_pk"),
 )
 
 outbox = outbox_table(metadata)

@@ -1,7 +1,8 @@
 """gRPC servicer of dmp.records.v1.RecordsService: one transaction per RPC.
 
-Mutations are idempotent per (principal, request_id): a retry returns the
-stored first response; the same key with another body is refused.
+Mutations are idempotent per (principal, method, request_id) with the rules of
+`kit.idempotency`: a retry returns the stored first response; the same key with
+another body is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from kit.context import require_principal
 from kit.db import transaction, utcnow
 from kit.errors import ServiceError, failed_precondition
 from services.records import documents, lifecycle, names, profile
-from services.records.store import Loaded, check_request_id, load_dossier, remember, replay
+from services.records.store import REQUESTS, Loaded, load_dossier
 
 if TYPE_CHECKING:
     from services.records.app import RecordsApp
@@ -40,21 +41,31 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
 
     async def _mutate(self, method: str, request: Any, response_type: type[M], body: Body) -> M:
         principal = require_principal()
-        check_request_id(request.request_id)
+        key = REQUESTS.key(request)
+        scope = principal.subject
         for attempt in (0, 1):
             now = utcnow()
             try:
                 async with transaction(self.app.db) as session:
-                    prior = await replay(session, principal.subject, method, request, response_type)
+                    prior = await REQUESTS.replay(
+                        session, key, scope=scope, method=method, response_type=response_type
+                    )
                     if prior is not None:
                         return prior
                     result, dossier_pk = await body(session, principal, now)
-                    await remember(
-                        session, principal.subject, method, request, result, dossier_pk, now
+                    await REQUESTS.remember(
+                        session,
+                        key,
+                        scope=scope,
+                        method=method,
+                        response=result,
+                        now=now,
+                        dossier_pk=dossier_pk,
                     )
             except IntegrityError as exc:
-                # A concurrent twin committed first (same request id, INS or unique id):
-                # run again, the checks now see its row.
+                # A concurrent change committed first (same INS or unique id): run again,
+                # the checks now see its row. A twin of this very request is refused by
+                # REQUESTS.remember instead (ABORTED REQUEST_IN_PROGRESS).
                 if attempt:
                     raise ServiceError(
                         grpc.StatusCode.ABORTED, "CONCURRENT_UPDATE", "Concurrent change; retry."

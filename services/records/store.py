@@ -1,8 +1,7 @@
-"""Shared pieces of the handlers: loading a record, its data key, idempotency, events."""
+"""Shared pieces of the handlers: loading a record, its data key, processed requests, events."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -13,12 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.records.v1 import events_pb2, records_pb2
-from kit.errors import ServiceError, failed_precondition, invalid_argument, not_found
+from kit.errors import ServiceError, failed_precondition, not_found
+from kit.idempotency import Ledger
 from kit.logs import get_logger
 from kit.outbox import add_event, new_event_id
 from services.records import crypto
 from services.records.access import Caller, resolve
-from services.records.models import dossiers, outbox, representatives, request_ids
+from services.records.models import dossiers, outbox, processed_requests, representatives
 from services.records.settings import RecordsSettings
 
 log = get_logger(__name__)
@@ -120,68 +120,9 @@ def open_content(dek: bytes, sealed: bytes, bound_to: str) -> bytes:
         ) from exc
 
 
-# ---------------------------------------------------------------------------
-# Idempotency (request_id)
-# ---------------------------------------------------------------------------
-
-
-def check_request_id(request_id: str) -> None:
-    if not request_id:
-        raise invalid_argument("REQUEST_ID_REQUIRED", "`request_id` is required.", "request_id")
-    if len(request_id) > 64:
-        raise invalid_argument("REQUEST_ID_INVALID", "`request_id` is too long.", "request_id")
-
-
-def request_hash(request: Message) -> str:
-    body = type(request)()
-    body.CopyFrom(request)
-    body.ClearField("request_id")
-    return hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()
-
-
-async def replay(
-    session: AsyncSession, subject: str, method: str, request: Message, response_type: type[M]
-) -> M | None:
-    """The stored response of an earlier identical request, if any."""
-    request_id: str = request.request_id  # type: ignore[attr-defined]
-    row = (
-        await session.execute(
-            select(request_ids).where(
-                request_ids.c.principal == subject, request_ids.c.request_id == request_id
-            )
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    if row.method != method or row.request_hash != request_hash(request):
-        raise invalid_argument(
-            "IDEMPOTENCY_KEY_REUSED",
-            "`request_id` was already used for another request.",
-            "request_id",
-        )
-    return response_type.FromString(row.response)
-
-
-async def remember(  # noqa: PLR0917 - handler shape: session, record, target, request, settings, now
-    session: AsyncSession,
-    subject: str,
-    method: str,
-    request: Message,
-    response: Message,
-    dossier_pk: int | None,
-    now: datetime,
-) -> None:
-    await session.execute(
-        request_ids.insert().values(
-            principal=subject,
-            request_id=request.request_id,  # type: ignore[attr-defined]
-            method=method,
-            request_hash=request_hash(request),
-            dossier_pk=dossier_pk,
-            response=response.SerializeToString(deterministic=True),
-            create_time=now,
-        )
-    )
+# Processed requests (kit.idempotency); `dossier_pk` lets the purge drop a record's
+# stored answers with it. Plain hashes: records' requests hold no password or code.
+REQUESTS = Ledger(processed_requests)
 
 
 # ---------------------------------------------------------------------------

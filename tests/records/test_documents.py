@@ -25,7 +25,7 @@ async def _counts(records: RecordsCalls) -> tuple[int, ...]:
         await records.count("documents"),
         await records.count("document_contents"),
         await records.count("outbox"),
-        await records.count("request_ids"),
+        await records.count("processed_requests"),
     )
 
 

@@ -130,6 +130,14 @@ async def test_purge_after_retention(
             .where(dossiers.c.dossier_id == old_name.split("/")[1])
             .values(close_time=long_ago)
         )
+    async with records.app.db() as session:
+        old_pk = (
+            await session.execute(
+                select(dossiers.c.id).where(dossiers.c.dossier_id == old_name.split("/")[1])
+            )
+        ).scalar_one()
+    # Stored answers may hold medical content: they go with the record.
+    assert await records.count("processed_requests", dossier_pk=old_pk) >= 2
     # The operator command, against the service's database.
     monkeypatch.setenv("DMP_DATABASE_URL", records.settings.database_url)
     from kit.cli.main import app
@@ -147,6 +155,7 @@ async def test_purge_after_retention(
     assert purged_line.endswith("documents 1")
     assert not any(recent_name in line for line in report)
     assert await records.count("dossiers", dossier_id=old_name.split("/")[1]) == 0
+    assert await records.count("processed_requests", dossier_pk=old_pk) == 0
     assert await records.count("dossiers", dossier_id=recent_name.split("/")[1]) == 1
     await expect_error(
         records.call("GetDossier", R.GetDossierRequest(name=old_name), patient(old_ins)),

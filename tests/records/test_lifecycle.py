@@ -248,13 +248,19 @@ async def test_idempotent_retry_returns_the_first_result(records: RecordsCalls) 
     assert await records.count("outbox") == events
     other = create_request(make_ins(), request_id=req.request_id)
     await expect_error(
-        records.call("CreateDossier", other, desk()), C.INVALID_ARGUMENT, "IDEMPOTENCY_KEY_REUSED"
+        records.call("CreateDossier", other, desk()), C.INVALID_ARGUMENT, "REQUEST_ID_REUSED"
     )
     await expect_error(
         records.call("CreateDossier", create_request(make_ins(), request_id=""), desk()),
         C.INVALID_ARGUMENT,
         "REQUEST_ID_REQUIRED",
     )
+    await expect_error(
+        records.call("CreateDossier", create_request(make_ins(), request_id="r-1"), desk()),
+        C.INVALID_ARGUMENT,
+        "REQUEST_ID_INVALID",
+    )
+    assert await records.count("outbox") == events
 
 
 async def test_legacy_record_must_accept_terms_first(records: RecordsCalls) -> None:
