@@ -39,7 +39,7 @@ from dmp.history.v1 import history_pb2
 from kit.testing import principals
 from services.history_feed.models import CLAIM_COLUMNS
 from services.history_feed.synthetic import Generator
-from services.history_feed.validation import check_line
+from services.history_feed.validation import LineChecker
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = os.environ.get("DMP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -69,17 +69,13 @@ def read_stream_file(path: Path) -> Iterator[bytes]:
             yield handle.read(length)
 
 
-def rows_of(message: bytes, today: date, now: datetime) -> list[tuple[Any, ...]]:
+def rows_of(message: bytes, checker: LineChecker, now: datetime) -> list[tuple[Any, ...]]:
     """The rows the service would write, built the same way (untimed)."""
     rows = []
     for line in history_pb2.IngestClaimsRequest.FromString(message).lines:
-        checked = check_line(line, today)
         payload = line.SerializeToString(deterministic=True)
         digest = hashlib.blake2b(payload, digest_size=16).digest()
-        rows.append(
-            (checked.line_id, checked.patient_ins, checked.care_date, checked.kind,
-             checked.atc_code, digest, payload, now)
-        )  # fmt: skip
+        rows.append((*checker.check(line), digest, payload, now))
     return rows
 
 
@@ -159,12 +155,12 @@ async def ingest(port: int, stream_file: Path, deadline_s: float) -> tuple[float
 async def copy_baseline(dsn: str, stream_file: Path) -> float:
     conn = await asyncpg.connect(dsn)
     elapsed = 0.0
-    today, now = date.today(), datetime.now(UTC)
+    checker, now = LineChecker(date.today()), datetime.now(UTC)
     try:
         await conn.execute("CREATE TABLE copy_baseline (LIKE claim_lines INCLUDING ALL)")
         chunk: list[tuple[Any, ...]] = []
         for message in read_stream_file(stream_file):
-            chunk.extend(rows_of(message, today, now))
+            chunk.extend(rows_of(message, checker, now))
             if len(chunk) >= COPY_CHUNK:
                 started = time.perf_counter()
                 await conn.copy_records_to_table(

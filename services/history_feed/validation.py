@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from dmp.history.v1 import history_pb2
 from kit import ins as kit_ins
@@ -122,21 +123,11 @@ def _atc_ok(value: str) -> bool:
     return value in codes.AMO_PSEUDO_ATC or codes.ATC.fullmatch(value) is not None
 
 
-class _Verdicts:
-    """Values known good, per kind of value; bounded by `CACHE_ENTRIES`."""
-
-    __slots__ = ("_good",)
-
-    def __init__(self) -> None:
-        self._good: set[object] = set()
-
-    def add(self, value: object) -> None:
-        if len(self._good) >= CACHE_ENTRIES:
-            self._good.clear()
-        self._good.add(value)
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._good
+def _remember(known: set[Any], value: Any) -> None:
+    """Add a value found good; a full cache starts over (memory stays bounded)."""
+    if len(known) >= CACHE_ENTRIES:
+        known.clear()
+    known.add(value)
 
 
 class LineChecker:
@@ -146,15 +137,23 @@ class LineChecker:
         self.today = today
         self._ins: dict[str, str] = {}
         self._dates: dict[tuple[int, int, int], date] = {}
-        self._drugs = _Verdicts()
-        self._actors = _Verdicts()
-        self._codes = _Verdicts()
+        self._drugs: set[tuple[str, str, str]] = set()
+        self._codes: set[tuple[object, ...]] = set()
         self._detail_checks: dict[str, Callable[[history_pb2.ClaimLine, date], str | None]] = {
             "medical_act": self._medical_act,
             "biology": self._biology,
             "medical_device": self._medical_device,
             "hospital_stay": self._hospital_stay,
             "vaccine": self._vaccine,
+        }
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries held per cache: the run's memory must not grow with the stream."""
+        return {
+            "ins": len(self._ins),
+            "dates": len(self._dates),
+            "drugs": len(self._drugs),
+            "codes": len(self._codes),
         }
 
     def check(self, line: history_pb2.ClaimLine) -> Checked:
@@ -187,17 +186,20 @@ class LineChecker:
         else:
             atc = self._detail_checks[which](line, care)
             kind = KIND_BY_DETAILS[which]
-        actors = self._actors
+        # Actor ids are too varied to cache (one pharmacy FINESS per drug line):
+        # an unset ActorId reads as (0, "") and is fine.
         actor = line.prescriber
-        if actor.system or actor.id:
-            key_ = (actor.system, actor.id)
-            if key_ not in actors:
-                self._new_actor(key_, "prescriber")
+        system = actor.system
+        if system or actor.id:
+            shape = _ACTOR_SHAPES.get(system)
+            if shape is None or shape(actor.id) is None:
+                raise LineError("INVALID_ACTOR_ID", f"prescriber {_INVALID_ACTOR}")
         actor = line.performer
-        if actor.system or actor.id:
-            key_ = (actor.system, actor.id)
-            if key_ not in actors:
-                self._new_actor(key_, "performer")
+        system = actor.system
+        if system or actor.id:
+            shape = _ACTOR_SHAPES.get(system)
+            if shape is None or shape(actor.id) is None:
+                raise LineError("INVALID_ACTOR_ID", f"performer {_INVALID_ACTOR}")
         return line_id, ins, care, kind, atc
 
     # -- first sight of a value -------------------------------------------------
@@ -219,12 +221,6 @@ class LineChecker:
             raise LineError("INVALID_CARE_DATE", "care_date is required.")
         return _past_date(line.care_date, self.today, "INVALID_CARE_DATE", "care_date")
 
-    def _new_actor(self, key: tuple[int, str], field: str) -> None:
-        shape = _ACTOR_SHAPES.get(key[0])  # type: ignore[call-overload]
-        if shape is None or shape(key[1]) is None:
-            raise LineError("INVALID_ACTOR_ID", f"{field} {_INVALID_ACTOR}")
-        self._actors.add(key)
-
     # -- kind-specific checks; each returns the line's ATC code, if its kind has one
 
     def _drug(self, drug: history_pb2.DrugDispensation) -> str:
@@ -242,7 +238,7 @@ class LineChecker:
                 raise LineError("INVALID_CODE", "drug needs a cip13 or a ucd code.")
             if not _atc_ok(atc):
                 raise _bad_code("drug.atc_code")
-            self._drugs.add(key)
+            _remember(self._drugs, key)
         if not 0 < drug.quantity <= MAX_QUANTITY:
             raise _bad_quantity("drug.quantity")
         return atc
@@ -260,7 +256,7 @@ class LineChecker:
                     raise LineError("INVALID_CODE", "medical_act.code is not an NGAP key letter.")
             else:
                 raise LineError("INVALID_CODE", "medical_act.coding_system must be CCAM or NGAP.")
-            self._codes.add(key)
+            _remember(self._codes, key)
         if not 0 <= act.coefficient <= 1000:
             raise LineError("INVALID_QUANTITY", "medical_act.coefficient is out of range.")
         if not 0 < act.quantity <= MAX_QUANTITY:
@@ -317,7 +313,7 @@ class LineChecker:
                 raise _bad_code("vaccine.atc_code")
             if not atc.startswith("J07"):
                 raise LineError("INVALID_CODE", "vaccine.atc_code must be in ATC class J07.")
-            self._codes.add(key)
+            _remember(self._codes, key)
         if not 0 < vaccine.quantity <= MAX_QUANTITY:
             raise _bad_quantity("vaccine.quantity")
         return atc

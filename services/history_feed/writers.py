@@ -15,8 +15,8 @@ PostgreSQL, two paths (MEASURED.md: COPY is 2.4× asyncpg executemany):
   version stays). The caller chooses the path per batch (`expect_new`): a
   replayed stream goes on merging after its first duplicate.
 
-SQLite: the ids already stored are read first, then the new rows go in with
-one executemany `INSERT … ON CONFLICT DO NOTHING`, inside one transaction.
+SQLite: one executemany `INSERT … ON CONFLICT DO NOTHING RETURNING line_id`,
+then the skipped rows' stored hashes are read, inside one transaction.
 """
 
 from __future__ import annotations
@@ -142,7 +142,12 @@ class PostgresClaimWriter(ClaimWriter):
 
 
 class SqliteClaimWriter(ClaimWriter):
-    """Lookup then executemany, in one SQLite transaction (one path: no COPY to save)."""
+    """Insert-or-skip with RETURNING, then classify the skipped rows, in one transaction.
+
+    Inserting first (rather than looking the ids up first) keeps the counts
+    exact when another stream stores the same ids concurrently: SQLite runs
+    the two writes one after the other, and each reports what it inserted.
+    """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -150,31 +155,28 @@ class SqliteClaimWriter(ClaimWriter):
     async def write(self, rows: Sequence[ClaimRow], *, expect_new: bool = False) -> BatchOutcome:
         outcome = BatchOutcome()
         async with self._sessions() as session, session.begin():
-            stored: dict[str, bytes] = {}
-            ids = [row[0] for row in rows]
-            for start in range(0, len(ids), _SQLITE_LOOKUP_CHUNK):
-                chunk = ids[start : start + _SQLITE_LOOKUP_CHUNK]
-                result = await session.execute(
+            result = await session.execute(
+                sqlite_insert(claim_lines)
+                .on_conflict_do_nothing(index_elements=["line_id"])
+                .returning(claim_lines.c.line_id),
+                [dict(zip(CLAIM_COLUMNS, row, strict=True)) for row in rows],
+            )
+            inserted = set(result.scalars())
+            skipped = [row for row in rows if row[0] not in inserted]
+            for start in range(0, len(skipped), _SQLITE_LOOKUP_CHUNK):
+                chunk = skipped[start : start + _SQLITE_LOOKUP_CHUNK]
+                stored = await session.execute(
                     select(claim_lines.c.line_id, claim_lines.c.content_hash).where(
-                        claim_lines.c.line_id.in_(chunk)
+                        claim_lines.c.line_id.in_([row[0] for row in chunk])
                     )
                 )
-                stored.update({r.line_id: r.content_hash for r in result})
-            fresh: list[dict[str, Any]] = []
-            for row in rows:
-                known = stored.get(row[0])
-                if known is None:
-                    fresh.append(dict(zip(CLAIM_COLUMNS, row, strict=True)))
-                elif known == row[5]:
-                    outcome.duplicates += 1
-                else:
-                    outcome.conflicts.append(row[0])
-            if fresh:
-                await session.execute(
-                    sqlite_insert(claim_lines).on_conflict_do_nothing(index_elements=["line_id"]),
-                    fresh,
-                )
-            outcome.accepted = len(fresh)
+                hashes = {r.line_id: r.content_hash for r in stored}
+                for row in chunk:
+                    if hashes[row[0]] == row[5]:
+                        outcome.duplicates += 1
+                    else:
+                        outcome.conflicts.append(row[0])
+            outcome.accepted = len(inserted)
         return outcome
 
 

@@ -81,6 +81,55 @@ async def test_same_id_other_content_is_rejected_and_first_kept(history: History
     assert history_pb2.ClaimLine.FromString(after[pfx + "C"]).billed_amount_cents == 466
 
 
+async def test_partial_replay_then_new_lines_in_one_stream(history: HistoryClient) -> None:
+    """Batches meeting stored ids are merged, later fresh batches go back to plain COPY."""
+    pfx = prefix()
+    lines = synthetic(90, pfx)
+    first = await history.ingest(batches_of(lines[:35], 10))
+    assert first.accepted_count == 35
+    # Batch 3 mixes 5 stored and 5 new ids; batches 4-9 are all new.
+    again = await history.ingest(batches_of(lines, 10))
+    assert (again.accepted_count, again.duplicate_count, again.rejected_count) == (55, 35, 0)
+    assert len(await history.stored(pfx)) == 90
+
+
+async def test_conflict_in_a_batch_taken_for_new_keeps_the_rest(history: HistoryClient) -> None:
+    pfx = prefix()
+    ins = new_ins()
+    await history.ingest(batches_of([drug(pfx + "A", ins, ago(days=4), quantity=1)], 1))
+    fresh = [drug(f"{pfx}n{i}", ins, ago(days=3)) for i in range(9)]
+    changed = drug(pfx + "A", ins, ago(days=4), quantity=3)
+    response = await history.ingest(batches_of([*fresh[:4], changed, *fresh[4:]], 10))
+    assert (response.accepted_count, response.duplicate_count, response.rejected_count) == (
+        9,
+        0,
+        1,
+    )
+    rejection = response.rejections[0]
+    assert (rejection.line_id, rejection.reason, rejection.line_index) == (
+        pfx + "A",
+        "LINE_ID_CONFLICT",
+        4,
+    )
+    stored = await history.stored(pfx)
+    assert len(stored) == 10
+    assert history_pb2.ClaimLine.FromString(stored[pfx + "A"]).drug.quantity == 1
+
+
+async def test_concurrent_streams_of_the_same_lines_store_each_once(
+    history: HistoryClient,
+) -> None:
+    pfx = prefix()
+    lines = synthetic(60, pfx)
+    first, second = await asyncio.gather(
+        history.ingest(batches_of(lines, 10)), history.ingest(batches_of(lines, 10))
+    )
+    assert first.accepted_count + second.accepted_count == 60
+    assert first.duplicate_count + second.duplicate_count == 60
+    assert first.rejected_count == second.rejected_count == 0
+    assert len(await history.stored(pfx)) == 60
+
+
 async def test_bad_lines_rejected_with_reasons_good_ones_kept(history: HistoryClient) -> None:
     pfx = prefix()
     ins = new_ins()

@@ -8,9 +8,9 @@ from datetime import date, timedelta
 import pytest
 
 from dmp.history.v1 import history_pb2
-from services.history_feed import codes
+from services.history_feed import codes, validation
 from services.history_feed.synthetic import Generator, cip13
-from services.history_feed.validation import LineError, check_line
+from services.history_feed.validation import LineChecker, LineError, check_line
 from tests.history.cda_sample import sample_lines
 from tests.history.lines import act, drug, new_ins, pdate
 
@@ -180,3 +180,52 @@ def test_vaccine_must_be_j07() -> None:
     line.vaccine.quantity = 1
     with pytest.raises(LineError, match="INVALID_CODE"):
         check_line(line, TODAY)
+
+
+def test_a_checker_remembers_good_values_only() -> None:
+    """A run's checker caches verdicts: a bad value seen after good ones is still refused."""
+    checker = LineChecker(TODAY)
+    good = drug("L-1", INS, TODAY - timedelta(days=3))
+    assert checker.check(good)[3] == history_pb2.CLAIM_KIND_DRUG
+    cases: list[tuple[Mutation, str]] = [
+        (_set("drug.cip13", "3400939169003"), "INVALID_CODE"),
+        (_set("drug.atc_code", "C9AA05"), "INVALID_CODE"),
+        (_set("patient_ins", INS[:-2] + "00"), "INVALID_INS"),
+        (_set("prescriber.id", "1010099724"), "INVALID_ACTOR_ID"),
+        (lambda ln: setattr(ln.prescriber, "system", 0), "INVALID_ACTOR_ID"),
+        (lambda ln: setattr(ln.performer, "id", "750300550"), "INVALID_ACTOR_ID"),
+        (_set("drug.quantity", 0), "INVALID_QUANTITY"),
+    ]
+    for mutate, reason in cases:
+        line = history_pb2.ClaimLine()
+        line.CopyFrom(good)
+        mutate(line)
+        with pytest.raises(LineError) as caught:
+            checker.check(line)
+        assert caught.value.reason == reason
+    assert checker.check(good)[0] == "L-1"
+
+
+def test_cached_dates_are_exact() -> None:
+    """Every valid date of two years is cached; a malformed one that would alias one is not."""
+    checker = LineChecker(TODAY)
+    line = drug("L-1", INS, TODAY)
+    day = TODAY - timedelta(days=730)
+    while day <= TODAY:
+        line.care_date.CopyFrom(pdate(day))
+        assert checker.check(line)[2] == day
+        day += timedelta(days=1)
+    year = TODAY.year - 1
+    for month, mday in [(0, 215), (1, 131), (2, 30), (13, 1), (-1, 301)]:
+        line.care_date.CopyFrom(history_pb2.Date(year=year, month=month, day=mday))
+        with pytest.raises(LineError, match="INVALID_CARE_DATE"):
+            checker.check(line)
+
+
+def test_checker_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validation, "CACHE_ENTRIES", 5)
+    checker = LineChecker(TODAY)
+    for index, line in enumerate(Generator(seed=5, patients=40).lines(400)):
+        checker.check(line)
+        assert max(checker.cache_sizes().values()) <= 5, index
+    assert min(checker.cache_sizes().values()) >= 1
