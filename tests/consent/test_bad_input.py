@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import grpc
 import pytest
 
 from dmp.records.v1 import records_pb2
+from kit.errors import error_info
 from kit.testing import principals
 from tests.consent.helpers import A, C, P, attending, emergency, grant, pro, rid, rpc_error
 from tests.fixtures.consent import ConsentHarness
@@ -286,3 +288,33 @@ async def test_corrupted_log_entry_is_reported_not_repaired(consent: ConsentHarn
             principals.patient(ins),
         )
     ) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ANCHOR")
+
+
+async def test_concurrent_twins_change_once(consent: ConsentHarness) -> None:
+    """Twins of one request: each gets the first answer or ABORTED REQUEST_IN_PROGRESS."""
+    dossier, ins = await consent.create_record()
+    before = await _counts(consent)
+    request = C.SetEmergencyPreferencesRequest(
+        parent=dossier,
+        preferences=C.EmergencyPreferences(oppose_bris_de_glace=True),
+        request_id=rid(),
+    )
+    patient = principals.patient(ins)
+    outcomes = await asyncio.gather(
+        *(consent.call("SetEmergencyPreferences", request, patient) for _ in range(4)),
+        return_exceptions=True,
+    )
+    answers = [o for o in outcomes if isinstance(o, C.AccessRule)]
+    assert answers
+    assert all(a == answers[0] for a in answers)
+    for error in (o for o in outcomes if not isinstance(o, C.AccessRule)):
+        assert isinstance(error, grpc.aio.AioRpcError), error
+        info = error_info(error)
+        assert (error.code(), info and info.reason) == (
+            grpc.StatusCode.ABORTED,
+            "REQUEST_IN_PROGRESS",
+        )
+    after = await _counts(consent)
+    assert after["processed_requests"] == before["processed_requests"] + 1
+    assert after["outbox"] == before["outbox"] + 1
+    assert await consent.call("SetEmergencyPreferences", request, patient) == answers[0]

@@ -3,11 +3,13 @@ reactivate, terms of use gate (ARCHITECTURE §2, rules 9-11)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import grpc
 
 from dmp.records.v1 import records_pb2
+from kit.errors import error_info
 from services.records import lifecycle
 from tests.fixtures.records import (
     RecordsCalls,
@@ -18,7 +20,15 @@ from tests.fixtures.records import (
     professional,
     representative,
 )
-from tests.records.helpers import add_doc, create_request, expect_error, identity, new_dossier, rid
+from tests.records.helpers import (
+    add_doc,
+    create_request,
+    doc,
+    expect_error,
+    identity,
+    new_dossier,
+    rid,
+)
 
 R = records_pb2
 C = grpc.StatusCode
@@ -314,3 +324,25 @@ async def test_no_signed_principal_is_unauthenticated(records: RecordsCalls) -> 
         C.UNAUTHENTICATED,
         "UNAUTHENTICATED",
     )
+
+
+async def test_concurrent_twins_act_once(records: RecordsCalls) -> None:
+    """Twins of one request: each gets the first answer or ABORTED REQUEST_IN_PROGRESS."""
+    name, _ = await new_dossier(records)
+    before = (await records.count("documents"), await records.count("outbox"))
+    request = R.CreateDocumentRequest(parent=name, document=doc(), request_id=rid())
+    outcomes = await asyncio.gather(
+        *(records.call("CreateDocument", request, professional()) for _ in range(4)),
+        return_exceptions=True,
+    )
+    answers = [o for o in outcomes if isinstance(o, R.Document)]
+    refused = [o for o in outcomes if not isinstance(o, R.Document)]
+    assert answers
+    assert all(a == answers[0] for a in answers)
+    for error in refused:
+        assert isinstance(error, grpc.aio.AioRpcError), error
+        info = error_info(error)
+        assert (error.code(), info and info.reason) == (C.ABORTED, "REQUEST_IN_PROGRESS")
+    assert await records.count("documents") == before[0] + 1
+    assert await records.count("outbox") == before[1] + 1
+    assert await records.call("CreateDocument", request, professional()) == answers[0]
