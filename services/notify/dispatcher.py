@@ -41,7 +41,7 @@ from datetime import timedelta
 from opentelemetry.trace import SpanKind
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dmp.notify.v1 import notify_pb2
 from kit.db import transaction, utcnow
@@ -76,6 +76,7 @@ class Dispatcher:
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
+        outcomes: AsyncEngine,
         email: EmailSender,
         sms: SmsProvider,
         policy: RetryPolicy,
@@ -88,6 +89,7 @@ class Dispatcher:
     ) -> None:
         self._write_lock = write_lock or WriteLock(enabled=False)
         self._sessions = sessions
+        self._outcomes = outcomes
         self._email = email
         self._sms = sms
         self._policy = policy
@@ -356,7 +358,7 @@ class Dispatcher:
             log.warning("notification_lease_lost", notification_id=row["notification_id"])
 
     async def _commit_outcome(self, row: RowMapping, values: dict[str, object]) -> int:
-        """Commit one outcome in its own transaction, now; retry while the lease lasts.
+        """Commit one outcome now, as one autocommitted statement; retry while the lease lasts.
 
         A `sent` that is not committed is a message sent again once the lease
         expires, so a failed commit (database restarting) is retried rather
@@ -367,13 +369,13 @@ class Dispatcher:
         delay = 0.05
         while True:
             try:
-                async with self._write_lock.urgent(), transaction(self._sessions) as session:
-                    result = await session.execute(
+                async with self._write_lock.urgent(), self._outcomes.connect() as connection:
+                    result = await connection.execute(
                         update(n)
                         .where(n.c.id == row["id"], n.c.claim_token == row["claim_token"])
                         .values(**values)
                     )
-                    return int(result.rowcount)  # type: ignore[attr-defined]
+                    return int(result.rowcount)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -101,9 +101,7 @@ async def test_sigterm_twice_mid_batch_and_smtp_down_exactly_1000_emails(
 async def test_sigkill_twice_mid_batch_loses_nothing_and_resends_little(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
-    async with fault_rig(
-        databases, tmp_path, DMP_DISPATCH_CONCURRENCY=str(CONCURRENCY)
-    ) as rig:
+    async with fault_rig(databases, tmp_path, DMP_DISPATCH_CONCURRENCY=str(CONCURRENCY)) as rig:
         proc = rig.start()
         publishing = asyncio.create_task(rig.publish_documents(DOCUMENTS))
         await wait_for(lambda: rig.raw() >= 250, 60, "250 e-mails")
