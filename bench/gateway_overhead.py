@@ -14,12 +14,13 @@ case):
 - cached / uncached: mTLS to a gateway with the doctor's registered card.
 
 Each case runs with 1 and 32 concurrent callers, bounded in count and time,
-`--rounds` times in alternation; the figures are the medians over rounds and
+in `--slices` short slices alternating between the cases (so the drifting load
+of a shared machine hits every case alike); latencies are pooled per case and
 the ratios are gateway / direct measured in the same run. The rate limit of
 the bench gateways is lifted (one card drives all the load). Headline keys
 (`p50_ratio_cached`, ...) are for 1 caller; the `_c32` keys for 32 callers.
 
-    .venv/bin/python bench/gateway_overhead.py [--backend sqlite|postgresql] [--rounds 3]
+    .venv/bin/python bench/gateway_overhead.py [--backend sqlite|postgresql] [--slices 10]
 """
 
 from __future__ import annotations
@@ -29,19 +30,19 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
+import psutil
 import uvloop
 from cryptography import x509
 
@@ -339,26 +340,47 @@ async def _retry(call: Callable[[], Awaitable[T]], seconds: float = 20.0) -> T:
 
 
 @dataclass
-class Figures:
-    calls: int
-    seconds: float
-    qps: float
-    p50_ms: float
-    p99_ms: float
+class Pool:
+    """Latencies and busy time of one case, pooled over its slices."""
+
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    #: CPU seconds the gateway process spent during the case (0 for direct).
+    gateway_cpu: float = 0.0
+
+    def figures(self) -> dict[str, float]:
+        calls = max(1, len(self.latencies))
+        return {
+            "gateway_cpu_ms_per_call": round(self.gateway_cpu * 1000 / calls, 3),
+            "calls": len(self.latencies),
+            "seconds": round(self.seconds, 3),
+            "qps": round(len(self.latencies) / self.seconds, 1) if self.seconds else 0.0,
+            "p50_ms": round(pct(self.latencies, 0.50), 3),
+            "p99_ms": round(pct(self.latencies, 0.99), 3),
+        }
 
 
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+def cpu_seconds(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 async def load(
-    call: Callable[[], Awaitable[object]], concurrency: int, count: int, seconds: float
-) -> Figures:
-    """`count` calls (or until `seconds`) spread over `concurrency` callers, after a warm-up."""
-    for _ in range(min(100, count)):
-        await call()
-    latencies: list[float] = []
+    call: Callable[[], Awaitable[object]],
+    concurrency: int,
+    count: int,
+    seconds: float,
+    into: Pool,
+    gateway: psutil.Process | None,
+) -> None:
+    """`count` calls (or until `seconds`) spread over `concurrency` callers."""
     deadline = time.monotonic() + seconds
     remaining = count
 
@@ -368,18 +390,12 @@ async def load(
             remaining -= 1
             start = time.perf_counter()
             await call()
-            latencies.append(time.perf_counter() - start)
+            into.latencies.append(time.perf_counter() - start)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(gateway)
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return Figures(
-        len(latencies),
-        round(elapsed, 3),
-        round(len(latencies) / elapsed, 1),
-        round(pct(latencies, 0.50), 3),
-        round(pct(latencies, 0.99), 3),
-    )
+    into.seconds += time.perf_counter() - started
+    into.gateway_cpu += cpu_seconds(gateway) - cpu
 
 
 class DirectCaller:
@@ -443,35 +459,41 @@ async def measure(stack: DevStack, gateways: Gateways, args: argparse.Namespace)
         "gateway_cached": gateway_caller(setup, gateways.cached, fixture.document),
         "gateway_uncached": gateway_caller(setup, gateways.uncached, fixture.document),
     }
+    processes = {
+        "gateway_cached": psutil.Process(stack.process("gateway").pid),
+        "gateway_uncached": psutil.Process(gateways.process.pid),
+    }
+    # Short slices, cases alternating: the machine's load drifts (other work shares the
+    # two cores), and alternating gives every case the same share of that drift.
+    slices = args.slices
     bounds = {1: (args.count1, args.seconds), 32: (args.count32, args.seconds)}
-    rounds: dict[str, list[Figures]] = {}
+    pools: dict[str, Pool] = {}
     try:
-        for round_no in range(args.rounds):
-            for concurrency, (count, seconds) in bounds.items():
+        for call in cases.values():
+            for _ in range(50):  # warm-up: connections, caches, the decision
+                await call()
+        for concurrency, (count, seconds) in bounds.items():
+            for _ in range(slices):
                 for name, call in cases.items():
                     if args.only and name not in args.only:
                         continue
-                    figures = await load(call, concurrency, count, seconds)
-                    rounds.setdefault(f"{name}_c{concurrency}", []).append(figures)
+                    pool = pools.setdefault(f"{name}_c{concurrency}", Pool())
+                    gateway = processes.get(name)
+                    await load(call, concurrency, count // slices, seconds / slices, pool, gateway)
+            for name in cases:
+                key = f"{name}_c{concurrency}"
+                if key in pools:
+                    f = pools[key].figures()
                     print(
-                        f"round {round_no + 1} {name:17s} c={concurrency:<2d} "
-                        f"{figures.calls:6d} calls {figures.qps:8.1f} qps "
-                        f"p50 {figures.p50_ms:7.3f} ms p99 {figures.p99_ms:7.3f} ms",
+                        f"{name:17s} c={concurrency:<2d} {f['calls']:6.0f} calls "
+                        f"{f['qps']:8.1f} qps p50 {f['p50_ms']:7.3f} ms p99 {f['p99_ms']:7.3f} ms "
+                        f"gateway CPU {f['gateway_cpu_ms_per_call']:.3f} ms/call",
                         flush=True,
                     )
     finally:
         await direct.close()
         await setup.close()
-    return {key: _median(values) for key, values in rounds.items()}
-
-
-def _median(values: list[Figures]) -> dict[str, float]:
-    return {
-        "calls": sum(v.calls for v in values),
-        "qps": round(statistics.median(v.qps for v in values), 1),
-        "p50_ms": round(statistics.median(v.p50_ms for v in values), 3),
-        "p99_ms": round(statistics.median(v.p99_ms for v in values), 3),
-    }
+    return {key: pool.figures() for key, pool in pools.items()}
 
 
 def ratios(cases: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -497,13 +519,20 @@ def ratios(cases: dict[str, dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--count1", type=int, default=1500, help="calls per 1-caller case")
-    parser.add_argument("--count32", type=int, default=4000, help="calls per 32-caller case")
-    parser.add_argument("--seconds", type=float, default=8.0, help="time bound per case")
+    parser.add_argument("--slices", type=int, default=10, help="alternating slices per case")
+    parser.add_argument("--count1", type=int, default=3000, help="calls per 1-caller case")
+    parser.add_argument("--count32", type=int, default=8000, help="calls per 32-caller case")
+    parser.add_argument("--seconds", type=float, default=20.0, help="time bound per case")
     parser.add_argument("--only", nargs="*", help="cases to run (direct, gateway_cached, ...)")
     parser.add_argument(
         "--profile", type=Path, help="run the caching gateway under cProfile, stats to FILE"
+    )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of both gateways (experiments, e.g. DMP_TRACE_SAMPLE_RATIO=0)",
     )
     parser.add_argument("--no-write", action="store_true", help="do not write the results")
     parser.add_argument("--keep", type=Path, help="use this directory for var/ and keep it")
@@ -516,6 +545,7 @@ def main() -> None:
         if args.backend == "postgresql":
             pg_urls = asyncio.run(create_pg_databases(run_id))
         gateway_extra = dict(BENCH_GATEWAY_ENV, DMP_DECISION_CACHE_TTL_S="5")
+        gateway_extra.update(item.split("=", 1) for item in args.gateway_env)
         cfg = StackConfig(
             var_dir=var,
             base_port=free_base(),
@@ -550,17 +580,23 @@ def main() -> None:
         "services": "identity, records, consent, gateway (launcher DevStack) + a TTL-0 gateway",
         "client": "this process, uvloop, generated stubs; gateway over mTLS with the doctor card",
         "headline_concurrency": 1,
-        "rounds": args.rounds,
+        "slices": args.slices,
         **ratios(cases),
         "cases": cases,
+        "gateway_env": gateway_extra,
         "goal": {"p50_ratio_cached": 1.5},
     }
     print(json.dumps({k: v for k, v in result.items() if "ratio" in k}, indent=2))
     met = result.get("p50_ratio_cached", 99) <= 1.5
     print(f"goal p50_ratio_cached <= 1.5: {'met' if met else 'NOT met'}")
     if not args.no_write:
+        # Top level: this run; `by_backend` keeps the last run of each backend side by side.
+        by_backend = {}
+        if RESULTS.exists():
+            by_backend = json.loads(RESULTS.read_text()).get("by_backend", {})
+        by_backend[args.backend] = result
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        RESULTS.write_text(json.dumps({**result, "by_backend": by_backend}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
