@@ -281,7 +281,7 @@ class Journey:
 
     def patient_is_notified(self) -> None:
         p = self.patient
-        listing = self.run.ok(
+        self.run.ok(
             "patient",
             "notify.ListNotifications",
             lambda: self.notify().ListNotifications(
@@ -297,7 +297,6 @@ class Journey:
                 for n in r.notifications
             ),
         )
-        del listing
         self.note(f"Reading the e-mail from the dev mail sink {self.e.mail_dir}")
         mails = self.run.ok(
             "patient",
@@ -385,7 +384,7 @@ class Journey:
 
     def emergency_read(self) -> None:
         p = self.patient
-        rule = self.run.ok(
+        self.run.ok(
             self.regulateur.label,
             "consent.StartEmergencyAccess (mode centre_15)",
             lambda: self.consent(self.regulateur).StartEmergencyAccess(
@@ -400,7 +399,6 @@ class Journey:
             ),
             lambda r: f"emergency access until {r.expire_time.ToDatetime(UTC):%Y-%m-%d %H:%M} UTC",
         )
-        del rule
         self.run.ok(
             self.regulateur.label,
             "records.GetDocument (the consultation report, emergency mode)",
