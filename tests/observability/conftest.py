@@ -1,0 +1,254 @@
+"""The platform in-process for the tracing and metrics tests, with an in-memory span exporter.
+
+Spans of every in-process server land in one `InMemorySpanExporter`, so a test
+can follow one call from the gateway (real TLS, a real card) through records,
+its outbox relay, NATS, notify's consumer and dispatcher, to the e-mail
+accepted by an aiosmtpd sink. The assembly has its own nats-server: no other
+module's event backlog sits in front of its events. Records and the gateway
+serve Prometheus endpoints on free ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+from cryptography import x509
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+
+from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
+from dmp.records.v1 import records_pb2
+from gateway.app import RunningGateway, start_gateway
+from gateway.settings import GatewaySettings
+from kit import pki, tracing
+from kit.server import RunningServer, start_app
+from kit.testing import principals
+from kit.testing.databases import DatabaseFactory
+from kit.testing.nats_server import NatsServer, free_port
+from services.consent.app import ConsentApp
+from services.consent.settings import ConsentSettings
+from services.identity.app import IdentityApp
+from services.notify.app import NotifyApp
+from services.notify.settings import NotifySettings
+from services.records.app import RecordsApp
+from services.records.settings import RecordsSettings
+from tests.fixtures.notify import SmtpSink, notify_test_settings
+from tests.identity.helpers import identity_settings
+
+_ROLES = {
+    name.removeprefix("PROFESSIONAL_ROLE_").lower(): value
+    for name, value in identity_pb2.ProfessionalRole.items()
+}
+SET_PREFERENCES = "/dmp.notify.v1.NotifyService/SetContactPreferences"
+
+
+@pytest.fixture(scope="session")
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Every span finished in this process from now on (cleared by the tests that read it)."""
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    tracing.add_span_processor(processor)
+    yield exporter
+    processor.shutdown()
+
+
+@dataclass
+class Assembly:
+    gateway: RunningGateway
+    identity: RunningServer
+    consent: RunningServer
+    records: RunningServer
+    notify: RunningServer
+    smtp: SmtpSink
+    pki_dir: Path
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def card_channel(self, stem: str) -> grpc.aio.Channel:
+        cards = self.pki_dir / "cards"
+        creds = grpc.ssl_channel_credentials(
+            (self.pki_dir / "ca.crt").read_bytes(),
+            private_key=(cards / f"{stem}.key").read_bytes(),
+            certificate_chain=(cards / f"{stem}.crt").read_bytes(),
+        )
+        channel = grpc.aio.secure_channel(f"localhost:{self.gateway.port}", creds)
+        self.channels.append(channel)
+        return channel
+
+    async def wait_projected(self, dossier: str, within_s: float = 15.0) -> None:
+        """Until consent has projected the record (the gateway's Authorize needs it)."""
+        app = self.consent.app
+        assert isinstance(app, ConsentApp)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while loop.time() < deadline:
+            app.store.invalidate(dossier)
+            record = await app.store.record(dossier)
+            if record is not None and record.state == records_pb2.DOSSIER_STATE_ACTIVE:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"consent never projected {dossier}")
+
+    async def set_email(self, ins: str, email: str) -> None:
+        """The patient's contact: document notifications by e-mail (direct, signed call)."""
+        prefs = notify_pb2.ContactPreferences(
+            name=f"patients/{ins}/contactPreferences",
+            email=email,
+            choices=[
+                notify_pb2.ChannelChoice(
+                    kind=notify_pb2.NOTIFICATION_KIND_DOCUMENT_ADDED,
+                    channels=[notify_pb2.CHANNEL_EMAIL],
+                )
+            ],
+        )
+        async with grpc.aio.insecure_channel(self.notify.target) as channel:
+            await notify_pb2_grpc.NotifyServiceStub(channel).SetContactPreferences(
+                notify_pb2.SetContactPreferencesRequest(
+                    contact_preferences=prefs, request_id=str(uuid.uuid4())
+                ),
+                metadata=principals.metadata(principals.patient(ins), SET_PREFERENCES),
+                timeout=10,
+            )
+
+
+async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics and index every sample by (name, sorted labels)."""
+
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+    text = await asyncio.to_thread(fetch)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def span_tree(finished: tuple[ReadableSpan, ...], trace_id: int) -> list[ReadableSpan]:
+    return [s for s in finished if s.context is not None and s.context.trace_id == trace_id]
+
+
+async def _register_card(identity: RunningServer, pki_dir: Path, stem: str) -> None:
+    fields = pki.DEMO_CARDS[stem]
+    cert = x509.load_pem_x509_certificate((pki_dir / "cards" / f"{stem}.crt").read_bytes())
+    path = "/dmp.identity.v1.IdentityService/CreateProfessional"
+    family, _, given = fields.name.rpartition(" ")
+    async with grpc.aio.insecure_channel(identity.target) as channel:
+        await identity_pb2_grpc.IdentityServiceStub(channel).CreateProfessional(
+            identity_pb2.CreateProfessionalRequest(
+                request_id=str(uuid.uuid4()),
+                professional=identity_pb2.Professional(
+                    rpps=fields.rpps,
+                    family_name=given or fields.name,
+                    given_name=family or "-",
+                    profession_code=fields.profession_code,
+                    specialty_code=fields.specialty_code,
+                    roles=[_ROLES[r] for r in fields.roles],
+                    certificate_sha256=[pki.fingerprint(cert)],
+                ),
+            ),
+            metadata=principals.metadata(principals.internal("pki"), path),
+            timeout=10,
+        )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def assembly(
+    databases: DatabaseFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+    spans: InMemorySpanExporter,
+) -> AsyncIterator[Assembly]:
+    base = tmp_path_factory.mktemp("observability")
+    nats = NatsServer(base / "nats").start()
+    smtp = SmtpSink().start()
+    started: list[RunningServer] = []
+    try:
+        notify_base = notify_test_settings(
+            await databases.create("obs-notify"), smtp, base / "sms.ndjson"
+        ).model_dump()
+        notify_base.update(
+            nats_url=nats.url,
+            events_enabled=True,
+            consumer_prefix=f"obs{uuid.uuid4().hex[:8]}",
+            dispatch_poll_s=0.05,
+        )
+        notify = await start_app(NotifyApp(NotifySettings(**notify_base)))
+        started.append(notify)
+        key_dir = base / "keys"
+        identity = await start_app(
+            IdentityApp(
+                identity_settings(
+                    await databases.create("obs-identity"), nats.url, notify.target, key_dir
+                )
+            )
+        )
+        started.append(identity)
+        consent = await start_app(
+            ConsentApp(
+                ConsentSettings(
+                    database_url=await databases.create("obs-consent"),
+                    nats_url=nats.url,
+                    identity_target=identity.target,
+                    log_json=False,
+                )
+            )
+        )
+        started.append(consent)
+        records = await start_app(
+            RecordsApp(
+                RecordsSettings(
+                    database_url=await databases.create("obs-records"),
+                    nats_url=nats.url,
+                    identity_target=identity.target,
+                    metrics_port=free_port(),
+                    log_json=False,
+                )
+            )
+        )
+        started.append(records)
+        # notify subscribes to records' and consent's streams: they exist from now on.
+        assert isinstance(notify.app, NotifyApp)
+        await asyncio.wait_for(notify.app.wait_events_ready(), 30)
+        pki_dir = base / "pki"
+        pki.ensure_dev_pki(pki_dir)
+        await _register_card(identity, pki_dir, "doctor")
+        gateway = await start_gateway(
+            GatewaySettings(
+                grpc_port=0,
+                patient_port=0,
+                tls_cert_file=str(pki_dir / "gateway.crt"),
+                tls_key_file=str(pki_dir / "gateway.key"),
+                client_ca_file=str(pki_dir / "ca.crt"),
+                token_public_key_file=str(key_dir / "token_signing_key.pem.pub"),
+                identity_target=identity.target,
+                records_target=records.target,
+                consent_target=consent.target,
+                notify_target=notify.target,
+                history_feed_target="127.0.0.1:1",
+                nats_url=nats.url,
+                metrics_port=free_port(),
+                log_json=False,
+            )
+        )
+        out = Assembly(gateway, identity, consent, records, notify, smtp, pki_dir)
+        yield out
+        for channel in out.channels:
+            await channel.close()
+        await gateway.stop(0)
+    finally:
+        for server in reversed(started):
+            await server.stop(0.5)
+        smtp.stop()
+        nats.stop()
