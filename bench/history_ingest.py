@@ -189,8 +189,11 @@ async def run_size(count: int, deadline_s: float, workdir: Path) -> dict[str, An
         process, port = start_service(dsn, workdir)
         sampler = RssSampler(process.pid)
         sampler.start()
-        idle_rss = psutil.Process(process.pid).memory_info().rss
+        service = psutil.Process(process.pid)
+        idle_rss = service.memory_info().rss
+        cpu_before = service.cpu_times()
         seconds, response = await ingest(port, stream_file, deadline_s)
+        cpu_after = service.cpu_times()
         sampler.stop_flag.set()
         sampler.join()
         assert response.accepted_count == count, response
@@ -208,6 +211,10 @@ async def run_size(count: int, deadline_s: float, workdir: Path) -> dict[str, An
         "copy_seconds": round(copy_seconds, 3),
         "copy_lines_per_s": round(count / copy_seconds),
         "ratio": round((count / seconds) / (count / copy_seconds), 3),
+        "service_cpu_s": round(
+            cpu_after.user - cpu_before.user + cpu_after.system - cpu_before.system, 2
+        ),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
         "rss_idle_mb": round(idle_rss / 2**20, 1),
         "rss_peak_mb": round(sampler.peak / 2**20, 1),
     }

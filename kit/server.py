@@ -84,6 +84,10 @@ class ServiceApp(abc.ABC):
     def needs_nats(self) -> bool:
         return self.outbox is not None
 
+    def server_options(self) -> Sequence[tuple[str, Any]]:
+        """Extra grpc server channel arguments (e.g. a bulk-ingest service's stream window)."""
+        return ()
+
     async def stop(self) -> None:
         if self.relay is not None:
             await self.relay.stop()
@@ -141,6 +145,7 @@ async def start_app(app: ServiceApp) -> RunningServer:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        *app.server_options(),
     ]
     server = grpc.aio.server(
         # One interceptor: authentication, server span and RED metrics in a single wrapper.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import grpc
 
@@ -31,6 +32,11 @@ class HistoryFeedApp(ServiceApp):
 
     def needs_nats(self) -> bool:
         return self.history_settings.history_consume_dossier_events
+
+    def server_options(self) -> Sequence[tuple[str, Any]]:
+        return [
+            ("grpc.http2.lookahead_bytes", self.history_settings.history_stream_lookahead_bytes)
+        ]
 
     @property
     def writer(self) -> ClaimWriter:

@@ -1,12 +1,13 @@
 """One IngestClaims run: validate lines as they stream in, commit them in batches.
 
-Memory stays flat whatever the stream length: at most one batch is being
-filled while the previous one is being written (the write overlaps the
-reading of the next messages), and only counters and the first rejections are
-kept. A batch is committed before the next one starts writing, so a stream
-cut mid-way keeps every batch whose write started and loses only the lines
-still being accumulated; re-sending the stream completes it, committed lines
-counting as duplicates.
+Memory stays flat whatever the stream length: one batch is being filled
+while at most `history_write_ahead_batches` filled ones are written, one
+after the other in stream order (writes overlap the reading and checking of
+the next messages; a full chain stops reading, which pushes back on the
+feeder through HTTP/2 flow control), and only counters and the first
+rejections are kept. A stream cut mid-way keeps every batch already handed to
+the chain and loses only the lines still being accumulated; re-sending the
+stream completes it, committed lines counting as duplicates.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -51,9 +53,12 @@ class IngestRun:
         self._rows: list[ClaimRow] = []
         # line id -> (content hash, batch index, line index) of the batch being filled
         self._positions: dict[str, tuple[bytes, int, int]] = {}
-        self._writing: asyncio.Task[None] | None = None
+        self._write_ahead = settings.history_write_ahead_batches
+        # Write tasks in stream order, each awaiting the previous one.
+        self._pending: deque[asyncio.Task[None]] = deque()
         # Until a batch meets stored ids, lines are taken for new: the writer's fast path.
         self._expect_new = True
+        self.merged_batches = 0
 
     def _reject(self, line_id: str, batch: int, index: int, reason: str, detail: str) -> None:
         self.response.rejected_count += 1
@@ -118,26 +123,35 @@ class IngestRun:
             await self.flush()
 
     async def flush(self) -> None:
-        """Start writing the filled batch once the previous write has committed."""
-        await self.wait_written()
+        """Hand the filled batch to the write chain; wait while it is full (backpressure)."""
         if not self._rows:
             return
+        while len(self._pending) >= self._write_ahead:
+            await asyncio.shield(self._pending[0])
+            self._pending.popleft()
         rows, positions = self._rows, self._positions
         self._rows, self._positions = [], {}
-        self._writing = asyncio.create_task(self._write(rows, positions))
+        previous = self._pending[-1] if self._pending else None
+        self._pending.append(asyncio.create_task(self._write(previous, rows, positions)))
 
     async def wait_written(self) -> None:
-        """Wait for the batch being written; a cancelled caller never cancels the write."""
-        if self._writing is not None:
-            task = self._writing
-            await asyncio.shield(task)
-            self._writing = None
+        """Wait for every handed batch; a cancelled caller never cancels a write."""
+        while self._pending:
+            await asyncio.shield(self._pending[0])
+            self._pending.popleft()
 
     async def _write(
-        self, rows: list[ClaimRow], positions: dict[str, tuple[bytes, int, int]]
+        self,
+        previous: asyncio.Task[None] | None,
+        rows: list[ClaimRow],
+        positions: dict[str, tuple[bytes, int, int]],
     ) -> None:
+        """Batches commit one after the other, in stream order; a failed one stops the chain."""
+        if previous is not None:
+            await previous
         outcome: BatchOutcome = await self._writer.write(rows, expect_new=self._expect_new)
         self._expect_new = outcome.accepted == len(rows)
+        self.merged_batches += outcome.merged
         self.response.accepted_count += outcome.accepted
         self.response.duplicate_count += outcome.duplicates
         for line_id in outcome.conflicts:
@@ -145,10 +159,11 @@ class IngestRun:
             self._reject(line_id, batch, index, "LINE_ID_CONFLICT", _CONFLICT)
 
     async def abandon(self) -> None:
-        """On a cut stream or a stream error: let the batch being written commit."""
-        if self._writing is not None:
+        """On a cut stream or a stream error: the batches already handed over still commit."""
+        for task in self._pending:
             with contextlib.suppress(Exception):
-                await self.wait_written()
+                await task
+        self._pending.clear()
         self._rows, self._positions = [], {}
 
 
@@ -184,5 +199,6 @@ async def run_ingest(
         accepted=response.accepted_count,
         duplicates=response.duplicate_count,
         rejected=response.rejected_count,
+        merged_batches=run.merged_batches,
     )
     return response

@@ -21,6 +21,24 @@ class HistoryFeedSettings(ServiceSettings):
     history_max_lines_per_message: int = Field(
         default=1000, ge=1, le=10_000, description="Most lines one IngestClaims message may carry."
     )
+    history_write_ahead_batches: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description=(
+            "Filled batches that may wait for the database while the next one fills: "
+            "absorbs jitter between validation and writes; memory is this many batches."
+        ),
+    )
+    history_stream_lookahead_bytes: int = Field(
+        default=4 << 20,
+        ge=64 << 10,
+        le=64 << 20,
+        description=(
+            "HTTP/2 window the server grants each stream: with the 64 KiB default a feeder "
+            "stalls for window updates several times per 1000-line message."
+        ),
+    )
     history_max_rejections: int = Field(
         default=10_000, ge=0, description="Most per-line rejections listed in a response."
     )

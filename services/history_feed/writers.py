@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -64,6 +65,8 @@ class BatchOutcome:
     accepted: int = 0
     duplicates: int = 0
     conflicts: list[str] = field(default_factory=list)
+    #: Whether the batch went through the merge (stored ids met, or no fast path).
+    merged: bool = True
 
 
 class ClaimWriter(abc.ABC):
@@ -85,7 +88,7 @@ class ClaimWriter(abc.ABC):
 
 
 class PostgresClaimWriter(ClaimWriter):
-    """COPY + INSERT … SELECT on a small asyncpg pool of its own."""
+    """Plain COPY, or COPY + INSERT … SELECT, on a small asyncpg pool of its own."""
 
     def __init__(self, database_url: str, pool_size: int = 2) -> None:
         url = make_url(database_url).set(drivername="postgresql")
@@ -94,8 +97,6 @@ class PostgresClaimWriter(ClaimWriter):
         self._pool: Any = None
 
     async def start(self) -> None:
-        import asyncpg
-
         async def _init(conn: Any) -> None:
             await conn.execute(_CREATE_STAGING)
 
@@ -111,8 +112,6 @@ class PostgresClaimWriter(ClaimWriter):
     async def write(self, rows: Sequence[ClaimRow], *, expect_new: bool = False) -> BatchOutcome:
         if self._pool is None:
             raise RuntimeError("writer not started")
-        import asyncpg
-
         async with self._pool.acquire() as conn:
             if expect_new:
                 try:
@@ -123,7 +122,7 @@ class PostgresClaimWriter(ClaimWriter):
                 except asyncpg.UniqueViolationError:
                     pass  # some ids are stored (a replay, or a concurrent stream): merge
                 else:
-                    return BatchOutcome(accepted=len(rows))
+                    return BatchOutcome(accepted=len(rows), merged=False)
             return await self._merge(conn, rows)
 
     async def _merge(self, conn: Any, rows: Sequence[ClaimRow]) -> BatchOutcome:

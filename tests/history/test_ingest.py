@@ -116,6 +116,30 @@ async def test_conflict_in_a_batch_taken_for_new_keeps_the_rest(history: History
     assert history_pb2.ClaimLine.FromString(stored[pfx + "A"]).drug.quantity == 1
 
 
+async def test_conflict_across_committed_batches_of_one_stream_keeps_the_first(
+    history: HistoryClient,
+) -> None:
+    """Batches written ahead still commit in stream order: the earlier version wins."""
+    pfx = prefix()
+    ins = new_ins()
+    first = [drug(f"{pfx}a{i}", ins, ago(days=6)) for i in range(10)]
+    second = [drug(f"{pfx}b{i}", ins, ago(days=5)) for i in range(10)]
+    second[7] = drug(f"{pfx}a3", ins, ago(days=6), quantity=4)
+    third = [drug(f"{pfx}c{i}", ins, ago(days=4)) for i in range(10)]
+    response = await history.ingest(batches_of([*first, *second, *third], 10))
+    assert (response.accepted_count, response.duplicate_count, response.rejected_count) == (
+        29,
+        0,
+        1,
+    )
+    rejection = response.rejections[0]
+    assert (rejection.line_id, rejection.reason) == (pfx + "a3", "LINE_ID_CONFLICT")
+    assert (rejection.batch_index, rejection.line_index) == (1, 7)
+    stored = await history.stored(pfx)
+    assert len(stored) == 29
+    assert history_pb2.ClaimLine.FromString(stored[pfx + "a3"]).drug.quantity == 1
+
+
 async def test_concurrent_streams_of_the_same_lines_store_each_once(
     history: HistoryClient,
 ) -> None:
