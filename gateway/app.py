@@ -29,7 +29,7 @@ from gateway.proxy import Gate, ProxyHandler
 from gateway.ratelimit import RateLimiter
 from gateway.routing import build_routes, targets
 from gateway.settings import GatewaySettings
-from kit.clients import InternalCredentials
+from kit.clients import RECONNECT_OPTIONS, InternalCredentials
 from kit.logs import get_logger
 from kit.metrics import MetricsServer, serve_metrics
 from kit.observe import InstrumentedHandler, RpcObserver
@@ -74,6 +74,7 @@ def _upstream(target: str, max_bytes: int) -> grpc.aio.Channel:
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
+            *RECONNECT_OPTIONS,
         ],
     )
 

@@ -117,10 +117,14 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 await context.abort_with_status(exc.to_status(DOMAIN))
             if isinstance(exc, grpc.aio.AioRpcError):
                 code = exc.code()
-                if code == grpc.StatusCode.UNAVAILABLE:
+                # An upstream CANCELLED is never the client's doing (that cancels this handler):
+                # a service shutting down drops calls it had not started. Retry, like UNAVAILABLE.
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                     log.warning("upstream_unavailable", method=path)
                     error = ServiceError(
-                        code, "UPSTREAM_UNAVAILABLE", "The service is unavailable; retry later."
+                        grpc.StatusCode.UNAVAILABLE,
+                        "UPSTREAM_UNAVAILABLE",
+                        "The service is unavailable; retry later.",
                     )
                     await context.abort_with_status(error.to_status(DOMAIN))
                 await context.abort(
