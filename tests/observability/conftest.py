@@ -36,6 +36,7 @@ from kit.server import RunningServer, start_app
 from kit.testing import principals
 from kit.testing.databases import DatabaseFactory
 from kit.testing.nats_server import NatsServer, free_port
+from kit.tokens import AccessTokenIssuer, load_private_key
 from services.consent.app import ConsentApp
 from services.consent.settings import ConsentSettings
 from services.identity.app import IdentityApp
@@ -72,6 +73,8 @@ class Assembly:
     notify: RunningServer
     smtp: SmtpSink
     pki_dir: Path
+    nats_url: str
+    key_dir: Path
     channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     def card_channel(self, stem: str) -> grpc.aio.Channel:
@@ -84,6 +87,18 @@ class Assembly:
         channel = grpc.aio.secure_channel(f"localhost:{self.gateway.port}", creds)
         self.channels.append(channel)
         return channel
+
+    def patient_channel(self) -> grpc.aio.Channel:
+        creds = grpc.ssl_channel_credentials((self.pki_dir / "ca.crt").read_bytes())
+        channel = grpc.aio.secure_channel(f"localhost:{self.gateway.patient_port}", creds)
+        self.channels.append(channel)
+        return channel
+
+    def patient_token(self, ins: str) -> tuple[tuple[str, str], ...]:
+        """Bearer metadata of a token signed with identity's key, as a login would issue."""
+        issuer = AccessTokenIssuer(load_private_key(self.key_dir / "token_signing_key.pem"))
+        token = issuer.issue(account=f"acct-{ins}", ins=ins, session_id=uuid.uuid4().hex).token
+        return (("authorization", f"Bearer {token}"),)
 
     async def wait_projected(self, dossier: str, within_s: float = 15.0) -> None:
         """Until consent has projected the record (the gateway's Authorize needs it)."""
@@ -242,7 +257,9 @@ async def assembly(
                 log_json=False,
             )
         )
-        out = Assembly(gateway, identity, consent, records, notify, smtp, pki_dir)
+        out = Assembly(
+            gateway, identity, consent, records, notify, smtp, pki_dir, nats.url, key_dir
+        )
         yield out
         for channel in out.channels:
             await channel.close()
