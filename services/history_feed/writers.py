@@ -115,10 +115,10 @@ class PostgresClaimWriter(ClaimWriter):
         async with self._pool.acquire() as conn:
             if expect_new:
                 try:
-                    async with conn.transaction():
-                        await conn.copy_records_to_table(
-                            TARGET_TABLE, records=rows, columns=CLAIM_COLUMNS
-                        )
+                    # One statement, so its own transaction: no BEGIN/COMMIT round trips.
+                    await conn.copy_records_to_table(
+                        TARGET_TABLE, records=rows, columns=CLAIM_COLUMNS
+                    )
                 except asyncpg.UniqueViolationError:
                     pass  # some ids are stored (a replay, or a concurrent stream): merge
                 else:
