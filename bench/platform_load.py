@@ -1,0 +1,461 @@
+"""Platform load: a realistic mix through the gateway, next to a bare grpc.aio echo server.
+
+The whole platform runs as real processes, started by the launcher (`make run`'s code:
+nats-server, mail sink, identity, records, consent, notify, history_feed, gateway with the dev
+PKI) on SQLite files, or PostgreSQL databases with `--backend postgresql`. This process is
+the client (uvloop), with `--callers` concurrent callers for `--seconds` (and at most
+`--max-calls` calls), each picking its next call from the mix:
+
+    pro_get_document    45  a doctor reads a document (card, mTLS port)
+    pro_list_documents  10  a doctor lists a record's documents
+    upload              15  a doctor uploads a ~1 kB report
+    access_history      15  a patient reads their access log (bearer token, patient port)
+    history_ingest       5  the AMO feeder streams one batch of 50 claim lines
+    patient_login      0.5  a patient starts a login (password: one argon2id verify, ~0.4 s
+                            of CPU, plus a one-time code sent by e-mail)
+
+The baseline, measured in the same run with the same callers: a bare grpc.aio server in its
+own process answering a 200-byte unary echo (plaintext, no interceptor). The efficiency ratio
+is platform QPS / echo QPS: how much of what gRPC alone does on this machine the platform
+keeps while doing authentication, authorization, encryption, storage and events.
+
+    .venv/bin/python bench/platform_load.py [--backend sqlite|postgresql] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import uvloop
+
+from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
+from dmp.history.v1 import history_pb2, history_pb2_grpc
+from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp.records.v1 import records_pb2, records_pb2_grpc
+from kit import pki
+from kit.devstack.nats_server import free_port, wait_for_port
+from kit.testing.databases import DatabaseFactory
+from kit.testing.stack import LiveStack, running_stack
+from services.history_feed.synthetic import Generator
+
+RESULTS = Path(__file__).parent / "results" / "platform_load.json"
+R = records_pb2
+C = consent_pb2
+ID = identity_pb2
+REPORT = ("Compte rendu de consultation. " * 40).encode()  # ~1.2 kB
+PASSWORD = "Bench-Horse-42-battery"
+MIX: dict[str, float] = {
+    "pro_get_document": 45,
+    "pro_list_documents": 10,
+    "upload": 15,
+    "access_history": 15,
+    "history_ingest": 5,
+    "patient_login": 0.5,
+}
+INGEST_LINES = 50
+PATIENTS = 12
+LOGIN_ACCOUNTS = 6
+ECHO_PAYLOAD = b"x" * 200
+
+
+def make_ins(rng: random.Random) -> str:
+    nir = f"1800575{rng.randrange(1_000_000):06d}"
+    return nir + f"{97 - int(nir) % 97:02d}"
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def report(title: str = "Compte rendu de consultation") -> R.Document:
+    document = R.Document(
+        title=title, type_code="11488-4", content=REPORT, format=R.DOCUMENT_FORMAT_TEXT_PLAIN
+    )
+    document.service_start_time.FromDatetime(datetime.now(UTC) - timedelta(days=1))
+    return document
+
+
+async def retry(call: Callable[[], Awaitable[object]], seconds: float = 30.0) -> object:
+    """Until an event-driven projection caught up (consent learns records' changes by event)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class Patient:
+    ins: str
+    dossier: str
+    token: str
+    documents: list[str] = field(default_factory=list)
+
+
+@dataclass
+class World:
+    """Stubs and data the callers share."""
+
+    doctor: records_pb2_grpc.RecordsServiceStub
+    patient_consent: consent_pb2_grpc.ConsentServiceStub
+    identity: identity_pb2_grpc.IdentityServiceStub
+    amo: history_pb2_grpc.HistoryFeedServiceStub
+    patients: list[Patient]
+    accounts: list[str]
+    generator: Generator
+    ingested: int = 0
+
+
+async def build_world(stack: LiveStack, rng: random.Random) -> World:
+    desk = records_pb2_grpc.RecordsServiceStub(stack.card_channel("desk"))
+    doctor = records_pb2_grpc.RecordsServiceStub(stack.card_channel("doctor"))
+    patient_channel = stack.patient_channel()
+    patient_records = records_pb2_grpc.RecordsServiceStub(patient_channel)
+    patient_consent = consent_pb2_grpc.ConsentServiceStub(patient_channel)
+    attest = R.ConsentAttestation(consent_obtained=True, information_given=True)
+    patients = []
+    for _ in range(PATIENTS):
+        ins = make_ins(rng)
+        created = await desk.CreateDossier(
+            R.CreateDossierRequest(
+                dossier=R.Dossier(
+                    patient_ins=ins,
+                    identity=R.PatientIdentity(
+                        birth_family_name="BENCH",
+                        birth_given_names=["Alice"],
+                        birth_date=R.Date(year=1980, month=5, day=17),
+                        sex=R.SEX_FEMALE,
+                        birth_place_code="75056",
+                    ),
+                ),
+                desk=R.DeskCreation(consent=attest, cpam_office_code="751"),
+                request_id=str(uuid.uuid4()),
+            ),
+            timeout=15,
+        )
+        token = stack.token(ins)
+        await retry(
+            lambda n=created.name, t=token: patient_records.GetDossier(  # type: ignore[misc]
+                R.GetDossierRequest(name=n), metadata=bearer(t), timeout=10
+            )
+        )
+        await patient_consent.GrantAccess(
+            C.GrantAccessRequest(
+                parent=created.name,
+                professional_rpps=pki.DEMO_CARDS["doctor"].rpps,
+                request_id=str(uuid.uuid4()),
+            ),
+            metadata=bearer(token),
+            timeout=10,
+        )
+        patient = Patient(ins, created.name, token)
+        for _ in range(3):
+            document = await doctor.CreateDocument(
+                R.CreateDocumentRequest(
+                    parent=created.name, document=report(), request_id=str(uuid.uuid4())
+                ),
+                timeout=15,
+            )
+            patient.documents.append(document.name)
+        patients.append(patient)
+
+    desk_identity = identity_pb2_grpc.IdentityServiceStub(stack.card_channel("desk"))
+    anonymous = identity_pb2_grpc.IdentityServiceStub(patient_channel)
+    accounts = []
+    for index in range(LOGIN_ACCOUNTS):
+        ins = make_ins(rng)
+        issued = await desk_identity.IssueCreationCode(
+            ID.IssueCreationCodeRequest(request_id=str(uuid.uuid4()), ins=ins), timeout=10
+        )
+        await anonymous.RegisterPatientAccount(
+            ID.RegisterPatientAccountRequest(
+                request_id=str(uuid.uuid4()),
+                ins=ins,
+                creation_code=issued.creation_code,
+                password=PASSWORD,
+                email=f"bench{index}@example.test",
+            ),
+            timeout=15,
+        )
+        accounts.append(ins)
+    return World(
+        doctor=doctor,
+        patient_consent=patient_consent,
+        identity=anonymous,
+        amo=history_pb2_grpc.HistoryFeedServiceStub(stack.card_channel("amo")),
+        patients=patients,
+        accounts=accounts,
+        generator=Generator(seed=7, patients=200, prefix=f"B{uuid.uuid4().hex[:6]}-"),
+    )
+
+
+# --------------------------------------------------------------------------- the calls
+
+
+async def pro_get_document(world: World, rng: random.Random) -> None:
+    patient = rng.choice(world.patients)
+    await world.doctor.GetDocument(
+        R.GetDocumentRequest(name=rng.choice(patient.documents)), timeout=30
+    )
+
+
+async def pro_list_documents(world: World, rng: random.Random) -> None:
+    patient = rng.choice(world.patients)
+    await world.doctor.ListDocuments(
+        R.ListDocumentsRequest(parent=patient.dossier, page_size=20), timeout=30
+    )
+
+
+async def upload(world: World, rng: random.Random) -> None:
+    patient = rng.choice(world.patients)
+    await world.doctor.CreateDocument(
+        R.CreateDocumentRequest(
+            parent=patient.dossier, document=report(), request_id=str(uuid.uuid4())
+        ),
+        timeout=30,
+    )
+
+
+async def access_history(world: World, rng: random.Random) -> None:
+    patient = rng.choice(world.patients)
+    await world.patient_consent.ListAccessHistory(
+        C.ListAccessHistoryRequest(parent=patient.dossier, page_size=20),
+        metadata=bearer(patient.token),
+        timeout=30,
+    )
+
+
+async def history_ingest(world: World, rng: random.Random) -> None:
+    start = world.ingested
+    world.ingested += INGEST_LINES
+    batch = history_pb2.IngestClaimsRequest(
+        lines=list(world.generator.lines(INGEST_LINES, start)), request_id=str(uuid.uuid4())
+    )
+
+    async def stream() -> AsyncIterator[history_pb2.IngestClaimsRequest]:
+        yield batch
+
+    await world.amo.IngestClaims(stream(), timeout=60)
+
+
+async def patient_login(world: World, rng: random.Random) -> None:
+    await world.identity.StartLogin(
+        ID.StartLoginRequest(
+            request_id=str(uuid.uuid4()), identifier=rng.choice(world.accounts), password=PASSWORD
+        ),
+        timeout=30,
+    )
+
+
+CALLS: dict[str, Callable[[World, random.Random], Awaitable[None]]] = {
+    "pro_get_document": pro_get_document,
+    "pro_list_documents": pro_list_documents,
+    "upload": upload,
+    "access_history": access_history,
+    "history_ingest": history_ingest,
+    "patient_login": patient_login,
+}
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Samples:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def calls(self) -> int:
+        return sum(len(v) for v in self.latencies.values())
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+async def run_mix(world: World, callers: int, seconds: float, max_calls: int, seed: int) -> Samples:
+    samples = Samples({k: [] for k in MIX}, {k: {} for k in MIX})
+    kinds, weights = list(MIX), list(MIX.values())
+    remaining = max_calls
+    deadline = time.monotonic() + seconds
+
+    async def caller(index: int) -> None:
+        nonlocal remaining
+        rng = random.Random(seed * 1000 + index)
+        while remaining > 0 and time.monotonic() < deadline:
+            remaining -= 1
+            kind = rng.choices(kinds, weights)[0]
+            started = time.perf_counter()
+            try:
+                await CALLS[kind](world, rng)
+            except grpc.aio.AioRpcError as exc:
+                errors = samples.errors[kind]
+                errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+                continue
+            samples.latencies[kind].append(time.perf_counter() - started)
+
+    started = time.monotonic()
+    await asyncio.gather(*(caller(i) for i in range(callers)))
+    samples.seconds = time.monotonic() - started
+    return samples
+
+
+ECHO_SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    import grpc, uvloop
+
+    class Echo(grpc.GenericRpcHandler):
+        def service(self, details):
+            return grpc.unary_unary_rpc_method_handler(echo_async)
+
+    async def echo_async(request, context):
+        return request
+
+    async def main(port):
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((Echo(),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    uvloop.run(main(int(sys.argv[1])))
+    """
+)
+
+
+def start_echo(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ECHO_SERVER, str(port)], stdout=subprocess.DEVNULL
+    )
+    wait_for_port(port, proc=proc)
+    return proc
+
+
+async def run_echo(callers: int, seconds: float, max_calls: int) -> Samples:
+    """The same callers against a bare grpc.aio server in its own process."""
+    port = free_port()
+    proc = await asyncio.to_thread(start_echo, port)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo = channel.unary_unary("/bench.Echo/Echo")
+            for _ in range(200):  # warm-up
+                await echo(ECHO_PAYLOAD, timeout=10)
+            samples = Samples({"echo": []}, {"echo": {}})
+            remaining = max_calls
+            deadline = time.monotonic() + seconds
+
+            async def caller() -> None:
+                nonlocal remaining
+                while remaining > 0 and time.monotonic() < deadline:
+                    remaining -= 1
+                    started = time.perf_counter()
+                    await echo(ECHO_PAYLOAD, timeout=10)
+                    samples.latencies["echo"].append(time.perf_counter() - started)
+
+            started = time.monotonic()
+            await asyncio.gather(*(caller() for _ in range(callers)))
+            samples.seconds = time.monotonic() - started
+            return samples
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    # Log warnings only: the figures measure the platform, not the log volume of a dev run.
+    os.environ["DMP_LOG_LEVEL"] = "WARNING"
+    gateway_env = {"DMP_RATE_LIMIT_PER_S": "1000000", "DMP_RATE_LIMIT_BURST": "1000000"}
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="dmp-platform-load-") as tmp:
+        (Path(tmp) / "db").mkdir()
+        databases = DatabaseFactory(args.backend, Path(tmp) / "db")
+        try:
+            async with running_stack(
+                databases, Path(tmp) / "var", extra_env={"gateway": gateway_env}
+            ) as stack:
+                world = await build_world(stack, rng)
+                # Warm-up: every call kind once, connections and caches in place.
+                await run_mix(world, 4, 3.0, 200, args.seed + 1)
+                platform = await run_mix(
+                    world, args.callers, args.seconds, args.max_calls, args.seed
+                )
+        finally:
+            await databases.drop_all()
+    echo = await run_echo(args.callers, min(args.seconds, 10.0), args.max_calls * 10)
+
+    platform_qps = platform.calls / platform.seconds
+    echo_qps = echo.calls / echo.seconds
+    kinds: dict[str, dict[str, float | int | dict[str, int]]] = {}
+    for kind, latencies in platform.latencies.items():
+        kinds[kind] = {
+            "calls": len(latencies),
+            "qps": round(len(latencies) / platform.seconds, 1),
+            "p50_ms": round(pct(latencies, 0.50), 2),
+            "p99_ms": round(pct(latencies, 0.99), 2),
+            "errors": platform.errors[kind],
+        }
+    return {
+        "backend": args.backend,
+        "callers": args.callers,
+        "seconds": round(platform.seconds, 1),
+        "mix_weights": MIX,
+        "echo_qps": round(echo_qps, 1),
+        "echo_p50_ms": round(pct(echo.latencies["echo"], 0.50), 3),
+        "echo_p99_ms": round(pct(echo.latencies["echo"], 0.99), 3),
+        "platform_qps": round(platform_qps, 1),
+        "efficiency_ratio": round(platform_qps / echo_qps, 4),
+        "errors": sum(sum(e.values()) for e in platform.errors.values()),
+        **kinds,
+    }
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--callers", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--max-calls", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    result = uvloop.run(main(args))
+    print(json.dumps(result, indent=2))
+    print(
+        f"platform {result['platform_qps']} QPS vs bare echo {result['echo_qps']} QPS: "
+        f"efficiency ratio {result['efficiency_ratio']}"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    cli()
