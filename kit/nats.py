@@ -39,6 +39,16 @@ STREAMS: dict[str, StreamSpec] = {
 }
 
 
+async def _connection_error(exc: Exception) -> None:
+    """One line per failed (re)connection attempt, without traceback.
+
+    nats-py's default callback logs every attempt with its traceback; while
+    NATS is away that is two rendered tracebacks a second, which in console
+    logging kept the event loop so busy that a SIGTERM never completed.
+    """
+    log.warning("nats_connection_error", error_type=type(exc).__name__)
+
+
 async def connect(url: str, name: str) -> Client:
     """Connect with endless reconnects: a NATS restart must not kill a service."""
     return await nats.connect(
@@ -47,6 +57,7 @@ async def connect(url: str, name: str) -> Client:
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        error_cb=_connection_error,
     )
 
 

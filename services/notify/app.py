@@ -172,9 +172,10 @@ class NotifyApp(ServiceApp):
 
         An event being taken in when its consumer stops is rolled back and not
         acked: it comes again to the next process, which finds any rows it
-        already made. The sends get `shutdown_grace_s` less one second (kept
-        for closing connections) to finish, so the process exits within its
-        grace period even when the relay stalls.
+        already made. The sends get most of `shutdown_grace_s` (all but 3 s,
+        at least half), the rest being kept for closing connections and the
+        interpreter's own exit, so the process is gone within its grace period
+        even when the relay stalls.
         """
         if self._events_task is not None:
             self._events_task.cancel()
@@ -182,7 +183,8 @@ class NotifyApp(ServiceApp):
                 await self._events_task
         await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
         if self.dispatcher is not None:
-            await self.dispatcher.stop(max(0.0, self.notify_settings.shutdown_grace_s - 1.0))
+            grace = self.notify_settings.shutdown_grace_s
+            await self.dispatcher.stop(max(grace / 2, grace - 3.0))
         await self.email.aclose()
         if self._dispatch_engine is not None:
             await self._dispatch_engine.dispose()
