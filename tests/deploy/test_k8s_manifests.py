@@ -46,6 +46,8 @@ GRPC_PORT = 50051
 GATEWAY_PORT = 8443  # cards: mTLS (DMP_GRPC_PORT)
 PATIENT_PORT = 8444  # patients: TLS + bearer token (DMP_PATIENT_PORT)
 METRICS_PORT = 9464  # Prometheus (DMP_METRICS_PORT), where a Deployment exposes it
+# The monitoring namespace's Prometheus, as the graph names an outside peer.
+PROMETHEUS = "ns:monitoring/app.kubernetes.io/name=prometheus"
 # The gateway's public Services (LoadBalancer on 443) -> the container port they reach.
 PUBLIC_SERVICES = {"gateway": "grpc", "gateway-patient": "patient"}
 # Kubernetes version of the JSON schemas: the one of the kubectl wheel that renders.
@@ -1000,6 +1002,8 @@ def expected_graph() -> set[tuple[str, str, str]]:
     # From outside the namespace: clients to the gateway; the CNPG operator to the instances.
     edges |= {("anywhere", "gateway", f"{p}/TCP") for p in (GATEWAY_PORT, PATIENT_PORT)}
     edges |= {("ns:cnpg-system/app.kubernetes.io/name=cloudnative-pg", PG, "8000/TCP")}
+    # Prometheus scrapes every DMP process on its metrics port, and nothing else.
+    edges |= {(PROMETHEUS, app, f"{METRICS_PORT}/TCP") for app in APPS}
     # To outside the namespace: DNS for everyone; mail and SMS for notify; the API server for CNPG.
     dns = "ns:kube-system/k8s-app=kube-dns"
     for node in (*APPS, NATS, PG):
@@ -1032,8 +1036,11 @@ def test_only_the_gateway_is_reachable_from_outside(docs: tuple[dict[str, Any], 
     pod_names = {n.name for n in graph_nodes(docs)}
     entries = {
         (src, dst)
-        for src, dst, _ in computed_graph(docs)
-        if src not in pod_names and dst in pod_names
+        for src, dst, port in computed_graph(docs)
+        if src not in pod_names
+        and dst in pod_names
+        # The metrics scrape is no way in: it reaches the metrics port only.
+        and (src, port) != (PROMETHEUS, f"{METRICS_PORT}/TCP")
     }
     apps_reachable = {dst for _, dst in entries if dst in APPS}
     assert apps_reachable == {"gateway"}
