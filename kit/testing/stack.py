@@ -52,15 +52,24 @@ def free_port_block(size: int, *, low: int = 20000, high: int = 40000) -> int:
 
 def free_config(var_dir: Path) -> StackConfig:
     """A StackConfig on free ports (nothing collides with `make run` or another test run)."""
-    offsets = [s.port_offset or 0 for s in catalog.CATALOG]
+    size = max(s.port_offset or 0 for s in catalog.CATALOG) + 1
+    base = free_port_block(size)
+    # Distinct and outside the block: the kernel may hand the same free port out twice, or one
+    # inside the block (the launcher then refuses to start: "ports overlap").
+    singles: list[int] = []
+    while len(singles) < 5:
+        port = free_port()
+        if not base <= port < base + size and port not in singles:
+            singles.append(port)
+    nats, smtp, gateway, patient, probe = singles
     return StackConfig(
         var_dir=var_dir,
-        base_port=free_port_block(max(offsets) + 1),
-        nats_port=free_port(),
-        smtp_port=free_port(),
-        gateway_port=free_port(),
-        patient_port=free_port(),
-        gateway_probe_port=free_port(),
+        base_port=base,
+        nats_port=nats,
+        smtp_port=smtp,
+        gateway_port=gateway,
+        patient_port=patient,
+        gateway_probe_port=probe,
     )
 
 
