@@ -19,9 +19,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from kit.metrics import MethodMetrics, RpcMetrics
-from kit.tracing import context_from_metadata
+from kit.tracing import id_only_span, recording, span_context_from_metadata
 
-_tracer = trace.get_tracer("dmp.rpc")
 _SERVER = SpanKind.SERVER
 _OK = grpc.StatusCode.OK
 _ERROR = Status(StatusCode.ERROR)
@@ -58,21 +57,28 @@ class RpcObserver:
     def __init__(self, service: str) -> None:
         self._service = service
         self._metrics = RpcMetrics(service)
+        # The scope name tells in-process servers apart (tests); processes have service.name.
+        self._tracer = trace.get_tracer(f"dmp.rpc.{service}")
+        self._attributes: dict[str, dict[str, str]] = {}
 
     def start(self, path: str, metadata: Iterable[tuple[str, str | bytes]] | None) -> ActiveRpc:
-        span = _tracer.start_span(path[1:], context=context_from_metadata(metadata), kind=_SERVER)
-        if span.is_recording():
-            service, _, method = path[1:].rpartition("/")
-            span.set_attributes(
-                {
-                    "rpc.system": "grpc",
-                    "rpc.service": service,
-                    "rpc.method": method,
-                    "dmp.service": self._service,
-                }
-            )
+        parent = span_context_from_metadata(metadata)
+        span = self._recorded(path, parent) if recording() else id_only_span(parent)
         token = otel_context.attach(trace.set_span_in_context(span))
         return ActiveRpc(span, token, time.perf_counter(), self._metrics.method(path))
+
+    def _recorded(self, path: str, parent: trace.SpanContext | None) -> trace.Span:
+        attributes = self._attributes.get(path)
+        if attributes is None:
+            service, _, method = path[1:].rpartition("/")
+            attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+            self._attributes[path] = attributes
+        context = None
+        if parent is not None:
+            context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+        return self._tracer.start_span(
+            path[1:], context=context, kind=_SERVER, attributes=attributes
+        )
 
     @staticmethod
     def finish(rpc: ActiveRpc, code: grpc.StatusCode) -> None:

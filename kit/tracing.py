@@ -2,13 +2,16 @@
 
 One trace follows a client call through the gateway, the service, the outbox
 row (which stores the context at write time), the relay's publication, the
-NATS headers and the consumers. Every process installs an SDK tracer provider,
-even without an exporter, so spans get real ids and logs can carry them; the
-exporter (OTLP, console) is chosen by settings.
+NATS headers and the consumers. With an exporter (OTLP, console) the process
+installs an SDK tracer provider and records spans. Without one, recording
+spans would cost every RPC for nothing, so server spans are "id only"
+(`rpc_span`): a fresh span id in the caller's trace (or a new trace), not
+recorded, still propagated and still in the logs.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 
 from opentelemetry import context, propagate, trace
@@ -19,11 +22,12 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
 )
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.trace.span import TraceState
 
 _configured: TracerProvider | None = None
-_w3c = TraceContextTextMapPropagator()
+_random = random.Random()  # noqa: S311 - span ids need uniqueness, not secrecy (as the SDK's)
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
@@ -34,35 +38,66 @@ def configure_tracing(
     *,
     otlp_endpoint: str = "",
     sample_ratio: float = 1.0,
-) -> TracerProvider:
-    """Install the process's tracer provider once; a second call returns the first one.
+) -> TracerProvider | None:
+    """Install the process's recording provider when an exporter is asked for (else None).
 
     `exporter`: none, console or otlp; a non-empty `otlp_endpoint` implies otlp.
     """
-    global _configured  # noqa: PLW0603 - one provider per process, by OTel design
-    if _configured is not None:
-        return _configured
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": f"dmp-{service}"}),
-        sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
-    )
     if exporter == "console":
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        processor: SpanProcessor = SimpleSpanProcessor(ConsoleSpanExporter())
     elif exporter == "otlp" or otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         endpoint = otlp_endpoint or None  # None: OTEL_EXPORTER_OTLP_ENDPOINT or localhost:4317
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    trace.set_tracer_provider(provider)
-    _configured = provider
-    return provider
+        processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
+    else:
+        return _configured
+    return add_span_processor(processor, service, sample_ratio)
 
 
-def add_span_processor(processor: SpanProcessor, service: str = "test") -> TracerProvider:
-    """Attach a processor (tests: an in-memory exporter) to the process's provider."""
-    provider = configure_tracing(service)
-    provider.add_span_processor(processor)
-    return provider
+def add_span_processor(
+    processor: SpanProcessor, service: str = "test", sample_ratio: float = 1.0
+) -> TracerProvider:
+    """Record spans into `processor` (tests: an in-memory exporter); installs the provider once."""
+    global _configured  # noqa: PLW0603 - one provider per process, by OTel design
+    if _configured is None:
+        _configured = TracerProvider(
+            resource=Resource.create({"service.name": f"dmp-{service}"}),
+            # ALWAYS_ON unless a ratio is asked: the ratio sampler costs on every root span.
+            sampler=ParentBased(
+                ALWAYS_ON if sample_ratio >= 1 else TraceIdRatioBased(sample_ratio)
+            ),
+        )
+        trace.set_tracer_provider(_configured)
+    _configured.add_span_processor(processor)
+    return _configured
+
+
+def recording() -> bool:
+    """Whether spans are recorded (an exporter or a test processor is installed)."""
+    return _configured is not None
+
+
+def id_only_span(parent: trace.SpanContext | None) -> trace.Span:
+    """A span that is only ids: child of `parent` (or a new sampled trace), never recorded."""
+    if parent is None:
+        return trace.NonRecordingSpan(
+            trace.SpanContext(
+                _random.getrandbits(128),
+                _random.getrandbits(64),
+                is_remote=False,
+                trace_flags=_SAMPLED,
+            )
+        )
+    return trace.NonRecordingSpan(
+        trace.SpanContext(
+            parent.trace_id,
+            _random.getrandbits(64),
+            is_remote=False,
+            trace_flags=parent.trace_flags,
+            trace_state=parent.trace_state,
+        )
+    )
 
 
 def tracer(name: str) -> trace.Tracer:
@@ -95,10 +130,14 @@ def extract_context(
     return propagate.extract(carrier)
 
 
-def context_from_metadata(
+def span_context_from_metadata(
     metadata: Iterable[tuple[str, str | bytes]] | None,
-) -> context.Context | None:
-    """W3C context of incoming gRPC metadata (keys arrive lower-case); None without one."""
+) -> trace.SpanContext | None:
+    """The caller's W3C span context in gRPC metadata (keys arrive lower-case), if valid.
+
+    Parsed by hand: the generic propagator (regex, carrier getters) costs several
+    times more, and every RPC of every process pays this.
+    """
     parent = state = None
     for key, value in metadata or ():
         if key == TRACEPARENT:
@@ -107,7 +146,42 @@ def context_from_metadata(
             state = value
     if not isinstance(parent, str):
         return None
-    carrier = {TRACEPARENT: parent}
-    if isinstance(state, str):
-        carrier[TRACESTATE] = state
-    return _w3c.extract(carrier)
+    return _parse_traceparent(parent, state if isinstance(state, str) else None)
+
+
+def context_from_metadata(
+    metadata: Iterable[tuple[str, str | bytes]] | None,
+) -> context.Context | None:
+    """W3C context of incoming gRPC metadata; None without a valid one."""
+    span_context = span_context_from_metadata(metadata)
+    if span_context is None:
+        return None
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+def _parse_traceparent(value: str, state: str | None) -> trace.SpanContext | None:
+    parts = value.split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    version, trace_hex, span_hex, flags_hex = parts[:4]
+    if version == "00" and len(parts) != 4:
+        return None
+    if len(trace_hex) != 32 or len(span_hex) != 16 or len(flags_hex) != 2:
+        return None
+    try:
+        trace_id, span_id, flags = int(trace_hex, 16), int(span_hex, 16), int(flags_hex, 16)
+        int(version, 16)
+    except ValueError:
+        return None
+    if trace_id == 0 or span_id == 0:
+        return None
+    trace_state = None
+    if state:
+        trace_state = TraceState.from_header([state])
+    return trace.SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(flags & 0x01),
+        trace_state=trace_state,
+    )

@@ -50,13 +50,18 @@ async def _wait_span(spans: InMemorySpanExporter, trace_id: int, name: str, kind
     raise AssertionError(f"no {name!r} span in the trace")
 
 
-def _one(spans: list[ReadableSpan], name: str, **attributes: object) -> ReadableSpan:
+def _one(
+    spans: list[ReadableSpan], name: str, scope: str = "", **attributes: object
+) -> ReadableSpan:
+    """The single span named `name` (of the server `dmp.rpc.<scope>` if given)."""
     found = [
         s
         for s in spans
-        if s.name == name and all((s.attributes or {}).get(k) == v for k, v in attributes.items())
+        if s.name == name
+        and (not scope or (s.instrumentation_scope and s.instrumentation_scope.name == scope))
+        and all((s.attributes or {}).get(k) == v for k, v in attributes.items())
     ]
-    assert len(found) == 1, (name, attributes, [(s.name, s.attributes) for s in spans])
+    assert len(found) == 1, (name, scope, attributes, [(s.name, s.attributes) for s in spans])
     return found[0]
 
 
@@ -97,9 +102,9 @@ async def test_document_upload_is_one_trace_down_to_the_email(
     assert len(added_mails) == 1, [m.subject for m in assembly.smtp.messages_to(email)]
 
     trace = span_tree(spans.get_finished_spans(), trace_id)
-    gateway = _one(trace, CREATE_DOCUMENT, **{"dmp.service": "gateway"})
-    authorize = _one(trace, AUTHORIZE, **{"dmp.service": "consent"})
-    records = _one(trace, CREATE_DOCUMENT, **{"dmp.service": "records"})
+    gateway = _one(trace, CREATE_DOCUMENT, scope="dmp.rpc.gateway")
+    authorize = _one(trace, AUTHORIZE, scope="dmp.rpc.consent")
+    records = _one(trace, CREATE_DOCUMENT, scope="dmp.rpc.records")
     publish = _one(trace, f"publish {ADDED}")
     processed = [
         s
