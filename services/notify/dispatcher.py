@@ -130,7 +130,7 @@ class Dispatcher:
             _, running = await asyncio.wait({self._task}, timeout=drain_s)
             if running:
                 self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
         draining = set(self._in_flight)
