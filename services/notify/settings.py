@@ -21,7 +21,9 @@ class NotifySettings(ServiceSettings):
     smtp_use_tls: bool = Field(default=False, description="Implicit TLS (SMTPS, port 465).")
     smtp_start_tls: bool = Field(default=False, description="Require STARTTLS (port 587).")
     smtp_validate_certs: bool = Field(default=True, description="Check the relay's certificate.")
-    smtp_timeout_s: float = Field(default=10.0, gt=0, description="Per-attempt SMTP timeout.")
+    smtp_timeout_s: float = Field(
+        default=10.0, gt=0, description="Bound of one whole SMTP transaction (connect to 250)."
+    )
     mail_from: str = Field(
         default="no-reply@dmp.sante.fr", description="Envelope and From address of e-mails."
     )
