@@ -100,8 +100,16 @@ class PostgresClaimWriter(ClaimWriter):
         async def _init(conn: Any) -> None:
             await conn.execute(_CREATE_STAGING)
 
+        async def _keep_session(conn: Any) -> None:
+            """Only this writer's statements run here: skip the reset query's round trip."""
+
         self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=1, max_size=self._pool_size, init=_init
+            self._dsn,
+            min_size=1,
+            max_size=self._pool_size,
+            init=_init,
+            # asyncpg still rolls back an open transaction on release.
+            reset=_keep_session,
         )
 
     async def close(self) -> None:
