@@ -137,6 +137,7 @@ async def test_sigkill_under_load_loses_and_doubles_nothing(live: LiveStack, vic
     # Anything sent twice would show up now: give a resend the time of one dispatch poll.
     await asyncio.sleep(1.0)
     got = mailbox.announcements()
+    resent = sum(len(got[to]) - len(set(got[to])) for to in expected)
     for to, count in expected.items():
         distinct = len(set(got[to]))
         assert distinct == count, (to, distinct, count)
@@ -150,7 +151,8 @@ async def test_sigkill_under_load_loses_and_doubles_nothing(live: LiveStack, vic
         f"({sum(1 for u in ledger.uploads.values() if S.UNAVAILABLE in u.codes)} retried), "
         f"outcomes "
         f"{ {c.name: n for c, n in codes.items()} }, checks {checked - started:.1f}s, "
-        f"mail {loop.time() - checked:.1f}s, first OK {recovery_s:.2f}s after the restart"
+        f"mail {loop.time() - checked:.1f}s, first OK {recovery_s:.2f}s after the restart, "
+        f"{sum(expected.values())} announcements, {resent} resent with the same Message-ID"
     )
     for process in live.dev.processes:
         assert process.exited() is None, f"{process.name} died"
