@@ -233,22 +233,35 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--timeout", type=float, default=900.0, help="Per ingest call, seconds.")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        choices=range(1, 4),
+        help="Repeat every size (noisy hosts).",
+    )
     args = parser.parse_args()
     if any(size > 5_000_000 or size < 1000 for size in args.sizes):
         parser.error("sizes must be between 1000 and 5,000,000 lines")
-    runs: dict[int, dict[str, Any]] = {}
+    rounds: list[dict[int, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
-            runs[size] = await run_size(size, args.timeout, Path(tmp))
-    largest = runs[max(runs)]
+        for _ in range(args.rounds):
+            rounds.append(
+                {size: await run_size(size, args.timeout, Path(tmp)) for size in args.sizes}
+            )
+    # The machine is shared: the headline figures are the round with the lowest ratio.
+    largest_size = max(args.sizes)
+    worst = min(rounds, key=lambda runs: float(runs[largest_size]["ratio"]))
+    largest = worst[largest_size]
     summary = {
         "ingest_lines_per_s": largest["ingest_lines_per_s"],
         "copy_lines_per_s": largest["copy_lines_per_s"],
         "ratio": largest["ratio"],
         "ratio_lines": largest["lines"],
-        "rss_peak_mb_100k": runs.get(100_000, {}).get("rss_peak_mb"),
-        "rss_peak_mb_1m": runs.get(1_000_000, {}).get("rss_peak_mb"),
-        "runs": list(runs.values()),
+        "rss_peak_mb_100k": worst.get(100_000, {}).get("rss_peak_mb"),
+        "rss_peak_mb_1m": worst.get(1_000_000, {}).get("rss_peak_mb"),
+        "ratios_all_rounds": [runs[largest_size]["ratio"] for runs in rounds],
+        "runs": [run for runs in rounds for run in runs.values()],
         "settings": {
             "message_lines": MESSAGE_LINES,
             "commit_batch_lines": DEFAULTS.history_commit_batch_lines,
