@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from dmp.authz.v1 import principal_pb2
+from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from gateway.authn import Caller
 from gateway.routing import Route
@@ -42,6 +42,21 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 PRINCIPAL_TTL = timedelta(seconds=60)
 _MAX_ENTRIES = 100_000
 _MEMO_MAX_REQUEST = 512
+
+
+_READS = frozenset(
+    {
+        authz_pb2.ACTION_READ,
+        authz_pb2.ACTION_READ_ADMINISTRATIVE,
+        authz_pb2.ACTION_READ_ACCESS_LOG,
+        authz_pb2.ACTION_READ_ACCESS_RULES,
+        authz_pb2.ACTION_READ_DIRECTORY,
+    }
+)
+
+
+def _is_read(route: Route) -> bool:
+    return route.option is not None and route.option.action in _READS
 
 
 @dataclass(frozen=True)
@@ -133,9 +148,10 @@ class Decisions:
             self._cache.pop(key, None)
 
     def _target(self, route: Route, request: bytes) -> Target:
-        """`extract_target`, memoized for small requests: a client repeating a read sends
-        the same bytes, and parsing them again is a measurable part of a cached call."""
-        if len(request) > _MEMO_MAX_REQUEST:
+        """`extract_target`, memoized for small read requests: a client repeating a read
+        sends the same bytes, and parsing them again is a measurable part of a cached call.
+        Only reads: a write's bytes may hold medical content, which the edge must not keep."""
+        if len(request) > _MEMO_MAX_REQUEST or not _is_read(route):
             return extract_target(route, request)
         key = (route.path, request)
         target = self._targets.get(key)
