@@ -2,12 +2,13 @@
 
 PostgreSQL, two paths (MEASURED.md: COPY is 2.4× asyncpg executemany):
 - fresh lines, the usual case of a feed: one COPY straight into
-  `claim_lines`. Measured with 5000-line batches, this is ~0.7× of a bare
-  COPY in 100k chunks, where a COPY into a staging table followed by
-  `INSERT … SELECT … ON CONFLICT` is ~0.5× (the speculative insertion and the
-  second write of every row cost as much as the COPY itself). The primary
-  key still guards idempotency: a line id already stored makes the COPY fail
-  with a unique violation, and the batch is rolled back and merged;
+  `claim_lines`, a statement that is its own transaction. Measured on 200k
+  rows in 5000-row batches: ~9 µs of PostgreSQL CPU per row, like a bare COPY
+  in 100k chunks, where a COPY into a staging table followed by
+  `INSERT … SELECT … ON CONFLICT` costs ~15 µs (the speculative insertion and
+  the second write of every row). The primary key still guards idempotency:
+  a line id already stored makes the whole COPY fail with a unique violation
+  (nothing of it stays), and the batch is merged instead;
 - merge: COPY into a per-connection temporary staging table, then one
   `INSERT … SELECT … ON CONFLICT (line_id) DO NOTHING`; rows that did not go
   in are re-read against the staging table to tell identical re-sends
