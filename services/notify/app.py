@@ -177,11 +177,12 @@ class NotifyApp(ServiceApp):
         interpreter's own exit, so the process is gone within its grace period
         even when the relay stalls.
         """
+        log.info("notify_stopping", consumers=len(self.consumers))
         if self._events_task is not None:
             self._events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events_task
-        await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
+        await self._stop_consumers()
         if self.dispatcher is not None:
             grace = self.notify_settings.shutdown_grace_s
             await self.dispatcher.stop(max(grace / 2, grace - 3.0))
@@ -189,6 +190,25 @@ class NotifyApp(ServiceApp):
         if self._dispatch_engine is not None:
             await self._dispatch_engine.dispose()
         await super().stop()
+
+    async def _stop_consumers(self, patience_s: float = 1.0) -> None:
+        """Stop every consumer, cancelling again those whose task outlives a cancellation.
+
+        A SIGTERM once never completed here; a consumer stop is therefore never
+        awaited unbounded: a task still running after `patience_s` is
+        cancelled anew (the cancellation may have been absorbed by the NATS
+        client), and after five rounds the process goes on stopping.
+        """
+        stops = {asyncio.create_task(c.stop()): c for c in self.consumers}
+        for _ in range(5):
+            if not stops:
+                return
+            _, running = await asyncio.wait(stops, timeout=patience_s)
+            stops = {asyncio.create_task(stops[t].stop()): stops[t] for t in running}
+            if stops:
+                log.warning("consumer_stop_slow", consumers=len(stops))
+        if stops:
+            log.error("consumer_stop_abandoned", consumers=len(stops))
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         notify_pb2_grpc.add_NotifyServiceServicer_to_server(NotifyServicer(self), server)

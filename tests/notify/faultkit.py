@@ -79,10 +79,20 @@ class Rig:
             time.sleep(0.05)
         return proc
 
-    async def terminate(self, proc: subprocess.Popen[bytes], within_s: float) -> float:
-        """SIGTERM; the process must exit by itself, with status 0, within `within_s`."""
+    async def terminate(
+        self,
+        proc: subprocess.Popen[bytes],
+        within_s: float,
+        after_signal: Callable[[], None] | None = None,
+    ) -> float:
+        """SIGTERM; the process must exit by itself, with status 0, within `within_s`.
+
+        `after_signal` runs right after the signal is sent (e.g. the relay going down).
+        """
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
+        if after_signal is not None:
+            after_signal()
         try:
             code = await asyncio.to_thread(proc.wait, within_s)
         except subprocess.TimeoutExpired:

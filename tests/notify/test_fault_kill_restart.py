@@ -70,11 +70,11 @@ async def test_sigterm_twice_mid_batch_and_smtp_down_exactly_1000_emails(
         proc = rig.start()
         await publishing
 
-        # Stop 2 with the relay going down at the same instant, for 5 s.
+        # Stop 2 with the relay going down right after the signal, for 5 s: the
+        # sends in flight are cut, recorded for a retry, and the process exits.
         in_flight_2 = await signal_mid_batch(rig, 550)
-        await asyncio.to_thread(rig.sink.stop)
         down = time.monotonic()
-        await rig.terminate(proc, GRACE_S)
+        await rig.terminate(proc, GRACE_S, after_signal=rig.sink.stop)
         rig.start()  # comes up with the relay still down: retries with backoff
         await asyncio.sleep(max(0.0, SMTP_DOWN_S - (time.monotonic() - down)))
         rig.sink.start()
@@ -91,10 +91,13 @@ async def test_sigterm_twice_mid_batch_and_smtp_down_exactly_1000_emails(
         assert raw == DOCUMENTS
         assert distinct == DOCUMENTS
         check_everything_announced(rig, await rig.announced_events())
-        # Both stops found sends in flight, finished them, abandoned none.
+        # Both stops abandoned nothing; the first, relay up, finished the sends in flight
+        # (the relay accepted them after the SIGTERM). The second's were cut by the relay
+        # going down, possibly before the drain began: they were retried later.
         assert len(drains) == 2
-        assert all(d["finished"] >= 1 and d["abandoned"] == 0 for d in drains)
-        assert after_1 > before_1  # the relay accepted the in-flight mails after the SIGTERM
+        assert all(d["abandoned"] == 0 for d in drains)
+        assert drains[0]["finished"] >= 1
+        assert after_1 > before_1
         assert (await rig.statuses()) == {"sent": DOCUMENTS}
 
 
