@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kit.db import transaction, utcnow
-from kit.errors import failed_precondition
+from kit.errors import invalid_argument
 from services.notify import models
 from services.notify.models import deliveries
 
@@ -86,8 +86,10 @@ async def _reclaim(
     takeover_after: timedelta,
 ) -> Claim:
     if (existing["channel"], existing["purpose"], existing["masked_destination"]) != wanted:
-        raise failed_precondition(
-            "REQUEST_ID_REUSED", "This request id was already used for another message."
+        raise invalid_argument(
+            "REQUEST_ID_REUSED",
+            "This request id was already used for another message.",
+            "request_id",
         )
     status = existing["status"]
     abandoned = status == models.STATUS_PENDING and existing["update_time"] <= now - takeover_after

@@ -154,7 +154,7 @@ async def test_request_id_reused_for_another_message_is_refused(
     other = code_request(request_id=request.request_id, destination="autre.personne@exemple.org")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await notify_stub.SendOneTimeCode(other, metadata=internal_md())
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # as kit.idempotency
     info = error_info(caught.value)
     assert info is not None
     assert info.reason == "REQUEST_ID_REUSED"

@@ -42,8 +42,8 @@ class NotifyServiceStub:
     and sends nothing more (a FAILED delivery is attempted again).
     Transient provider errors are retried with backoff, within the caller's deadline.
     Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
-    DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID),
-    FAILED_PRECONDITION (REQUEST_ID_REUSED: same request_id, another message),
+    DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID,
+    REQUEST_ID_REUSED: same request_id, another message),
     PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
     provider is unreachable or refuses after retries.
     """
@@ -76,8 +76,8 @@ class NotifyServiceAsyncStub(NotifyServiceStub):
     and sends nothing more (a FAILED delivery is attempted again).
     Transient provider errors are retried with backoff, within the caller's deadline.
     Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
-    DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID),
-    FAILED_PRECONDITION (REQUEST_ID_REUSED: same request_id, another message),
+    DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID,
+    REQUEST_ID_REUSED: same request_id, another message),
     PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
     provider is unreachable or refuses after retries.
     """
@@ -113,8 +113,8 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
         and sends nothing more (a FAILED delivery is attempted again).
         Transient provider errors are retried with backoff, within the caller's deadline.
         Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
-        DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID),
-        FAILED_PRECONDITION (REQUEST_ID_REUSED: same request_id, another message),
+        DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID,
+        REQUEST_ID_REUSED: same request_id, another message),
         PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
         provider is unreachable or refuses after retries.
         """
