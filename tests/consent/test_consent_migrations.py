@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
 
 from dmp.consent.v1 import consent_pb2
 from kit import migrations
@@ -28,40 +25,15 @@ OLD = sa.table(
 )
 
 
-async def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-    finally:
-        await engine.dispose()
-
-
-async def _diff(url: str) -> list[object]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-
-            def compare(sync_conn):  # type: ignore[no-untyped-def]
-                context = MigrationContext.configure(
-                    sync_conn, opts={"version_table": migrations.version_table("consent")}
-                )
-                return compare_metadata(context, models.metadata)
-
-            return list(await conn.run_sync(compare))
-    finally:
-        await engine.dispose()
-
-
 async def test_upgrade_downgrade_upgrade(databases: DatabaseFactory) -> None:
     url = await databases.create("consent_migrations")
     await migrations.upgrade("consent", url)
-    assert await _tables(url) >= TABLES
-    assert await _diff(url) == []
+    assert await sql.table_names(url) >= TABLES
+    assert await sql.schema_diff(url, "consent", models.metadata) == []
     await migrations.downgrade("consent", url, "base")
-    assert await _tables(url) & TABLES == set()
+    assert await sql.table_names(url) & TABLES == set()
     await migrations.upgrade("consent", url)
-    assert await _diff(url) == []
+    assert await sql.schema_diff(url, "consent", models.metadata) == []
 
 
 async def test_idempotency_rows_survive_0002_both_ways(databases: DatabaseFactory) -> None:

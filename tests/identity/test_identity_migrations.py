@@ -6,9 +6,6 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
 
 from dmp.identity.v1 import identity_pb2
 from kit import migrations
@@ -25,41 +22,16 @@ KEPT = "0b8f5a43-6f0e-4f7e-9a59-6a4d8f1f0e01"
 SECRET = "0b8f5a43-6f0e-4f7e-9a59-6a4d8f1f0e02"
 
 
-async def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-    finally:
-        await engine.dispose()
-
-
-async def _diff(url: str) -> list[object]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-
-            def compare(sync_conn):  # type: ignore[no-untyped-def]
-                context = MigrationContext.configure(
-                    sync_conn, opts={"version_table": migrations.version_table("identity")}
-                )
-                return compare_metadata(context, models.metadata)
-
-            return list(await conn.run_sync(compare))
-    finally:
-        await engine.dispose()
-
-
 async def test_upgrade_downgrade_upgrade(databases: DatabaseFactory) -> None:
     url = await databases.create("identity_migrations")
     await migrations.upgrade("identity", url)
-    assert await _tables(url) >= TABLES
-    assert await _diff(url) == []
+    assert await sql.table_names(url) >= TABLES
+    assert await sql.schema_diff(url, "identity", models.metadata) == []
     await migrations.downgrade("identity", url, "base")
-    assert await _tables(url) & TABLES == set()
+    assert await sql.table_names(url) & TABLES == set()
     await migrations.upgrade("identity", url)
-    assert await _tables(url) >= TABLES
-    assert await _diff(url) == []
+    assert await sql.table_names(url) >= TABLES
+    assert await sql.schema_diff(url, "identity", models.metadata) == []
 
 
 async def test_processed_requests_keep_their_rows_both_ways(databases: DatabaseFactory) -> None:

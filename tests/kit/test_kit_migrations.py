@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
 
 from kit import migrations
-from kit.db import create_engine
 from kit.testing.databases import DatabaseFactory
+from tests.fixtures import sql
 
 ENV = """
 from sqlalchemy import MetaData
@@ -57,15 +56,6 @@ def fake_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return "kittest"
 
 
-async def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-    finally:
-        await engine.dispose()
-
-
 async def test_failed_migration_is_rolled_back_then_retried(
     fake_service: str, databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -73,11 +63,11 @@ async def test_failed_migration_is_rolled_back_then_retried(
     monkeypatch.setenv("KITTEST_MIGRATION_FAILS", "1")
     with pytest.raises(RuntimeError, match="half-way"):
         await migrations.upgrade(fake_service, url)
-    assert "first" not in await _tables(url)
+    assert "first" not in await sql.table_names(url)
 
     monkeypatch.setenv("KITTEST_MIGRATION_FAILS", "0")
     await migrations.upgrade(fake_service, url)
-    assert {"first", "second", migrations.version_table(fake_service)} <= await _tables(url)
+    assert {"first", "second", migrations.version_table(fake_service)} <= await sql.table_names(url)
 
     await migrations.downgrade(fake_service, url)
-    assert not {"first", "second"} & await _tables(url)
+    assert not {"first", "second"} & await sql.table_names(url)

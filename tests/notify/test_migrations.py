@@ -9,15 +9,7 @@ from kit import migrations
 from kit.db import create_engine
 from kit.testing.databases import DatabaseFactory
 from services.notify import models
-
-
-async def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-    finally:
-        await engine.dispose()
+from tests.fixtures import sql
 
 
 async def _unique_columns(url: str) -> set[tuple[str, ...]]:
@@ -35,13 +27,13 @@ async def _unique_columns(url: str) -> set[tuple[str, ...]]:
 async def test_upgrade_then_downgrade(databases: DatabaseFactory) -> None:
     url = await databases.create("notify_migrations")
     await migrations.upgrade("notify", url)
-    tables = await _tables(url)
+    tables = await sql.table_names(url)
     assert {"deliveries", "contact_preferences", "alembic_version_notify"} <= tables
     assert {("request_id",), ("delivery_id",)} <= await _unique_columns(url)
     await migrations.downgrade("notify", url)
-    assert not {"deliveries", "contact_preferences", "notifications"} & await _tables(url)
+    assert not {"deliveries", "contact_preferences", "notifications"} & await sql.table_names(url)
     await migrations.upgrade("notify", url)  # and up again from base
-    assert "deliveries" in await _tables(url)
+    assert "deliveries" in await sql.table_names(url)
 
 
 @pytest.mark.parametrize(
