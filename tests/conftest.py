@@ -5,6 +5,5 @@ pytest_plugins = [
     "tests.fixtures.history",
     "tests.fixtures.records",
     "tests.fixtures.consent",
-    "tests.fixtures.gateway",
     "tests.fixtures.stack",
 ]

@@ -51,7 +51,8 @@ def professional_cards(cards_dir: Path) -> list[tuple[str, x509.Certificate, pki
     return found
 
 
-def _professional(fields: pki.CardFields, sha: str) -> identity_pb2.Professional:
+def directory_entry(fields: pki.CardFields, sha: str) -> identity_pb2.Professional:
+    """The directory entry a card stands for (tests register cards the same way)."""
     family, _, given = fields.name.rpartition(" ")
     return identity_pb2.Professional(
         rpps=fields.rpps,
@@ -121,7 +122,7 @@ def register_cards(
                 result.warnings.append(f"card {stem}: unknown role(s) {', '.join(unknown)}")
                 continue
             try:
-                identity.create(_professional(fields, sha))
+                identity.create(directory_entry(fields, sha))
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.ALREADY_EXISTS:

@@ -20,12 +20,11 @@ import contextlib
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -35,12 +34,12 @@ from dmp.records.v1 import records_pb2, records_pb2_grpc
 from kit import pki
 from kit.devstack.nats_server import wait_for_port
 from kit.testing.stack import LiveStack
+from tests.e2e.helpers import bearer, eventually
 from tests.fixtures.records import make_ins
 from tests.records.helpers import create_request, doc
 
 R = records_pb2
 S = grpc.StatusCode
-T = TypeVar("T")
 CALL_TIMEOUT_S = 10.0
 RECOVERY_S = 60.0
 DOCUMENT_ADDED_SUBJECT = "Un nouveau document est disponible dans votre DMP"
@@ -53,27 +52,6 @@ GATEWAY_ENV = {"DMP_RATE_LIMIT_PER_S": "100000", "DMP_RATE_LIMIT_BURST": "100000
 
 def rid() -> str:
     return str(uuid.uuid4())
-
-
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
-
-
-async def eventually(
-    call: Callable[[], Awaitable[T]],
-    retry_on: tuple[grpc.StatusCode, ...],
-    within_s: float = RECOVERY_S,
-) -> T:
-    """`call()` until it stops failing with `retry_on` (a restart or an event still on its way)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        try:
-            return await call()
-        except grpc.aio.AioRpcError as err:
-            if err.code() not in retry_on or loop.time() > deadline:
-                raise
-        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -147,6 +125,7 @@ class Platform:
                 R.GetDossierRequest(name=dossier.name), metadata=md, timeout=CALL_TIMEOUT_S
             ),
             retry_on=(S.NOT_FOUND, S.FAILED_PRECONDITION),
+            within_s=RECOVERY_S,
         )
         email = f"patient{number}.{ins[-6:]}@example.test"
         await self.patient_notify.SetContactPreferences(
@@ -306,6 +285,7 @@ async def check_nothing_lost_or_doubled(platform: Platform, ledger: Ledger) -> N
                     R.GetDocumentRequest(name=upload.name), timeout=CALL_TIMEOUT_S
                 ),
                 retry_on=(S.UNAVAILABLE,),
+                within_s=RECOVERY_S,
             )
         assert hashlib.sha256(got.content).hexdigest() == upload.content_sha, upload.name
 

@@ -32,6 +32,7 @@ from dmp.records.v1 import records_pb2
 from gateway.app import RunningGateway, start_gateway
 from gateway.settings import GatewaySettings
 from kit import pki, tracing
+from kit.devstack.cards import directory_entry
 from kit.server import RunningServer, start_app
 from kit.testing import principals
 from kit.testing.databases import DatabaseFactory
@@ -47,10 +48,6 @@ from services.records.settings import RecordsSettings
 from tests.fixtures.notify import SmtpSink, notify_test_settings
 from tests.identity.helpers import identity_settings
 
-_ROLES = {
-    name.removeprefix("PROFESSIONAL_ROLE_").lower(): value
-    for name, value in identity_pb2.ProfessionalRole.items()
-}
 SET_PREFERENCES = "/dmp.notify.v1.NotifyService/SetContactPreferences"
 
 
@@ -159,20 +156,11 @@ async def _register_card(identity: RunningServer, pki_dir: Path, stem: str) -> N
     fields = pki.DEMO_CARDS[stem]
     cert = x509.load_pem_x509_certificate((pki_dir / "cards" / f"{stem}.crt").read_bytes())
     path = "/dmp.identity.v1.IdentityService/CreateProfessional"
-    family, _, given = fields.name.rpartition(" ")
     async with grpc.aio.insecure_channel(identity.target) as channel:
         await identity_pb2_grpc.IdentityServiceStub(channel).CreateProfessional(
             identity_pb2.CreateProfessionalRequest(
                 request_id=str(uuid.uuid4()),
-                professional=identity_pb2.Professional(
-                    rpps=fields.rpps,
-                    family_name=given or fields.name,
-                    given_name=family or "-",
-                    profession_code=fields.profession_code,
-                    specialty_code=fields.specialty_code,
-                    roles=[_ROLES[r] for r in fields.roles],
-                    certificate_sha256=[pki.fingerprint(cert)],
-                ),
+                professional=directory_entry(fields, pki.fingerprint(cert)),
             ),
             metadata=principals.metadata(principals.internal("pki"), path),
             timeout=10,
