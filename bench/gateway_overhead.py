@@ -52,6 +52,7 @@ from dmp.records.v1 import records_pb2, records_pb2_grpc
 from gateway.authn import Caller
 from gateway.authz import Decisions
 from gateway.routing import build_routes
+from kit import ins as kit_ins
 from kit import pki
 from kit import principal as principals
 from kit.clients import InternalCredentials
@@ -97,7 +98,7 @@ def _free(port: int) -> bool:
 def make_ins() -> str:
     """A valid INS (NIR + key), fresh per run."""
     nir = f"1800575{uuid.uuid4().int % 1_000_000:06d}"
-    return nir + f"{97 - int(nir) % 97:02d}"
+    return kit_ins.with_key(nir)
 
 
 # --------------------------------------------------------------------------- platform

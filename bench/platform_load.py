@@ -47,6 +47,7 @@ from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.history.v1 import history_pb2, history_pb2_grpc
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from kit import ins as kit_ins
 from kit import pki
 from kit.devstack.nats_server import free_port, wait_for_port
 from kit.testing.databases import DatabaseFactory
@@ -75,7 +76,7 @@ ECHO_PAYLOAD = b"x" * 200
 
 def make_ins(rng: random.Random) -> str:
     nir = f"1800575{rng.randrange(1_000_000):06d}"
-    return nir + f"{97 - int(nir) % 97:02d}"
+    return kit_ins.with_key(nir)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -40,6 +40,11 @@ def control_key(nir: str) -> int:
     return 97 - nir_number(nir) % 97
 
 
+def with_key(nir: str) -> str:
+    """The INS of a 13-character NIR (fixtures, demos and benchmarks make fresh patients)."""
+    return f"{nir}{control_key(nir):02d}"
+
+
 def validate(value: str, field: str = "ins") -> str:
     """The normalized INS, or INVALID_ARGUMENT INS_MALFORMED / INS_KEY_MISMATCH."""
     ins = normalize(value)

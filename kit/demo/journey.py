@@ -21,6 +21,7 @@ from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from kit import ins as kit_ins
 from kit import pki
 from kit.demo.connect import Channels, DemoError, Endpoints, mails_to, read_sms_code, sms_records
 from kit.demo.connect import text_of as mail_text
@@ -44,7 +45,7 @@ def new_ins() -> str:
     """A valid INS (NIR + key) nobody used: random order number."""
     nir = f"2{secrets.randbelow(60) + 40:02d}{secrets.randbelow(12) + 1:02d}75"
     nir += f"{secrets.randbelow(1000):03d}{secrets.randbelow(1000):03d}"
-    return nir + f"{97 - int(nir) % 97:02d}"
+    return kit_ins.with_key(nir)
 
 
 @dataclass(frozen=True)

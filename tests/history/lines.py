@@ -15,7 +15,7 @@ def new_ins(seed: int | None = None) -> str:
     """A fresh valid INS, so tests never share a patient."""
     number = seed if seed is not None else uuid.uuid4().int % 999_999
     nir = f"185057{number:06d}1"[:13]
-    return f"{nir}{kit_ins.control_key(nir):02d}"
+    return kit_ins.with_key(nir)
 
 
 def prefix() -> str:

@@ -46,7 +46,7 @@ def random_ins(rng: random.Random | None = None) -> str:
         + f"{r.randrange(1, 96):02d}"
         + f"{r.randrange(1000000):06d}"
     )
-    return nir + f"{ins_mod.control_key(nir):02d}"
+    return ins_mod.with_key(nir)
 
 
 def new_phone() -> str:

@@ -27,6 +27,8 @@ def test_valid_ins(value: str) -> None:
 
 def test_key_is_97_minus_nir_mod_97() -> None:
     assert ins.control_key("2550814168025") == 97 - 2550814168025 % 97 == 38
+    assert ins.with_key("2550814168025") == "255081416802538"
+    assert ins.with_key("1800575000001") == ins.validate(ins.with_key("1800575000001"))
 
 
 @pytest.mark.parametrize("value", ["255081416802539", "255081416802500", "185057800608490"])
