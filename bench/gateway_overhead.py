@@ -56,6 +56,7 @@ from kit import ins as kit_ins
 from kit import pki
 from kit import principal as principals
 from kit.clients import InternalCredentials
+from kit.demo.requests import desk_creation
 from kit.devstack import catalog
 from kit.devstack.processes import ServiceProcess, stop_all, wait_until_serving
 from kit.devstack.stack import DevStack, StackConfig, gateway_env
@@ -264,21 +265,7 @@ class Setup:
         port = self.gateways.cached
         desk = records_pb2_grpc.RecordsServiceStub(self.card_channel("desk", port))
         ins = make_ins()
-        attest = R.ConsentAttestation(consent_obtained=True, information_given=True)
-        request = R.CreateDossierRequest(
-            dossier=R.Dossier(
-                patient_ins=ins,
-                identity=R.PatientIdentity(
-                    birth_family_name="BENCH",
-                    birth_given_names=["Alice"],
-                    birth_date=R.Date(year=1980, month=5, day=17),
-                    sex=R.SEX_FEMALE,
-                    birth_place_code="75056",
-                ),
-            ),
-            desk=R.DeskCreation(consent=attest, cpam_office_code="751"),
-            request_id=str(uuid.uuid4()),
-        )
+        request = desk_creation(ins, family_name="BENCH", given_name="Alice")
         dossier = await desk.CreateDossier(request, timeout=15)
         doc = R.Document(
             title="Compte rendu de consultation",

@@ -49,6 +49,7 @@ from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from kit import ins as kit_ins
 from kit import pki
+from kit.demo.requests import desk_creation
 from kit.devstack.nats_server import free_port, wait_for_port
 from kit.testing.databases import DatabaseFactory
 from kit.testing.stack import LiveStack, running_stack
@@ -136,25 +137,11 @@ async def build_world(stack: LiveStack, rng: random.Random) -> World:
     patient_channel = stack.patient_channel()
     patient_records = records_pb2_grpc.RecordsServiceStub(patient_channel)
     patient_consent = consent_pb2_grpc.ConsentServiceStub(patient_channel)
-    attest = R.ConsentAttestation(consent_obtained=True, information_given=True)
     patients = []
     for _ in range(PATIENTS):
         ins = make_ins(rng)
         created = await desk.CreateDossier(
-            R.CreateDossierRequest(
-                dossier=R.Dossier(
-                    patient_ins=ins,
-                    identity=R.PatientIdentity(
-                        birth_family_name="BENCH",
-                        birth_given_names=["Alice"],
-                        birth_date=R.Date(year=1980, month=5, day=17),
-                        sex=R.SEX_FEMALE,
-                        birth_place_code="75056",
-                    ),
-                ),
-                desk=R.DeskCreation(consent=attest, cpam_office_code="751"),
-                request_id=str(uuid.uuid4()),
-            ),
+            desk_creation(ins, family_name="BENCH", given_name="Alice"),
             timeout=15,
         )
         token = stack.token(ins)

@@ -25,6 +25,7 @@ from kit import ins as kit_ins
 from kit import pki
 from kit.demo.connect import Channels, DemoError, Endpoints, mails_to, read_sms_code, sms_records
 from kit.demo.connect import text_of as mail_text
+from kit.demo.requests import desk_creation
 from kit.demo.steps import Runner
 
 R, C, ID, N = records_pb2, consent_pb2, identity_pb2, notify_pb2
@@ -182,21 +183,7 @@ class Journey:
         )
 
     def _create_request(self) -> R.CreateDossierRequest:
-        attest = R.ConsentAttestation(consent_obtained=True, information_given=True)
-        return R.CreateDossierRequest(
-            dossier=R.Dossier(
-                patient_ins=self.patient.ins,
-                identity=R.PatientIdentity(
-                    birth_family_name="DEMO",
-                    birth_given_names=["Camille"],
-                    birth_date=R.Date(year=1985, month=3, day=14),
-                    sex=R.SEX_FEMALE,
-                    birth_place_code="75056",
-                ),
-            ),
-            desk=R.DeskCreation(consent=attest, cpam_office_code="751"),
-            request_id=rid(),
-        )
+        return desk_creation(self.patient.ins)
 
     def log_in(self) -> None:
         p = self.patient
