@@ -24,7 +24,7 @@ from gateway.authn import Caller
 from gateway.routing import Route
 from kit import principal as principals
 from kit.clients import InternalCredentials
-from kit.errors import ServiceError, invalid_argument, unavailable
+from kit.errors import ServiceError, invalid_argument, status_code, unavailable
 from kit.logs import get_logger
 from kit.metrics import DECISION_CACHE_HIT, DECISION_CACHE_MISS
 from kit.tracing import TRACEPARENT
@@ -37,7 +37,6 @@ _DENIED_MESSAGE = {
     grpc.StatusCode.FAILED_PRECONDITION: "The record does not allow this now.",
     grpc.StatusCode.UNAUTHENTICATED: "This method needs an authenticated caller.",
 }
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 # A principal forwarded from the cache must still be valid when the service checks it.
 PRINCIPAL_TTL = timedelta(seconds=60)
 _MAX_ENTRIES = 100_000
@@ -248,7 +247,7 @@ class Decisions:
 
 
 def _denial(response: consent_pb2.AuthorizeResponse) -> ServiceError:
-    code = _CODES.get(response.status_code, grpc.StatusCode.PERMISSION_DENIED)
+    code = status_code(response.status_code, grpc.StatusCode.PERMISSION_DENIED)
     if code == grpc.StatusCode.OK:
         code = grpc.StatusCode.PERMISSION_DENIED
     message = _DENIED_MESSAGE.get(code, "This caller may not do this.")

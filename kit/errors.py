@@ -68,6 +68,12 @@ class ServiceError(Exception):
 
 _CODE_VALUES: dict[grpc.StatusCode, int] = {sc: sc.value[0] for sc in grpc.StatusCode}
 assert _CODE_VALUES[grpc.StatusCode.INVALID_ARGUMENT] == code_pb2.INVALID_ARGUMENT
+_CODES_BY_VALUE: dict[int, grpc.StatusCode] = {v: sc for sc, v in _CODE_VALUES.items()}
+
+
+def status_code(value: int, default: grpc.StatusCode) -> grpc.StatusCode:
+    """The gRPC code of a numeric `google.rpc.Code` (decisions and aborts carry numbers)."""
+    return _CODES_BY_VALUE.get(value, default)
 
 
 def invalid_argument(reason: str, message: str, field: str | None = None) -> ServiceError:

@@ -18,6 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from kit.errors import status_code
 from kit.metrics import MethodMetrics, RpcMetrics
 from kit.tracing import id_only_span, recording, span_context_from_metadata
 
@@ -98,9 +99,7 @@ def final_code(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> g
     if isinstance(code, grpc.StatusCode):
         return code
     if isinstance(code, int):
-        for candidate in grpc.StatusCode:
-            if candidate.value[0] == code:
-                return candidate
+        return status_code(code, default)
     return default
 
 

@@ -30,6 +30,7 @@ from kit.errors import (
     invalid_argument,
     not_found,
     permission_denied,
+    status_code,
 )
 from kit.idempotency import Key, Ledger
 from kit.logs import get_logger
@@ -66,7 +67,6 @@ EMERGENCY_PREFERENCES_ID = "emergencyPreferences"
 _DOSSIER_RE = re.compile(r"^(dossiers/[A-Za-z0-9._~-]{1,64})(?:/.*)?$")
 _RULE_RE = re.compile(r"^(dossiers/[A-Za-z0-9._~-]{1,64})/accessRules/([A-Za-z0-9-]{1,64})$")
 _RPPS_RE = re.compile(r"^\d{11}$")
-_STATUS = {c.value[0]: c for c in grpc.StatusCode}
 _JUSTIFICATION_MIN, _JUSTIFICATION_MAX = 10, 1000
 _PATIENT_KINDS = (P.PRINCIPAL_KIND_PATIENT,)
 # Consent requests hold no password or code: a plain hash is enough.
@@ -105,7 +105,7 @@ def _check_rpps(value: str, field: str = "professional_rpps") -> str:
 
 def refusal(decision: Decision) -> ServiceError:
     """The RPC error of a denied decision (AIP-211: NOT_FOUND carries the folded reason)."""
-    code = _STATUS.get(decision.status_code, grpc.StatusCode.PERMISSION_DENIED)
+    code = status_code(decision.status_code, grpc.StatusCode.PERMISSION_DENIED)
     return ServiceError(code, decision.public_reason, "Access refused.")
 
 
