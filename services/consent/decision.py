@@ -200,7 +200,7 @@ def decide(
             role_rows.append(row)
     if unknown_role:
         return _deny("ROLE_UNKNOWN", PERMISSION_DENIED)
-    if req.action == A.ACTION_READ_DIRECTORY:
+    if req.action == A.ACTION_READ_DIRECTORY and record is None:
         return _directory(matrix, req)
     if kind == P.PRINCIPAL_KIND_PATIENT:
         return _patient(matrix, req, record, now)
@@ -217,7 +217,8 @@ def decide(
 
 def _directory(matrix: Matrix, req: Request) -> Decision:
     """The professional directory names no record: patients look up whom to grant, and
-    professionals whom they work with; staff and services have no use for it."""
+    professionals whom they work with; staff and services have no use for it. A request
+    that does name a record goes through the record's rules (a block still wins)."""
     p = req.principal
     if p.kind == P.PRINCIPAL_KIND_PATIENT:
         return _allow("DIRECTORY", NORMAL, _scope(matrix, NORMAL, matrix.patient))
