@@ -8,7 +8,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,9 +25,9 @@ from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from kit import principal as principals
 from kit.devstack import catalog
-from kit.devstack.nats_server import free_port
 from kit.devstack.secrets import load as load_secrets
 from kit.testing.principals import internal, professional
+from kit.testing.stack import free_config
 from services.identity.rpps import check_digit
 from tests.fixtures.records import make_ins
 from tests.records.helpers import create_request, doc
@@ -41,28 +40,18 @@ STOP_TIMEOUT_S = 60
 IDENTITY = "/dmp.identity.v1.IdentityService/"
 
 
-def _port_block(size: int) -> int:
-    """A base port with `size` consecutive free ports (the launcher's ports are fixed)."""
-    for _ in range(200):
-        base = random.randint(20000, 40000)
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no block of free ports")
-
-
 class Launcher:
     """`dmp dev up` as a child process, its output collected by a thread."""
 
     def __init__(self, var_dir: Path) -> None:
         self.var_dir = var_dir
-        self.base_port = _port_block(len(catalog.CATALOG))
-        self.nats_port = free_port()
-        self.gateway_port, self.patient_port, self.probe_port = (free_port() for _ in range(3))
+        # Free, distinct ports outside the service block, chosen as the test stack does.
+        ports = free_config(var_dir)
+        self.base_port = ports.base_port
+        self.nats_port = ports.nats_port
+        self.smtp_port = ports.smtp_port
+        self.gateway_port, self.patient_port = ports.gateway_port, ports.patient_port
+        self.probe_port = ports.gateway_probe_port
         self.lines: list[str] = []
         self.ready = threading.Event()
         dmp = Path(sys.executable).parent / "dmp"
@@ -79,7 +68,7 @@ class Launcher:
                 "--nats-port",
                 str(self.nats_port),
                 "--smtp-port",
-                str(free_port()),
+                str(self.smtp_port),
                 "--gateway-port",
                 str(self.gateway_port),
                 "--patient-port",
