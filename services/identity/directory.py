@@ -1,7 +1,11 @@
-"""The professional directory: RPPS, profession, specialty, roles, certificates.
+"""The professional directory: RPPS, profession, specialty, roles, certificates; and the
+staff and service cards.
 
 Roles are a fixed set (ProfessionalRole); they are stored by their principal
 name ("guichet_amo"…) so they read the same as in certificates and principals.
+Every client certificate the gateway accepts is listed here, by fingerprint:
+a professional's (CPS) under its RPPS entry, a staff or service card in
+`cards`, so what a card may do never comes from its own subject fields.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dmp.identity.v1 import events_pb2, identity_pb2
 from kit import codes
 from kit.errors import already_exists, invalid_argument, not_found
 from services.identity import events, rpps, validation
-from services.identity.models import professional_certificates, professionals
+from services.identity.models import cards, professional_certificates, professionals
 
 ROLE_NAMES: dict[int, str] = {
     value: name.removeprefix("PROFESSIONAL_ROLE_").lower()
@@ -121,12 +125,13 @@ async def create(
     if existing:
         raise already_exists("PROFESSIONAL_EXISTS", "This RPPS is already in the directory.")
     if entry.certificate_sha256:
+        prints = list(entry.certificate_sha256)
         taken = (
             await db.execute(
-                select(func.count()).where(
-                    professional_certificates.c.sha256.in_(list(entry.certificate_sha256))
-                )
+                select(func.count()).where(professional_certificates.c.sha256.in_(prints))
             )
+        ).scalar_one() + (
+            await db.execute(select(func.count()).where(cards.c.sha256.in_(prints)))
         ).scalar_one()
         if taken:
             raise already_exists(
@@ -203,7 +208,8 @@ async def get(db: AsyncSession, number: str) -> identity_pb2.Professional:
     return _message(row, (await _certificates(db, [number]))[number])
 
 
-async def resolve(db: AsyncSession, sha256: str) -> identity_pb2.Professional:
+async def resolve(db: AsyncSession, sha256: str) -> identity_pb2.CertificateHolder:
+    """The professional or the staff/service card registered with this fingerprint."""
     number = (
         await db.execute(
             select(professional_certificates.c.rpps).where(
@@ -211,9 +217,114 @@ async def resolve(db: AsyncSession, sha256: str) -> identity_pb2.Professional:
             )
         )
     ).scalar_one_or_none()
-    if number is None:
-        raise not_found("CERTIFICATE_UNKNOWN", "No professional holds this certificate.")
-    return await get(db, number)
+    if number is not None:
+        return identity_pb2.CertificateHolder(
+            kind=identity_pb2.CARD_KIND_PROFESSIONAL, professional=await get(db, number)
+        )
+    row = (await db.execute(select(cards).where(cards.c.sha256 == sha256))).one_or_none()
+    if row is None:
+        raise not_found("CERTIFICATE_UNKNOWN", "No professional or card holds this certificate.")
+    card = _card_message(row)
+    return identity_pb2.CertificateHolder(kind=card.kind, card=card)
+
+
+# Card kinds as stored, and the kinds RegisterCard accepts (professionals use CreateProfessional).
+CARD_KINDS: dict[int, str] = {
+    identity_pb2.CARD_KIND_STAFF: "staff",
+    identity_pb2.CARD_KIND_SERVICE: "service",
+}
+_CARD_KIND_VALUES = {name: value for value, name in CARD_KINDS.items()}
+
+
+def card_name(sha256: str) -> str:
+    return f"cards/{sha256}"
+
+
+def validated_card(c: identity_pb2.Card) -> identity_pb2.Card:
+    """A clean copy of a RegisterCard entry, or INVALID_ARGUMENT."""
+    field = "card"
+    if c.kind not in CARD_KINDS:
+        raise invalid_argument(
+            "CARD_KIND_INVALID",
+            "A registered card is a staff or service card (professionals: CreateProfessional).",
+            f"{field}.kind",
+        )
+    display = validation.required(c.display_name.strip(), f"{field}.display_name", 100)
+    organisation = validation.bounded(c.organisation.strip(), f"{field}.organisation", 100)
+    roles = sorted(
+        {
+            validation.enum_value(r, identity_pb2.ProfessionalRole.DESCRIPTOR, f"{field}.roles")
+            for r in c.roles
+        }
+    )
+    if not roles:
+        # Deny by default: a card without a role would be a principal nobody can reason about.
+        raise invalid_argument("ROLE_REQUIRED", "A card needs at least one role.", f"{field}.roles")
+    number = ""
+    if c.rpps:
+        number = rpps.validate(validation.bounded(c.rpps, f"{field}.rpps", 11), f"{field}.rpps")
+    sha = fingerprint(
+        validation.required(c.certificate_sha256, f"{field}.certificate_sha256", 95),
+        f"{field}.certificate_sha256",
+    )
+    return identity_pb2.Card(
+        name=card_name(sha),
+        kind=c.kind,
+        display_name=display,
+        organisation=organisation,
+        roles=roles,  # type: ignore[arg-type]
+        rpps=number,
+        certificate_sha256=sha,
+    )
+
+
+async def register_card(
+    db: AsyncSession, entry: identity_pb2.Card, now: datetime
+) -> identity_pb2.Card:
+    sha = entry.certificate_sha256
+    taken = (
+        await db.execute(select(func.count()).where(professional_certificates.c.sha256 == sha))
+    ).scalar_one() + (
+        await db.execute(select(func.count()).where(cards.c.sha256 == sha))
+    ).scalar_one()
+    if taken:
+        raise already_exists(
+            "CERTIFICATE_ALREADY_REGISTERED", "This certificate is already registered."
+        )
+    try:
+        await db.execute(
+            cards.insert().values(
+                sha256=sha,
+                kind=CARD_KINDS[entry.kind],
+                display_name=entry.display_name,
+                organisation=entry.organisation or None,
+                roles=",".join(ROLE_NAMES[r] for r in entry.roles),
+                rpps=entry.rpps or None,
+                created_at=now,
+            )
+        )
+    except IntegrityError as exc:  # a concurrent twin won
+        raise already_exists(
+            "CERTIFICATE_ALREADY_REGISTERED", "This certificate is already registered."
+        ) from exc
+    out = identity_pb2.Card()
+    out.CopyFrom(entry)
+    out.create_time.FromDatetime(now)
+    return out
+
+
+def _card_message(row: Row[Any]) -> identity_pb2.Card:
+    card = identity_pb2.Card(
+        name=card_name(row.sha256),
+        kind=_CARD_KIND_VALUES[row.kind],  # type: ignore[arg-type]
+        display_name=row.display_name,
+        organisation=row.organisation or "",
+        roles=[ROLE_VALUES[r] for r in row.roles.split(",") if r],  # type: ignore[misc]
+        rpps=row.rpps or "",
+        certificate_sha256=row.sha256,
+    )
+    card.create_time.FromDatetime(row.created_at)
+    return card
 
 
 def encode_page_token(after: str, profession: str) -> str:

@@ -113,6 +113,20 @@ professional_certificates = Table(
     Index("ix_professional_certificates_rpps", "rpps"),
 )
 
+# Staff and service cards: a certificate the gateway accepts without a professional behind it.
+# kind: staff, service; roles: comma-separated role names, as in `professionals`.
+cards = Table(
+    "cards",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("display_name", String(100), nullable=False),
+    Column("organisation", String(100), nullable=True),
+    Column("roles", String(200), nullable=False),
+    Column("rpps", String(11), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 # Processed mutations (AIP-155), in the shape every service shares.
 processed_requests = processed_requests_table(metadata)
 
@@ -120,6 +134,7 @@ outbox = outbox_table(metadata)
 
 __all__ = [
     "accounts",
+    "cards",
     "challenges",
     "creation_codes",
     "metadata",

@@ -168,7 +168,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     async def ResolveCertificate(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.ResolveCertificateRequest, context: grpc.aio.ServicerContext
-    ) -> identity_pb2.Professional:
+    ) -> identity_pb2.CertificateHolder:
         which = request.WhichOneof("certificate")
         if which == "certificate_der":
             sha = directory.certificate_fingerprint(request.certificate_der)
@@ -203,5 +203,26 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             created = await directory.create(db, entry, now)
             await self.rt.requests.remember(
                 db, key, scope=caller, method="CreateProfessional", response=created, now=now
+            )
+        return created
+
+    async def RegisterCard(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.RegisterCardRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Card:
+        key = self.rt.requests.key(request)
+        if not request.HasField("card"):
+            raise invalid_argument("FIELD_REQUIRED", "card is required.", "card")
+        entry = directory.validated_card(request.card)
+        caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
+        now = self.rt.clock()
+        async with transaction(self.rt.db) as db:
+            replayed = await self.rt.requests.replay(
+                db, key, scope=caller, method="RegisterCard", response_type=identity_pb2.Card
+            )
+            if replayed is not None:
+                return replayed
+            created = await directory.register_card(db, entry, now)
+            await self.rt.requests.remember(
+                db, key, scope=caller, method="RegisterCard", response=created, now=now
             )
         return created

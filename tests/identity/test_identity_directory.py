@@ -86,7 +86,9 @@ async def test_create_get_and_resolve(stub) -> None:
         identity_pb2.ResolveCertificateRequest(sha256_fingerprint=sha),
         metadata=md(GATEWAY, "ResolveCertificate"),
     )
-    assert by_der == by_print == created
+    assert by_der == by_print
+    assert by_der.kind == identity_pb2.CARD_KIND_PROFESSIONAL
+    assert by_der.professional == created
 
 
 async def test_unknown_certificate_and_professional(stub) -> None:
@@ -199,3 +201,98 @@ async def test_list_pages_and_filter(stub) -> None:
             metadata=md(READER, "ListProfessionals"),
         )
     assert error_info(exc.value).reason == "PAGE_TOKEN_INVALID"  # type: ignore[union-attr]
+
+
+def card(**kw) -> identity_pb2.Card:  # type: ignore[no-untyped-def]
+    fields = {
+        "kind": identity_pb2.CARD_KIND_STAFF,
+        "display_name": "Agent CPAM 75",
+        "organisation": "CPAM Paris",
+        "roles": [identity_pb2.PROFESSIONAL_ROLE_GUICHET_AMO],
+        "certificate_sha256": hashlib.sha256(self_signed_der("agent")).hexdigest(),
+        **kw,
+    }
+    return identity_pb2.Card(**fields)
+
+
+async def test_staff_and_service_cards_register_and_resolve(stub, rows: Rows) -> None:
+    der = self_signed_der("AMO feeder")
+    sha = hashlib.sha256(der).hexdigest()
+    request = identity_pb2.RegisterCardRequest(
+        request_id=rid(),
+        card=card(
+            kind=identity_pb2.CARD_KIND_SERVICE,
+            display_name="AMO feeder",
+            roles=[identity_pb2.PROFESSIONAL_ROLE_ALIMENTATION_AMO],
+            certificate_sha256=sha.upper(),
+        ),
+    )
+    created = await stub.RegisterCard(request, metadata=md(ADMIN, "RegisterCard"))
+    assert created.name == f"cards/{sha}"
+    assert created.certificate_sha256 == sha
+    assert created.rpps == ""
+    # A retry of the same request answers the same; the certificate cannot be registered twice.
+    assert await stub.RegisterCard(request, metadata=md(ADMIN, "RegisterCard")) == created
+    holder = await stub.ResolveCertificate(
+        identity_pb2.ResolveCertificateRequest(certificate_der=der),
+        metadata=md(GATEWAY, "ResolveCertificate"),
+    )
+    assert holder.kind == identity_pb2.CARD_KIND_SERVICE
+    assert holder.WhichOneof("holder") == "card"
+    assert holder.card == created
+    before = await rows.counts()
+    for again in (
+        identity_pb2.RegisterCardRequest(request_id=rid(), card=card(certificate_sha256=sha)),
+        identity_pb2.CreateProfessionalRequest(
+            request_id=rid(),
+            professional=identity_pb2.Professional(
+                rpps=new_rpps(),
+                family_name="A",
+                given_name="B",
+                profession_code="10",
+                certificate_sha256=[sha],
+            ),
+        ),
+    ):
+        method = type(again).__name__.removesuffix("Request")
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await getattr(stub, method)(again, metadata=md(ADMIN, method))
+        assert exc.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert error_info(exc.value).reason == "CERTIFICATE_ALREADY_REGISTERED"  # type: ignore[union-attr]
+    assert await rows.counts() == before
+
+
+async def test_staff_card_with_rpps_and_refused_cards(stub, rows: Rows) -> None:
+    number = new_rpps()
+    created = await stub.RegisterCard(
+        identity_pb2.RegisterCardRequest(request_id=rid(), card=card(rpps=number)),
+        metadata=md(ADMIN, "RegisterCard"),
+    )
+    assert created.rpps == number
+    before = await rows.counts()
+    for bad, reason in [
+        (card(kind=identity_pb2.CARD_KIND_PROFESSIONAL), "CARD_KIND_INVALID"),
+        (card(kind=identity_pb2.CARD_KIND_UNSPECIFIED), "CARD_KIND_INVALID"),
+        (card(roles=[]), "ROLE_REQUIRED"),
+        (card(roles=[99]), "ENUM_UNKNOWN"),
+        (card(display_name=""), "FIELD_REQUIRED"),
+        (card(organisation="x" * 101), "FIELD_TOO_LONG"),
+        (card(rpps="10003554995"), "RPPS_CHECK_DIGIT"),
+        (card(certificate_sha256="zz"), "FINGERPRINT_MALFORMED"),
+        (card(certificate_sha256=""), "FIELD_REQUIRED"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.RegisterCard(
+                identity_pb2.RegisterCardRequest(request_id=rid(), card=bad),
+                metadata=md(ADMIN, "RegisterCard"),
+            )
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_info(exc.value).reason == reason  # type: ignore[union-attr]
+    # Internal only.
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.RegisterCard(
+            identity_pb2.RegisterCardRequest(request_id=rid(), card=card()),
+            metadata=md(principals.staff("agent", ("guichet_amo",)), "RegisterCard"),
+        )
+    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert await rows.counts() == before

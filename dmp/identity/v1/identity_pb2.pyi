@@ -20,6 +20,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _CardKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CardKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CardKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CARD_KIND_UNSPECIFIED: _CardKind.ValueType  # 0
+    """Never valid."""
+    CARD_KIND_PROFESSIONAL: _CardKind.ValueType  # 1
+    """A health professional's CPS card (a directory `Professional`)."""
+    CARD_KIND_STAFF: _CardKind.ValueType  # 2
+    """A staff member's card (CPAM desk, institution administration)."""
+    CARD_KIND_SERVICE: _CardKind.ValueType  # 3
+    """A platform-to-platform service certificate (e.g. the AMO feeder)."""
+
+class CardKind(_CardKind, metaclass=_CardKindEnumTypeWrapper):
+    """What kind of holder a client certificate belongs to."""
+
+CARD_KIND_UNSPECIFIED: CardKind.ValueType  # 0
+"""Never valid."""
+CARD_KIND_PROFESSIONAL: CardKind.ValueType  # 1
+"""A health professional's CPS card (a directory `Professional`)."""
+CARD_KIND_STAFF: CardKind.ValueType  # 2
+"""A staff member's card (CPAM desk, institution administration)."""
+CARD_KIND_SERVICE: CardKind.ValueType  # 3
+"""A platform-to-platform service certificate (e.g. the AMO feeder)."""
+Global___CardKind: _TypeAlias = CardKind  # noqa: Y015
+
 class _DeliveryChannel:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -840,6 +868,126 @@ class ResolveCertificateRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_certificate) -> _WhichOneofReturnType_certificate | None: ...
 
 Global___ResolveCertificateRequest: _TypeAlias = ResolveCertificateRequest  # noqa: Y015
+
+@_typing.final
+class Card(_message.Message):
+    """A registered staff or service card. Resource name: `cards/{sha256}`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    ORGANISATION_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    RPPS_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_SHA256_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. Resource name."""
+    kind: Global___CardKind.ValueType
+    """CARD_KIND_STAFF or CARD_KIND_SERVICE."""
+    display_name: _builtins.str
+    """Who holds it (a person's or a service's name, at most 100 characters)."""
+    organisation: _builtins.str
+    """The organisation it belongs to (at most 100 characters); may be empty."""
+    rpps: _builtins.str
+    """RPPS number of a staff member who has one; empty otherwise."""
+    certificate_sha256: _builtins.str
+    """SHA-256 fingerprint (64 lowercase hex; colons and case ignored on input)
+    of the certificate's DER bytes.
+    """
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___ProfessionalRole.ValueType]:
+        """Roles granted to the holder (at least one)."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. Creation time."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: Global___CardKind.ValueType = ...,
+        display_name: _builtins.str = ...,
+        organisation: _builtins.str = ...,
+        roles: _abc.Iterable[Global___ProfessionalRole.ValueType] | None = ...,
+        rpps: _builtins.str = ...,
+        certificate_sha256: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_sha256", b"certificate_sha256", "create_time", b"create_time", "display_name", b"display_name", "kind", b"kind", "name", b"name", "organisation", b"organisation", "roles", b"roles", "rpps", b"rpps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Card: _TypeAlias = Card  # noqa: Y015
+
+@_typing.final
+class CertificateHolder(_message.Message):
+    """Who holds a registered client certificate: exactly one of the holders is set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PROFESSIONAL_FIELD_NUMBER: _builtins.int
+    CARD_FIELD_NUMBER: _builtins.int
+    kind: Global___CardKind.ValueType
+    """The kind of card."""
+    @_builtins.property
+    def professional(self) -> Global___Professional:
+        """A professional's CPS card (kind CARD_KIND_PROFESSIONAL)."""
+
+    @_builtins.property
+    def card(self) -> Global___Card:
+        """A staff or service card (kind CARD_KIND_STAFF or CARD_KIND_SERVICE)."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___CardKind.ValueType = ...,
+        professional: Global___Professional | None = ...,
+        card: Global___Card | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card", "holder", b"holder", "professional", b"professional"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card", b"card", "holder", b"holder", "kind", b"kind", "professional", b"professional"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_holder: _TypeAlias = _typing.Literal["professional", "card"]  # noqa: Y015
+    _WhichOneofArgType_holder: _TypeAlias = _typing.Literal["holder", b"holder"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_holder) -> _WhichOneofReturnType_holder | None: ...
+
+Global___CertificateHolder: _TypeAlias = CertificateHolder  # noqa: Y015
+
+@_typing.final
+class RegisterCardRequest(_message.Message):
+    """Request of RegisterCard."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CARD_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
+    @_builtins.property
+    def card(self) -> Global___Card:
+        """The card; `name` and `create_time` are ignored."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        card: Global___Card | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card", b"card", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterCardRequest: _TypeAlias = RegisterCardRequest  # noqa: Y015
 
 @_typing.final
 class CreateProfessionalRequest(_message.Message):

@@ -108,12 +108,17 @@ class IdentityServiceStub:
         self.ResolveCertificate = channel.unary_unary(
                 '/dmp.identity.v1.IdentityService/ResolveCertificate',
                 request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.ResolveCertificateRequest.SerializeToString,
-                response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Professional.FromString,
+                response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.CertificateHolder.FromString,
                 _registered_method=True)
         self.CreateProfessional = channel.unary_unary(
                 '/dmp.identity.v1.IdentityService/CreateProfessional',
                 request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.CreateProfessionalRequest.SerializeToString,
                 response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Professional.FromString,
+                _registered_method=True)
+        self.RegisterCard = channel.unary_unary(
+                '/dmp.identity.v1.IdentityService/RegisterCard',
+                request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.RegisterCardRequest.SerializeToString,
+                response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Card.FromString,
                 _registered_method=True)
 
 
@@ -256,8 +261,9 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResolveCertificate(self, request, context):
-        """Finds the professional a CPS client certificate belongs to (internal: the
-        gateway calls it after the TLS handshake).
+        """Finds who holds a client certificate: a professional (CPS card) or a
+        registered staff or service card (internal: the gateway calls it after the
+        TLS handshake and refuses any certificate that is not registered).
         Errors: NOT_FOUND (CERTIFICATE_UNKNOWN), INVALID_ARGUMENT
         (CERTIFICATE_MALFORMED, FINGERPRINT_MALFORMED).
         """
@@ -271,6 +277,19 @@ class IdentityServiceServicer:
         Errors: ALREADY_EXISTS (PROFESSIONAL_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
         INVALID_ARGUMENT (RPPS_MALFORMED, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
         SPECIALTY_UNKNOWN, FINGERPRINT_MALFORMED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterCard(self, request, context):
+        """Registers a staff or service card (a certificate without a directory
+        professional behind it: CPAM desk agents, institution staff, the AMO
+        feeder). Its kind and roles are what the gateway grants, never the
+        certificate's own subject fields (internal: operators' and PKI tooling).
+        Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
+        (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, RPPS_MALFORMED,
+        RPPS_CHECK_DIGIT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -332,12 +351,17 @@ def add_IdentityServiceServicer_to_server(servicer, server):
             'ResolveCertificate': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveCertificate,
                     request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.ResolveCertificateRequest.FromString,
-                    response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Professional.SerializeToString,
+                    response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.CertificateHolder.SerializeToString,
             ),
             'CreateProfessional': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateProfessional,
                     request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.CreateProfessionalRequest.FromString,
                     response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Professional.SerializeToString,
+            ),
+            'RegisterCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterCard,
+                    request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.RegisterCardRequest.FromString,
+                    response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Card.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -657,7 +681,7 @@ class IdentityService:
             target,
             '/dmp.identity.v1.IdentityService/ResolveCertificate',
             dmp_dot_identity_dot_v1_dot_identity__pb2.ResolveCertificateRequest.SerializeToString,
-            dmp_dot_identity_dot_v1_dot_identity__pb2.Professional.FromString,
+            dmp_dot_identity_dot_v1_dot_identity__pb2.CertificateHolder.FromString,
             options,
             channel_credentials,
             insecure,
@@ -685,6 +709,33 @@ class IdentityService:
             '/dmp.identity.v1.IdentityService/CreateProfessional',
             dmp_dot_identity_dot_v1_dot_identity__pb2.CreateProfessionalRequest.SerializeToString,
             dmp_dot_identity_dot_v1_dot_identity__pb2.Professional.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.identity.v1.IdentityService/RegisterCard',
+            dmp_dot_identity_dot_v1_dot_identity__pb2.RegisterCardRequest.SerializeToString,
+            dmp_dot_identity_dot_v1_dot_identity__pb2.Card.FromString,
             options,
             channel_credentials,
             insecure,

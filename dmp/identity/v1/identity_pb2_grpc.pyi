@@ -128,9 +128,10 @@ class IdentityServiceStub:
     Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
     PROFESSION_UNKNOWN).
     """
-    ResolveCertificate: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ResolveCertificateRequest, _identity_pb2.Professional]
-    """Finds the professional a CPS client certificate belongs to (internal: the
-    gateway calls it after the TLS handshake).
+    ResolveCertificate: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ResolveCertificateRequest, _identity_pb2.CertificateHolder]
+    """Finds who holds a client certificate: a professional (CPS card) or a
+    registered staff or service card (internal: the gateway calls it after the
+    TLS handshake and refuses any certificate that is not registered).
     Errors: NOT_FOUND (CERTIFICATE_UNKNOWN), INVALID_ARGUMENT
     (CERTIFICATE_MALFORMED, FINGERPRINT_MALFORMED).
     """
@@ -140,6 +141,15 @@ class IdentityServiceStub:
     Errors: ALREADY_EXISTS (PROFESSIONAL_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
     INVALID_ARGUMENT (RPPS_MALFORMED, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
     SPECIALTY_UNKNOWN, FINGERPRINT_MALFORMED).
+    """
+    RegisterCard: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RegisterCardRequest, _identity_pb2.Card]
+    """Registers a staff or service card (a certificate without a directory
+    professional behind it: CPAM desk agents, institution staff, the AMO
+    feeder). Its kind and roles are what the gateway grants, never the
+    certificate's own subject fields (internal: operators' and PKI tooling).
+    Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
+    (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, RPPS_MALFORMED,
+    RPPS_CHECK_DIGIT).
     """
 
 @_typing.type_check_only
@@ -242,9 +252,10 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
     PROFESSION_UNKNOWN).
     """
-    ResolveCertificate: _aio.UnaryUnaryMultiCallable[_identity_pb2.ResolveCertificateRequest, _identity_pb2.Professional]  # type: ignore[assignment]
-    """Finds the professional a CPS client certificate belongs to (internal: the
-    gateway calls it after the TLS handshake).
+    ResolveCertificate: _aio.UnaryUnaryMultiCallable[_identity_pb2.ResolveCertificateRequest, _identity_pb2.CertificateHolder]  # type: ignore[assignment]
+    """Finds who holds a client certificate: a professional (CPS card) or a
+    registered staff or service card (internal: the gateway calls it after the
+    TLS handshake and refuses any certificate that is not registered).
     Errors: NOT_FOUND (CERTIFICATE_UNKNOWN), INVALID_ARGUMENT
     (CERTIFICATE_MALFORMED, FINGERPRINT_MALFORMED).
     """
@@ -254,6 +265,15 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     Errors: ALREADY_EXISTS (PROFESSIONAL_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
     INVALID_ARGUMENT (RPPS_MALFORMED, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
     SPECIALTY_UNKNOWN, FINGERPRINT_MALFORMED).
+    """
+    RegisterCard: _aio.UnaryUnaryMultiCallable[_identity_pb2.RegisterCardRequest, _identity_pb2.Card]  # type: ignore[assignment]
+    """Registers a staff or service card (a certificate without a directory
+    professional behind it: CPAM desk agents, institution staff, the AMO
+    feeder). Its kind and roles are what the gateway grants, never the
+    certificate's own subject fields (internal: operators' and PKI tooling).
+    Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
+    (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, RPPS_MALFORMED,
+    RPPS_CHECK_DIGIT).
     """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -419,9 +439,10 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _identity_pb2.ResolveCertificateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_identity_pb2.Professional, _abc.Awaitable[_identity_pb2.Professional]]:
-        """Finds the professional a CPS client certificate belongs to (internal: the
-        gateway calls it after the TLS handshake).
+    ) -> _typing.Union[_identity_pb2.CertificateHolder, _abc.Awaitable[_identity_pb2.CertificateHolder]]:
+        """Finds who holds a client certificate: a professional (CPS card) or a
+        registered staff or service card (internal: the gateway calls it after the
+        TLS handshake and refuses any certificate that is not registered).
         Errors: NOT_FOUND (CERTIFICATE_UNKNOWN), INVALID_ARGUMENT
         (CERTIFICATE_MALFORMED, FINGERPRINT_MALFORMED).
         """
@@ -437,6 +458,21 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: ALREADY_EXISTS (PROFESSIONAL_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
         INVALID_ARGUMENT (RPPS_MALFORMED, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
         SPECIALTY_UNKNOWN, FINGERPRINT_MALFORMED).
+        """
+
+    @_abc_1.abstractmethod
+    def RegisterCard(
+        self,
+        request: _identity_pb2.RegisterCardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Card, _abc.Awaitable[_identity_pb2.Card]]:
+        """Registers a staff or service card (a certificate without a directory
+        professional behind it: CPAM desk agents, institution staff, the AMO
+        feeder). Its kind and roles are what the gateway grants, never the
+        certificate's own subject fields (internal: operators' and PKI tooling).
+        Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
+        (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, RPPS_MALFORMED,
+        RPPS_CHECK_DIGIT).
         """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
