@@ -9,10 +9,11 @@ most `ttl` seconds and never past the decision's `cache_expire_time`; a
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -20,6 +21,7 @@ from google.protobuf.message import DecodeError, Message
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
+from dmp.records.v1 import records_pb2, records_pb2_grpc
 from gateway.authn import Caller
 from gateway.routing import Route
 from kit import principal as principals
@@ -31,6 +33,8 @@ from kit.tracing import TRACEPARENT
 
 log = get_logger(__name__)
 AUTHORIZE = "/dmp.consent.v1.ConsentService/Authorize"
+ATTRIBUTES = "/dmp.records.v1.RecordsService/GetDocumentAttributes"
+_DOCUMENT_NAME = re.compile(r"dossiers/[0-9a-f]{32}/documents/[0-9a-f]{32}")
 _DENIED_MESSAGE = {
     grpc.StatusCode.NOT_FOUND: "The resource does not exist or is not accessible.",
     grpc.StatusCode.PERMISSION_DENIED: "This caller may not do this.",
@@ -60,19 +64,50 @@ def _is_read(route: Route) -> bool:
 
 @dataclass(frozen=True)
 class Target:
-    """What the request names: the record (or patient) and the full resource name."""
+    """What the request names: the record (or patient), the full resource name and, for a
+    write that deposits a document, the class and type it declares."""
 
     dossier: str = ""
     patient_ins: str = ""
     resource: str = ""
+    class_code: str = ""
+    type_code: str = ""
 
     @property
     def key(self) -> str:
-        return self.resource or self.dossier or self.patient_ins
+        named = self.resource or self.dossier or self.patient_ins
+        # A write is decided on its class: a decision for one class never serves another.
+        return (
+            f"{named}|{self.class_code}|{self.type_code}"
+            if self.class_code or self.type_code
+            else named
+        )
+
+
+def _field(message: Message, path: tuple[str, ...]) -> str:
+    value: object = message
+    for part in path:
+        value = getattr(value, part)
+    return str(value)
+
+
+def _named(route: Route, text: str) -> Target:
+    if not text:
+        return Target()
+    if text.startswith("dossiers/"):
+        parts = text.split("/")
+        return Target(dossier="/".join(parts[:2]), resource=text)
+    if text.startswith("patients/"):
+        # `patients/{ins}/...` names the patient by INS: consent finds the record from it,
+        # so a patient reaches only their own and a professional reaches it from the INS.
+        return Target(patient_ins=text.split("/")[1], resource=text)
+    if route.record_field[-1].endswith("ins"):
+        return Target(patient_ins=text)
+    return Target(resource=text)
 
 
 def extract_target(route: Route, request: bytes) -> Target:
-    """Parse the request once (with its own class) and read the `record_field` value."""
+    """Parse the request once (with its own class) and read the fields the decision needs."""
     if not route.record_field:
         return Target()
     message: Message = route.request_class()
@@ -80,22 +115,14 @@ def extract_target(route: Route, request: bytes) -> Target:
         message.ParseFromString(request)
     except DecodeError as exc:
         raise invalid_argument("REQUEST_MALFORMED", "The request cannot be decoded.") from exc
-    value: object = message
-    for part in route.record_field:
-        value = getattr(value, part)
-    text = str(value)
-    if not text:
-        return Target()
-    if text.startswith("dossiers/"):
-        parts = text.split("/")
-        return Target(dossier="/".join(parts[:2]), resource=text)
-    if text.startswith("patients/"):
-        # notify's resources (`patients/{ins}/...`) name the patient by INS: consent
-        # finds the record from it, so a patient reaches only their own.
-        return Target(patient_ins=text.split("/")[1], resource=text)
-    if route.record_field[-1].endswith("ins"):
-        return Target(patient_ins=text)
-    return Target(resource=text)
+    target = _named(route, _field(message, route.record_field))
+    if route.class_field or route.type_field:
+        target = replace(
+            target,
+            class_code=_field(message, route.class_field) if route.class_field else "",
+            type_code=_field(message, route.type_field) if route.type_field else "",
+        )
+    return target
 
 
 @dataclass
@@ -123,11 +150,13 @@ class Decisions:
         key_id: str,
         key: bytes,
         *,
+        records: records_pb2_grpc.RecordsServiceStub | None = None,
         ttl_s: float = 5.0,
         timeout_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consent = consent
+        self._records = records
         self._credentials = credentials
         self._key_id = key_id
         self._key = key
@@ -210,26 +239,62 @@ class Decisions:
             self._store(cache_key, entry, now)
         return signed
 
+    async def _document_attributes(
+        self,
+        target: Target,
+        resource: consent_pb2.ResourceAttributes,
+        traceparent: str | None,
+    ) -> None:
+        """Fill `resource` with what records will enforce about the named document, so that
+        consent decides, logs and alerts once, on the access that will really happen."""
+        if not _DOCUMENT_NAME.fullmatch(target.resource):
+            raise invalid_argument("INVALID_NAME", "`name` is not a valid document name.", "name")
+        if self._records is None:  # no records upstream configured: records alone enforces
+            return
+        try:
+            found: records_pb2.DocumentAttributes = await self._records.GetDocumentAttributes(
+                records_pb2.GetDocumentAttributesRequest(name=target.resource),
+                metadata=_traced(self._credentials.metadata(ATTRIBUTES), traceparent),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                resource.absent = True
+                return
+            log.warning("document_attributes_failed", code=exc.code().name)
+            raise unavailable("RECORDS_UNAVAILABLE", "Authorization is unavailable.") from exc
+        resource.document_class_code = found.class_code
+        resource.document_type_code = found.type_code
+        resource.confidentiality_codes.extend(found.confidentiality_codes)
+        resource.author_rpps = found.author_rpps
+        resource.author_subject = found.author_subject
+        resource.deleted = found.deleted
+
     async def _authorize(
         self, route: Route, caller: Caller, target: Target, traceparent: str | None
     ) -> consent_pb2.AuthorizeResponse:
         option = route.option
         assert option is not None
+        resource = consent_pb2.ResourceAttributes(
+            name=target.resource,
+            document_class_code=target.class_code,
+            document_type_code=target.type_code,
+        )
+        if option.resource_attributes:
+            await self._document_attributes(target, resource, traceparent)
         request = consent_pb2.AuthorizeRequest(
             principal=caller.principal,
             action=option.action,
             resource_kind=option.resource_kind,
             dossier=target.dossier,
             patient_ins=target.patient_ins,
-            resource=consent_pb2.ResourceAttributes(name=target.resource),
+            resource=resource,
             method=route.path,
             request_id=uuid.uuid4().hex,
             trace_id=trace_id(traceparent),
         )
         self.authorize_calls += 1
-        metadata: tuple[tuple[str, str | bytes], ...] = self._credentials.metadata(AUTHORIZE)
-        if traceparent:  # consent's span joins the call's trace, under the gateway's span
-            metadata = (*metadata, (TRACEPARENT, traceparent))
+        metadata = _traced(self._credentials.metadata(AUTHORIZE), traceparent)
         try:
             response: consent_pb2.AuthorizeResponse = await self._consent.Authorize(
                 request, metadata=metadata, timeout=self._timeout
@@ -244,6 +309,13 @@ class Decisions:
             log.warning("authorize_failed", code=exc.code().name)
             raise unavailable("CONSENT_UNAVAILABLE", "Authorization is unavailable.") from exc
         return response
+
+
+def _traced(
+    metadata: tuple[tuple[str, str | bytes], ...], traceparent: str | None
+) -> tuple[tuple[str, str | bytes], ...]:
+    """The internal call's span joins the client call's trace, under the gateway's span."""
+    return (*metadata, (TRACEPARENT, traceparent)) if traceparent else metadata
 
 
 def _denial(response: consent_pb2.AuthorizeResponse) -> ServiceError:

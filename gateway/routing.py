@@ -39,6 +39,9 @@ class Route:
     record_field: tuple[str, ...]
     client_streaming: bool
     server_streaming: bool
+    #: Where a write carries the deposited document's class and type (decided at the edge).
+    class_field: tuple[str, ...] = ()
+    type_field: tuple[str, ...] = ()
 
 
 def build_routes() -> dict[str, Route]:
@@ -51,16 +54,24 @@ def build_routes() -> dict[str, Route]:
             path = f"/{service_name}/{method.name}"
             option = method_authz(path)
             field = option.record_field if option is not None else ""
+            class_field = option.class_field if option is not None else ""
+            type_field = option.type_field if option is not None else ""
             routes[path] = Route(
                 path=path,
                 upstream=upstream,
                 option=option,
                 request_class=message_factory.GetMessageClass(method.input_type),
-                record_field=tuple(field.split(".")) if field else (),
+                record_field=_path(field),
                 client_streaming=method.client_streaming,
                 server_streaming=method.server_streaming,
+                class_field=_path(class_field),
+                type_field=_path(type_field),
             )
     return routes
+
+
+def _path(dotted: str) -> tuple[str, ...]:
+    return tuple(dotted.split(".")) if dotted else ()
 
 
 def targets(settings: object) -> Mapping[str, str]:

@@ -68,6 +68,10 @@ class Resource:
     confidentiality: frozenset[str] = frozenset()
     author_rpps: str = ""
     author_subject: str = ""
+    #: The owning service holds no such resource (a name that names nothing).
+    absent: bool = False
+    #: Deleted by its author, who alone still sees it.
+    deleted: bool = False
 
 
 NO_RESOURCE = Resource()
@@ -86,6 +90,9 @@ class Request:
     care_context: bool = False
     #: CreateDossier: the INS the call names (record_field `dossier.patient_ins`).
     patient_ins: str = ""
+    #: Whether the call names a record at all (a dossier or a patient's INS): account-level
+    #: methods name none and act on the caller's own account.
+    names_record: bool = True
 
     @property
     def method_name(self) -> str:
@@ -161,6 +168,14 @@ def _class_of(matrix: Matrix, req: Request) -> str:
     return matrix.class_of(req.resource_kind, class_code)
 
 
+def _unreadable(req: Request, mode: int = P.ACCESS_MODE_UNSPECIFIED) -> Decision:
+    """A class the caller may not read. A named document of that class is NOT_FOUND, as
+    records answers for it (AIP-211); a record-level read (profile, list) says why."""
+    if req.resource_kind == A.RESOURCE_KIND_DOCUMENT and req.resource.name:
+        return Decision(False, "CLASS_NOT_READABLE", "NOT_FOUND", NOT_FOUND, mode)
+    return _deny("CLASS_NOT_READABLE", PERMISSION_DENIED, mode)
+
+
 def _allow(
     reason: str,
     mode: int,
@@ -202,6 +217,26 @@ def decide(
         return _deny("ROLE_UNKNOWN", PERMISSION_DENIED)
     if req.action == A.ACTION_READ_DIRECTORY and record is None:
         return _directory(matrix, req)
+    if req.action == A.ACTION_MANAGE_ACCOUNT and not req.names_record:
+        return _own_account(matrix, req)
+    decision = _decide_kind(matrix, req, record, rules, now, role_rows)
+    if decision.allowed and req.resource.absent:
+        # A name that names nothing is never allowed; standing or not was decided above, so a
+        # caller without it got the same answer as for a resource that exists.
+        return _hidden("RESOURCE_ABSENT")
+    return decision
+
+
+def _decide_kind(  # noqa: PLR0917 - the inputs of `decide`, passed on
+    matrix: Matrix,
+    req: Request,
+    record: RecordState | None,
+    rules: RecordRules,
+    now: datetime,
+    role_rows: list[RoleRow],
+) -> Decision:
+    p = req.principal
+    kind = p.kind
     if kind == P.PRINCIPAL_KIND_PATIENT:
         return _patient(matrix, req, record, now)
     if kind == P.PRINCIPAL_KIND_PROFESSIONAL:
@@ -213,6 +248,14 @@ def decide(
     if not role_rows:
         return _deny("ROLE_REQUIRED", PERMISSION_DENIED)
     return _staff_or_service(matrix, req, record, role_rows)
+
+
+def _own_account(matrix: Matrix, req: Request) -> Decision:
+    """Logout, password change: the identity service acts on the caller's own account and
+    session (the request names no other), so a patient may; nobody else has an account."""
+    if req.principal.kind == P.PRINCIPAL_KIND_PATIENT:
+        return _allow("OWN_ACCOUNT", NORMAL, _scope(matrix, NORMAL, Rights.of()))
+    return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
 
 
 def _directory(matrix: Matrix, req: Request) -> Decision:
@@ -274,14 +317,17 @@ def _patient(  # noqa: PLR0912 - one branch per rule of §4
         return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
     rights = matrix.patient
     res = req.resource
+    mine = bool(res.author_subject) and res.author_subject == p.subject
     if action == A.ACTION_READ:
-        if INVISIBLE_PATIENT in res.confidentiality or (
-            representative and INVISIBLE_REPRESENTATIVES in res.confidentiality
+        if not mine and (
+            res.deleted
+            or INVISIBLE_PATIENT in res.confidentiality
+            or (representative and INVISIBLE_REPRESENTATIVES in res.confidentiality)
         ):
             return _deny("DOCUMENT_HIDDEN", NOT_FOUND)
         class_code = _class_of(matrix, req)
         if class_code and not rights.can_read(class_code, res.type_code):
-            return _deny("CLASS_NOT_READABLE", PERMISSION_DENIED)
+            return _unreadable(req)
     elif action == A.ACTION_WRITE and req.resource_kind == A.RESOURCE_KIND_DOCUMENT:
         class_code = _class_of(matrix, req)
         if class_code and not rights.can_write(class_code, res.type_code):
@@ -391,12 +437,16 @@ def _professional(  # noqa: PLR0912 - one branch per rule of §4
         res = req.resource
         if class_code:
             if not rights.can_read(class_code, res.type_code):
-                return _deny("CLASS_NOT_READABLE", PERMISSION_DENIED, mode)
+                return _unreadable(req, mode)
         elif not rights.reads_anything:
             return _deny("CLASS_NOT_READABLE", PERMISSION_DENIED, mode)
-        author = bool(res.author_rpps) and res.author_rpps == rpps
+        author = (bool(res.author_rpps) and res.author_rpps == rpps) or (
+            bool(res.author_subject) and res.author_subject == p.subject
+        )
         if MASKED in res.confidentiality and not (attending or author):
             return _deny("DOCUMENT_MASKED", NOT_FOUND, mode)
+        if res.deleted and not author:
+            return _deny("DOCUMENT_DELETED", NOT_FOUND, mode)
     elif action != A.ACTION_READ_ADMINISTRATIVE:
         # Lifecycle, consent management, access log and rules belong to the patient.
         return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
@@ -417,8 +467,19 @@ def _emergency_request(
 ) -> Decision:
     """Rule 7: opening an emergency access (the mode is known to consent only)."""
     mode = req.emergency_mode
-    if mode == P.ACCESS_MODE_UNSPECIFIED:  # gateway pre-check: the servicer decides the mode
-        mode = CENTRE_15 if regulateur else BRIS_DE_GLACE
+    if mode == P.ACCESS_MODE_UNSPECIFIED:
+        # The gateway's pre-check (the mode is in the request, which consent's servicer
+        # decides on): allowed when some mode this caller may open is not opposed.
+        open_modes = [m for m in EMERGENCY_MODES if m == BRIS_DE_GLACE or regulateur]
+        mode = next(
+            (
+                m
+                for m in open_modes
+                if not (m == BRIS_DE_GLACE and rules.oppose_bris_de_glace)
+                and not (m == CENTRE_15 and rules.oppose_centre_15)
+            ),
+            open_modes[-1],
+        )
     if mode == CENTRE_15 and not regulateur:
         return _deny("REGULATEUR_ROLE_REQUIRED", PERMISSION_DENIED, mode)
     if mode not in EMERGENCY_MODES:
@@ -438,49 +499,67 @@ def _emergency_request(
     )
 
 
-def _staff_or_service(  # noqa: PLR0912 - one branch per role capability
+def _staff_or_service(
     matrix: Matrix, req: Request, record: RecordState | None, rows: list[RoleRow]
 ) -> Decision:
-    administrative = any(r.administrative for r in rows)
+    """Staff and services: what the role may do is decided before whether the record exists,
+    so a role without standing (the AMO reading, an administrative agent writing) gets one
+    answer whether the record exists or not (AIP-211)."""
+    incapable = _staff_capability(matrix, req, record, rows)
+    if incapable is not None:
+        return incapable
     manage_record = any(r.manage_record for r in rows)
-    write_classes: frozenset[str] = frozenset().union(*(r.rights.write for r in rows))
     action = req.action
-    name = req.method_name
     admin_scope = _scope(matrix, NORMAL, Rights.of(), administrative_only=True)
-    if action == A.ACTION_MANAGE_RECORD and name == CREATE_DOSSIER and record is None:
-        if manage_record:
-            return _allow("ADMINISTRATIVE", NORMAL, admin_scope)
-        return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
-    if action == A.ACTION_ISSUE_CREATION_CODE and manage_record:
+    if action == A.ACTION_ISSUE_CREATION_CODE:
         return _allow("ADMINISTRATIVE", NORMAL, admin_scope)
-    write_class = _class_of(matrix, req)
     if action == A.ACTION_INGEST_HISTORY:
-        if "60" in write_classes:
-            return _allow("WRITE_RIGHT", NORMAL, _scope(matrix, NORMAL, Rights.of(write=["60"])))
-        return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
+        return _allow("WRITE_RIGHT", NORMAL, _scope(matrix, NORMAL, Rights.of(write=["60"])))
+    if action == A.ACTION_MANAGE_RECORD and req.method_name == CREATE_DOSSIER and record is None:
+        return _allow("ADMINISTRATIVE", NORMAL, admin_scope)
     if record is None:
         return _hidden("NO_GRANT")
     reactivating = manage_record and action == A.ACTION_MANAGE_RECORD
     state_denial = _record_state_denial(record, req, may_reactivate=reactivating)
     if state_denial is not None:
         return state_denial
-    if action == A.ACTION_WRITE and write_classes:
-        if write_class and write_class in write_classes:
-            scope = _scope(matrix, NORMAL, Rights.of(write=write_classes))
-            return _allow("WRITE_RIGHT", NORMAL, scope)
-        return _deny("CLASS_NOT_WRITABLE", PERMISSION_DENIED)
-    if action == A.ACTION_READ_ADMINISTRATIVE and administrative:
-        return _allow("ADMINISTRATIVE", NORMAL, admin_scope)
-    if (
-        action == A.ACTION_MANAGE_RECORD
-        and manage_record
-        and name
-        in (
-            CLOSE_DOSSIER,
-            REACTIVATE_DOSSIER,
-        )
-    ):
-        return _allow("ADMINISTRATIVE", NORMAL, admin_scope)
+    if action == A.ACTION_WRITE:
+        write_classes: frozenset[str] = frozenset().union(*(r.rights.write for r in rows))
+        return _allow("WRITE_RIGHT", NORMAL, _scope(matrix, NORMAL, Rights.of(write=write_classes)))
+    return _allow("ADMINISTRATIVE", NORMAL, admin_scope)
+
+
+def _staff_capability(  # noqa: PLR0912 - one answer per action family
+    matrix: Matrix, req: Request, record: RecordState | None, rows: list[RoleRow]
+) -> Decision | None:
+    """The refusal a staff or service role gets for this action on any record, or None."""
+    administrative = any(r.administrative for r in rows)
+    manage_record = any(r.manage_record for r in rows)
+    write_classes: frozenset[str] = frozenset().union(*(r.rights.write for r in rows))
+    action = req.action
+    name = req.method_name
+    if action == A.ACTION_ISSUE_CREATION_CODE:
+        return None if manage_record else _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
+    if action == A.ACTION_INGEST_HISTORY:
+        return None if "60" in write_classes else _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
+    if action == A.ACTION_MANAGE_RECORD:
+        if not manage_record:
+            return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
+        if name == CREATE_DOSSIER:
+            # A desk creating a record that exists: it has standing to learn so.
+            return None if record is None else _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
+        if name in (CLOSE_DOSSIER, REACTIVATE_DOSSIER):
+            return None
+        return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
+    if action == A.ACTION_WRITE:
+        write_class = _class_of(matrix, req)
+        if write_classes and write_class and write_class in write_classes:
+            return None
+        if write_classes:
+            return _deny("CLASS_NOT_WRITABLE", PERMISSION_DENIED)
+        return _deny("ADMINISTRATIVE_ONLY", PERMISSION_DENIED)
+    if action == A.ACTION_READ_ADMINISTRATIVE:
+        return None if administrative else _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
     if action == A.ACTION_READ:
         if write_classes and not administrative:
             return _deny("CLASS_NOT_READABLE", PERMISSION_DENIED)  # the AMO never reads

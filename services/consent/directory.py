@@ -27,6 +27,9 @@ class ProfessionalInfo:
     rpps: str
     display_name: str
     profession_code: str
+    specialty_code: str = ""
+    #: Directory role names (lower case, e.g. "medecin_du_travail").
+    roles: tuple[str, ...] = ()
 
 
 class ProfessionalNotFoundError(Exception):
@@ -81,6 +84,12 @@ class Directory:
             rpps=rpps,
             display_name=f"{pro.given_name} {pro.family_name}".strip() or rpps,
             profession_code=pro.profession_code,
+            specialty_code=pro.specialty_code,
+            roles=tuple(
+                identity_pb2.ProfessionalRole.Name(role).removeprefix("PROFESSIONAL_ROLE_").lower()
+                for role in pro.roles
+                if role in identity_pb2.ProfessionalRole.values()
+            ),
         )
         self._cache.put(rpps, info)
         return info

@@ -21,6 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from kit import codes
+from kit import ins as kit_ins
+from kit.authz import method_authz
 from kit.context import require_principal
 from kit.db import utcnow
 from kit.errors import (
@@ -64,6 +66,7 @@ T = TypeVar("T")
 
 SERVICE = "/dmp.consent.v1.ConsentService/"
 EMERGENCY_PREFERENCES_ID = "emergencyPreferences"
+_PATIENT_DOSSIER_RE = re.compile(r"patients/([0-9A-Za-z]{15})/dossier")
 _DOSSIER_RE = re.compile(r"^(dossiers/[A-Za-z0-9._~-]{1,64})(?:/.*)?$")
 _RULE_RE = re.compile(r"^(dossiers/[A-Za-z0-9._~-]{1,64})/accessRules/([A-Za-z0-9-]{1,64})$")
 _RPPS_RE = re.compile(r"^\d{11}$")
@@ -101,6 +104,12 @@ def _check_rpps(value: str, field: str = "professional_rpps") -> str:
     if not _RPPS_RE.match(value or ""):
         raise invalid_argument("INVALID_RPPS", "An RPPS number has 11 digits.", field)
     return value
+
+
+def service_decides(method: str) -> bool:
+    """Whether `method`'s own handler decides and records the decision (authz option)."""
+    option = method_authz(method)
+    return option is not None and option.service_decides
 
 
 def refusal(decision: Decision) -> ServiceError:
@@ -339,6 +348,39 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             raise not_found("RULE_NOT_FOUND", "No such access rule.")
         return row
 
+    async def _dossier_named(self, value: str, field: str) -> str:
+        """`dossiers/{dossier}`, or the record of `patients/{ins}/dossier`: a professional in
+        front of the patient knows the INS. No such record is NOT_FOUND, as for a dossier id."""
+        match = _PATIENT_DOSSIER_RE.fullmatch(value or "")
+        if match is None:
+            return dossier_of(value, field)
+        record = await self.store.record_by_ins(kit_ins.validate(match.group(1), field))
+        if record is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, "NO_GRANT", "Access refused.")
+        return record.dossier
+
+    async def _grantee(
+        self, rpps: str, by_professional: bool, caller_profession: str
+    ) -> tuple[str, str]:
+        """The grantee's name and profession; a profession, specialty or role the platform
+        excludes can never use a grant, so granting it is refused rather than listed."""
+        try:
+            info = await self.directory.lookup(rpps)
+        except ProfessionalNotFoundError as exc:
+            raise not_found("PROFESSIONAL_NOT_FOUND", "No professional with this RPPS.") from exc
+        if info is None:  # directory not configured or unreachable: the card decides at use
+            return "", caller_profession if by_professional else ""
+        excluded_role = any(
+            (row := self.matrix.roles.get(role)) is not None and row.excluded for role in info.roles
+        )
+        rights = self.matrix.profession_rights(info.profession_code, info.specialty_code)
+        if excluded_role or (info.profession_code in self.matrix.professions and rights is None):
+            raise failed_precondition(
+                "GRANTEE_EXCLUDED",
+                "This professional's profession or role never accesses a record.",
+            )
+        return info.display_name, info.profession_code
+
     async def _professional_info(self, rpps: str) -> tuple[str, str]:
         try:
             info = await self.directory.lookup(rpps)
@@ -392,8 +434,11 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 confidentiality=frozenset(res.confidentiality_codes),
                 author_rpps=res.author_rpps,
                 author_subject=res.author_subject,
+                absent=res.absent,
+                deleted=res.deleted,
             ),
             patient_ins=request.patient_ins,
+            names_record=bool(request.dossier or request.patient_ins),
         )
         decision = decide(self.matrix, req, record, rules, now)
         response = C.AuthorizeResponse(
@@ -413,6 +458,10 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         if record is None:
             return response
         response.dossier = record.dossier
+        if service_decides(request.method):
+            # A pre-check: the method's own handler decides on the whole request and records
+            # that decision, so the call is logged once and alerted once, as it happened.
+            return response
         response.access_log_entry = await self.record_decision(
             record.dossier,
             principal,
@@ -553,7 +602,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     ) -> consent_pb2.AccessRule:
         method = "GrantAccess"
         principal = require_principal()
-        dossier = dossier_of(request.parent, "parent")
+        dossier = await self._dossier_named(request.parent, "parent")
         rpps = _check_rpps(request.professional_rpps)
         key = REQUESTS.key(request)
         now = utcnow()
@@ -587,12 +636,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 "This professional already has access.",
                 metadata={"access_rule": f"{dossier}/accessRules/{active[0].rule_id}"},
             )
-        if by_professional:
-            display, profession = "", principal.profession_code
-            info = await self._professional_info(rpps)
-            display = info[0] or display
-        else:
-            display, profession = await self._professional_info(rpps)
+        display, profession = await self._grantee(rpps, by_professional, principal.profession_code)
         details = C.GrantDetails(
             source=(
                 C.GRANT_SOURCE_CARE_CONTEXT
@@ -659,20 +703,18 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             )
 
         result: list[consent_pb2.AccessRule] = []
-        if by_professional:
-            # The attestation is a decision of its own: logged, first access notified.
-            await self.record_decision(
-                dossier,
-                principal,
-                req,
-                decision,
-                now,
-                resource=f"{dossier}/accessRules/{rule_id}",
-                request_id=request.request_id,
-                extra=write,
-            )
-        else:
-            await self._with_log(dossier, lambda appender: write(appender, ""))
+        # The grant is the decision the gateway only pre-checked: logged once here (a
+        # professional's attestation also notifies a first access).
+        await self.record_decision(
+            dossier,
+            principal,
+            req,
+            decision,
+            now,
+            resource=f"{dossier}/accessRules/{rule_id}",
+            request_id=request.request_id,
+            extra=write,
+        )
         return result[-1]
 
     async def _active_rules(
@@ -1031,7 +1073,6 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     ) -> consent_pb2.AccessRule:
         method = "StartEmergencyAccess"
         principal = require_principal()
-        dossier = dossier_of(request.parent, "parent")
         key = REQUESTS.key(request)
         if principal.kind != P.PRINCIPAL_KIND_PROFESSIONAL:
             raise permission_denied(
@@ -1069,6 +1110,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 "The duration exceeds the maximum.",
                 "requested_duration_seconds",
             )
+        dossier = await self._dossier_named(request.parent, "parent")
         now = utcnow()
         replay = await self._replay(principal, method, key, C.AccessRule)
         if replay is not None:

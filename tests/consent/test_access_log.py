@@ -14,6 +14,7 @@ from tests.fixtures.consent import ConsentHarness
 
 
 async def _decisions(consent: ConsentHarness, count: int = 5) -> tuple[str, str, str]:
+    """A patient's grant (logged by GrantAccess itself: entry 1), then `count` reads."""
     dossier, ins = await consent.create_record()
     doctor = pro("10")
     await grant(consent, dossier, ins, doctor.rpps)
@@ -53,10 +54,10 @@ async def test_chain_is_intact_and_linked(consent: ConsentHarness) -> None:
     dossier, ins, _ = await _decisions(consent)
     report = await _verify(consent, dossier, ins)
     assert report.ok
-    assert report.verified_entry_count == 5
-    assert report.head_sequence == 5
+    assert report.verified_entry_count == 6
+    assert report.head_sequence == 6
     entries = await consent.history(dossier)
-    assert [e.sequence for e in entries] == [5, 4, 3, 2, 1]  # newest first
+    assert [e.sequence for e in entries] == [6, 5, 4, 3, 2, 1]  # newest first
     assert entries[-1].previous_hash == "0" * 64
     for newer, older in itertools.pairwise(entries):
         assert newer.previous_hash == older.entry_hash
@@ -64,7 +65,7 @@ async def test_chain_is_intact_and_linked(consent: ConsentHarness) -> None:
     again = await consent.call(
         "VerifyAccessLog",
         C.VerifyAccessLogRequest(
-            parent=dossier, anchor_hash=entries[2].entry_hash, anchor_sequence=3
+            parent=dossier, anchor_hash=entries[2].entry_hash, anchor_sequence=entries[2].sequence
         ),
         principals.patient(ins),
     )
@@ -120,7 +121,7 @@ async def test_database_refuses_update_and_delete(consent: ConsentHarness, state
     with pytest.raises(DBAPIError, match="append-only"):
         async with engine.begin() as conn:
             await conn.execute(text(f"{statement} WHERE dossier = :d"), {"d": dossier})
-    assert await consent.count("access_log", dossier) == 1
+    assert await consent.count("access_log", dossier) == 2
 
 
 async def test_patient_history_paginates_newest_first(consent: ConsentHarness) -> None:
@@ -136,12 +137,13 @@ async def test_patient_history_paginates_newest_first(consent: ConsentHarness) -
         )
         seen.extend(e.sequence for e in page.entries)
         for entry in page.entries:
-            assert entry.principal.display_name == rpps  # no directory configured: the RPPS
+            if entry.sequence > 1:  # entry 1 is the patient's own grant
+                assert entry.principal.display_name == rpps  # no directory configured: the RPPS
         token = page.next_page_token
         if not token:
             break
     assert seen == sorted(seen, reverse=True)
-    assert len(seen) == 7
+    assert len(seen) == 8
     denied = await consent.call(
         "ListAccessHistory",
         C.ListAccessHistoryRequest(parent=dossier, decision=C.DECISION_DENIED),

@@ -174,6 +174,10 @@ class MethodAuthz(_message.Message):
     RECORD_FIELD_FIELD_NUMBER: _builtins.int
     INTERNAL_FIELD_NUMBER: _builtins.int
     ANONYMOUS_FIELD_NUMBER: _builtins.int
+    CLASS_FIELD_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_FIELD_NUMBER: _builtins.int
+    SERVICE_DECIDES_FIELD_NUMBER: _builtins.int
+    RESOURCE_ATTRIBUTES_FIELD_NUMBER: _builtins.int
     action: Global___Action.ValueType
     """What the method does."""
     resource_kind: Global___ResourceKind.ValueType
@@ -187,6 +191,27 @@ class MethodAuthz(_message.Message):
     """Internal methods are only called service to service; the gateway refuses them."""
     anonymous: _builtins.bool
     """Anonymous methods need no authenticated principal (login, sign-up, recovery)."""
+    class_field: _builtins.str
+    """Dotted path of the request field holding the class code of the document a
+    write deposits (for example "document.class_code"): the gateway sends it to
+    the policy decision point, so a write is decided on its class at the edge.
+    """
+    type_field: _builtins.str
+    """Same for the document type code (for example "document.type_code"); the
+    class follows from the type when the client sent only the type.
+    """
+    service_decides: _builtins.bool
+    """The owning service decides again with the whole request and records that
+    decision itself (consent's GrantAccess and StartEmergencyAccess): the edge's
+    check is then a pre-check that writes nothing, so one call is logged once
+    and alerted once.
+    """
+    resource_attributes: _builtins.bool
+    """The decision depends on attributes of the named document (class, type,
+    confidentiality, author) that only records holds: the gateway reads them
+    with records' internal GetDocumentAttributes before asking consent, so the
+    decision logged is the one the service enforces.
+    """
     def __init__(
         self,
         *,
@@ -195,10 +220,14 @@ class MethodAuthz(_message.Message):
         record_field: _builtins.str = ...,
         internal: _builtins.bool = ...,
         anonymous: _builtins.bool = ...,
+        class_field: _builtins.str = ...,
+        type_field: _builtins.str = ...,
+        service_decides: _builtins.bool = ...,
+        resource_attributes: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "anonymous", b"anonymous", "internal", b"internal", "record_field", b"record_field", "resource_kind", b"resource_kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "anonymous", b"anonymous", "class_field", b"class_field", "internal", b"internal", "record_field", b"record_field", "resource_attributes", b"resource_attributes", "resource_kind", b"resource_kind", "service_decides", b"service_decides", "type_field", b"type_field"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -288,6 +288,8 @@ class ResourceAttributes(_message.Message):
     CONFIDENTIALITY_CODES_FIELD_NUMBER: _builtins.int
     AUTHOR_RPPS_FIELD_NUMBER: _builtins.int
     AUTHOR_SUBJECT_FIELD_NUMBER: _builtins.int
+    ABSENT_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Full resource name, e.g. `dossiers/{dossier}/documents/{document}`."""
     document_class_code: _builtins.str
@@ -298,6 +300,13 @@ class ResourceAttributes(_message.Message):
     """RPPS of the resource's author, if a professional."""
     author_subject: _builtins.str
     """Principal subject of the resource's author (account id for a patient)."""
+    absent: _builtins.bool
+    """The owning service has no such resource (a document name under an
+    existing record that names nothing): never allowed, and a caller without
+    standing gets the same answer as for a resource that exists.
+    """
+    deleted: _builtins.bool
+    """The document is deleted: only its author still sees it."""
     @_builtins.property
     def confidentiality_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Confidentiality codes of the document (confidentiality.csv, e.g.
@@ -313,10 +322,12 @@ class ResourceAttributes(_message.Message):
         confidentiality_codes: _abc.Iterable[_builtins.str] | None = ...,
         author_rpps: _builtins.str = ...,
         author_subject: _builtins.str = ...,
+        absent: _builtins.bool = ...,
+        deleted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_rpps", b"author_rpps", "author_subject", b"author_subject", "confidentiality_codes", b"confidentiality_codes", "document_class_code", b"document_class_code", "document_type_code", b"document_type_code", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["absent", b"absent", "author_rpps", b"author_rpps", "author_subject", b"author_subject", "confidentiality_codes", b"confidentiality_codes", "deleted", b"deleted", "document_class_code", b"document_class_code", "document_type_code", b"document_type_code", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -717,7 +728,9 @@ class GrantAccessRequest(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Record to grant access to: `dossiers/{dossier}`."""
+    """Record to grant access to: `dossiers/{dossier}`, or `patients/{ins}/dossier`
+    when a professional in front of the patient knows only the INS.
+    """
     professional_rpps: _builtins.str
     """RPPS of the professional who gets access; must be the caller when a
     professional grants through a care context.
@@ -998,7 +1011,9 @@ class StartEmergencyAccessRequest(_message.Message):
     REQUESTED_DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Record to open: `dossiers/{dossier}`."""
+    """Record to open: `dossiers/{dossier}`, or `patients/{ins}/dossier` when the
+    professional knows only the patient's INS.
+    """
     mode: _principal_pb2.AccessMode.ValueType
     """ACCESS_MODE_BRIS_DE_GLACE or ACCESS_MODE_CENTRE_15 (régulateur role)."""
     reason: Global___EmergencyReason.ValueType

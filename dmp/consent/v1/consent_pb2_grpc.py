@@ -152,7 +152,9 @@ class ConsentServiceServicer:
         (PROFESSIONAL_BLOCKED), INVALID_ARGUMENT (CARE_CONTEXT_REQUIRED,
         CONSENT_NOT_ATTESTED, GRANTEE_NOT_CALLER, EXPIRE_TIME_IN_PAST),
         NOT_FOUND (PROFESSIONAL_NOT_FOUND in the directory), ALREADY_EXISTS
-        (GRANT_ALREADY_ACTIVE, the existing rule is named in the details).
+        (GRANT_ALREADY_ACTIVE, the existing rule is named in the details),
+        FAILED_PRECONDITION (GRANTEE_EXCLUDED: the grantee's profession or
+        specialty never accesses a record, e.g. an occupational doctor).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

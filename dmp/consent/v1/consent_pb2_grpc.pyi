@@ -69,7 +69,9 @@ class ConsentServiceStub:
     (PROFESSIONAL_BLOCKED), INVALID_ARGUMENT (CARE_CONTEXT_REQUIRED,
     CONSENT_NOT_ATTESTED, GRANTEE_NOT_CALLER, EXPIRE_TIME_IN_PAST),
     NOT_FOUND (PROFESSIONAL_NOT_FOUND in the directory), ALREADY_EXISTS
-    (GRANT_ALREADY_ACTIVE, the existing rule is named in the details).
+    (GRANT_ALREADY_ACTIVE, the existing rule is named in the details),
+    FAILED_PRECONDITION (GRANTEE_EXCLUDED: the grantee's profession or
+    specialty never accesses a record, e.g. an occupational doctor).
     """
     RevokeAccess: _grpc.UnaryUnaryMultiCallable[_consent_pb2.RevokeAccessRequest, _consent_pb2.AccessRule]
     """Revokes a grant (patient or legal representative), or ends an
@@ -167,7 +169,9 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     (PROFESSIONAL_BLOCKED), INVALID_ARGUMENT (CARE_CONTEXT_REQUIRED,
     CONSENT_NOT_ATTESTED, GRANTEE_NOT_CALLER, EXPIRE_TIME_IN_PAST),
     NOT_FOUND (PROFESSIONAL_NOT_FOUND in the directory), ALREADY_EXISTS
-    (GRANT_ALREADY_ACTIVE, the existing rule is named in the details).
+    (GRANT_ALREADY_ACTIVE, the existing rule is named in the details),
+    FAILED_PRECONDITION (GRANTEE_EXCLUDED: the grantee's profession or
+    specialty never accesses a record, e.g. an occupational doctor).
     """
     RevokeAccess: _aio.UnaryUnaryMultiCallable[_consent_pb2.RevokeAccessRequest, _consent_pb2.AccessRule]  # type: ignore[assignment]
     """Revokes a grant (patient or legal representative), or ends an
@@ -274,7 +278,9 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         (PROFESSIONAL_BLOCKED), INVALID_ARGUMENT (CARE_CONTEXT_REQUIRED,
         CONSENT_NOT_ATTESTED, GRANTEE_NOT_CALLER, EXPIRE_TIME_IN_PAST),
         NOT_FOUND (PROFESSIONAL_NOT_FOUND in the directory), ALREADY_EXISTS
-        (GRANT_ALREADY_ACTIVE, the existing rule is named in the details).
+        (GRANT_ALREADY_ACTIVE, the existing rule is named in the details),
+        FAILED_PRECONDITION (GRANTEE_EXCLUDED: the grantee's profession or
+        specialty never accesses a record, e.g. an occupational doctor).
         """
 
     @_abc_1.abstractmethod

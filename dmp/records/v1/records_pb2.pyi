@@ -1478,6 +1478,76 @@ class CreateDocumentRequest(_message.Message):
 Global___CreateDocumentRequest: _TypeAlias = CreateDocumentRequest  # noqa: Y015
 
 @_typing.final
+class GetDocumentAttributesRequest(_message.Message):
+    """Request of GetDocumentAttributes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name `dossiers/{dossier}/documents/{document}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDocumentAttributesRequest: _TypeAlias = GetDocumentAttributesRequest  # noqa: Y015
+
+@_typing.final
+class DocumentAttributes(_message.Message):
+    """What the policy decision about one document depends on; no medical content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CLASS_CODE_FIELD_NUMBER: _builtins.int
+    TYPE_CODE_FIELD_NUMBER: _builtins.int
+    CONFIDENTIALITY_CODES_FIELD_NUMBER: _builtins.int
+    AUTHOR_RPPS_FIELD_NUMBER: _builtins.int
+    AUTHOR_SUBJECT_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name `dossiers/{dossier}/documents/{document}`."""
+    class_code: _builtins.str
+    """Document class code (document_classes.csv)."""
+    type_code: _builtins.str
+    """Document type code (document_types.csv)."""
+    author_rpps: _builtins.str
+    """RPPS of the author, if a professional."""
+    author_subject: _builtins.str
+    """Principal subject of whoever deposited it."""
+    deleted: _builtins.bool
+    """Deleted by its author (only the author still sees it)."""
+    @_builtins.property
+    def confidentiality_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Confidentiality codes in force now (confidentiality.csv, e.g. MASQUE_PS)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        class_code: _builtins.str = ...,
+        type_code: _builtins.str = ...,
+        confidentiality_codes: _abc.Iterable[_builtins.str] | None = ...,
+        author_rpps: _builtins.str = ...,
+        author_subject: _builtins.str = ...,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_rpps", b"author_rpps", "author_subject", b"author_subject", "class_code", b"class_code", "confidentiality_codes", b"confidentiality_codes", "deleted", b"deleted", "name", b"name", "type_code", b"type_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentAttributes: _TypeAlias = DocumentAttributes  # noqa: Y015
+
+@_typing.final
 class GetDocumentRequest(_message.Message):
     """Request of GetDocument."""
 

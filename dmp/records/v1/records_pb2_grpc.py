@@ -148,6 +148,11 @@ class RecordsServiceStub:
                 request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.ListVaccinationsRequest.SerializeToString,
                 response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.ListVaccinationsResponse.FromString,
                 _registered_method=True)
+        self.GetDocumentAttributes = channel.unary_unary(
+                '/dmp.records.v1.RecordsService/GetDocumentAttributes',
+                request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.GetDocumentAttributesRequest.SerializeToString,
+                response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.DocumentAttributes.FromString,
+                _registered_method=True)
 
 
 class RecordsServiceServicer:
@@ -360,6 +365,18 @@ class RecordsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDocumentAttributes(self, request, context):
+        """The attributes of one document that the policy decision depends on (class,
+        type, confidentiality, author), without content or title: the gateway
+        reads them before asking consent about a call that names the document, so
+        consent decides on what records will enforce. Internal to the platform.
+        Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
+        (INVALID_DOCUMENT_NAME).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecordsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -447,6 +464,11 @@ def add_RecordsServiceServicer_to_server(servicer, server):
                     servicer.ListVaccinations,
                     request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.ListVaccinationsRequest.FromString,
                     response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.ListVaccinationsResponse.SerializeToString,
+            ),
+            'GetDocumentAttributes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDocumentAttributes,
+                    request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.GetDocumentAttributesRequest.FromString,
+                    response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.DocumentAttributes.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -937,6 +959,33 @@ class RecordsService:
             '/dmp.records.v1.RecordsService/ListVaccinations',
             dmp_dot_records_dot_v1_dot_records__pb2.ListVaccinationsRequest.SerializeToString,
             dmp_dot_records_dot_v1_dot_records__pb2.ListVaccinationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDocumentAttributes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.records.v1.RecordsService/GetDocumentAttributes',
+            dmp_dot_records_dot_v1_dot_records__pb2.GetDocumentAttributesRequest.SerializeToString,
+            dmp_dot_records_dot_v1_dot_records__pb2.DocumentAttributes.FromString,
             options,
             channel_credentials,
             insecure,

@@ -171,6 +171,14 @@ class RecordsServiceStub:
     """
     ListVaccinations: _grpc.UnaryUnaryMultiCallable[_records_pb2.ListVaccinationsRequest, _records_pb2.ListVaccinationsResponse]
     """Lists the vaccinations of a record, most recent administration first."""
+    GetDocumentAttributes: _grpc.UnaryUnaryMultiCallable[_records_pb2.GetDocumentAttributesRequest, _records_pb2.DocumentAttributes]
+    """The attributes of one document that the policy decision depends on (class,
+    type, confidentiality, author), without content or title: the gateway
+    reads them before asking consent about a call that names the document, so
+    consent decides on what records will enforce. Internal to the platform.
+    Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
+    (INVALID_DOCUMENT_NAME).
+    """
 
 @_typing.type_check_only
 class RecordsServiceAsyncStub(RecordsServiceStub):
@@ -315,6 +323,14 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     """
     ListVaccinations: _aio.UnaryUnaryMultiCallable[_records_pb2.ListVaccinationsRequest, _records_pb2.ListVaccinationsResponse]  # type: ignore[assignment]
     """Lists the vaccinations of a record, most recent administration first."""
+    GetDocumentAttributes: _aio.UnaryUnaryMultiCallable[_records_pb2.GetDocumentAttributesRequest, _records_pb2.DocumentAttributes]  # type: ignore[assignment]
+    """The attributes of one document that the policy decision depends on (class,
+    type, confidentiality, author), without content or title: the gateway
+    reads them before asking consent about a call that names the document, so
+    consent decides on what records will enforce. Internal to the platform.
+    Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
+    (INVALID_DOCUMENT_NAME).
+    """
 
 class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
     """The patient's shared medical record (DMP): record lifecycle, documents with
@@ -558,5 +574,19 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_records_pb2.ListVaccinationsResponse, _abc.Awaitable[_records_pb2.ListVaccinationsResponse]]:
         """Lists the vaccinations of a record, most recent administration first."""
+
+    @_abc_1.abstractmethod
+    def GetDocumentAttributes(
+        self,
+        request: _records_pb2.GetDocumentAttributesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_records_pb2.DocumentAttributes, _abc.Awaitable[_records_pb2.DocumentAttributes]]:
+        """The attributes of one document that the policy decision depends on (class,
+        type, confidentiality, author), without content or title: the gateway
+        reads them before asking consent about a call that names the document, so
+        consent decides on what records will enforce. Internal to the platform.
+        Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
+        (INVALID_DOCUMENT_NAME).
+        """
 
 def add_RecordsServiceServicer_to_server(servicer: RecordsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
