@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 
 from dmp.consent.v1 import consent_pb2_grpc, events_pb2
 from dmp.identity.v1 import identity_pb2_grpc
+from dmp.records.v1 import records_pb2_grpc
 from gateway.authn import Authenticator, load_crl_serials
 from gateway.authz import Decisions
 from gateway.proxy import Gate, ProxyHandler
@@ -116,6 +117,7 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
         credentials,
         key_id,
         keys[key_id],
+        records=records_pb2_grpc.RecordsServiceStub(channels["records"]),
         ttl_s=settings.decision_cache_ttl_s,
         timeout_s=settings.authorize_timeout_s,
     )

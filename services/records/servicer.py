@@ -21,7 +21,7 @@ from kit import ins as kit_ins
 from kit.context import require_principal
 from kit.db import transaction, utcnow
 from kit.errors import ServiceError, failed_precondition
-from services.records import documents, lifecycle, names, profile
+from services.records import attributes, documents, lifecycle, names, profile
 from services.records.store import REQUESTS, Loaded, load_dossier
 
 if TYPE_CHECKING:
@@ -286,5 +286,17 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
         async def body(session: AsyncSession, principal: Any, now: datetime) -> Any:
             loaded = await self._dossier(session, principal, dossier_id, now)
             return await profile.list_vaccinations(session, loaded, request, self.settings)
+
+        return await self._read(body)
+
+    async def GetDocumentAttributes(  # noqa: N802 - gRPC method name
+        self,
+        request: records_pb2.GetDocumentAttributesRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> records_pb2.DocumentAttributes:
+        async def body(
+            session: AsyncSession, principal: Any, now: datetime
+        ) -> records_pb2.DocumentAttributes:
+            return await attributes.document_attributes(session, principal, request.name, now)
 
         return await self._read(body)
