@@ -27,8 +27,8 @@ from kit.errors import (
     not_found,
     permission_denied,
 )
+from services.records import answers, crypto, names, pagination, search
 from services.records import content as content_checks
-from services.records import crypto, names, pagination, search
 from services.records.access import Caller, Role, can_see, visible_clause
 from services.records.models import document_contents, documents
 from services.records.settings import RecordsSettings
@@ -365,7 +365,7 @@ async def create(
     prep = prepare(loaded.caller, request.document, settings, now)
     row = await _insert(session, loaded, prep, settings, now)
     await _event(session, "added", loaded, row, now)
-    return to_proto(row, loaded.dossier_id, now)
+    return _answer(loaded, row, now, answers.NEW_VERSION)
 
 
 async def load_document(
@@ -448,11 +448,23 @@ async def replace(  # noqa: PLR0917 - handler shape: session, record, target, re
         now,
         names.document_name(loaded.dossier_id, old.document_id),
     )
-    return to_proto(new, loaded.dossier_id, now)
+    return _answer(loaded, new, now, answers.NEW_VERSION)
 
 
 async def _reload(session: AsyncSession, pk: int) -> Any:
     return (await session.execute(select(documents).where(documents.c.id == pk))).one()
+
+
+def _answer(
+    loaded: Loaded,
+    row: Any,
+    now: datetime,
+    wrote: tuple[str, ...],
+    set_flags: set[int] | None = None,
+) -> Any:
+    """A write's answer: no more than the caller may read (`services.records.answers`)."""
+    full = to_proto(row, loaded.dossier_id, now)
+    return answers.document(loaded.caller, full, row, now, wrote=wrote, set_flags=set_flags)
 
 
 async def archive(
@@ -474,7 +486,7 @@ async def archive(
             revision=documents.c.revision + 1,
         )
     )
-    return to_proto(await _reload(session, row.id), loaded.dossier_id, now)
+    return _answer(loaded, await _reload(session, row.id), now, answers.ARCHIVED)
 
 
 async def delete(
@@ -499,7 +511,7 @@ async def delete(
     )
     new = await _reload(session, row.id)
     await _event(session, "deleted", loaded, new, now)
-    return to_proto(new, loaded.dossier_id, now)
+    return _answer(loaded, new, now, answers.DELETED)
 
 
 async def update_visibility(  # noqa: PLR0917 - handler shape: session, record, target, request, settings, now
@@ -545,7 +557,7 @@ async def update_visibility(  # noqa: PLR0917 - handler shape: session, record, 
     new = await _reload(session, row.id)
     if values:
         await _event(session, "visibility_changed", loaded, new, now)
-    return to_proto(new, loaded.dossier_id, now)
+    return _answer(loaded, new, now, answers.VISIBILITY, set_flags)
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.records.v1 import records_pb2
 from kit.errors import ServiceError, already_exists, invalid_argument, permission_denied
-from services.records import crypto, names, pagination
+from services.records import answers, crypto, names, pagination
 from services.records.access import Caller, Role
 from services.records.documents import token_key
 from services.records.models import dossiers, profile_items, vaccinations
@@ -101,6 +101,18 @@ async def get_profile(
         raise invalid_argument(
             "INVALID_WINDOW", "`measurement_window_days` is 0..3650.", "measurement_window_days"
         )
+    return await _read_profile(session, loaded, window_days, settings, now)
+
+
+async def _read_profile(
+    session: AsyncSession,
+    loaded: Loaded,
+    window_days: int,
+    settings: RecordsSettings,
+    now: datetime,
+) -> Any:
+    """The whole profile as GetHealthProfile shows it, with no permission check: a write
+    projects it through `answers.health_profile` before anything leaves."""
     since = now - timedelta(days=window_days or 365)
     dek = data_key(loaded.row, settings)
     rows = (
@@ -175,6 +187,7 @@ async def update_profile(  # noqa: PLR0912, PLR0915 - validate every section, th
         if item_id not in existing:
             raise invalid_argument("UNKNOWN_ITEM_ID", "Unknown item id.", "remove_item_ids")
         removals.append(existing[item_id])
+    written: dict[str, bool] = {}  # item id → created by this request
     for section, item, prior in writes:
         cls, _ = SECTIONS[section]
         stored = cls()
@@ -191,6 +204,7 @@ async def update_profile(  # noqa: PLR0912, PLR0915 - validate every section, th
             stored.provenance.create_time.CopyFrom(old.provenance.create_time)
         stored.provenance.last_updated_by.CopyFrom(author)
         stored.provenance.update_time.FromDatetime(now)
+        written[stored.item_id] = prior is None
         sealed = crypto.seal(dek, stored.SerializeToString(deterministic=True), stored.item_id)
         if prior is None:
             await session.execute(
@@ -222,7 +236,8 @@ async def update_profile(  # noqa: PLR0912, PLR0915 - validate every section, th
         .values(profile_revision=dossiers.c.profile_revision + 1, profile_update_time=now)
     )
     loaded.row = (await session.execute(select(dossiers).where(dossiers.c.id == loaded.pk))).one()
-    return await get_profile(session, loaded, 0, settings, now)
+    full = await _read_profile(session, loaded, 0, settings, now)
+    return answers.health_profile(caller, full, written)
 
 
 # ---------------------------------------------------------------------------
@@ -305,7 +320,7 @@ async def create_vaccination(
             create_time=now,
         )
     )
-    return stored
+    return answers.vaccination(caller, stored)
 
 
 async def list_vaccinations(
