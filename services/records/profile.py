@@ -256,6 +256,18 @@ def _date(value: Any, field: str, required: bool) -> date | None:
         raise invalid_argument("INVALID_DATE", "The date is not valid.", field) from exc
 
 
+def _dedup_key(caller: Caller, vac: Any, given: date) -> str:
+    """Same vaccine, date and lot is one vaccination: ALREADY_EXISTS. That answer tells
+    what the record holds, so it is given only about entries the caller may read back:
+    the patient side (who reads every entry) is checked against the entries the patient
+    side recorded and those recorded before this rule; anyone else only against the
+    entries they recorded themself (their subject is in the key)."""
+    parts = [vac.vaccine.code, vac.vaccine.display, given.isoformat(), vac.lot_number]
+    if not answers.may_read_back(caller):
+        parts.append(caller.subject)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
 async def create_vaccination(
     session: AsyncSession, loaded: Loaded, request: Any, settings: RecordsSettings, now: datetime
 ) -> Any:
@@ -281,11 +293,7 @@ async def create_vaccination(
             "The booster date must follow the administration.",
             "vaccination.booster_date",
         )
-    dedup = hashlib.sha256(
-        "|".join(
-            (vac.vaccine.code, vac.vaccine.display, given.isoformat(), vac.lot_number)
-        ).encode()
-    ).hexdigest()
+    dedup = _dedup_key(caller, vac, given)
     taken = (
         await session.execute(
             select(vaccinations.c.id).where(

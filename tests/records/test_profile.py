@@ -211,8 +211,12 @@ async def test_vaccinations(records: RecordsCalls) -> None:
             C.INVALID_ARGUMENT,
             "BOOSTER_BEFORE_ADMINISTRATION",
         ),
-        (
-            R.Vaccination(vaccine=vaccine, administration_date=_d(today), lot_number="L2"),
+        (  # the professional's own entry again (the patient's L2 is not theirs to know)
+            R.Vaccination(
+                vaccine=vaccine,
+                administration_date=_d(today - timedelta(days=400)),
+                lot_number="L1",
+            ),
             C.ALREADY_EXISTS,
             "VACCINATION_ALREADY_EXISTS",
         ),
