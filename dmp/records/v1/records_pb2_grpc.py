@@ -35,6 +35,21 @@ class RecordsServiceStub:
     and types not readable, masked documents, documents invisible to the
     patient or to legal representatives).
 
+    Write answers. A write never answers more than the same caller may read
+    (rule 5 lets a professional write without a read grant, never read by
+    writing). The patient and a legal representative get the resource as the
+    matching read shows it to them (GetDocument in view BASIC,
+    GetHealthProfile, a ListVaccinations entry). Every other caller
+    (professionals, whose write decision does not establish a read grant;
+    staff; services) gets a receipt: the resource `name`, `etag` and
+    `update_time`, and only what that request wrote: the values it sent and
+    the server's stamps on them (new ids, the provenance of this write, the
+    class derived from the type, the status it set). To see the rest, read it
+    with the read RPC, which checks the grant. Dossier answers are not
+    reduced: their writers read the administrative part (patient,
+    representative, CPAM desk), and CreateDossier answers only what the
+    request created.
+
     Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons common to every method on an existing record:
@@ -165,6 +180,21 @@ class RecordsServiceServicer:
     and types not readable, masked documents, documents invisible to the
     patient or to legal representatives).
 
+    Write answers. A write never answers more than the same caller may read
+    (rule 5 lets a professional write without a read grant, never read by
+    writing). The patient and a legal representative get the resource as the
+    matching read shows it to them (GetDocument in view BASIC,
+    GetHealthProfile, a ListVaccinations entry). Every other caller
+    (professionals, whose write decision does not establish a read grant;
+    staff; services) gets a receipt: the resource `name`, `etag` and
+    `update_time`, and only what that request wrote: the values it sent and
+    the server's stamps on them (new ids, the provenance of this write, the
+    class derived from the type, the status it set). To see the rest, read it
+    with the read RPC, which checks the grant. Dossier answers are not
+    reduced: their writers read the administrative part (patient,
+    representative, CPAM desk), and CreateDossier answers only what the
+    request created.
+
     Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons common to every method on an existing record:
@@ -254,6 +284,9 @@ class RecordsServiceServicer:
         RESOURCE_EXHAUSTED (CONTENT_TOO_LARGE), PERMISSION_DENIED
         (CLASS_NOT_WRITABLE, PROFESSIONAL_BLOCKED), ALREADY_EXISTS (DOCUMENT_ALREADY_EXISTS: same
         `unique_id` already submitted), DOSSIER_CLOSED, TERMS_NOT_ACCEPTED.
+        Answers the new document's metadata (never its content), all of it written
+        by this request; to a caller other than the patient side only as a receipt
+        (see "Write answers" above), which here holds the same fields.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -291,7 +324,8 @@ class RecordsServiceServicer:
         stays readable. Only the author of the replaced version may replace it.
         Errors: FAILED_PRECONDITION (DOCUMENT_DELETED, DOCUMENT_NOT_CURRENT),
         PERMISSION_DENIED (NOT_AUTHOR, CLASS_NOT_WRITABLE), plus the
-        CreateDocument errors.
+        CreateDocument errors. Answers the new version's metadata, as
+        CreateDocument does.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -303,6 +337,10 @@ class RecordsServiceServicer:
         the patient may set or clear MASQUE_PS only; a legal representative may
         set or clear MASQUE_PS only. Errors: PERMISSION_DENIED
         (FLAG_CHANGE_NOT_ALLOWED), INVALID_ARGUMENT (FLAG_SET_AND_CLEARED).
+        Answers the document's metadata to the patient side; to anyone else a
+        receipt whose `confidentiality_flags` are those this request set (not
+        flags someone else put) and `release_time` only if it set
+        INVISIBLE_PATIENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -312,7 +350,9 @@ class RecordsServiceServicer:
         """Archives a document: status ARCHIVED, hidden from default listings but
         still readable when asked for. Allowed to its author and to the patient.
         Errors: FAILED_PRECONDITION (DOCUMENT_NOT_CURRENT), PERMISSION_DENIED
-        (NOT_AUTHOR).
+        (NOT_AUTHOR). Answers the document's metadata to the patient side; to
+        anyone else a receipt: `name`, `etag`, `update_time`, `status`,
+        `archive_time`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -322,8 +362,10 @@ class RecordsServiceServicer:
         """Logically deletes a document (AIP-164 soft delete): status DELETED, no
         longer returned to anyone but its author; content kept until the
         record's purge. Only the document's author may delete it. Returns the
-        deleted document. Errors: PERMISSION_DENIED (NOT_AUTHOR),
-        FAILED_PRECONDITION (DOCUMENT_ALREADY_DELETED).
+        deleted document: its metadata to the patient side; to anyone else a
+        receipt: `name`, `etag`, `update_time`, `status`, `delete_time`.
+        Errors: PERMISSION_DENIED (NOT_AUTHOR), FAILED_PRECONDITION
+        (DOCUMENT_ALREADY_DELETED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -340,7 +382,14 @@ class RecordsServiceServicer:
     def UpdateHealthProfile(self, request, context):
         """Adds, changes or removes items of the health profile (merge by item id,
         see UpdateHealthProfileRequest). The server stamps each new or changed
-        item with the caller as author and the current time. Errors:
+        item with the caller as author and the current time. Answers the whole
+        profile, as GetHealthProfile shows it, to the patient side only. Anyone
+        else (a professional needs no read grant to write here) gets a receipt:
+        `name`, `etag`, `update_time` and the items this request added or
+        changed, each with its `item_id`; an item it changed carries only the
+        stamp of this write (`provenance.last_updated_by`, `update_time`), not
+        who first recorded it. An empty request answers `name`, `etag` and
+        `update_time` alone. Errors:
         INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM), PERMISSION_DENIED
         (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
         """
@@ -352,7 +401,12 @@ class RecordsServiceServicer:
         """Records a vaccination given to the patient (by a professional, or
         declared by the patient). Errors: INVALID_ARGUMENT (VACCINE_REQUIRED,
         ADMINISTRATION_DATE_IN_FUTURE, BOOSTER_BEFORE_ADMINISTRATION),
-        ALREADY_EXISTS (VACCINATION_ALREADY_EXISTS).
+        ALREADY_EXISTS (VACCINATION_ALREADY_EXISTS: same vaccine, date and lot
+        already recorded, checked only against entries the caller may know of: the
+        patient side against the patient side's entries, anyone else against the
+        entries they recorded themself). Answers the new entry, all of
+        it written by this request (a receipt with the same fields to anyone but
+        the patient side).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -487,6 +541,21 @@ class RecordsService:
     scope; the service never returns what the scope excludes (document classes
     and types not readable, masked documents, documents invisible to the
     patient or to legal representatives).
+
+    Write answers. A write never answers more than the same caller may read
+    (rule 5 lets a professional write without a read grant, never read by
+    writing). The patient and a legal representative get the resource as the
+    matching read shows it to them (GetDocument in view BASIC,
+    GetHealthProfile, a ListVaccinations entry). Every other caller
+    (professionals, whose write decision does not establish a read grant;
+    staff; services) gets a receipt: the resource `name`, `etag` and
+    `update_time`, and only what that request wrote: the values it sent and
+    the server's stamps on them (new ids, the provenance of this write, the
+    class derived from the type, the status it set). To see the rest, read it
+    with the read RPC, which checks the grant. Dossier answers are not
+    reduced: their writers read the administrative part (patient,
+    representative, CPAM desk), and CreateDossier answers only what the
+    request created.
 
     Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.

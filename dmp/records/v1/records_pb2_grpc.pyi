@@ -36,6 +36,21 @@ class RecordsServiceStub:
     and types not readable, masked documents, documents invisible to the
     patient or to legal representatives).
 
+    Write answers. A write never answers more than the same caller may read
+    (rule 5 lets a professional write without a read grant, never read by
+    writing). The patient and a legal representative get the resource as the
+    matching read shows it to them (GetDocument in view BASIC,
+    GetHealthProfile, a ListVaccinations entry). Every other caller
+    (professionals, whose write decision does not establish a read grant;
+    staff; services) gets a receipt: the resource `name`, `etag` and
+    `update_time`, and only what that request wrote: the values it sent and
+    the server's stamps on them (new ids, the provenance of this write, the
+    class derived from the type, the status it set). To see the rest, read it
+    with the read RPC, which checks the grant. Dossier answers are not
+    reduced: their writers read the administrative part (patient,
+    representative, CPAM desk), and CreateDossier answers only what the
+    request created.
+
     Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons common to every method on an existing record:
@@ -109,6 +124,9 @@ class RecordsServiceStub:
     RESOURCE_EXHAUSTED (CONTENT_TOO_LARGE), PERMISSION_DENIED
     (CLASS_NOT_WRITABLE, PROFESSIONAL_BLOCKED), ALREADY_EXISTS (DOCUMENT_ALREADY_EXISTS: same
     `unique_id` already submitted), DOSSIER_CLOSED, TERMS_NOT_ACCEPTED.
+    Answers the new document's metadata (never its content), all of it written
+    by this request; to a caller other than the patient side only as a receipt
+    (see "Write answers" above), which here holds the same fields.
     """
     GetDocument: _grpc.UnaryUnaryMultiCallable[_records_pb2.GetDocumentRequest, _records_pb2.Document]
     """Returns one document with its metadata and, unless view is BASIC, its
@@ -130,7 +148,8 @@ class RecordsServiceStub:
     stays readable. Only the author of the replaced version may replace it.
     Errors: FAILED_PRECONDITION (DOCUMENT_DELETED, DOCUMENT_NOT_CURRENT),
     PERMISSION_DENIED (NOT_AUTHOR, CLASS_NOT_WRITABLE), plus the
-    CreateDocument errors.
+    CreateDocument errors. Answers the new version's metadata, as
+    CreateDocument does.
     """
     UpdateDocumentVisibility: _grpc.UnaryUnaryMultiCallable[_records_pb2.UpdateDocumentVisibilityRequest, _records_pb2.Document]
     """Sets or clears confidentiality flags. The author may set or clear every
@@ -138,19 +157,27 @@ class RecordsServiceStub:
     the patient may set or clear MASQUE_PS only; a legal representative may
     set or clear MASQUE_PS only. Errors: PERMISSION_DENIED
     (FLAG_CHANGE_NOT_ALLOWED), INVALID_ARGUMENT (FLAG_SET_AND_CLEARED).
+    Answers the document's metadata to the patient side; to anyone else a
+    receipt whose `confidentiality_flags` are those this request set (not
+    flags someone else put) and `release_time` only if it set
+    INVISIBLE_PATIENT.
     """
     ArchiveDocument: _grpc.UnaryUnaryMultiCallable[_records_pb2.ArchiveDocumentRequest, _records_pb2.Document]
     """Archives a document: status ARCHIVED, hidden from default listings but
     still readable when asked for. Allowed to its author and to the patient.
     Errors: FAILED_PRECONDITION (DOCUMENT_NOT_CURRENT), PERMISSION_DENIED
-    (NOT_AUTHOR).
+    (NOT_AUTHOR). Answers the document's metadata to the patient side; to
+    anyone else a receipt: `name`, `etag`, `update_time`, `status`,
+    `archive_time`.
     """
     DeleteDocument: _grpc.UnaryUnaryMultiCallable[_records_pb2.DeleteDocumentRequest, _records_pb2.Document]
     """Logically deletes a document (AIP-164 soft delete): status DELETED, no
     longer returned to anyone but its author; content kept until the
     record's purge. Only the document's author may delete it. Returns the
-    deleted document. Errors: PERMISSION_DENIED (NOT_AUTHOR),
-    FAILED_PRECONDITION (DOCUMENT_ALREADY_DELETED).
+    deleted document: its metadata to the patient side; to anyone else a
+    receipt: `name`, `etag`, `update_time`, `status`, `delete_time`.
+    Errors: PERMISSION_DENIED (NOT_AUTHOR), FAILED_PRECONDITION
+    (DOCUMENT_ALREADY_DELETED).
     """
     GetHealthProfile: _grpc.UnaryUnaryMultiCallable[_records_pb2.GetHealthProfileRequest, _records_pb2.HealthProfile]
     """Returns the structured health profile (singleton of the record), every
@@ -159,7 +186,14 @@ class RecordsServiceStub:
     UpdateHealthProfile: _grpc.UnaryUnaryMultiCallable[_records_pb2.UpdateHealthProfileRequest, _records_pb2.HealthProfile]
     """Adds, changes or removes items of the health profile (merge by item id,
     see UpdateHealthProfileRequest). The server stamps each new or changed
-    item with the caller as author and the current time. Errors:
+    item with the caller as author and the current time. Answers the whole
+    profile, as GetHealthProfile shows it, to the patient side only. Anyone
+    else (a professional needs no read grant to write here) gets a receipt:
+    `name`, `etag`, `update_time` and the items this request added or
+    changed, each with its `item_id`; an item it changed carries only the
+    stamp of this write (`provenance.last_updated_by`, `update_time`), not
+    who first recorded it. An empty request answers `name`, `etag` and
+    `update_time` alone. Errors:
     INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM), PERMISSION_DENIED
     (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
     """
@@ -167,7 +201,12 @@ class RecordsServiceStub:
     """Records a vaccination given to the patient (by a professional, or
     declared by the patient). Errors: INVALID_ARGUMENT (VACCINE_REQUIRED,
     ADMINISTRATION_DATE_IN_FUTURE, BOOSTER_BEFORE_ADMINISTRATION),
-    ALREADY_EXISTS (VACCINATION_ALREADY_EXISTS).
+    ALREADY_EXISTS (VACCINATION_ALREADY_EXISTS: same vaccine, date and lot
+    already recorded, checked only against entries the caller may know of: the
+    patient side against the patient side's entries, anyone else against the
+    entries they recorded themself). Answers the new entry, all of
+    it written by this request (a receipt with the same fields to anyone but
+    the patient side).
     """
     ListVaccinations: _grpc.UnaryUnaryMultiCallable[_records_pb2.ListVaccinationsRequest, _records_pb2.ListVaccinationsResponse]
     """Lists the vaccinations of a record, most recent administration first."""
@@ -190,6 +229,21 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     scope; the service never returns what the scope excludes (document classes
     and types not readable, masked documents, documents invisible to the
     patient or to legal representatives).
+
+    Write answers. A write never answers more than the same caller may read
+    (rule 5 lets a professional write without a read grant, never read by
+    writing). The patient and a legal representative get the resource as the
+    matching read shows it to them (GetDocument in view BASIC,
+    GetHealthProfile, a ListVaccinations entry). Every other caller
+    (professionals, whose write decision does not establish a read grant;
+    staff; services) gets a receipt: the resource `name`, `etag` and
+    `update_time`, and only what that request wrote: the values it sent and
+    the server's stamps on them (new ids, the provenance of this write, the
+    class derived from the type, the status it set). To see the rest, read it
+    with the read RPC, which checks the grant. Dossier answers are not
+    reduced: their writers read the administrative part (patient,
+    representative, CPAM desk), and CreateDossier answers only what the
+    request created.
 
     Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
@@ -261,6 +315,9 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     RESOURCE_EXHAUSTED (CONTENT_TOO_LARGE), PERMISSION_DENIED
     (CLASS_NOT_WRITABLE, PROFESSIONAL_BLOCKED), ALREADY_EXISTS (DOCUMENT_ALREADY_EXISTS: same
     `unique_id` already submitted), DOSSIER_CLOSED, TERMS_NOT_ACCEPTED.
+    Answers the new document's metadata (never its content), all of it written
+    by this request; to a caller other than the patient side only as a receipt
+    (see "Write answers" above), which here holds the same fields.
     """
     GetDocument: _aio.UnaryUnaryMultiCallable[_records_pb2.GetDocumentRequest, _records_pb2.Document]  # type: ignore[assignment]
     """Returns one document with its metadata and, unless view is BASIC, its
@@ -282,7 +339,8 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     stays readable. Only the author of the replaced version may replace it.
     Errors: FAILED_PRECONDITION (DOCUMENT_DELETED, DOCUMENT_NOT_CURRENT),
     PERMISSION_DENIED (NOT_AUTHOR, CLASS_NOT_WRITABLE), plus the
-    CreateDocument errors.
+    CreateDocument errors. Answers the new version's metadata, as
+    CreateDocument does.
     """
     UpdateDocumentVisibility: _aio.UnaryUnaryMultiCallable[_records_pb2.UpdateDocumentVisibilityRequest, _records_pb2.Document]  # type: ignore[assignment]
     """Sets or clears confidentiality flags. The author may set or clear every
@@ -290,19 +348,27 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     the patient may set or clear MASQUE_PS only; a legal representative may
     set or clear MASQUE_PS only. Errors: PERMISSION_DENIED
     (FLAG_CHANGE_NOT_ALLOWED), INVALID_ARGUMENT (FLAG_SET_AND_CLEARED).
+    Answers the document's metadata to the patient side; to anyone else a
+    receipt whose `confidentiality_flags` are those this request set (not
+    flags someone else put) and `release_time` only if it set
+    INVISIBLE_PATIENT.
     """
     ArchiveDocument: _aio.UnaryUnaryMultiCallable[_records_pb2.ArchiveDocumentRequest, _records_pb2.Document]  # type: ignore[assignment]
     """Archives a document: status ARCHIVED, hidden from default listings but
     still readable when asked for. Allowed to its author and to the patient.
     Errors: FAILED_PRECONDITION (DOCUMENT_NOT_CURRENT), PERMISSION_DENIED
-    (NOT_AUTHOR).
+    (NOT_AUTHOR). Answers the document's metadata to the patient side; to
+    anyone else a receipt: `name`, `etag`, `update_time`, `status`,
+    `archive_time`.
     """
     DeleteDocument: _aio.UnaryUnaryMultiCallable[_records_pb2.DeleteDocumentRequest, _records_pb2.Document]  # type: ignore[assignment]
     """Logically deletes a document (AIP-164 soft delete): status DELETED, no
     longer returned to anyone but its author; content kept until the
     record's purge. Only the document's author may delete it. Returns the
-    deleted document. Errors: PERMISSION_DENIED (NOT_AUTHOR),
-    FAILED_PRECONDITION (DOCUMENT_ALREADY_DELETED).
+    deleted document: its metadata to the patient side; to anyone else a
+    receipt: `name`, `etag`, `update_time`, `status`, `delete_time`.
+    Errors: PERMISSION_DENIED (NOT_AUTHOR), FAILED_PRECONDITION
+    (DOCUMENT_ALREADY_DELETED).
     """
     GetHealthProfile: _aio.UnaryUnaryMultiCallable[_records_pb2.GetHealthProfileRequest, _records_pb2.HealthProfile]  # type: ignore[assignment]
     """Returns the structured health profile (singleton of the record), every
@@ -311,7 +377,14 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     UpdateHealthProfile: _aio.UnaryUnaryMultiCallable[_records_pb2.UpdateHealthProfileRequest, _records_pb2.HealthProfile]  # type: ignore[assignment]
     """Adds, changes or removes items of the health profile (merge by item id,
     see UpdateHealthProfileRequest). The server stamps each new or changed
-    item with the caller as author and the current time. Errors:
+    item with the caller as author and the current time. Answers the whole
+    profile, as GetHealthProfile shows it, to the patient side only. Anyone
+    else (a professional needs no read grant to write here) gets a receipt:
+    `name`, `etag`, `update_time` and the items this request added or
+    changed, each with its `item_id`; an item it changed carries only the
+    stamp of this write (`provenance.last_updated_by`, `update_time`), not
+    who first recorded it. An empty request answers `name`, `etag` and
+    `update_time` alone. Errors:
     INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM), PERMISSION_DENIED
     (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
     """
@@ -319,7 +392,12 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     """Records a vaccination given to the patient (by a professional, or
     declared by the patient). Errors: INVALID_ARGUMENT (VACCINE_REQUIRED,
     ADMINISTRATION_DATE_IN_FUTURE, BOOSTER_BEFORE_ADMINISTRATION),
-    ALREADY_EXISTS (VACCINATION_ALREADY_EXISTS).
+    ALREADY_EXISTS (VACCINATION_ALREADY_EXISTS: same vaccine, date and lot
+    already recorded, checked only against entries the caller may know of: the
+    patient side against the patient side's entries, anyone else against the
+    entries they recorded themself). Answers the new entry, all of
+    it written by this request (a receipt with the same fields to anyone but
+    the patient side).
     """
     ListVaccinations: _aio.UnaryUnaryMultiCallable[_records_pb2.ListVaccinationsRequest, _records_pb2.ListVaccinationsResponse]  # type: ignore[assignment]
     """Lists the vaccinations of a record, most recent administration first."""
@@ -341,6 +419,21 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
     scope; the service never returns what the scope excludes (document classes
     and types not readable, masked documents, documents invisible to the
     patient or to legal representatives).
+
+    Write answers. A write never answers more than the same caller may read
+    (rule 5 lets a professional write without a read grant, never read by
+    writing). The patient and a legal representative get the resource as the
+    matching read shows it to them (GetDocument in view BASIC,
+    GetHealthProfile, a ListVaccinations entry). Every other caller
+    (professionals, whose write decision does not establish a read grant;
+    staff; services) gets a receipt: the resource `name`, `etag` and
+    `update_time`, and only what that request wrote: the values it sent and
+    the server's stamps on them (new ids, the provenance of this write, the
+    class derived from the type, the status it set). To see the rest, read it
+    with the read RPC, which checks the grant. Dossier answers are not
+    reduced: their writers read the administrative part (patient,
+    representative, CPAM desk), and CreateDossier answers only what the
+    request created.
 
     Errors are google.rpc.Status with an ErrorInfo (domain "records.dmp")
     whose reason is one of the UPPER_SNAKE reasons named on each method.
@@ -446,6 +539,9 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         RESOURCE_EXHAUSTED (CONTENT_TOO_LARGE), PERMISSION_DENIED
         (CLASS_NOT_WRITABLE, PROFESSIONAL_BLOCKED), ALREADY_EXISTS (DOCUMENT_ALREADY_EXISTS: same
         `unique_id` already submitted), DOSSIER_CLOSED, TERMS_NOT_ACCEPTED.
+        Answers the new document's metadata (never its content), all of it written
+        by this request; to a caller other than the patient side only as a receipt
+        (see "Write answers" above), which here holds the same fields.
         """
 
     @_abc_1.abstractmethod
@@ -491,7 +587,8 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         stays readable. Only the author of the replaced version may replace it.
         Errors: FAILED_PRECONDITION (DOCUMENT_DELETED, DOCUMENT_NOT_CURRENT),
         PERMISSION_DENIED (NOT_AUTHOR, CLASS_NOT_WRITABLE), plus the
-        CreateDocument errors.
+        CreateDocument errors. Answers the new version's metadata, as
+        CreateDocument does.
         """
 
     @_abc_1.abstractmethod
@@ -505,6 +602,10 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         the patient may set or clear MASQUE_PS only; a legal representative may
         set or clear MASQUE_PS only. Errors: PERMISSION_DENIED
         (FLAG_CHANGE_NOT_ALLOWED), INVALID_ARGUMENT (FLAG_SET_AND_CLEARED).
+        Answers the document's metadata to the patient side; to anyone else a
+        receipt whose `confidentiality_flags` are those this request set (not
+        flags someone else put) and `release_time` only if it set
+        INVISIBLE_PATIENT.
         """
 
     @_abc_1.abstractmethod
@@ -516,7 +617,9 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Archives a document: status ARCHIVED, hidden from default listings but
         still readable when asked for. Allowed to its author and to the patient.
         Errors: FAILED_PRECONDITION (DOCUMENT_NOT_CURRENT), PERMISSION_DENIED
-        (NOT_AUTHOR).
+        (NOT_AUTHOR). Answers the document's metadata to the patient side; to
+        anyone else a receipt: `name`, `etag`, `update_time`, `status`,
+        `archive_time`.
         """
 
     @_abc_1.abstractmethod
@@ -528,8 +631,10 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Logically deletes a document (AIP-164 soft delete): status DELETED, no
         longer returned to anyone but its author; content kept until the
         record's purge. Only the document's author may delete it. Returns the
-        deleted document. Errors: PERMISSION_DENIED (NOT_AUTHOR),
-        FAILED_PRECONDITION (DOCUMENT_ALREADY_DELETED).
+        deleted document: its metadata to the patient side; to anyone else a
+        receipt: `name`, `etag`, `update_time`, `status`, `delete_time`.
+        Errors: PERMISSION_DENIED (NOT_AUTHOR), FAILED_PRECONDITION
+        (DOCUMENT_ALREADY_DELETED).
         """
 
     @_abc_1.abstractmethod
@@ -550,7 +655,14 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_records_pb2.HealthProfile, _abc.Awaitable[_records_pb2.HealthProfile]]:
         """Adds, changes or removes items of the health profile (merge by item id,
         see UpdateHealthProfileRequest). The server stamps each new or changed
-        item with the caller as author and the current time. Errors:
+        item with the caller as author and the current time. Answers the whole
+        profile, as GetHealthProfile shows it, to the patient side only. Anyone
+        else (a professional needs no read grant to write here) gets a receipt:
+        `name`, `etag`, `update_time` and the items this request added or
+        changed, each with its `item_id`; an item it changed carries only the
+        stamp of this write (`provenance.last_updated_by`, `update_time`), not
+        who first recorded it. An empty request answers `name`, `etag` and
+        `update_time` alone. Errors:
         INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM), PERMISSION_DENIED
         (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
         """
@@ -564,7 +676,12 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Records a vaccination given to the patient (by a professional, or
         declared by the patient). Errors: INVALID_ARGUMENT (VACCINE_REQUIRED,
         ADMINISTRATION_DATE_IN_FUTURE, BOOSTER_BEFORE_ADMINISTRATION),
-        ALREADY_EXISTS (VACCINATION_ALREADY_EXISTS).
+        ALREADY_EXISTS (VACCINATION_ALREADY_EXISTS: same vaccine, date and lot
+        already recorded, checked only against entries the caller may know of: the
+        patient side against the patient side's entries, anyone else against the
+        entries they recorded themself). Answers the new entry, all of
+        it written by this request (a receipt with the same fields to anyone but
+        the patient side).
         """
 
     @_abc_1.abstractmethod
