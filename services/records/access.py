@@ -68,13 +68,15 @@ class Caller:
             return False
         return bool(scope.readable_class_codes or scope.readable_type_codes)
 
-    def may_write_class(self, class_code: str) -> bool:
+    def may_write(self, class_code: str, type_code: str) -> bool:
+        """A whole writable class, or a single type the matrix adds (`writable_type_codes`:
+        a dietitian's care follow-up report, a pharmacist's medication review)."""
         scope = self.scope
         if scope is None or scope.administrative_only:
             return False
         if self.role in (Role.DESK, Role.ADMIN_STAFF):
             return False
-        return class_code in scope.writable_class_codes
+        return class_code in scope.writable_class_codes or type_code in scope.writable_type_codes
 
     @property
     def writes_anything(self) -> bool:

@@ -182,7 +182,7 @@ def prepare(  # noqa: PLR0912 - one check per metadata rule, in order
         raise permission_denied(
             "CLASS_NOT_WRITABLE", "Documents deposited by the patient are of class 90."
         )
-    if not caller.may_write_class(class_code):
+    if not caller.may_write(class_code, type_code):
         raise permission_denied("CLASS_NOT_WRITABLE", "The caller may not write this class.")
     title = doc.title.strip()
     if not title:
