@@ -17,12 +17,13 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from kit import principal as principals
 from kit.authz import is_infrastructure, method_authz
 from kit.context import reset_principal, set_principal
-from kit.errors import ServiceError, permission_denied, unauthenticated
+from kit.errors import ServiceError, invalid_argument, permission_denied, unauthenticated
 from kit.logs import get_logger
 from kit.observe import RpcObserver, final_code
 
@@ -149,40 +150,73 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return _rebuild(handler, run_unary, run_stream)
 
 
+def _decode(deser: Callable[[bytes], Any] | None, raw: Any) -> Any:
+    """The request message; bytes that do not decode are the caller's error, not ours."""
+    if deser is None:
+        return raw
+    try:
+        return deser(raw)
+    except DecodeError as exc:
+        raise invalid_argument("REQUEST_MALFORMED", "The request cannot be decoded.") from exc
+
+
+async def _decoded(deser: Callable[[bytes], Any] | None, raw: AsyncIterator[Any]) -> Any:
+    async for item in raw:
+        yield _decode(deser, item)
+
+
 def _rebuild(
     handler: Handler,
     run_unary: Callable[..., Awaitable[Any]],
     run_stream: Callable[..., AsyncIterator[Any]],
 ) -> Handler:
-    """The same method kind as `handler`, served through `run_unary` / `run_stream`."""
+    """The same method kind as `handler`, served through `run_unary` / `run_stream`.
+
+    Requests arrive as bytes and are decoded inside the wrapper: gRPC's own
+    deserialization failure would answer UNKNOWN with the exception's text;
+    here it is INVALID_ARGUMENT REQUEST_MALFORMED, logged and counted like any
+    refused call.
+    """
     deser, ser = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary:
         inner_uu = handler.unary_unary
 
-        async def unary_unary(request: Any, context: Any) -> Any:
-            return await run_unary(inner_uu, request, context)
+        async def decoded_uu(raw: Any, context: Any) -> Any:
+            return await inner_uu(_decode(deser, raw), context)
 
-        return grpc.unary_unary_rpc_method_handler(unary_unary, deser, ser)
+        async def unary_unary(request: Any, context: Any) -> Any:
+            return await run_unary(decoded_uu, request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, None, ser)
     if handler.stream_unary:
         inner_su = handler.stream_unary
 
-        async def stream_unary(request_iterator: Any, context: Any) -> Any:
-            return await run_unary(inner_su, request_iterator, context)
+        async def decoded_su(raw: Any, context: Any) -> Any:
+            return await inner_su(_decoded(deser, raw), context)
 
-        return grpc.stream_unary_rpc_method_handler(stream_unary, deser, ser)
+        async def stream_unary(request_iterator: Any, context: Any) -> Any:
+            return await run_unary(decoded_su, request_iterator, context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, None, ser)
     if handler.unary_stream:
         inner_us = handler.unary_stream
 
-        def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            return run_stream(inner_us, request, context)
+        def decoded_us(raw: Any, context: Any) -> AsyncIterator[Any]:
+            return inner_us(_decode(deser, raw), context)  # type: ignore[no-any-return]
 
-        return grpc.unary_stream_rpc_method_handler(unary_stream, deser, ser)
+        def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            return run_stream(decoded_us, request, context)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, None, ser)
     inner_ss = handler.stream_stream
 
-    def stream_stream(request_iterator: Any, context: Any) -> AsyncIterator[Any]:
-        return run_stream(inner_ss, request_iterator, context)
+    def decoded_ss(raw: Any, context: Any) -> AsyncIterator[Any]:
+        return inner_ss(_decoded(deser, raw), context)  # type: ignore[no-any-return]
 
-    return grpc.stream_stream_rpc_method_handler(stream_stream, deser, ser)
+    def stream_stream(request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        return run_stream(decoded_ss, request_iterator, context)
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, None, ser)
 
 
 def _interrupted(context: grpc.aio.ServicerContext, exc: BaseException) -> grpc.StatusCode:
