@@ -1,11 +1,11 @@
-"""Register the dev PKI's professional cards in identity's directory before the gateway serves.
+"""Register every card of the dev PKI in identity's directory before the gateway serves.
 
-The gateway maps a professional card through `identity.ResolveCertificate`,
-which only knows fingerprints recorded with `CreateProfessional`; without this
-step no card of `var/pki/cards/` would work. Every start re-registers: an
-RPPS already in the directory (ALREADY_EXISTS) is the normal case of a second
-`make run`. Staff and service cards are mapped by the gateway from their
-subject fields and need no registration.
+The gateway refuses any client certificate whose fingerprint identity does not
+know (`identity.ResolveCertificate`): professional (CPS) cards are recorded
+with `CreateProfessional`, staff and service cards with `RegisterCard`.
+Without this step no card of `var/pki/cards/` would work. Every start
+re-registers: a card already in the directory (ALREADY_EXISTS) is the normal
+case of a second `make run`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from kit import pki
@@ -40,14 +41,12 @@ class Registration:
     warnings: list[str] = field(default_factory=list)
 
 
-def professional_cards(cards_dir: Path) -> list[tuple[str, x509.Certificate, pki.CardFields]]:
-    """Every professional (CPS) card certificate in `cards_dir`, by file stem."""
+def card_certificates(cards_dir: Path) -> list[tuple[str, x509.Certificate, pki.CardFields]]:
+    """Every card certificate in `cards_dir` (professional, staff, service), by file stem."""
     found = []
     for path in sorted(cards_dir.glob("*.crt")):
         cert = x509.load_pem_x509_certificate(path.read_bytes())
-        fields = pki.card_fields(cert)
-        if fields.kind == "professional":
-            found.append((path.stem, cert, fields))
+        found.append((path.stem, cert, pki.card_fields(cert)))
     return found
 
 
@@ -62,6 +61,37 @@ def directory_entry(fields: pki.CardFields, sha: str) -> identity_pb2.Profession
         specialty_code=fields.specialty_code,
         roles=[_ROLES[r] for r in fields.roles],
         certificate_sha256=[sha],
+    )
+
+
+_CARD_KINDS = {"staff": identity_pb2.CARD_KIND_STAFF, "service": identity_pb2.CARD_KIND_SERVICE}
+
+
+def card_entry(cert: x509.Certificate, fields: pki.CardFields) -> identity_pb2.Card:
+    """The directory entry of a staff or service card (tests register cards the same way)."""
+    organisation = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return identity_pb2.Card(
+        kind=_CARD_KINDS.get(fields.kind, identity_pb2.CARD_KIND_UNSPECIFIED),
+        display_name=fields.name,
+        organisation=str(organisation[0].value) if organisation else "",
+        roles=[_ROLES[r] for r in fields.roles],
+        rpps=fields.rpps,
+        certificate_sha256=pki.fingerprint(cert),
+    )
+
+
+def registration_request(
+    cert: x509.Certificate, fields: pki.CardFields
+) -> tuple[str, identity_pb2.CreateProfessionalRequest | identity_pb2.RegisterCardRequest]:
+    """The identity method and request that register this card."""
+    request_id = str(uuid.uuid4())
+    if fields.kind == "professional":
+        entry = directory_entry(fields, pki.fingerprint(cert))
+        return "CreateProfessional", identity_pb2.CreateProfessionalRequest(
+            request_id=request_id, professional=entry
+        )
+    return "RegisterCard", identity_pb2.RegisterCardRequest(
+        request_id=request_id, card=card_entry(cert, fields)
     )
 
 
@@ -81,13 +111,10 @@ class _Identity:
             self.secrets.principal_key,
         )
 
-    def create(self, professional: identity_pb2.Professional) -> None:
-        request = identity_pb2.CreateProfessionalRequest(
-            request_id=str(uuid.uuid4()), professional=professional
-        )
-        self.stub.CreateProfessional(
-            request, metadata=self._md("CreateProfessional"), timeout=self.timeout_s
-        )
+    def register(self, cert: x509.Certificate, fields: pki.CardFields) -> None:
+        method, request = registration_request(cert, fields)
+        call = getattr(self.stub, method)
+        call(request, metadata=self._md(method), timeout=self.timeout_s)
 
     def knows(self, sha: str) -> bool:
         request = identity_pb2.ResolveCertificateRequest(sha256_fingerprint=sha)
@@ -105,24 +132,25 @@ class _Identity:
 def register_cards(
     cards_dir: Path, identity_target: str, secrets: DevSecrets, timeout_s: float = 10.0
 ) -> Registration:
-    """CreateProfessional for each professional card; idempotent across restarts.
+    """CreateProfessional / RegisterCard for each card; idempotent across restarts.
 
-    A card identity refuses (bad RPPS, unknown role) or whose RPPS is already
-    registered with another certificate (the PKI was recreated but not the
-    database) becomes a warning: the rest of the platform is still useful.
-    Anything else (identity unreachable) is a StartupError.
+    A card identity refuses (bad RPPS, unknown role, unknown kind) or whose RPPS
+    is already registered with another certificate (the PKI was recreated but
+    not the database) becomes a warning: the gateway will refuse that card, the
+    rest of the platform is still useful. Anything else (identity unreachable)
+    is a StartupError.
     """
     result = Registration()
     with grpc.insecure_channel(identity_target) as channel:
         identity = _Identity(channel, secrets, timeout_s)
-        for stem, cert, fields in professional_cards(cards_dir):
+        for stem, cert, fields in card_certificates(cards_dir):
             sha = pki.fingerprint(cert)
             unknown = [r for r in fields.roles if r not in _ROLES]
             if unknown:
                 result.warnings.append(f"card {stem}: unknown role(s) {', '.join(unknown)}")
                 continue
             try:
-                identity.create(directory_entry(fields, sha))
+                identity.register(cert, fields)
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.ALREADY_EXISTS:

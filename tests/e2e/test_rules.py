@@ -180,12 +180,18 @@ async def test_rule1_no_credential_and_unknown_or_excluded_roles(stack: LiveStac
     dossier, _ = await new_record(stack)
     anonymous = records(stack.patient_channel())
     await expect(anonymous.GetDossier(R.GetDossierRequest(name=dossier)), S.UNAUTHENTICATED)
+    # Staff cards the directory does not list never reach the policy.
     for stem in ("insurer", "conseil"):
         stub = records(stack.card_channel(test_card(stack, stem)))
-        await expect(stub.GetDossier(R.GetDossierRequest(name=dossier)), S.PERMISSION_DENIED)
         await expect(
-            stub.ListDocuments(R.ListDocumentsRequest(parent=dossier)), S.PERMISSION_DENIED
+            stub.GetDossier(R.GetDossierRequest(name=dossier)),
+            S.UNAUTHENTICATED,
+            "CERTIFICATE_UNKNOWN",
         )
+    # A registered staff card with an excluded role is refused by the policy.
+    stub = records(stack.card_channel("medecin_conseil"))
+    await expect(stub.GetDossier(R.GetDossierRequest(name=dossier)), S.PERMISSION_DENIED)
+    await expect(stub.ListDocuments(R.ListDocumentsRequest(parent=dossier)), S.PERMISSION_DENIED)
 
 
 async def test_rule2_attending_physician_cannot_be_blocked_and_reads_without_grant(

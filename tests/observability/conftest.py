@@ -26,13 +26,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp.identity.v1 import identity_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2
 from gateway.app import RunningGateway, start_gateway
 from gateway.settings import GatewaySettings
 from kit import pki, tracing
-from kit.devstack.cards import directory_entry
+from kit.devstack.cards import registration_request
 from kit.server import RunningServer, start_app
 from kit.testing import principals
 from kit.testing.databases import DatabaseFactory
@@ -153,17 +153,14 @@ def span_tree(finished: tuple[ReadableSpan, ...], trace_id: int) -> list[Readabl
 
 
 async def _register_card(identity: RunningServer, pki_dir: Path, stem: str) -> None:
-    fields = pki.DEMO_CARDS[stem]
+    """As the launcher does: the gateway refuses every card identity does not list."""
     cert = x509.load_pem_x509_certificate((pki_dir / "cards" / f"{stem}.crt").read_bytes())
-    path = "/dmp.identity.v1.IdentityService/CreateProfessional"
+    method, request = registration_request(cert, pki.card_fields(cert))
+    path = f"/dmp.identity.v1.IdentityService/{method}"
     async with grpc.aio.insecure_channel(identity.target) as channel:
-        await identity_pb2_grpc.IdentityServiceStub(channel).CreateProfessional(
-            identity_pb2.CreateProfessionalRequest(
-                request_id=str(uuid.uuid4()),
-                professional=directory_entry(fields, pki.fingerprint(cert)),
-            ),
-            metadata=principals.metadata(principals.internal("pki"), path),
-            timeout=10,
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        await getattr(stub, method)(
+            request, metadata=principals.metadata(principals.internal("pki"), path), timeout=10
         )
 
 
@@ -226,7 +223,8 @@ async def assembly(
         await asyncio.wait_for(notify.app.wait_events_ready(), 30)
         pki_dir = base / "pki"
         pki.ensure_dev_pki(pki_dir)
-        await _register_card(identity, pki_dir, "doctor")
+        for stem in ("doctor", "desk"):
+            await _register_card(identity, pki_dir, stem)
         gateway = await start_gateway(
             GatewaySettings(
                 grpc_port=0,
