@@ -1,10 +1,15 @@
-"""Assembles the gateway: TLS listeners, upstream channels, authn, authz, proxy, cache events.
+"""Assembles the gateway: TLS listeners, upstream channels, authn, authz, proxy, cache events,
+the session revocation feed and the CRL watcher.
 
 gRPC Python cannot *request* an optional client certificate
 (`require_client_auth=False` does not ask for one at all), so the gateway has
 two TLS listeners sharing one handler: the card port (`DMP_GRPC_PORT`, 8443)
 requires a client certificate chaining to the configured CA; the patient port
 (`DMP_PATIENT_PORT`) asks for none and takes bearer tokens.
+
+The health answers SERVING only once the revocation feed has replayed the
+revocations of the last token lifetime (`gateway.revocations`): until then a
+patient token cannot be checked, so the launcher and Kubernetes wait.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from nats.aio.msg import Msg
 from dmp.consent.v1 import consent_pb2_grpc, events_pb2
 from dmp.identity.v1 import identity_pb2_grpc
 from dmp.records.v1 import records_pb2_grpc
-from gateway.authn import Authenticator, load_crl_serials
+from gateway.authn import Authenticator
 from gateway.authz import Decisions
+from gateway.crl import CrlWatcher
 from gateway.proxy import Gate, ProxyHandler
 from gateway.ratelimit import RateLimiter
+from gateway.revocations import CLOCK_MARGIN_S, RevocationFeed, RevokedSessions
 from gateway.routing import build_routes, targets
 from gateway.settings import GatewaySettings
 from kit.clients import RECONNECT_OPTIONS, InternalCredentials
@@ -53,10 +60,21 @@ class RunningGateway:
     nc: Client | None = None
     metrics: MetricsServer | None = None
     health_servicer: health.aio.HealthServicer = field(default_factory=health.aio.HealthServicer)
+    revocations: RevocationFeed | None = None
+    crl: CrlWatcher | None = None
+    serving: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float | None = None) -> None:
+        if self.serving is not None:
+            self.serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.serving
         await self.health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
+        if self.crl is not None:
+            await self.crl.stop()
+        if self.revocations is not None:
+            await self.revocations.stop()
         if self.probe is not None:
             await self.probe.stop(0)
         if self.metrics is not None:
@@ -91,8 +109,41 @@ def _read_material(
     return ca_pem, pair, token_key
 
 
+def _authentication(
+    settings: GatewaySettings,
+    identity: grpc.aio.Channel,
+    credentials: InternalCredentials,
+    ca_pem: bytes,
+    token_key: Ed25519PublicKey | None,
+) -> tuple[Authenticator, CrlWatcher]:
+    """The authenticator with its revoked sessions, and the CRL (loaded now: fail at start)."""
+    verifier = AccessTokenVerifier([token_key]) if token_key is not None else None
+    if verifier is None:
+        log.warning("no_token_key", detail="patient tokens will be refused")
+    sessions = RevokedSessions(
+        horizon_s=settings.max_token_lifetime_s + CLOCK_MARGIN_S,
+        max_entries=settings.revocation_max_entries,
+        max_staleness_s=settings.revocation_max_staleness_s,
+    )
+    authn = Authenticator(
+        identity_pb2_grpc.IdentityServiceStub(identity),
+        credentials,
+        verifier,
+        sessions=sessions,
+        cache_ttl_s=settings.certificate_cache_ttl_s,
+        timeout_s=settings.authorize_timeout_s,
+    )
+    crl = CrlWatcher(
+        settings.client_crl_file, ca_pem, authn.set_revoked, settings.crl_reload_interval_s
+    )
+    authn.set_revoked(crl.load())
+    return authn, crl
+
+
 async def start_gateway(settings: GatewaySettings) -> RunningGateway:
-    """Start both listeners (and the probe port); return once serving."""
+    """Start both listeners (and the probe port); return once SERVING, or after
+    `revocation_start_wait_s` if the revocation replay has not caught up (the health
+    turns SERVING when it does)."""
     keys = settings.principal_key_bytes()
     key_id = settings.principal_key_id
     ca_pem, pair, token_key = _read_material(settings)
@@ -101,17 +152,7 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
         name: _upstream(target, settings.max_message_bytes)
         for name, target in targets(settings).items()
     }
-    verifier = AccessTokenVerifier([token_key]) if token_key is not None else None
-    if verifier is None:
-        log.warning("no_token_key", detail="patient tokens will be refused")
-    authn = Authenticator(
-        identity_pb2_grpc.IdentityServiceStub(channels["identity"]),
-        credentials,
-        verifier,
-        revoked=load_crl_serials(settings.client_crl_file, ca_pem),
-        cache_ttl_s=settings.certificate_cache_ttl_s,
-        timeout_s=settings.authorize_timeout_s,
-    )
+    authn, crl = _authentication(settings, channels["identity"], credentials, ca_pem, token_key)
     decisions = Decisions(
         consent_pb2_grpc.ConsentServiceStub(channels["consent"]),
         credentials,
@@ -150,7 +191,11 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
         authn,
         channels,
         health_servicer=health_servicer,
+        crl=crl,
     )
+    crl.start()
+    feed = running.revocations = RevocationFeed(settings.nats_url, authn.sessions)
+    feed.start()
     if settings.probe_port:
         probe = grpc.aio.server()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe)
@@ -160,7 +205,11 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
     running.metrics = serve_metrics(settings.grpc_host, settings.metrics_port)
     if settings.invalidate_on_events:
         running.nc = await _subscribe_changes(settings.nats_url, decisions)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    running.serving = asyncio.create_task(_serve_when_ready(feed, health_servicer))
+    try:
+        await asyncio.wait_for(asyncio.shield(running.serving), settings.revocation_start_wait_s)
+    except TimeoutError:
+        log.warning("revocations_not_ready", detail="NOT_SERVING until the replay caught up")
     for path, value in ((settings.port_file, port), (settings.patient_port_file, patient_port)):
         if path:
             target = Path(path)
@@ -169,6 +218,12 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
             target.with_suffix(".tmp").replace(target)
     log.info("serving", port=port, patient_port=patient_port)
     return running
+
+
+async def _serve_when_ready(feed: RevocationFeed, servicer: health.aio.HealthServicer) -> None:
+    """SERVING once every revocation still relevant is known: patient tokens can be checked."""
+    await feed.wait_ready()
+    await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
 
 
 async def _subscribe_changes(url: str, decisions: Decisions) -> Client:

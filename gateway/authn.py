@@ -4,17 +4,27 @@ The TLS stack has already checked the chain against the configured CA on the
 mTLS port; here we check validity dates and the revocation list ourselves
 (from the peer certificate in the auth context) and map the card through
 `identity.ResolveCertificate`. Answers are cached by certificate bytes, so a
-card costs one identity call per cache period, not one per RPC.
+card costs one identity call per cache period, not one per RPC; a CRL reload
+drops the cached answers of newly revoked serials at once (`set_revoked`).
 
-Staff and service certificates that identity does not know are mapped from
-their subject fields (the CA vouches for them); a professional card must be in
-the directory.
+Every certificate must be registered in identity's directory, whatever its
+kind: a professional's CPS card under its RPPS entry, a staff or service card
+as a card entry. What a card may do (kind, roles) comes from the directory,
+never from the certificate's own subject fields, so a certificate the CA
+signed but nobody registered is refused (CERTIFICATE_UNKNOWN).
+
+A patient token is refused once identity revoked its session
+(`gateway.revocations`), before any decision is looked up or cached.
+
+One credential per call: two `authorization` headers, or a bearer token next
+to a client certificate, are refused (CREDENTIALS_AMBIGUOUS) rather than
+letting one of them silently win.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,22 +33,31 @@ from cryptography import x509
 
 from dmp.authz.v1 import principal_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from gateway.revocations import RevokedSessions
 from kit import pki
 from kit.clients import InternalCredentials
 from kit.errors import permission_denied, unauthenticated, unavailable
 from kit.logs import get_logger
 from kit.tokens import AccessTokenVerifier
+from kit.tracing import TRACEPARENT
 
 log = get_logger(__name__)
 P = principal_pb2
+ID = identity_pb2
 RESOLVE = "/dmp.identity.v1.IdentityService/ResolveCertificate"
-_ROLE_NAMES = {
+_ROLE_NAMES: dict[int, str] = {
     value: name.removeprefix("PROFESSIONAL_ROLE_").lower()
-    for name, value in identity_pb2.ProfessionalRole.items()
+    for name, value in ID.ProfessionalRole.items()
     if value
 }
-_STAFF_ROLES = {"administratif", "guichet_amo"}
-_SERVICE_ROLES = {"alimentation_amo"}
+# A directory professional holding a staff or service role acts as staff / service (as before
+# every card was registered).
+_STAFF_ROLES = frozenset({"administratif", "guichet_amo"})
+_SERVICE_ROLES = frozenset({"alimentation_amo"})
+_CARD_KINDS = {
+    ID.CARD_KIND_STAFF: P.PRINCIPAL_KIND_STAFF,
+    ID.CARD_KIND_SERVICE: P.PRINCIPAL_KIND_SERVICE,
+}
 
 
 @dataclass(frozen=True)
@@ -49,16 +68,10 @@ class Caller:
     principal: principal_pb2.Principal
 
 
-def load_crl_serials(path: str, ca_pem: bytes) -> frozenset[int]:
-    """Revoked serial numbers of a CRL signed by the client CA."""
-    if not path:
-        return frozenset()
-    with open(path, "rb") as handle:
-        crl = x509.load_pem_x509_crl(handle.read())
-    ca = x509.load_pem_x509_certificate(ca_pem)
-    if not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
-        raise ValueError("the CRL is not signed by the client CA")
-    return frozenset(entry.serial_number for entry in crl)
+def ambiguous() -> Exception:
+    return unauthenticated(
+        "CREDENTIALS_AMBIGUOUS", "Present exactly one credential: a card or one bearer token."
+    )
 
 
 class Authenticator:
@@ -68,6 +81,7 @@ class Authenticator:
         credentials: InternalCredentials,
         verifier: AccessTokenVerifier | None,
         *,
+        sessions: RevokedSessions,
         revoked: frozenset[int] = frozenset(),
         cache_ttl_s: float = 300.0,
         timeout_s: float = 3.0,
@@ -76,21 +90,38 @@ class Authenticator:
         self._identity = identity
         self._credentials = credentials
         self._verifier = verifier
+        self.sessions = sessions
         self.revoked = revoked
         self._ttl = cache_ttl_s
         self._timeout = timeout_s
         self._clock = clock
-        self._certs: dict[bytes, tuple[float, Caller]] = {}
+        # certificate PEM -> (expires, caller, serial number)
+        self._certs: dict[bytes, tuple[float, Caller, int]] = {}
+
+    def set_revoked(self, serials: frozenset[int]) -> int:
+        """Install a new CRL's serials; forget cached answers of revoked cards. Returns how many
+        cached answers were dropped."""
+        self.revoked = serials
+        stale = [pem for pem, (_, _, serial) in self._certs.items() if serial in serials]
+        for pem in stale:
+            self._certs.pop(pem, None)
+        return len(stale)
 
     async def authenticate(
-        self, context: grpc.aio.ServicerContext, authorization: str | None
+        self,
+        context: grpc.aio.ServicerContext,
+        authorizations: Sequence[str],
+        traceparent: str | None = None,
     ) -> Caller | None:
-        """The caller, None when there is no credential; UNAUTHENTICATED when it is invalid."""
+        """The caller, None when there is no credential; UNAUTHENTICATED when it is invalid
+        or when more than one credential is presented."""
         pems = context.auth_context().get("x509_pem_cert")
+        if len(authorizations) > 1 or (pems and authorizations):
+            raise ambiguous()
         if pems:
-            return await self._certificate(pems[0])
-        if authorization is not None:
-            return self._token(authorization)
+            return await self._certificate(pems[0], traceparent)
+        if authorizations:
+            return self._token(authorizations[0])
         return None
 
     def _token(self, authorization: str) -> Caller:
@@ -98,6 +129,8 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token or self._verifier is None:
             raise unauthenticated("TOKEN_INVALID", "The access token is invalid.")
         claims = self._verifier.verify(token.strip())
+        # After the signature: only a token identity issued can tell us its session.
+        self.sessions.check(claims.session_id)
         principal = P.Principal(
             kind=P.PRINCIPAL_KIND_PATIENT,
             subject=claims.account,
@@ -106,7 +139,7 @@ class Authenticator:
         )
         return Caller(f"patient:{claims.account}:{claims.session_id}", principal)
 
-    async def _certificate(self, pem: bytes) -> Caller:
+    async def _certificate(self, pem: bytes, traceparent: str | None) -> Caller:
         now = self._clock()
         cached = self._certs.get(pem)
         if cached is not None and cached[0] > now:
@@ -117,59 +150,69 @@ class Authenticator:
             raise unauthenticated("CERTIFICATE_EXPIRED", "The client certificate is not valid now.")
         if cert.serial_number in self.revoked:
             raise unauthenticated("CERTIFICATE_REVOKED", "The client certificate is revoked.")
-        caller = await self._resolve(cert)
+        caller = await self._resolve(cert, traceparent)
         # Never cache past the certificate's own end of validity.
         remaining = (cert.not_valid_after_utc - current).total_seconds()
-        self._certs[pem] = (now + min(self._ttl, remaining), caller)
+        self._certs[pem] = (now + min(self._ttl, remaining), caller, cert.serial_number)
         return caller
 
-    async def _resolve(self, cert: x509.Certificate) -> Caller:
+    async def _resolve(self, cert: x509.Certificate, traceparent: str | None) -> Caller:
         sha = pki.fingerprint(cert)
-        fields = pki.card_fields(cert)
+        metadata: tuple[tuple[str, str | bytes], ...] = self._credentials.metadata(RESOLVE)
+        if traceparent:  # identity's span joins the call's trace, under the gateway's span
+            metadata = (*metadata, (TRACEPARENT, traceparent))
         try:
-            entry = await self._identity.ResolveCertificate(
-                identity_pb2.ResolveCertificateRequest(sha256_fingerprint=sha),
-                metadata=self._credentials.metadata(RESOLVE),
+            holder = await self._identity.ResolveCertificate(
+                ID.ResolveCertificateRequest(sha256_fingerprint=sha),
+                metadata=metadata,
                 timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return self._unregistered(sha, fields, cert)
+                raise unauthenticated(
+                    "CERTIFICATE_UNKNOWN", "This card is not in the directory."
+                ) from exc
             log.warning("resolve_certificate_failed", code=exc.code().name)
             raise unavailable("IDENTITY_UNAVAILABLE", "Cannot verify the certificate now.") from exc
-        roles = [_ROLE_NAMES.get(r, "") for r in entry.roles]
-        return Caller(
-            f"cert:{sha}",
-            P.Principal(
-                kind=_kind(fields.kind, roles),
-                subject=entry.rpps,
-                rpps=entry.rpps,
-                profession_code=entry.profession_code,
-                specialty_code=entry.specialty_code,
-                roles=[r for r in roles if r],
-            ),
-        )
+        which = holder.WhichOneof("holder")
+        if which == "professional" and holder.kind == ID.CARD_KIND_PROFESSIONAL:
+            entry = holder.professional
+            roles = _roles(entry.roles)
+            return Caller(
+                f"cert:{sha}",
+                P.Principal(
+                    kind=_professional_kind(roles),
+                    subject=entry.rpps,
+                    rpps=entry.rpps,
+                    profession_code=entry.profession_code,
+                    specialty_code=entry.specialty_code,
+                    roles=roles,
+                ),
+            )
+        kind = _CARD_KINDS.get(holder.kind)
+        if which == "card" and kind is not None:
+            card = holder.card
+            return Caller(
+                f"cert:{sha}",
+                P.Principal(
+                    kind=kind,
+                    # The holder's name as the CA wrote it: what services already record.
+                    subject=cert.subject.rfc4514_string(),
+                    rpps=card.rpps,
+                    roles=_roles(card.roles),
+                ),
+            )
+        log.warning("resolve_certificate_unexpected", kind=holder.kind, holder=which)
+        raise permission_denied("CARD_KIND_UNKNOWN", "This card is of no kind the edge accepts.")
 
-    def _unregistered(self, sha: str, fields: pki.CardFields, cert: x509.Certificate) -> Caller:
-        if fields.kind not in ("staff", "service") or not fields.roles:
-            raise unauthenticated("CERTIFICATE_UNKNOWN", "This card is not in the directory.")
-        kind = _kind(fields.kind, list(fields.roles))
-        if kind == P.PRINCIPAL_KIND_PROFESSIONAL:
-            raise permission_denied("ROLE_UNKNOWN", "This card carries no known role.")
-        return Caller(
-            f"cert:{sha}",
-            P.Principal(
-                kind=kind,
-                subject=cert.subject.rfc4514_string(),
-                rpps=fields.rpps,
-                roles=list(fields.roles),
-            ),
-        )
+
+def _roles(values: Sequence[int]) -> list[str]:
+    return [name for name in (_ROLE_NAMES.get(v, "") for v in values) if name]
 
 
-def _kind(card_kind: str, roles: list[str]) -> principal_pb2.PrincipalKind.ValueType:
-    if card_kind == "service" or _SERVICE_ROLES.intersection(roles):
+def _professional_kind(roles: list[str]) -> principal_pb2.PrincipalKind.ValueType:
+    if _SERVICE_ROLES.intersection(roles):
         return P.PRINCIPAL_KIND_SERVICE
-    if card_kind == "staff" or _STAFF_ROLES.intersection(roles):
+    if _STAFF_ROLES.intersection(roles):
         return P.PRINCIPAL_KIND_STAFF
     return P.PRINCIPAL_KIND_PROFESSIONAL

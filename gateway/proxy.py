@@ -7,6 +7,18 @@ client's deadline becomes the upstream deadline; a cancelled client call
 cancels the upstream call (the awaiting task is cancelled); `traceparent` is
 replaced by the gateway span's own, `tracestate` travels unchanged. An
 unreachable upstream is UNAVAILABLE.
+
+Every request message is decoded with its method's request class before it is
+forwarded (each message of a client stream too): bytes that are not a valid
+message are INVALID_ARGUMENT REQUEST_MALFORMED here, whether the method is
+anonymous or not, and never reach a service. A message over
+`max_message_bytes` is refused by gRPC itself before any of this code runs:
+RESOURCE_EXHAUSTED with gRPC's own text and no ErrorInfo (answering it with a
+reason would mean receiving the oversized bytes first). An upstream UNKNOWN
+or INTERNAL never reaches the client as is (its text may quote an exception):
+it becomes INTERNAL with a generic message and the call's trace id in the
+ErrorInfo metadata (`trace_id`), so support can find the logs. Other
+upstream statuses pass unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from gateway.authn import Authenticator, Caller
 from gateway.authz import Decisions
@@ -22,7 +35,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.routing import Route
 from kit import principal as principals
 from kit import tracing
-from kit.errors import ServiceError, permission_denied, unauthenticated
+from kit.errors import ServiceError, invalid_argument, permission_denied, unauthenticated
 from kit.logs import get_logger
 
 log = get_logger("dmp.gateway")
@@ -34,13 +47,13 @@ Metadata = tuple[tuple[str, str | bytes], ...]
 
 def _forward_metadata(
     context: grpc.aio.ServicerContext, signed: bytes | None
-) -> tuple[Metadata, str | None, str | None]:
-    """Outgoing metadata, the authorization value and the traceparent of the call."""
+) -> tuple[Metadata, list[str], str | None]:
+    """Outgoing metadata, every authorization value and the traceparent of the call."""
     out: list[tuple[str, str | bytes]] = []
-    authorization = None
+    authorizations: list[str] = []
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
-            authorization = value if isinstance(value, str) else value.decode()
+            authorizations.append(value if isinstance(value, str) else value.decode())
         if key.startswith(_DROPPED_PREFIXES) or key in _REPLACED:
             continue
         out.append((key, value))
@@ -50,7 +63,31 @@ def _forward_metadata(
         out.append((tracing.TRACEPARENT, traceparent))
     if signed is not None:
         out.append((principals.METADATA_KEY, signed))
-    return tuple(out), authorization, traceparent
+    return tuple(out), authorizations, traceparent
+
+
+def check_decodes(route: Route, message: bytes) -> None:
+    """INVALID_ARGUMENT REQUEST_MALFORMED unless `message` is a valid request of `route`."""
+    try:
+        route.request_class.FromString(message)
+    except DecodeError as exc:
+        raise invalid_argument("REQUEST_MALFORMED", "The request cannot be decoded.") from exc
+
+
+def _trace_id() -> str:
+    traceparent = tracing.traceparent()
+    return traceparent.split("-")[1] if traceparent else ""
+
+
+def internal_error() -> ServiceError:
+    """INTERNAL with nothing but the trace id: the logs of that trace tell the rest."""
+    trace_id = _trace_id()
+    return ServiceError(
+        grpc.StatusCode.INTERNAL,
+        "INTERNAL",
+        "Internal error; quote the trace id to support.",
+        metadata={"trace_id": trace_id} if trace_id else None,
+    )
 
 
 class Gate:
@@ -69,13 +106,15 @@ class Gate:
             raise permission_denied("METHOD_NOT_EXPOSED", "This method is not exposed.")
         if option.internal:
             raise permission_denied("INTERNAL_METHOD", "This method is internal to the platform.")
-        base, authorization, traceparent = _forward_metadata(context, None)
-        caller: Caller | None = await self.authn.authenticate(context, authorization)
+        base, authorizations, traceparent = _forward_metadata(context, None)
+        caller: Caller | None = await self.authn.authenticate(context, authorizations, traceparent)
         if caller is None:
             if option.anonymous:
+                check_decodes(route, first_request)
                 return base
             raise unauthenticated("UNAUTHENTICATED", "This method needs an authenticated caller.")
         self.limiter.take(caller.key)
+        check_decodes(route, first_request)
         if option.anonymous:
             return base
         signed = await self.decisions.admit(route, caller, first_request, traceparent)
@@ -127,14 +166,19 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                         "The service is unavailable; retry later.",
                     )
                     await context.abort_with_status(error.to_status(DOMAIN))
+                if code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
+                    # The details may quote an exception (and its data): logged by the service,
+                    # never shown to the client; the trace id links the two.
+                    error = internal_error()
+                    log.error("upstream_error", method=path, code=code.name)
+                    await context.abort_with_status(error.to_status(DOMAIN))
                 await context.abort(
                     code,
                     exc.details() or "",
                     trailing_metadata=tuple(exc.trailing_metadata() or ()),
                 )
             log.error("gateway_error", method=path, error_type=type(exc).__name__, exc_info=exc)
-            error = ServiceError(grpc.StatusCode.INTERNAL, "INTERNAL", "Internal error.")
-            await context.abort_with_status(error.to_status(DOMAIN))
+            await context.abort_with_status(internal_error().to_status(DOMAIN))
 
         if not route.client_streaming and not route.server_streaming:
             uu = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
@@ -149,7 +193,9 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                         call.cancel()
                         raise
                     return response
-                except (ServiceError, grpc.aio.AioRpcError) as exc:
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
                     await fail(context, exc)
                     raise
 
@@ -170,14 +216,16 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                     except asyncio.CancelledError:
                         call.cancel()
                         raise
-                except (ServiceError, grpc.aio.AioRpcError) as exc:
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
                     await fail(context, exc)
 
             return grpc.unary_stream_rpc_method_handler(unary_stream)
 
         async def opened(
             requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-        ) -> tuple[Metadata, AsyncIterator[bytes]]:
+        ) -> tuple[Metadata, ClientStream]:
             # The record is named in the first message; it is forwarded unchanged.
             first = b""
             got_first = False
@@ -185,14 +233,7 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 first, got_first = item, True
                 break
             metadata = await gate.admit(route, context, first)
-
-            async def chained() -> AsyncIterator[bytes]:
-                if got_first:
-                    yield first
-                    async for item in requests:
-                        yield item
-
-            return metadata, chained()
+            return metadata, ClientStream(route, first if got_first else None, requests)
 
         if not route.server_streaming:
             su = channel.stream_unary(path, request_serializer=None, response_deserializer=None)
@@ -202,14 +243,18 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             ) -> bytes:
                 try:
                     metadata, forwarded = await opened(requests, context)
-                    call = su(forwarded, metadata=metadata, timeout=timeout(context))
+                    call = su(forwarded.messages(), metadata=metadata, timeout=timeout(context))
+                    forwarded.call = call
                     try:
                         response: bytes = await call
                     except asyncio.CancelledError:
                         call.cancel()
+                        forwarded.raise_error()
                         raise
                     return response
-                except (ServiceError, grpc.aio.AioRpcError) as exc:
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
                     await fail(context, exc)
                     raise
 
@@ -222,14 +267,53 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         ) -> AsyncIterator[bytes]:
             try:
                 metadata, forwarded = await opened(requests, context)
-                call = ss(forwarded, metadata=metadata, timeout=timeout(context))
+                call = ss(forwarded.messages(), metadata=metadata, timeout=timeout(context))
+                forwarded.call = call
                 try:
                     async for item in call:
                         yield item
                 except asyncio.CancelledError:
                     call.cancel()
+                    forwarded.raise_error()
                     raise
-            except (ServiceError, grpc.aio.AioRpcError) as exc:
+                forwarded.raise_error()
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
                 await fail(context, exc)
 
         return grpc.stream_stream_rpc_method_handler(stream_stream)
+
+
+class ClientStream:
+    """The messages of a client stream, forwarded as they come, each decoded first.
+
+    A message that does not decode ends the forwarding and cancels the upstream
+    call (so a service never commits a stream cut short by the edge); the call's
+    handler then answers the REQUEST_MALFORMED error kept here.
+    """
+
+    def __init__(self, route: Route, first: bytes | None, rest: AsyncIterator[bytes]) -> None:
+        self._route = route
+        self._first = first
+        self._rest = rest
+        self.call: grpc.aio.Call | None = None
+        self.error: ServiceError | None = None
+
+    async def messages(self) -> AsyncIterator[bytes]:
+        if self._first is None:
+            return
+        yield self._first  # decoded by Gate.admit
+        async for item in self._rest:
+            try:
+                check_decodes(self._route, item)
+            except ServiceError as exc:
+                self.error = exc
+                if self.call is not None:
+                    self.call.cancel()
+                return
+            yield item
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error

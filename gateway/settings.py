@@ -27,6 +27,12 @@ class GatewaySettings(ServiceSettings):
     client_crl_file: str = Field(
         default="", description="PEM CRL of the client CA (revoked cards); empty = none."
     )
+    crl_reload_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the CRL file is checked for changes (a revoked card is refused "
+        "at most this long after the file changed).",
+    )
     token_public_key_file: str = Field(
         default="var/keys/token_signing_key.pem.pub",
         description="identity's Ed25519 public key (patient access tokens).",
@@ -50,4 +56,28 @@ class GatewaySettings(ServiceSettings):
     rate_limit_burst: float = Field(default=400.0, ge=1, description="Bucket size per principal.")
     invalidate_on_events: bool = Field(
         default=True, description="Subscribe to dmp.consent.changed to drop cached decisions."
+    )
+    max_token_lifetime_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest access-token lifetime identity may issue (its access_token_ttl_s "
+        "is at most 3600): session revocations are replayed and kept this long.",
+    )
+    revocation_max_entries: int = Field(
+        default=250_000,
+        ge=1,
+        description="Revoked sessions kept in memory (about 200 bytes each); beyond it patient "
+        "tokens are refused (REVOCATIONS_OVERFLOW) until older revocations expire.",
+    )
+    revocation_max_staleness_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Patient tokens are refused (REVOCATIONS_STALE) when the revocation feed "
+        "could not confirm it is in sync for this long (NATS away).",
+    )
+    revocation_start_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long start-up waits for the revocation replay before returning; "
+        "health stays NOT_SERVING until it has caught up.",
     )
