@@ -24,6 +24,7 @@ from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from gateway.authn import Caller
 from gateway.routing import Route
+from kit import ins
 from kit import principal as principals
 from kit.clients import InternalCredentials
 from kit.errors import ServiceError, invalid_argument, status_code, unavailable
@@ -100,7 +101,10 @@ def _named(route: Route, text: str) -> Target:
     if text.startswith("patients/"):
         # `patients/{ins}/...` names the patient by INS: consent finds the record from it,
         # so a patient reaches only their own and a professional reaches it from the INS.
-        return Target(patient_ins=text.split("/")[1], resource=text)
+        # A malformed INS is bad input, whoever asks (its syntax says nothing of a record).
+        return Target(
+            patient_ins=ins.validate(text.split("/")[1], route.record_field[-1]), resource=text
+        )
     if route.record_field[-1].endswith("ins"):
         return Target(patient_ins=text)
     return Target(resource=text)

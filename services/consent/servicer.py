@@ -458,9 +458,10 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         if record is None:
             return response
         response.dossier = record.dossier
-        if service_decides(request.method):
+        if decision.allowed and service_decides(request.method):
             # A pre-check: the method's own handler decides on the whole request and records
-            # that decision, so the call is logged once and alerted once, as it happened.
+            # that decision, so the call is logged once and alerted once, as it happened. A
+            # refusal here is final (the call stops at the edge): it is logged below.
             return response
         response.access_log_entry = await self.record_decision(
             record.dossier,
