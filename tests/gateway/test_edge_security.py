@@ -38,13 +38,14 @@ from dmp.history.v1 import history_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2
 from gateway.app import start_gateway
+from gateway.revocations import RevokedSessions
 from gateway.settings import GatewaySettings
 from kit import pki
 from kit import principal as principals
 from kit.cli.pki import revoke as pki_revoke
 from kit.devstack.cards import registration_request
 from kit.devstack.nats_server import wait_for_port
-from kit.errors import error_info
+from kit.errors import ServiceError, error_info
 from kit.testing.stack import LiveStack
 from tests.e2e.helpers import (
     bearer,
@@ -276,6 +277,75 @@ async def test_revocation_made_while_nats_is_down_arrives_after_it_returns(
     await refused_revoked(probe(stack, later.access_token), REVOKED_WITHIN_S)
 
 
+async def test_a_full_revocation_list_refuses_patient_tokens_rather_than_forget(
+    stack: LiveStack,
+) -> None:
+    """Another replica that may keep one revoked session: with two revoked in the last hour
+    it must refuse every patient token (fail closed), not drop a revocation."""
+    patient = await sign_up(stack)
+    first, second, valid = [await log_in(stack, patient) for _ in range(3)]
+    for tokens in (first, second):
+        await reuse_refresh_token(identity(stack.patient_channel()), tokens.refresh_token)
+        await refused_revoked(probe(stack, tokens.access_token), REVOKED_WITHIN_S)
+    await probe(stack, valid.access_token)()  # the launcher's gateway, with room, accepts it
+    gateway = await start_gateway(second_gateway(stack, revocation_max_entries=1))
+    try:
+        creds = grpc.ssl_channel_credentials(stack.ca_pem)
+        async with grpc.aio.secure_channel(f"localhost:{gateway.patient_port}", creds) as channel:
+            stub = identity(channel)
+            await expect(
+                stub.ListProfessionals(
+                    ID.ListProfessionalsRequest(page_size=1),
+                    metadata=bearer(valid.access_token),
+                    timeout=10,
+                ),
+                S.UNAVAILABLE,
+                "REVOCATIONS_OVERFLOW",
+            )
+    finally:
+        await gateway.stop(0)
+
+
+def test_revoked_sessions_expire_prune_and_fail_closed() -> None:
+    """The list's own rules on a fake clock: kept for the horizon, pruned after, refused
+    while incomplete, stale or full."""
+    now = [1000.0]
+    sessions = RevokedSessions(
+        horizon_s=100.0,
+        max_entries=2,
+        max_staleness_s=30.0,
+        clock=lambda: now[0],
+        monotonic=lambda: now[0],
+    )
+
+    def reason(session_id: str) -> str | None:
+        try:
+            sessions.check(session_id)
+        except ServiceError as exc:
+            return exc.reason
+        return None
+
+    assert reason("a") == "REVOCATIONS_NOT_READY"
+    sessions.synced()
+    sessions.revoke("a", revoked_at=now[0])
+    sessions.revoke("old", revoked_at=now[0] - 100.0)  # its tokens have all expired
+    assert (reason("a"), reason("b"), len(sessions)) == ("SESSION_REVOKED", None, 1)
+    now[0] += 31.0
+    assert reason("b") == "REVOCATIONS_STALE"
+    sessions.synced()
+    sessions.revoke("b", revoked_at=now[0])
+    sessions.revoke("c", revoked_at=now[0])  # no room: every patient token refused
+    assert reason("d") == "REVOCATIONS_OVERFLOW"
+    now[0] += 70.0  # "a" expired (1000 + 100): pruned at the next revocation that needs room
+    sessions.synced()
+    assert reason("a") == "REVOCATIONS_OVERFLOW"  # until "c" (1031 + 100) could be forgotten
+    now[0] += 31.0
+    sessions.synced()
+    assert (reason("a"), reason("c"), reason("d")) == (None, None, None)
+    sessions.revoke("e", revoked_at=now[0])
+    assert (reason("e"), len(sessions)) == ("SESSION_REVOKED", 1)
+
+
 # -- undecodable input, upstream failures --------------------------------------------------
 
 
@@ -310,6 +380,27 @@ async def test_undecodable_message_in_a_client_stream_is_refused(stack: LiveStac
     await expect(ingest(batches(), timeout=15), S.INVALID_ARGUMENT, "REQUEST_MALFORMED")
 
 
+def second_gateway(stack: LiveStack, **overrides: Any) -> GatewaySettings:
+    """Settings of another gateway replica in front of the stack (its PKI, NATS, keys)."""
+    key = base64.b64encode(stack.secrets.principal_key).decode()
+    fields: dict[str, Any] = {f"{name}_target": target for name, target in stack.targets.items()}
+    fields.update(
+        grpc_port=0,
+        patient_port=0,
+        tls_cert_file=str(stack.pki_dir / pki.SERVER_CERT),
+        tls_key_file=str(stack.pki_dir / pki.SERVER_KEY),
+        client_ca_file=str(stack.pki_dir / pki.CA_CERT),
+        client_crl_file=str(stack.pki_dir / pki.CRL),
+        token_public_key_file=str(stack.secrets.token_public_key_file),
+        principal_key_id=stack.secrets.principal_key_id,
+        principal_keys={stack.secrets.principal_key_id: SecretStr(key)},
+        nats_url=stack.nats_url,
+        log_json=False,
+    )
+    fields.update(overrides)
+    return GatewaySettings(**fields)
+
+
 class _FaultyIdentity(grpc.GenericRpcHandler):  # type: ignore[misc]
     """An upstream with bugs: an exception (UNKNOWN with its text), an INTERNAL quoting a
     traceback, and an ordinary NOT_FOUND that must pass unchanged."""
@@ -337,24 +428,7 @@ async def test_upstream_unknown_or_internal_is_replaced_with_the_trace_id(
     faulty.add_generic_rpc_handlers((_FaultyIdentity(),))
     upstream = faulty.add_insecure_port("127.0.0.1:0")
     await faulty.start()
-    key = base64.b64encode(stack.secrets.principal_key).decode()
-    targets = {f"{name}_target": target for name, target in stack.targets.items()}
-    targets["identity_target"] = f"127.0.0.1:{upstream}"
-    settings = GatewaySettings(
-        grpc_port=0,
-        patient_port=0,
-        tls_cert_file=str(stack.pki_dir / pki.SERVER_CERT),
-        tls_key_file=str(stack.pki_dir / pki.SERVER_KEY),
-        client_ca_file=str(stack.pki_dir / pki.CA_CERT),
-        client_crl_file=str(stack.pki_dir / pki.CRL),
-        token_public_key_file=str(stack.secrets.token_public_key_file),
-        principal_key_id=stack.secrets.principal_key_id,
-        principal_keys={stack.secrets.principal_key_id: SecretStr(key)},
-        nats_url=stack.nats_url,
-        log_json=False,
-        **targets,
-    )
-    gateway = await start_gateway(settings)
+    gateway = await start_gateway(second_gateway(stack, identity_target=f"127.0.0.1:{upstream}"))
     try:
         creds = grpc.ssl_channel_credentials(stack.ca_pem)
         async with grpc.aio.secure_channel(f"localhost:{gateway.patient_port}", creds) as channel:
