@@ -139,7 +139,9 @@ async def test_oversized_message_is_refused(stack: LiveStack) -> None:
 
 async def test_occupational_doctor_is_always_refused(stack: LiveStack) -> None:
     dossier, ins = await new_record(stack)
-    await grant(stack, dossier, ins, "occupational")
+    # The patient cannot even grant it (tests/gateway/test_decisions_at_edge.py), and a card
+    # whose role is excluded is refused whatever it asks.
+    await expect(grant(stack, dossier, ins, "occupational"), S.FAILED_PRECONDITION)
     stub = records(stack.card_channel("occupational"))
     await expect(
         stub.ListDocuments(R.ListDocumentsRequest(parent=dossier)),
