@@ -170,7 +170,7 @@ class RevocationFeed:
         while True:
             sub: JetStreamContext.PullSubscription | None = None
             try:
-                if self._nc is None:
+                if self._nc is None or self._nc.is_closed:
                     self._nc = await kit_nats.connect(self._url, f"{self._name}-revocations")
                 sub = await self._subscribe(self._nc.jetstream())
                 delay = 0.2
