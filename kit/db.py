@@ -68,9 +68,15 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine with the per-backend settings the services rely on."""
+    """An engine with the per-backend settings the services rely on.
+
+    `hide_parameters`: SQLAlchemy puts a failed statement's bound values in the exception's
+    message, and an INTERNAL error is logged with its exception; those values are medical
+    content, passwords' hashes or codes, which never go to a log.
+    """
     if not url:
         raise ValueError("DMP_DATABASE_URL is not set")
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
