@@ -77,7 +77,7 @@ def _connect_help(stack: DevStack) -> None:
         console.print(f"  (dev PKI created in {cfg.pki_dir})")
     if stack.cards is not None:
         registered = len(stack.cards.created) + len(stack.cards.present)
-        console.print(f"  professional cards registered with identity: {registered}")
+        console.print(f"  cards registered with identity: {registered}")
         for warning in stack.cards.warnings:
             console.print(f"  [yellow]{warning}[/yellow]")
 

@@ -65,11 +65,14 @@ def revoke(
     stem: Annotated[str, typer.Argument(help="Card stem to revoke.")],
     directory: DirOption = DEFAULT_DIR,
 ) -> None:
-    """Add a card to the CRL (the gateway reads it at start)."""
+    """Add a card to the CRL (a running gateway reloads it within DMP_CRL_RELOAD_INTERVAL_S)."""
     ca = pki.load_authority(directory)
     crl_path = directory / pki.CRL
     serials = {e.serial_number for e in x509.load_pem_x509_crl(crl_path.read_bytes())}
     cert = x509.load_pem_x509_certificate((directory / "cards" / f"{stem}.crt").read_bytes())
     serials.add(cert.serial_number)
-    crl_path.write_bytes(pki.create_crl(ca, serials))
+    # Written beside it, then renamed: a gateway polling the file never reads half a CRL.
+    partial = crl_path.with_suffix(".crl.tmp")
+    partial.write_bytes(pki.create_crl(ca, serials))
+    partial.replace(crl_path)
     console.print(f"revoked {stem} ({len(serials)} in CRL)")

@@ -23,7 +23,10 @@ class _EmlWriter:
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
             content = content.encode("utf-8")
-        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
+        # Names sort in arrival order (to the nanosecond): readers take "the newest code".
+        now = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000_000))
+        name = f"{stamp}.{now % 1_000_000_000:09d}-{uuid.uuid4().hex[:8]}.eml"
         tmp = self.directory / f".{name}.tmp"
         tmp.write_bytes(content)
         tmp.replace(self.directory / name)
