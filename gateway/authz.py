@@ -24,8 +24,8 @@ from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from gateway.authn import Caller
 from gateway.routing import Route
-from kit import ins
 from kit import principal as principals
+from kit import targets
 from kit.clients import InternalCredentials
 from kit.errors import ServiceError, invalid_argument, status_code, unavailable
 from kit.logs import get_logger
@@ -85,31 +85,6 @@ class Target:
         )
 
 
-def _field(message: Message, path: tuple[str, ...]) -> str:
-    value: object = message
-    for part in path:
-        value = getattr(value, part)
-    return str(value)
-
-
-def _named(route: Route, text: str) -> Target:
-    if not text:
-        return Target()
-    if text.startswith("dossiers/"):
-        parts = text.split("/")
-        return Target(dossier="/".join(parts[:2]), resource=text)
-    if text.startswith("patients/"):
-        # `patients/{ins}/...` names the patient by INS: consent finds the record from it,
-        # so a patient reaches only their own and a professional reaches it from the INS.
-        # A malformed INS is bad input, whoever asks (its syntax says nothing of a record).
-        return Target(
-            patient_ins=ins.validate(text.split("/")[1], route.record_field[-1]), resource=text
-        )
-    if route.record_field[-1].endswith("ins"):
-        return Target(patient_ins=text)
-    return Target(resource=text)
-
-
 def extract_target(route: Route, request: bytes) -> Target:
     """Parse the request once (with its own class) and read the fields the decision needs."""
     if not route.record_field:
@@ -119,12 +94,15 @@ def extract_target(route: Route, request: bytes) -> Target:
         message.ParseFromString(request)
     except DecodeError as exc:
         raise invalid_argument("REQUEST_MALFORMED", "The request cannot be decoded.") from exc
-    target = _named(route, _field(message, route.record_field))
+    found = targets.named(route.record_field, targets.field_value(message, route.record_field))
+    target = Target(found.dossier, found.patient_ins, found.resource)
     if route.class_field or route.type_field:
         target = replace(
             target,
-            class_code=_field(message, route.class_field) if route.class_field else "",
-            type_code=_field(message, route.type_field) if route.type_field else "",
+            class_code=(
+                targets.field_value(message, route.class_field) if route.class_field else ""
+            ),
+            type_code=targets.field_value(message, route.type_field) if route.type_field else "",
         )
     return target
 
@@ -235,6 +213,13 @@ class Decisions:
         principal = principal_pb2.Principal()
         principal.CopyFrom(caller.principal)
         principal.scope.CopyFrom(response.scope)
+        # Good for the record decided on only: the services refuse it for another.
+        principal.binding.CopyFrom(
+            targets.binding(
+                response.dossier,
+                targets.Named(target.dossier, target.patient_ins, target.resource),
+            )
+        )
         if not principal.scope.policy_version:
             principal.scope.policy_version = response.policy_version
         signed = self.sign(principal, route.path)

@@ -21,8 +21,9 @@ from google.protobuf.message import DecodeError
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from kit import principal as principals
+from kit import targets
 from kit.authz import is_infrastructure, method_authz
-from kit.context import reset_principal, set_principal
+from kit.context import current_principal, reset_principal, set_principal
 from kit.errors import ServiceError, invalid_argument, permission_denied, unauthenticated
 from kit.logs import get_logger
 from kit.observe import RpcObserver, final_code
@@ -147,7 +148,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     reset_principal(token)
                 guard._observer.finish(rpc, code)
 
-        return _rebuild(handler, run_unary, run_stream)
+        field = tuple(option.record_field.split(".")) if option and option.record_field else ()
+        return _rebuild(handler, run_unary, run_stream, field)
 
 
 def _decode(deser: Callable[[bytes], Any] | None, raw: Any) -> Any:
@@ -165,24 +167,33 @@ async def _decoded(deser: Callable[[bytes], Any] | None, raw: AsyncIterator[Any]
         yield _decode(deser, item)
 
 
+def _bound(message: Any, record_field: tuple[str, ...]) -> Any:
+    """The request, once the principal is known to be decided for the record it names."""
+    if record_field:
+        targets.check_binding(current_principal(), record_field, message)
+    return message
+
+
 def _rebuild(
     handler: Handler,
     run_unary: Callable[..., Awaitable[Any]],
     run_stream: Callable[..., AsyncIterator[Any]],
+    record_field: tuple[str, ...] = (),
 ) -> Handler:
     """The same method kind as `handler`, served through `run_unary` / `run_stream`.
 
     Requests arrive as bytes and are decoded inside the wrapper: gRPC's own
     deserialization failure would answer UNKNOWN with the exception's text;
     here it is INVALID_ARGUMENT REQUEST_MALFORMED, logged and counted like any
-    refused call.
+    refused call. A unary request is then checked against the principal's binding
+    (`kit.targets`): a principal decided for one record opens no other.
     """
     deser, ser = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary:
         inner_uu = handler.unary_unary
 
         async def decoded_uu(raw: Any, context: Any) -> Any:
-            return await inner_uu(_decode(deser, raw), context)
+            return await inner_uu(_bound(_decode(deser, raw), record_field), context)
 
         async def unary_unary(request: Any, context: Any) -> Any:
             return await run_unary(decoded_uu, request, context)
@@ -202,7 +213,8 @@ def _rebuild(
         inner_us = handler.unary_stream
 
         def decoded_us(raw: Any, context: Any) -> AsyncIterator[Any]:
-            return inner_us(_decode(deser, raw), context)  # type: ignore[no-any-return]
+            message = _bound(_decode(deser, raw), record_field)
+            return inner_us(message, context)  # type: ignore[no-any-return]
 
         def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
             return run_stream(decoded_us, request, context)

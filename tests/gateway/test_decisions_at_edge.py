@@ -467,3 +467,45 @@ async def test_grant_to_an_excluded_role_is_refused(stack: LiveStack) -> None:
         C.ListAccessRulesRequest(parent=dossier), metadata=patient_md(stack, ins), timeout=10
     )
     assert all(r.professional_rpps != rpps("occupational") for r in rules.access_rules)
+
+
+# ---------------------------------------------------------------- sibling: principal replay
+
+
+async def test_a_principal_decided_for_one_record_opens_no_other(stack: LiveStack) -> None:
+    """A signed principal read on the platform's network (service traffic is plaintext inside
+    the cluster) is bound to the record consent decided on: records refuses it for another."""
+    mine, _ = await new_record(stack)
+    theirs, _ = await new_record(stack)
+    method = "/dmp.records.v1.RecordsService/GetDossier"
+    # What the gateway forwards for a granted doctor: records trusts the scope consent stamped,
+    # for whichever record the request names; the binding is what ties it to `mine`.
+    captured = principal_pb2.Principal(
+        kind=P.PRINCIPAL_KIND_PROFESSIONAL,
+        subject=rpps("doctor"),
+        rpps=rpps("doctor"),
+        profession_code="10",
+        scope=P.Scope(mode=P.ACCESS_MODE_NORMAL, readable_class_codes=["11"]),
+        binding=P.Binding(dossier=mine),
+    )
+    direct = records(grpc.aio.insecure_channel(stack.target("records")))
+    got = await direct.GetDossier(
+        R.GetDossierRequest(name=mine), metadata=stack.signed(captured, method), timeout=10
+    )
+    assert got.name == mine
+    await expect(
+        direct.GetDossier(
+            R.GetDossierRequest(name=theirs), metadata=stack.signed(captured, method), timeout=10
+        ),
+        S.PERMISSION_DENIED,
+        "PRINCIPAL_WRONG_RECORD",
+    )
+    await expect(
+        direct.GetDossier(
+            R.GetDossierRequest(name=f"patients/{make_ins()}/dossier"),
+            metadata=stack.signed(captured, method),
+            timeout=10,
+        ),
+        S.PERMISSION_DENIED,
+        "PRINCIPAL_WRONG_RECORD",
+    )

@@ -168,6 +168,7 @@ class Principal(_message.Message):
     METHOD_FIELD_NUMBER: _builtins.int
     ISSUE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    BINDING_FIELD_NUMBER: _builtins.int
     kind: Global___PrincipalKind.ValueType
     """What kind of caller this is."""
     subject: _builtins.str
@@ -204,6 +205,14 @@ class Principal(_message.Message):
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """After this instant services refuse the principal."""
 
+    @_builtins.property
+    def binding(self) -> Global___Binding:
+        """The record the decision was about, when the gateway decided on one: a
+        service refuses a request that names another record with this principal,
+        so a principal captured on the platform's network cannot be replayed
+        against another patient.
+        """
+
     def __init__(
         self,
         *,
@@ -219,14 +228,45 @@ class Principal(_message.Message):
         method: _builtins.str = ...,
         issue_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        binding: Global___Binding | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "issue_time", b"issue_time", "scope", b"scope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "expire_time", b"expire_time", "issue_time", b"issue_time", "scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "issue_time", b"issue_time", "kind", b"kind", "method", b"method", "patient_ins", b"patient_ins", "profession_code", b"profession_code", "roles", b"roles", "rpps", b"rpps", "scope", b"scope", "session_id", b"session_id", "specialty_code", b"specialty_code", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "expire_time", b"expire_time", "issue_time", b"issue_time", "kind", b"kind", "method", b"method", "patient_ins", b"patient_ins", "profession_code", b"profession_code", "roles", b"roles", "rpps", b"rpps", "scope", b"scope", "session_id", b"session_id", "specialty_code", b"specialty_code", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Principal: _TypeAlias = Principal  # noqa: Y015
+
+@_typing.final
+class Binding(_message.Message):
+    """What a signed principal was decided for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOSSIER_FIELD_NUMBER: _builtins.int
+    PATIENT_INS_FIELD_NUMBER: _builtins.int
+    dossier: _builtins.str
+    """`dossiers/{dossier}` the decision was about (empty when the record does
+    not exist yet, e.g. CreateDossier).
+    """
+    patient_ins: _builtins.str
+    """The patient's INS, when the request names the patient by INS
+    (`patients/{ins}/...` or an `ins` field).
+    """
+    def __init__(
+        self,
+        *,
+        dossier: _builtins.str = ...,
+        patient_ins: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier", "patient_ins", b"patient_ins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Binding: _TypeAlias = Binding  # noqa: Y015
 
 @_typing.final
 class SignedPrincipal(_message.Message):
