@@ -15,8 +15,8 @@ from kit.consumer import DurableConsumer
 from kit.db import is_sqlite
 from kit.logs import get_logger
 from kit.server import ServiceApp
-from services.consent import events, matrix
-from services.consent.directory import Directory
+from services.consent import matrix, published
+from services.consent.directory_client import DirectoryClient
 from services.consent.models import outbox
 from services.consent.projection import RecordProjection, consumer_spec
 from services.consent.servicer import ConsentServicer
@@ -36,7 +36,7 @@ class ConsentApp(ServiceApp):
         super().__init__(settings)
         self.consent_settings = settings
         self.matrix = matrix.load(settings.policy_path or None)
-        self.directory = Directory(settings)
+        self.directory = DirectoryClient(settings)
         self._store: ConsentStore | None = None
         self.consumer: DurableConsumer | None = None
         self._changes: Subscription | None = None
@@ -62,7 +62,7 @@ class ConsentApp(ServiceApp):
             )
             self.consumer.start()
             # Other replicas' rule changes: drop this replica's cached snapshot.
-            self._changes = await self.nc.subscribe(events.CHANGED, cb=self._on_changed)
+            self._changes = await self.nc.subscribe(published.CHANGED, cb=self._on_changed)
         log.info("policy_loaded", version=self.matrix.version, sha256=self.matrix.sha256)
 
     async def _on_changed(self, msg: Msg) -> None:

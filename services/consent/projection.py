@@ -20,7 +20,7 @@ from kit.consumer import ConsumerSpec, Delivery, PermanentFailureError
 from kit.db import transaction, utcnow
 from kit.logs import get_logger
 from kit.nats import STREAMS
-from services.consent import events
+from services.consent import published
 from services.consent.models import (
     legal_representatives,
     processed_events,
@@ -92,7 +92,7 @@ class RecordProjection:
                 await _apply_created(session, created, now)
             else:
                 await _apply_state(session, changed, now)
-            await events.consent_changed(
+            await published.consent_changed(
                 session, dossier, "", header.actor, by_patient=False, when=now
             )
         self._invalidate(dossier)

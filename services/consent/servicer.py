@@ -36,7 +36,7 @@ from kit.errors import (
 )
 from kit.idempotency import Key, Ledger
 from kit.logs import get_logger
-from services.consent import accesslog, events
+from services.consent import accesslog, published
 from services.consent.decision import (
     BRIS_DE_GLACE,
     CENTRE_15,
@@ -47,7 +47,7 @@ from services.consent.decision import (
     decide,
     validate_principal,
 )
-from services.consent.directory import Directory, ProfessionalNotFoundError
+from services.consent.directory_client import DirectoryClient, ProfessionalNotFoundError
 from services.consent.matrix import Matrix
 from services.consent.models import access_log, access_rules, processed_requests
 from services.consent.state import EMPTY_RULES, RecordRules, RecordState
@@ -225,7 +225,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         self.app = app
         self.matrix: Matrix = app.matrix
         self.store: ConsentStore = app.store
-        self.directory: Directory = app.directory
+        self.directory: DirectoryClient = app.directory
 
     # ------------------------------------------------------------------ helpers
 
@@ -303,7 +303,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         now: datetime,
     ) -> consent_pb2.AccessRule:
         """Announce a patient's rule change and remember the answer for retries, in one step."""
-        await events.consent_changed(
+        await published.consent_changed(
             session, dossier, rule.name, principal.subject, by_patient=True, when=now
         )
         await self._remember(
@@ -528,7 +528,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 marked.append(first)
                 if first or decision.emergency:
                     appender.emitted = True
-                    await events.access_recorded(
+                    await published.access_recorded(
                         appender.session,
                         dossier,
                         entry_name=name,
@@ -678,7 +678,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                     revoker="",
                 )
             )
-            await events.consent_changed(
+            await published.consent_changed(
                 session,
                 dossier,
                 f"{dossier}/accessRules/{rule_id}",
@@ -769,7 +769,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                     update_time=now,
                 )
             )
-            await events.consent_changed(
+            await published.consent_changed(
                 session, dossier, request.name, principal.subject, by_patient=True, when=now
             )
             fresh = (
@@ -1159,7 +1159,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 profession=principal.profession_code,
                 expire=expire,
             )
-            await events.consent_changed(
+            await published.consent_changed(
                 appender.session, dossier, out.name, principal.subject, by_patient=False, when=now
             )
             await self._remember(

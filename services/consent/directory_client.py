@@ -36,7 +36,7 @@ class ProfessionalNotFoundError(Exception):
     """The directory answered that this RPPS is unknown."""
 
 
-class Directory:
+class DirectoryClient:
     def __init__(self, settings: ConsentSettings) -> None:
         self._target = settings.identity_target
         self._channel: grpc.aio.Channel | None = None
