@@ -16,12 +16,13 @@ from kit.db import is_sqlite
 from kit.logs import get_logger
 from kit.server import ServiceApp
 from services.consent import matrix, published
+from services.consent.cache import SnapshotCache
 from services.consent.directory_client import DirectoryClient
+from services.consent.log_writer import LogWriter
 from services.consent.models import outbox
 from services.consent.projection import RecordProjection, consumer_spec
 from services.consent.servicer import ConsentServicer
 from services.consent.settings import ConsentSettings
-from services.consent.store import ConsentStore
 
 log = get_logger(__name__)
 
@@ -37,26 +38,33 @@ class ConsentApp(ServiceApp):
         self.consent_settings = settings
         self.matrix = matrix.load(settings.policy_path or None)
         self.directory = DirectoryClient(settings)
-        self._store: ConsentStore | None = None
+        self._cache: SnapshotCache | None = None
+        self._log_writer: LogWriter | None = None
         self.consumer: DurableConsumer | None = None
         self._changes: Subscription | None = None
         self.servicer: ConsentServicer | None = None
 
     @property
-    def store(self) -> ConsentStore:
-        if self._store is None:
+    def cache(self) -> SnapshotCache:
+        if self._cache is None:
             raise RuntimeError("consent: not started")
-        return self._store
+        return self._cache
+
+    @property
+    def log_writer(self) -> LogWriter:
+        if self._log_writer is None:
+            raise RuntimeError("consent: not started")
+        return self._log_writer
 
     async def start(self) -> None:
         await super().start()
-        self._store = ConsentStore(
-            self.db,
-            self.consent_settings.record_cache_size,
-            single_writer=is_sqlite(self.settings.database_url),
+        size = self.consent_settings.record_cache_size
+        self._cache = SnapshotCache(self.db, size)
+        self._log_writer = LogWriter(
+            self.db, size, single_writer=is_sqlite(self.settings.database_url)
         )
         if self.js is not None and self.nc is not None:
-            projection = RecordProjection(self.db, self.store.invalidate, self.wake_relay)
+            projection = RecordProjection(self.db, self.cache.invalidate, self.wake_relay)
             self.consumer = DurableConsumer(
                 self.js, consumer_spec(self.consent_settings.records_consumer), projection.handle
             )
@@ -67,7 +75,7 @@ class ConsentApp(ServiceApp):
 
     async def _on_changed(self, msg: Msg) -> None:
         with contextlib.suppress(DecodeError):
-            self.store.invalidate(events_pb2.ConsentChanged.FromString(msg.data).dossier)
+            self.cache.invalidate(events_pb2.ConsentChanged.FromString(msg.data).dossier)
 
     def wake_relay(self) -> None:
         if self.relay is not None:

@@ -14,8 +14,8 @@ import grpc
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from kit.clients import InternalCredentials, channel
 from kit.logs import get_logger
+from services.consent.cache import Lru
 from services.consent.settings import ConsentSettings
-from services.consent.store import Lru
 
 log = get_logger(__name__)
 

@@ -17,6 +17,7 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
@@ -37,6 +38,7 @@ from kit.errors import (
 from kit.idempotency import Key, Ledger
 from kit.logs import get_logger
 from services.consent import accesslog, published
+from services.consent.cache import SnapshotCache
 from services.consent.decision import (
     BRIS_DE_GLACE,
     CENTRE_15,
@@ -48,10 +50,10 @@ from services.consent.decision import (
     validate_principal,
 )
 from services.consent.directory_client import DirectoryClient, ProfessionalNotFoundError
+from services.consent.log_writer import LogAppender, LogWriter
 from services.consent.matrix import Matrix
 from services.consent.models import access_log, access_rules, processed_requests
 from services.consent.state import EMPTY_RULES, RecordRules, RecordState
-from services.consent.store import ConsentStore, LogAppender
 
 if TYPE_CHECKING:
     from services.consent.app import ConsentApp
@@ -224,7 +226,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     def __init__(self, app: ConsentApp) -> None:
         self.app = app
         self.matrix: Matrix = app.matrix
-        self.store: ConsentStore = app.store
+        self.cache: SnapshotCache = app.cache
+        self.log_writer: LogWriter = app.log_writer
+        self.sessions = app.db
         self.directory: DirectoryClient = app.directory
 
     # ------------------------------------------------------------------ helpers
@@ -236,10 +240,10 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             raise invalid_argument(exc.reason, str(exc), "principal") from exc
 
     async def _snapshot(self, dossier: str, now: datetime) -> tuple[RecordState, RecordRules]:
-        record = await self.store.record(dossier)
+        record = await self.cache.record(dossier)
         if record is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, "NO_GRANT", "Access refused.")
-        return record, await self.store.rules(dossier, now)
+        return record, await self.cache.rules(dossier, now)
 
     async def _permit(
         self,
@@ -272,7 +276,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         response_type: type[M],
     ) -> M | None:
         """The stored answer of a retried request, or None for a new one."""
-        async with self.store.sessions() as session:
+        async with self.sessions() as session:
             return await REQUESTS.replay(
                 session, key, scope=principal.subject, method=method, response_type=response_type
             )
@@ -321,14 +325,14 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         """Run `work` in one transaction that may append to `dossier`'s log (retried on races)."""
         for attempt in range(5):
             try:
-                async with self.store.appending(dossier) as appender:
+                async with self.log_writer.appending(dossier) as appender:
                     result = await work(appender)
             except IntegrityError:
                 if attempt == 4:
                     raise
                 continue
             if invalidate:
-                self.store.invalidate(dossier)
+                self.cache.invalidate(dossier)
             if invalidate or appender.emitted:
                 # Only when an event was queued: a relay poll competes for SQLite's write lock.
                 self.app.wake_relay()
@@ -336,7 +340,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         raise AssertionError("unreachable")
 
     async def _rule_row(self, dossier: str, rule_id: str) -> Row[Any]:
-        async with self.store.sessions() as session:
+        async with self.sessions() as session:
             row = (
                 await session.execute(
                     select(access_rules).where(
@@ -354,7 +358,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         match = _PATIENT_DOSSIER_RE.fullmatch(value or "")
         if match is None:
             return dossier_of(value, field)
-        record = await self.store.record_by_ins(kit_ins.validate(match.group(1), field))
+        record = await self.cache.record_by_ins(kit_ins.validate(match.group(1), field))
         if record is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, "NO_GRANT", "Access refused.")
         return record.dossier
@@ -415,12 +419,12 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         now = utcnow()
         record: RecordState | None
         if request.dossier:
-            record = await self.store.record(dossier_of(request.dossier, "dossier"))
+            record = await self.cache.record(dossier_of(request.dossier, "dossier"))
         elif request.patient_ins:
-            record = await self.store.record_by_ins(request.patient_ins)
+            record = await self.cache.record_by_ins(request.patient_ins)
         else:
             record = None
-        rules = await self.store.rules(record.dossier, now) if record else EMPTY_RULES
+        rules = await self.cache.rules(record.dossier, now) if record else EMPTY_RULES
         res = request.resource
         req = Request(
             principal=principal,
@@ -545,7 +549,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
 
         name = await self._with_log(dossier, work, invalidate=extra is not None)
         if marked:
-            self.store.mark_accessed(dossier, rpps)
+            self.cache.mark_accessed(dossier, rpps)
         return name
 
     # ------------------------------------------------------------------ grants
@@ -721,7 +725,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     async def _active_rules(
         self, dossier: str, kind: int, rpps: str, now: datetime
     ) -> list[Row[Any]]:
-        async with self.store.sessions() as session:
+        async with self.sessions() as session:
             rows = (
                 await session.execute(
                     select(access_rules).where(
@@ -1210,7 +1214,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         rows: list[Row[Any]] = []
         last_id: int | None = None
         more = False
-        async with self.store.sessions() as session:
+        async with self.sessions() as session:
             # Expired rules are filtered in Python; keep reading until the page is full.
             while len(rows) < size:
                 batch_query = query if last_id is None else query.where(access_rules.c.id < last_id)
@@ -1242,7 +1246,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     ) -> None:
         """The patient (or representative) reads and verifies the log; so does the platform."""
         if principal.kind == P.PRINCIPAL_KIND_INTERNAL:
-            if await self.store.record(dossier) is None:
+            if await self.cache.record(dossier) is None:
                 raise ServiceError(grpc.StatusCode.NOT_FOUND, "NO_GRANT", "Access refused.")
             return
         await self._permit(principal, method, A.ACTION_READ_ACCESS_LOG, dossier, utcnow())
@@ -1285,7 +1289,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             query = query.where(access_log.c.decision == int(request.decision))
         if after is not None:
             query = query.where(access_log.c.sequence < after)
-        async with self.store.sessions() as session:
+        async with self.sessions() as session:
             rows = (
                 await session.execute(query.order_by(access_log.c.sequence.desc()).limit(size + 1))
             ).all()
@@ -1314,7 +1318,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         if request.anchor_hash and (len(request.anchor_hash) != 64 or request.anchor_sequence <= 0):
             raise invalid_argument("INVALID_ANCHOR", "Malformed anchor.", "anchor_hash")
         await self._log_reader(principal, dossier, "VerifyAccessLog")
-        report, anchor_row = await verify_chain(self.store, dossier, request.anchor_sequence)
+        report, anchor_row = await verify_chain(self.sessions, dossier, request.anchor_sequence)
         response = C.VerifyAccessLogResponse(
             ok=report.ok,
             verified_entry_count=report.verified,
@@ -1340,13 +1344,16 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
 
 
 async def verify_chain(
-    store: ConsentStore, dossier: str, anchor_sequence: int = 0, batch: int = 2000
+    sessions: async_sessionmaker[AsyncSession],
+    dossier: str,
+    anchor_sequence: int = 0,
+    batch: int = 2000,
 ) -> tuple[accesslog.ChainReport, tuple[str, str] | None]:
     """Recompute `dossier`'s chain in sequence order, batch by batch."""
     verifier = accesslog.ChainVerifier()
     anchor: tuple[str, str] | None = None
     last = 0
-    async with store.sessions() as session:
+    async with sessions() as session:
         while True:
             rows = (
                 await session.execute(
