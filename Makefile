@@ -36,14 +36,14 @@ $(BUF): package.json
 	@touch $(BUF)
 
 lint: $(STAMP) $(BUF)
-	$(VENV)/bin/ruff check kit services gateway tests bench
-	$(VENV)/bin/ruff format --check kit services gateway tests bench
-	$(VENV)/bin/mypy kit services gateway
+	$(VENV)/bin/ruff check kit services gateway dmp_cli dmp_dev tests bench
+	$(VENV)/bin/ruff format --check kit services gateway dmp_cli dmp_dev tests bench
+	$(VENV)/bin/mypy kit services gateway dmp_cli dmp_dev
 	$(BUF) lint
 
 ## make gen: regenerate the committed Python package dmp/ from protos/ (reproducible).
 gen: $(STAMP)
-	$(PY) -m kit.tools.gen_protos
+	$(PY) -m dmp_dev.tools.gen_protos
 
 ## make bench [BENCHES="records_scale"]: each script prints ratios and writes bench/results/<name>.json.
 BENCHES ?= identity_login authorize records_scale notify_latency history_ingest gateway_overhead platform_load

@@ -25,9 +25,9 @@ import grpc
 from dmp.authz.v1 import authz_pb2
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.records.v1 import records_pb2
+from dmp_dev.testing import principals
 from kit.db import utcnow
 from kit.server import start_app
-from kit.testing import principals
 from services.consent.app import ConsentApp
 from services.consent.decision import Request, Resource, decide
 from services.consent.models import access_rules, record_states
@@ -88,10 +88,10 @@ def request(i: int) -> consent_pb2.AuthorizeRequest:
 
 async def in_process(app: ConsentApp, count: int, seconds: float) -> list[float]:
     """Cache lookups + decision, as the servicer does before the audit write."""
-    cache, matrix = app.cache, app.matrix
+    store, matrix = app.store, app.matrix
     for dossier in DOSSIERS:  # warm the caches
-        await cache.record(dossier)
-        await cache.rules(dossier, utcnow())
+        await store.record(dossier)
+        await store.rules(dossier, utcnow())
     samples: list[float] = []
     deadline = time.perf_counter() + seconds
     for i in range(count):
@@ -99,9 +99,9 @@ async def in_process(app: ConsentApp, count: int, seconds: float) -> list[float]
             break
         start = time.perf_counter()
         now = utcnow()
-        record = await cache.record(DOSSIERS[i % len(DOSSIERS)])
+        record = await store.record(DOSSIERS[i % len(DOSSIERS)])
         assert record is not None
-        rules = await cache.rules(record.dossier, now)
+        rules = await store.rules(record.dossier, now)
         decision = decide(
             matrix,
             Request(

@@ -49,17 +49,17 @@ from cryptography import x509
 from dmp.authz.v1 import principal_pb2
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from dmp_cli import catalog
+from dmp_dev import pki
+from dmp_dev.demo.requests import desk_creation
+from dmp_dev.launcher.processes import ServiceProcess, stop_all, wait_until_serving
+from dmp_dev.launcher.stack import DevStack, StackConfig, gateway_env
 from gateway.authn import Caller
 from gateway.authz import Decisions
 from gateway.routing import build_routes
 from kit import ins as kit_ins
-from kit import pki
 from kit import principal as principals
 from kit.clients import InternalCredentials
-from kit.demo.requests import desk_creation
-from kit.devstack import catalog
-from kit.devstack.processes import ServiceProcess, stop_all, wait_until_serving
-from kit.devstack.stack import DevStack, StackConfig, gateway_env
 from kit.tokens import AccessTokenIssuer, load_private_key
 
 RESULTS = Path(__file__).parent / "results" / "gateway_overhead.json"

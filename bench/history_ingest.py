@@ -40,7 +40,7 @@ import grpc
 import psutil
 
 from dmp.history.v1 import history_pb2
-from kit.testing import principals
+from dmp_dev.testing import principals
 from services.history_feed.models import CLAIM_COLUMNS
 from services.history_feed.settings import HistoryFeedSettings
 from services.history_feed.synthetic import Generator

@@ -28,12 +28,12 @@ import grpc
 from argon2 import PasswordHasher, Type
 
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp_dev.testing import principals
+from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.nats_server import NatsServer
 from kit import ins as ins_rules
 from kit.logs import configure_logging
 from kit.server import RunningServer, start_app
-from kit.testing import principals
-from kit.testing.databases import DatabaseFactory
-from kit.testing.nats_server import NatsServer
 from services.identity.app import IdentityApp
 from services.identity.settings import IdentitySettings
 from services.notify.app import NotifyApp

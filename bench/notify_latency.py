@@ -47,12 +47,12 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from dmp.records.v1 import events_pb2, records_pb2
+from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.nats_server import NatsServer, free_port
 from kit import migrations
 from kit import nats as kit_nats
 from kit.db import create_engine, session_factory
 from kit.logs import configure_logging
-from kit.testing.databases import DatabaseFactory
-from kit.testing.nats_server import NatsServer, free_port
 from services.notify import preferences
 from services.notify.models import notifications
 from services.notify.settings import NotifySettings

@@ -47,12 +47,12 @@ from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.history.v1 import history_pb2, history_pb2_grpc
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from dmp_dev import pki
+from dmp_dev.demo.requests import desk_creation
+from dmp_dev.launcher.nats_server import free_port, wait_for_port
+from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.stack import LiveStack, running_stack
 from kit import ins as kit_ins
-from kit import pki
-from kit.demo.requests import desk_creation
-from kit.devstack.nats_server import free_port, wait_for_port
-from kit.testing.databases import DatabaseFactory
-from kit.testing.stack import LiveStack, running_stack
 from services.history_feed.synthetic import Generator
 
 RESULTS = Path(__file__).parent / "results" / "platform_load.json"

@@ -34,11 +34,11 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from dmp_dev.testing import principals
+from dmp_dev.testing.databases import PG_ADMIN_DSN
+from dmp_dev.testing.nats_server import NatsServer
 from kit.logs import configure_logging
 from kit.server import start_app
-from kit.testing import principals
-from kit.testing.databases import PG_ADMIN_DSN
-from kit.testing.nats_server import NatsServer
 from services.records import crypto
 from services.records.app import RecordsApp
 from services.records.settings import RecordsSettings

@@ -26,7 +26,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_make_gen_leaves_no_diff(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "kit.tools.gen_protos", str(tmp_path)],
+        [sys.executable, "-m", "dmp_dev.tools.gen_protos", str(tmp_path)],
         check=True,
         cwd=REPO,
         capture_output=True,

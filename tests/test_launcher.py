@@ -23,11 +23,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from dmp_cli import catalog
+from dmp_dev.launcher.secrets import load as load_secrets
+from dmp_dev.testing.principals import internal, professional
+from dmp_dev.testing.stack import free_config
 from kit import principal as principals
-from kit.devstack import catalog
-from kit.devstack.secrets import load as load_secrets
-from kit.testing.principals import internal, professional
-from kit.testing.stack import free_config
 from services.identity.rpps import check_digit
 from tests.fixtures.records import make_ins
 from tests.records.helpers import create_request, doc

@@ -10,8 +10,8 @@ import pytest
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2
+from dmp_dev.testing import principals
 from kit.errors import error_info
-from kit.testing import principals
 from tests.fixtures.consent import ConsentHarness, new_rpps
 
 A = authz_pb2

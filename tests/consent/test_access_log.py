@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from kit.testing import principals
+from dmp_dev.testing import principals
 from tests.consent.helpers import A, C, emergency, grant, pro
 from tests.fixtures.consent import ConsentHarness
 

@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from dmp.records.v1 import records_pb2
+from dmp_dev.testing import principals
 from kit.errors import error_info
-from kit.testing import principals
 from tests.consent.helpers import A, C, P, attending, emergency, grant, pro, rid, rpc_error
 from tests.fixtures.consent import ConsentHarness
 

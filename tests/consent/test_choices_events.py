@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from kit.testing import principals
+from dmp_dev.testing import principals
 from tests.consent.helpers import (
     A,
     C,

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from dmp.consent.v1 import consent_pb2
+from dmp_dev.testing.databases import DatabaseFactory
 from kit import migrations
 from kit.db import create_engine, session_factory
 from kit.idempotency import Ledger
-from kit.testing.databases import DatabaseFactory
 from services.consent import models
 from tests.fixtures import sql
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.records.v1 import records_pb2
-from kit.testing import principals
+from dmp_dev.testing import principals
 from services.consent.decision import Request, decide
 from services.consent.matrix import default_matrix
 from services.consent.state import RecordRules, RecordState

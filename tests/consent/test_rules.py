@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from dmp.records.v1 import records_pb2
-from kit.testing import principals
+from dmp_dev.testing import principals
 from tests.consent.helpers import A, C, P, attending, block, emergency, grant, oppose, pro, rid
 from tests.fixtures.consent import ConsentHarness, new_ins
 

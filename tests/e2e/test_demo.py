@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kit.testing.stack import LiveStack
+from dmp_dev.testing.stack import LiveStack
 
 DMP = str(Path(sys.executable).parent / "dmp")
 REFUSED = "NOT_FOUND or PERMISSION_DENIED"

@@ -4,7 +4,7 @@ choose whom to grant, to find a colleague); staff cards and unknown entries are 
 from __future__ import annotations
 
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
-from kit.testing.stack import LiveStack
+from dmp_dev.testing.stack import LiveStack
 from tests.e2e.helpers import S, expect, patient_md, rpps
 from tests.fixtures.records import make_ins
 

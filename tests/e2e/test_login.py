@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
-from kit.testing.stack import LiveStack
+from dmp_dev.testing.stack import LiveStack
 from tests.e2e.helpers import (
     R,
     S,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from dmp.authz.v1 import principal_pb2
+from dmp_dev.testing.stack import LiveStack
 from kit.errors import error_info
-from kit.testing.stack import LiveStack
 from tests.e2e.helpers import (
     C,
     R,

@@ -11,7 +11,7 @@ import pytest
 from dmp.authz.v1 import principal_pb2
 from dmp.consent.v1 import consent_pb2
 from dmp.records.v1 import records_pb2
-from kit.testing.stack import LiveStack
+from dmp_dev.testing.stack import LiveStack
 from tests.e2e.helpers import (
     consent,
     eventually,

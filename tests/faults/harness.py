@@ -31,9 +31,9 @@ import grpc
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
-from kit import pki
-from kit.devstack.nats_server import wait_for_port
-from kit.testing.stack import LiveStack
+from dmp_dev import pki
+from dmp_dev.launcher.nats_server import wait_for_port
+from dmp_dev.testing.stack import LiveStack
 from tests.e2e.helpers import bearer, eventually
 from tests.fixtures.records import make_ins
 from tests.records.helpers import create_request, doc

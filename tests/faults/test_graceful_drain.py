@@ -28,8 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dmp.history.v1 import history_pb2, history_pb2_grpc
 from dmp.records.v1 import records_pb2
-from kit.testing.databases import DatabaseFactory
-from kit.testing.stack import LiveStack, running_stack
+from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.stack import LiveStack, running_stack
 from services.history_feed.synthetic import Generator
 from tests.faults.harness import (
     ALLOWED_DURING_FAULT,

@@ -26,8 +26,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from kit.testing.databases import DatabaseFactory
-from kit.testing.stack import LiveStack, running_stack
+from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.stack import LiveStack, running_stack
 from tests.faults.harness import (
     ALLOWED_DURING_FAULT,
     GATEWAY_ENV,

@@ -7,9 +7,9 @@ import grpc
 from dmp.history.v1 import history_pb2, history_pb2_grpc
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2
+from dmp_dev.testing import principals as test_principals
+from dmp_dev.testing.stack import LiveStack
 from kit import principal as principals
-from kit.testing import principals as test_principals
-from kit.testing.stack import LiveStack
 from tests.e2e.helpers import (
     bearer,
     eventually,

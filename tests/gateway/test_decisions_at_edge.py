@@ -26,8 +26,8 @@ from dmp.authz.v1 import principal_pb2
 from dmp.consent.v1 import consent_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2
+from dmp_dev.testing.stack import LiveStack
 from kit.errors import error_info
-from kit.testing.stack import LiveStack
 from tests.e2e.helpers import (
     bearer,
     consent,

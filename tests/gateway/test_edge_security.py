@@ -37,16 +37,16 @@ from pydantic import SecretStr
 from dmp.history.v1 import history_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2
+from dmp_dev import pki
+from dmp_dev.cli.pki import revoke as pki_revoke
+from dmp_dev.launcher.cards import registration_request
+from dmp_dev.launcher.nats_server import wait_for_port
+from dmp_dev.testing.stack import LiveStack
 from gateway.app import start_gateway
 from gateway.revocations import RevokedSessions
 from gateway.settings import GatewaySettings
-from kit import pki
 from kit import principal as principals
-from kit.cli.pki import revoke as pki_revoke
-from kit.devstack.cards import registration_request
-from kit.devstack.nats_server import wait_for_port
 from kit.errors import ServiceError, error_info
-from kit.testing.stack import LiveStack
 from tests.e2e.helpers import (
     bearer,
     eventually,

@@ -34,8 +34,8 @@ from dmp.history.v1 import history_pb2, history_pb2_grpc
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
-from kit import pki
-from kit.testing.stack import LiveStack
+from dmp_dev import pki
+from dmp_dev.testing.stack import LiveStack
 from services.history_feed.synthetic import Generator
 from tests.e2e.helpers import (
     bearer,
@@ -88,7 +88,7 @@ NOT_SWEPT = {
     "stolen": "the CRL reload test revokes it while the gateway runs; no other test uses it",
 }
 # Columns: the record's patient (token), the "doctor" card again with the patient's grant,
-# then every card of kit.pki.DEMO_CARDS and tests.fixtures.stack.EXTRA_CARDS that the
+# then every card of dmp_dev.pki.DEMO_CARDS and tests.fixtures.stack.EXTRA_CARDS that the
 # gateway lets through.
 CARDS = (
     "patient",

@@ -11,9 +11,9 @@ import pytest
 
 from dmp.history.v1 import history_pb2
 from dmp.records.v1 import events_pb2, records_pb2
+from dmp_dev.testing import principals
 from kit import nats as kit_nats
 from kit.errors import error_info
-from kit.testing import principals
 from services.history_feed.materialize import months_before
 from tests.fixtures.history import HistoryClient, batches_of, reader
 from tests.history.lines import act, ago, drug, new_ins, pdate, prefix

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from kit.cli.main import app
+from dmp_cli.main import app
 from services.history_feed.linefile import read_lines, write_lines
 from tests.fixtures.history import HistoryClient
 from tests.history.cda_sample import sample_lines

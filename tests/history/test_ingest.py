@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from dmp.history.v1 import history_pb2
+from dmp_dev.testing import principals
 from kit.errors import error_info
-from kit.testing import principals
 from services.history_feed.synthetic import Generator
 from tests.fixtures.history import MAX_LINES_PER_MESSAGE, HistoryClient, batches_of
 from tests.history.cda_sample import sample_lines

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dmp_dev.testing.databases import DatabaseFactory
 from kit import migrations
-from kit.testing.databases import DatabaseFactory
 from services.history_feed import models
 from tests.fixtures import sql
 

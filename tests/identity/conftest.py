@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 
 from dmp.identity.v1 import identity_pb2_grpc
+from dmp_dev.testing.databases import DatabaseFactory
 from kit.server import RunningServer, start_app
-from kit.testing.databases import DatabaseFactory
 from services.identity.app import IdentityApp
 from tests.identity.helpers import FakeClock, Rows, identity_settings
 

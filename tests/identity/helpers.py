@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from dmp.authz.v1 import principal_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp_dev.testing import principals
 from kit import ins as ins_mod
 from kit.db import create_engine, session_factory
-from kit.testing import principals
 from services.identity import models
 from services.identity.settings import IdentitySettings
 from tests.fixtures.notify import NotifySinks

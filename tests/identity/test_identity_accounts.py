@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from dmp.identity.v1 import identity_pb2
+from dmp_dev.testing import principals
 from kit.errors import error_info
-from kit.testing import principals
 from services.identity import models
 from tests.fixtures.notify import NotifySinks
 from tests.identity.helpers import (

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dmp.identity.v1 import identity_pb2
+from dmp_dev.testing import principals
 from kit.errors import error_info
-from kit.testing import principals
 from services.identity import rpps
 from tests.identity.helpers import Rows, md, rid
 

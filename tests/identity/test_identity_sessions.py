@@ -157,7 +157,7 @@ async def test_logout_revokes_the_session(stub, notify_sinks: NotifySinks, nats_
 
 
 async def test_logout_needs_a_patient_session(stub, notify_sinks: NotifySinks) -> None:
-    from kit.testing import principals
+    from dmp_dev.testing import principals
 
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.Logout(identity_pb2.LogoutRequest(request_id=rid()))

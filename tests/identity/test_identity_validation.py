@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from dmp.identity.v1 import identity_pb2
+from dmp_dev.testing import principals
 from kit.errors import error_info
-from kit.testing import principals
 from tests.identity.helpers import PASSWORD, Rows, desk, md, random_ins, rid
 
 INS = "255081416802538"

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import inspect
 from typer.testing import CliRunner
 
-from kit.cli.main import app
+from dmp_cli import catalog
+from dmp_cli.main import app
+from dmp_dev.testing.databases import DatabaseFactory
 from kit.db import create_engine
-from kit.devstack import catalog
 from kit.migrations import version_table
-from kit.testing.databases import DatabaseFactory
 
 SERVICES = [s for s in catalog.available() if s.has_migrations()]
 

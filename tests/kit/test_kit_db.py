@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 from sqlalchemy.exc import IntegrityError
 
+from dmp_dev.testing.databases import DatabaseFactory
 from kit.db import create_engine
-from kit.testing.databases import DatabaseFactory
 
 SECRET = "allergie-penicilline-choc-anaphylactique"
 

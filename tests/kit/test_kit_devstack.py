@@ -1,4 +1,4 @@
-"""kit.devstack without processes: secrets are private, stable and accepted by the services'
+"""dmp_dev.launcher without processes: secrets are private, stable and accepted by the services'
 own settings; each service gets its own database, port and the others' addresses; the gateway
 gets the dev PKI, identity's token key and every upstream."""
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from dmp_cli import catalog
+from dmp_dev.launcher.nats_server import free_port
+from dmp_dev.launcher.processes import StartupError
+from dmp_dev.launcher.secrets import load_or_create
+from dmp_dev.launcher.stack import DevStack, StackConfig, database_url, gateway_env, service_env
 from gateway.settings import GatewaySettings
-from kit.devstack import catalog
-from kit.devstack.nats_server import free_port
-from kit.devstack.processes import StartupError
-from kit.devstack.secrets import load_or_create
-from kit.devstack.stack import DevStack, StackConfig, database_url, gateway_env, service_env
 from kit.settings import ServiceSettings
 
 

@@ -13,12 +13,12 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
+from dmp_dev.testing.principals import internal, metadata, patient
 from kit import principal as principals
 from kit.context import require_principal
 from kit.errors import error_info, invalid_argument, resource_exhausted
 from kit.server import RunningServer, ServiceApp, start_app
 from kit.settings import ServiceSettings
-from kit.testing.principals import internal, metadata, patient
 
 SERVICE = "/dmp.notify.v1.NotifyService/"
 SEND = SERVICE + "SendOneTimeCode"

@@ -13,6 +13,7 @@ from sqlalchemy import Column, Integer, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.consent.v1 import consent_pb2
+from dmp_dev.testing.databases import DatabaseFactory
 from kit.db import create_engine, service_metadata, session_factory, transaction
 from kit.errors import ServiceError
 from kit.idempotency import (
@@ -23,7 +24,6 @@ from kit.idempotency import (
     processed_requests_table,
     request_hash,
 )
-from kit.testing.databases import DatabaseFactory
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 METHOD = "GrantAccess"

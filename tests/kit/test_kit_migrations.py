@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dmp_dev.testing.databases import DatabaseFactory
 from kit import migrations
-from kit.testing.databases import DatabaseFactory
 from tests.fixtures import sql
 
 ENV = """

@@ -14,11 +14,11 @@ from google.protobuf import wrappers_pb2
 from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dmp_dev.launcher.nats_server import NatsServer, free_port
+from dmp_dev.testing.databases import DatabaseFactory
 from kit import nats as kit_nats
 from kit.db import create_engine, session_factory, transaction
-from kit.devstack.nats_server import NatsServer, free_port
 from kit.outbox import OutboxRelay, add_event, outbox_table
-from kit.testing.databases import DatabaseFactory
 
 
 class Outbox:

@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from dmp.authz.v1 import principal_pb2
+from dmp_dev.testing.principals import patient
 from kit import principal as principals
 from kit.errors import ServiceError
-from kit.testing.principals import patient
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

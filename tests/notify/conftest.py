@@ -24,10 +24,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from dmp.notify.v1 import notify_pb2_grpc
+from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.nats_server import NatsServer
 from kit import nats as kit_nats
 from kit.server import RunningServer, start_app
-from kit.testing.databases import DatabaseFactory
-from kit.testing.nats_server import NatsServer
 from services.notify.app import NotifyApp
 from services.notify.settings import NotifySettings
 from tests.fixtures.notify import SmtpSink, notify_test_settings

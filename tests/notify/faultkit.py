@@ -28,11 +28,11 @@ from nats.js import JetStreamContext
 from sqlalchemy import func, select
 
 from dmp.notify.v1 import notify_pb2
+from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.nats_server import NatsServer
 from kit import migrations
 from kit import nats as kit_nats
 from kit.db import create_engine, session_factory
-from kit.testing.databases import DatabaseFactory
-from kit.testing.nats_server import NatsServer
 from services.notify import preferences
 from services.notify.models import notifications
 from tests.fixtures.notify import SmtpSink

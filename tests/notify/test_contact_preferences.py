@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from dmp.authz.v1 import principal_pb2
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
+from dmp_dev.testing import principals
 from kit.errors import error_info
 from kit.server import RunningServer
-from kit.testing import principals
 from services.notify import models
 
 SET = "/dmp.notify.v1.NotifyService/SetContactPreferences"

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from dmp.notify.v1 import notify_pb2
-from kit.cli.main import app as cli
+from dmp_cli.main import app as cli
 from services.notify import deadletters, models
 from tests.notify.conftest import EventsEnv
 from tests.notify.eventkit import (

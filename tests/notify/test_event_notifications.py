@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from dmp.notify.v1 import notify_pb2
 from dmp.records.v1 import records_pb2
+from dmp_dev.testing import principals
+from dmp_dev.testing.databases import DatabaseFactory
 from kit import codes
 from kit.errors import error_info
 from kit.server import start_app
-from kit.testing import principals
-from kit.testing.databases import DatabaseFactory
 from services.notify import models
 from services.notify.app import NotifyApp
 from tests.fixtures.notify import sms_messages

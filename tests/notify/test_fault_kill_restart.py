@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.testing.databases import DatabaseFactory
+from dmp_dev.testing.databases import DatabaseFactory
 from tests.notify.faultkit import EMAIL, Rig, fault_rig, settle, wait_for
 
 pytestmark = pytest.mark.slow

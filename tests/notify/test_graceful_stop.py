@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kit.testing.databases import DatabaseFactory
-from kit.testing.nats_server import free_port
+from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.nats_server import free_port
 from tests.notify.faultkit import fault_rig, settle, wait_for
 
 pytestmark = pytest.mark.slow

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Table, inspect
 
+from dmp_dev.testing.databases import DatabaseFactory
 from kit import migrations
 from kit.db import create_engine
-from kit.testing.databases import DatabaseFactory
 from services.notify import models
 from tests.fixtures import sql
 

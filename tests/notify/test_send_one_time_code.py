@@ -13,9 +13,9 @@ from google.protobuf import timestamp_pb2
 from sqlalchemy import select
 
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
+from dmp_dev.testing import principals
 from kit.errors import error_info
 from kit.server import RunningServer
-from kit.testing import principals
 from services.notify import models, store
 from services.notify.delivery import RetryPolicy
 from tests.fixtures.notify import NotifySinks, SmtpSink, sms_messages

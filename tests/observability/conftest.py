@@ -29,14 +29,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from dmp.identity.v1 import identity_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2
+from dmp_dev import pki
+from dmp_dev.launcher.cards import registration_request
+from dmp_dev.testing import principals
+from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.nats_server import NatsServer, free_port
 from gateway.app import RunningGateway, start_gateway
 from gateway.settings import GatewaySettings
-from kit import pki, tracing
-from kit.devstack.cards import registration_request
+from kit import tracing
 from kit.server import RunningServer, start_app
-from kit.testing import principals
-from kit.testing.databases import DatabaseFactory
-from kit.testing.nats_server import NatsServer, free_port
 from kit.tokens import AccessTokenIssuer, load_private_key
 from services.consent.app import ConsentApp
 from services.consent.settings import ConsentSettings
@@ -104,8 +105,8 @@ class Assembly:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         while loop.time() < deadline:
-            app.cache.invalidate(dossier)
-            record = await app.cache.record(dossier)
+            app.store.invalidate(dossier)
+            record = await app.store.record(dossier)
             if record is not None and record.state == records_pb2.DOSSIER_STATE_ACTIVE:
                 return
             await asyncio.sleep(0.02)

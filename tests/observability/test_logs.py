@@ -13,7 +13,7 @@ from typing import Any
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2
-from kit.testing.stack import LiveStack
+from dmp_dev.testing.stack import LiveStack
 from tests.e2e.helpers import bearer, mails_to, one_time_code, records, rid, wait_known
 from tests.fixtures.records import make_ins
 from tests.records.helpers import create_request, doc

@@ -14,9 +14,9 @@ import nats
 import pytest
 
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from dmp_dev.testing import principals
 from kit import nats as kit_nats
 from kit.consumer import ConsumerSpec, Delivery, DurableConsumer, PermanentFailureError
-from kit.testing import principals
 from services.records.app import RecordsApp
 from tests.fixtures.records import make_ins, professional
 from tests.observability.conftest import Assembly, scrape

@@ -8,11 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 from dmp.records.v1 import records_pb2
+from dmp_dev.testing.databases import DatabaseFactory
 from kit import migrations
 from kit.db import create_engine, session_factory
 from kit.errors import ServiceError
 from kit.idempotency import Ledger, request_hash
-from kit.testing.databases import DatabaseFactory
 from services.records import models
 from tests.fixtures import sql
 

@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dmp_cli import catalog
 from kit import migrations
-from kit.devstack import catalog
 
 app = typer.Typer(no_args_is_help=True, help="Apply or revert a service's database migrations.")
 console = Console(highlight=False)

@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kit.demo.connect import DemoError, Endpoints
-from kit.demo.journey import Journey
-from kit.demo.steps import Runner, StepResult
+from dmp_dev.demo.connect import DemoError, Endpoints
+from dmp_dev.demo.journey import Journey
+from dmp_dev.demo.steps import Runner, StepResult
 
 app = typer.Typer(help="A scripted journey through the gateway of a running platform.")
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from services.consent.matrix import Matrix
+from dmp.authz.v1 import authz_pb2, principal_pb2
+from dmp.records.v1 import records_pb2
+from kit import codes
+from services.consent import matrix as matrix_mod
+from services.consent.decision import InvalidPrincipalError, Request, Resource, decide
+from services.consent.matrix import Matrix
+from services.consent.state import RecordRules, RecordState
 
 app = typer.Typer(no_args_is_help=True, help="Inspect the access policy (profession matrix).")
 
@@ -38,13 +42,6 @@ def explain(  # noqa: PLR0917 - typer options
     policy: str = typer.Option("", help="Matrix file (default: the one shipped with consent)."),
 ) -> None:
     """Why a principal may or may not read / write a document class."""
-    from dmp.authz.v1 import authz_pb2, principal_pb2
-    from dmp.records.v1 import records_pb2
-    from kit import codes
-    from services.consent import matrix as matrix_mod
-    from services.consent.decision import InvalidPrincipalError, Request, Resource, decide
-    from services.consent.state import RecordRules, RecordState
-
     console = Console()
     try:
         m = matrix_mod.load(policy or None)

@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kit.devstack.processes import StartupError, log_tail
-from kit.devstack.stack import DevStack, StackConfig
+from dmp_dev.launcher.processes import StartupError, log_tail
+from dmp_dev.launcher.stack import DevStack, StackConfig
 
 app = typer.Typer(no_args_is_help=True, help="Run the platform on this machine.")
 # Piped output (tests, CI logs) gets a wide table instead of rich's 80-column default.

@@ -12,14 +12,14 @@ import asyncio
 
 import typer
 
+from kit.db import create_engine, session_factory, utcnow
+from services.records.lifecycle import purge_expired, rotate_keys
+from services.records.settings import RecordsSettings
+
 app = typer.Typer(no_args_is_help=True, help="Records service: retention purge, key rotation.")
 
 
 async def _purge(dry_run: bool, limit: int) -> list[tuple[str, str, int]]:
-    from kit.db import create_engine, session_factory, utcnow
-    from services.records.lifecycle import purge_expired
-    from services.records.settings import RecordsSettings
-
     settings = RecordsSettings()
     engine = create_engine(settings.database_url)
     try:
@@ -32,10 +32,6 @@ async def _purge(dry_run: bool, limit: int) -> list[tuple[str, str, int]]:
 
 
 async def _rotate() -> int:
-    from kit.db import create_engine, session_factory
-    from services.records.lifecycle import rotate_keys
-    from services.records.settings import RecordsSettings
-
     settings = RecordsSettings()
     engine = create_engine(settings.database_url)
     try:
@@ -58,6 +54,6 @@ def purge(
 
 
 @app.command("rotate-keys")
-def rotate_keys() -> None:
+def rotate_keys_command() -> None:
     """Re-wrap data keys not wrapped by the current KEK (DMP_RECORDS_KEK_ID)."""
     typer.echo(f"re-wrapped {asyncio.run(_rotate())} data key(s)")

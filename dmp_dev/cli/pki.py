@@ -16,7 +16,7 @@ from cryptography import x509
 from rich.console import Console
 from rich.table import Table
 
-from kit import pki
+from dmp_dev import pki
 
 app = typer.Typer(
     no_args_is_help=True, help="Development PKI (CPS CA, gateway and card certificates)."

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
+from nats.js import JetStreamContext
+from rich.console import Console
+from rich.table import Table
 
-if TYPE_CHECKING:
-    from nats.js import JetStreamContext
+from kit import nats as kit_nats
+from kit.settings import ServiceSettings
+from services.notify import deadletters
 
 T = TypeVar("T")
 
@@ -31,9 +35,6 @@ KindOption = Annotated[
 
 
 async def _with_js(work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
-    from kit import nats as kit_nats
-    from kit.settings import ServiceSettings
-
     nc = await kit_nats.connect(ServiceSettings().nats_url, "cli")
     try:
         return await work(nc.jetstream())
@@ -44,11 +45,6 @@ async def _with_js(work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
 @dlq.command("list")
 def list_command(kind: KindOption = None, limit: int = typer.Option(100, min=1)) -> None:
     """List outstanding dead letters, oldest first."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from services.notify import deadletters
-
     letters = asyncio.run(_with_js(lambda js: deadletters.list_dead(js, kind=kind, limit=limit)))
     table = Table("seq", "dead letter", "original subject", "event id", "reason", "error", "time")
     for d in letters:
@@ -72,8 +68,6 @@ def replay_command(
     all_: bool = typer.Option(False, "--all", help="Replay every outstanding dead letter."),
 ) -> None:
     """Send dead letters through notify again (then remove them from the list)."""
-    from services.notify import deadletters
-
     if not seq and not all_ and not kind:
         raise typer.BadParameter("give --seq, --kind or --all")
 

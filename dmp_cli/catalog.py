@@ -1,9 +1,11 @@
-"""The processes `dmp dev up` knows how to run, and the fixed port of each.
+"""The processes of the platform, and the fixed port of each.
 
-Ports are fixed (base port + offset) rather than random so that clients,
-notes and scripts can keep pointing at the same address across restarts.
-The gateway is apart: it is the edge, so its ports are the public ones
-(card port, patient port) and come from the stack's configuration.
+`dmp serve NAME` and `dmp migrate` resolve a service here, in the image as in a
+checkout; the launcher (`dmp dev up`) starts them in this order. Ports are fixed
+(base port + offset) rather than random so that clients, notes and scripts can keep
+pointing at the same address across restarts. The gateway is apart: it is the edge,
+so its ports are the public ones (card port, patient port) and come from the stack's
+configuration.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

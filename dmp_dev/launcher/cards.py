@@ -19,10 +19,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
-from kit import pki
+from dmp_dev import pki
+from dmp_dev.launcher.processes import StartupError
+from dmp_dev.launcher.secrets import DevSecrets
 from kit import principal as principals
-from kit.devstack.processes import StartupError
-from kit.devstack.secrets import DevSecrets
 
 IDENTITY = "/dmp.identity.v1.IdentityService/"
 _ROLES = {

@@ -17,7 +17,27 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
+import grpc
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+    track,
+)
+from rich.table import Table
+
+from dmp.authz.v1 import principal_pb2
+from dmp.history.v1 import history_pb2, history_pb2_grpc
+from kit.errors import error_info
+from kit.principal import metadata_for
+from kit.settings import ServiceSettings
+from services.history_feed.linefile import LineFileError, format_of, read_lines, write_lines
+from services.history_feed.synthetic import Generator
 
 app = typer.Typer(no_args_is_help=True, help="AMO care history: import and generate claim lines.")
 
@@ -25,22 +45,6 @@ METHOD = "/dmp.history.v1.HistoryFeedService/IngestClaims"
 
 
 async def _import(path: Path, fmt: str, target: str, batch: int) -> tuple[object, int]:
-    import grpc
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    from dmp.authz.v1 import principal_pb2
-    from dmp.history.v1 import history_pb2, history_pb2_grpc
-    from kit.principal import metadata_for
-    from kit.settings import ServiceSettings
-    from services.history_feed.linefile import read_lines
-
     settings = ServiceSettings()
     keys = settings.principal_key_bytes()
     feeder = principal_pb2.Principal(
@@ -104,13 +108,6 @@ def import_file(
     batch: int = typer.Option(1000, min=1, max=10_000, help="Lines per stream message."),
 ) -> None:
     """Stream FILE to IngestClaims and print a summary."""
-    import grpc
-    from rich.console import Console
-    from rich.table import Table
-
-    from kit.errors import error_info
-    from services.history_feed.linefile import LineFileError, format_of
-
     console = Console()
     try:
         response, sent = asyncio.run(_import(file, format_of(str(file), fmt), target, batch))
@@ -153,11 +150,6 @@ def generate(  # noqa: PLR0917 - typer options
     fmt: str = typer.Option("", "--format", help="ndjson or csv (default: from the extension)."),
 ) -> None:
     """Write realistic synthetic claim lines (valid INS and code shapes)."""
-    from rich.progress import track
-
-    from services.history_feed.linefile import format_of, write_lines
-    from services.history_feed.synthetic import Generator
-
     generator = Generator(seed=seed, patients=patients, months=months, prefix=prefix)
     with output.open("w", encoding="utf-8", newline="") as handle:
         lines = track(generator.lines(count), total=count, description="generating")

@@ -21,12 +21,19 @@ from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from dmp_dev import pki
+from dmp_dev.demo.connect import (
+    Channels,
+    DemoError,
+    Endpoints,
+    mails_to,
+    read_sms_code,
+    sms_records,
+)
+from dmp_dev.demo.connect import text_of as mail_text
+from dmp_dev.demo.requests import desk_creation
+from dmp_dev.demo.steps import Runner
 from kit import ins as kit_ins
-from kit import pki
-from kit.demo.connect import Channels, DemoError, Endpoints, mails_to, read_sms_code, sms_records
-from kit.demo.connect import text_of as mail_text
-from kit.demo.requests import desk_creation
-from kit.demo.steps import Runner
 
 R, C, ID, N = records_pb2, consent_pb2, identity_pb2, notify_pb2
 S = grpc.StatusCode

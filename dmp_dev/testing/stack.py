@@ -1,6 +1,6 @@
 """The whole platform started by the launcher, for end-to-end, demo, fault and log tests.
 
-`running_stack(databases, var_dir)` runs `kit.devstack.DevStack` (the code behind
+`running_stack(databases, var_dir)` runs `dmp_dev.launcher.DevStack` (the code behind
 `make run`) in a temporary var directory on free ports, each service on a
 database of the test plugin's `databases` factory (PostgreSQL when reachable,
 else SQLite). The returned `LiveStack` opens gRPC channels to the gateway with
@@ -25,12 +25,12 @@ from pathlib import Path
 import grpc
 
 from dmp.authz.v1 import principal_pb2
+from dmp_cli import catalog
+from dmp_dev.launcher.nats_server import free_port
+from dmp_dev.launcher.secrets import DevSecrets
+from dmp_dev.launcher.stack import DevStack, StackConfig, database_url
+from dmp_dev.testing.databases import DatabaseFactory
 from kit import principal as principals
-from kit.devstack import catalog
-from kit.devstack.nats_server import free_port
-from kit.devstack.secrets import DevSecrets
-from kit.devstack.stack import DevStack, StackConfig, database_url
-from kit.testing.databases import DatabaseFactory
 from kit.tokens import AccessTokenIssuer, load_private_key
 
 HOST = "localhost"  # the gateway certificate's SAN

@@ -1,8 +1,8 @@
 """The whole platform on one machine: NATS, a mail sink, migrated databases, every service, the
 gateway in front with a dev PKI.
 
-`DevStack` only knows about files and processes; `kit.cli.dev` adds the
-command line, the signals and the printed table, `kit.testing.stack` the
+`DevStack` only knows about files and processes; `dmp_dev.cli.dev` adds the
+command line, the signals and the printed table, `dmp_dev.testing.stack` the
 test-side conveniences.
 """
 
@@ -13,20 +13,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit import migrations, pki
-from kit.devstack import catalog
-from kit.devstack.cards import Registration, register_cards
-from kit.devstack.catalog import GATEWAY, ServiceSpec
-from kit.devstack.mailsink import MailSink
-from kit.devstack.nats_server import NatsServer, port_in_use
-from kit.devstack.processes import (
+from dmp_cli import catalog
+from dmp_cli.catalog import GATEWAY, ServiceSpec
+from dmp_dev import pki
+from dmp_dev.launcher.cards import Registration, register_cards
+from dmp_dev.launcher.mailsink import MailSink
+from dmp_dev.launcher.nats_server import NatsServer, port_in_use
+from dmp_dev.launcher.processes import (
     ServiceProcess,
     StartupError,
     log_tail,
     stop_all,
     wait_until_serving,
 )
-from kit.devstack.secrets import DevSecrets, load_or_create
+from dmp_dev.launcher.secrets import DevSecrets, load_or_create
+from kit import migrations
 
 HOST = "127.0.0.1"
 
@@ -218,7 +219,7 @@ class DevStack:
         """Ports, directories, secrets, PKI and migrations: everything before the first process.
 
         The caller must not interrupt it (a migration stopped half-way is worse than a
-        start-up that takes a second longer), so `kit.cli.dev` defers signals until it returns.
+        start-up that takes a second longer), so `dmp_dev.cli.dev` defers signals until it returns.
         """
         if not self.specs and not self.with_gateway:
             raise StartupError("no service found (services/<name>/__main__.py)")

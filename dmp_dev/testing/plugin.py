@@ -1,4 +1,4 @@
-"""pytest plugin loaded by every test run (`-p kit.testing.plugin` in pyproject)."""
+"""pytest plugin loaded by every test run (`-p dmp_dev.testing.plugin` in pyproject)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kit.testing.databases import DatabaseFactory, backend
-from kit.testing.nats_server import NatsServer
+from dmp_dev.testing.databases import DatabaseFactory, backend
+from dmp_dev.testing.nats_server import NatsServer
 
 
 def pytest_report_header() -> str:

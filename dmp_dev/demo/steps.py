@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import grpc
 
-from kit.demo.connect import DemoError
+from dmp_dev.demo.connect import DemoError
 from kit.errors import error_info
 
 T = TypeVar("T")

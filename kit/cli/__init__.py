@@ -1,1 +1,0 @@
-"""The `dmp` command line (typer + rich)."""
