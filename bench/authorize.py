@@ -88,10 +88,10 @@ def request(i: int) -> consent_pb2.AuthorizeRequest:
 
 async def in_process(app: ConsentApp, count: int, seconds: float) -> list[float]:
     """Cache lookups + decision, as the servicer does before the audit write."""
-    store, matrix = app.store, app.matrix
+    cache, matrix = app.cache, app.matrix
     for dossier in DOSSIERS:  # warm the caches
-        await store.record(dossier)
-        await store.rules(dossier, utcnow())
+        await cache.record(dossier)
+        await cache.rules(dossier, utcnow())
     samples: list[float] = []
     deadline = time.perf_counter() + seconds
     for i in range(count):
@@ -99,9 +99,9 @@ async def in_process(app: ConsentApp, count: int, seconds: float) -> list[float]
             break
         start = time.perf_counter()
         now = utcnow()
-        record = await store.record(DOSSIERS[i % len(DOSSIERS)])
+        record = await cache.record(DOSSIERS[i % len(DOSSIERS)])
         assert record is not None
-        rules = await store.rules(record.dossier, now)
+        rules = await cache.rules(record.dossier, now)
         decision = decide(
             matrix,
             Request(

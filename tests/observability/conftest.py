@@ -105,8 +105,8 @@ class Assembly:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         while loop.time() < deadline:
-            app.store.invalidate(dossier)
-            record = await app.store.record(dossier)
+            app.cache.invalidate(dossier)
+            record = await app.cache.record(dossier)
             if record is not None and record.state == records_pb2.DOSSIER_STATE_ACTIVE:
                 return
             await asyncio.sleep(0.02)
