@@ -39,6 +39,7 @@ lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check kit services gateway dmp_cli dmp_dev tests bench
 	$(VENV)/bin/ruff format --check kit services gateway dmp_cli dmp_dev tests bench
 	$(VENV)/bin/mypy kit services gateway dmp_cli dmp_dev
+	$(VENV)/bin/lint-imports
 	$(BUF) lint
 
 ## make gen: regenerate the committed Python package dmp/ from protos/ (reproducible).
@@ -51,4 +52,4 @@ bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== bench $$b"; $(PY) bench/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
