@@ -1,1 +1,1 @@
-"""The consent service (see ARCHITECTURE.md §2); built in its own issue."""
+"""The consent service, the policy decision point (docs/ARCHITECTURE.md, Services)."""

@@ -1,4 +1,4 @@
-"""The decision function: ARCHITECTURE §4 rules 1–11 as one pure function.
+"""The decision function: the access rules 1–11 (docs/ARCHITECTURE.md) as one pure function.
 
 Pure and deterministic: the same principal, action, record snapshot, rules,
 matrix and instant always give the same answer, which is what makes the
@@ -289,7 +289,7 @@ def _record_state_denial(
     return None
 
 
-def _patient(  # noqa: PLR0912 - one branch per rule of §4
+def _patient(  # noqa: PLR0912 - one branch per access rule
     matrix: Matrix, req: Request, record: RecordState | None, now: datetime
 ) -> Decision:
     p = req.principal
@@ -339,7 +339,7 @@ def _patient(  # noqa: PLR0912 - one branch per rule of §4
     return _allow(reason, NORMAL, scope, cache_until=cache_until)
 
 
-def _professional(  # noqa: PLR0912 - one branch per rule of §4
+def _professional(  # noqa: PLR0912 - one branch per access rule
     matrix: Matrix,
     req: Request,
     record: RecordState | None,

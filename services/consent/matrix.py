@@ -22,7 +22,7 @@ import yaml
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from kit import codes
 
-# Roles the platform's actors carry (ARCHITECTURE §1); the matrix must define each.
+# Roles the platform's actors carry (docs/ARCHITECTURE.md, Actors); the matrix must define each.
 REQUIRED_ROLES = (
     "administratif",
     "guichet_amo",

@@ -1,1 +1,1 @@
-"""The history_feed service (see ARCHITECTURE.md §2); built in its own issue."""
+"""The history_feed service: the AMO's care history (docs/ARCHITECTURE.md, Services)."""

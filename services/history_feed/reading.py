@@ -45,7 +45,7 @@ def is_amo_feeder(principal: principal_pb2.Principal) -> bool:
 
 
 def check_reader(principal: principal_pb2.Principal) -> bool:
-    """PERMISSION_DENIED for the AMO (§4 rule 4); False when the scope excludes class 60."""
+    """PERMISSION_DENIED for the AMO (access rule 4); False when the scope excludes class 60."""
     if is_amo_feeder(principal):
         raise permission_denied("AMO_CANNOT_READ", "The AMO feeder writes history, never reads it.")
     scope = principal.scope

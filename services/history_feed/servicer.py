@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def require_feeder(principal: principal_pb2.Principal) -> None:
-    """Only the AMO's service certificate writes history (ARCHITECTURE §1)."""
+    """Only the AMO's service certificate writes history (docs/ARCHITECTURE.md, Actors)."""
     require_kind(principal, principal_pb2.PRINCIPAL_KIND_SERVICE)
     if reading.AMO_FEEDER_ROLE not in principal.roles:
         raise permission_denied("AMO_FEEDER_ONLY", "Only the AMO feeder may send claim lines.")

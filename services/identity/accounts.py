@@ -42,7 +42,7 @@ REGISTER = "RegisterPatientAccount"
 CHANGE_PASSWORD = "ChangePassword"  # noqa: S105 - a method name
 RECOVER = "RecoverCredentials"
 
-# Roles that are refused everything, whatever else the caller holds (ARCHITECTURE §1).
+# Roles that are refused everything, whatever else the caller holds (docs/ARCHITECTURE.md, Actors).
 EXCLUDED_ROLES = frozenset({"medecin_du_travail", "medecin_conseil"})
 DESK_ROLE = "guichet_amo"
 

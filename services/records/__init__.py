@@ -1,2 +1,2 @@
-"""The records service (ARCHITECTURE §2): the record's lifecycle, documents
+"""The records service (docs/ARCHITECTURE.md, Services): the record's lifecycle, documents
 (encrypted at rest, scoped), health profile, vaccinations and search."""

@@ -20,7 +20,7 @@ from dmp.records.v1 import records_pb2
 from kit.errors import not_found, permission_denied
 from services.records.models import documents
 
-# Roles the platform refuses whatever else they hold (ARCHITECTURE §1).
+# Roles the platform refuses whatever else they hold (docs/ARCHITECTURE.md, Actors).
 EXCLUDED_ROLES = frozenset({"medecin_du_travail", "medecin_conseil", "assureur", "banque"})
 DESK_ROLE = "guichet_amo"
 ADMIN_ROLE = "administratif"
