@@ -2,12 +2,11 @@
 
 Only a patient reading their own list (`patients/{own INS}`); anyone else
 gets PERMISSION_DENIED whether or not the list exists (AIP-211). The page
-token is opaque to clients and bound to the parent it was issued for.
+token (kit.pagination) is signed and bound to the parent it was issued for.
 """
 
 from __future__ import annotations
 
-import base64
 import re
 
 from sqlalchemy import select
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
 from dmp.notify.v1 import notify_pb2
+from kit import pagination
 from kit.errors import invalid_argument, permission_denied
 from services.notify import models
 from services.notify.models import notifications as n
@@ -53,36 +53,20 @@ def authorize(principal: principal_pb2.Principal | None, patient: str) -> None:
     raise permission_denied("PERMISSION_DENIED", "The caller may not list these notifications.")
 
 
-def _token(patient: str, last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{patient}:{last_id}".encode()).decode().rstrip("=")
-
-
-def _before(patient: str, token: str) -> int | None:
-    if not token:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        version, owner, last = raw.split(":")
-        if version != "v1" or owner != patient:
-            raise ValueError(raw)
-        value = int(last)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid_argument(
-            "PAGE_TOKEN_INVALID", "page_token is not one this list returned.", "page_token"
-        ) from exc
-    return value
-
-
 def page_size(requested: int) -> int:
-    if requested < 0:
-        raise invalid_argument("PAGE_SIZE_INVALID", "page_size must not be negative.", "page_size")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return pagination.page_size(requested, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 async def list_page(
-    sessions: async_sessionmaker[AsyncSession], patient: str, size: int, token: str
+    sessions: async_sessionmaker[AsyncSession],
+    tokens: pagination.PageTokens,
+    patient: str,
+    size: int,
+    token: str,
 ) -> notify_pb2.ListNotificationsResponse:
-    before = _before(patient, token)
+    bound = pagination.fingerprint(patient)
+    position = tokens.read(token, bound)
+    before = None if position is None else position.integer("i")
     query = select(n).where(n.c.recipient == patient)
     if before is not None:
         query = query.where(n.c.id < before)
@@ -103,5 +87,5 @@ async def list_page(
         if row["send_time"] is not None:
             item.send_time.FromDatetime(row["send_time"])
     if len(rows) > size:
-        response.next_page_token = _token(patient, int(rows[size - 1]["id"]))
+        response.next_page_token = tokens.issue({"i": int(rows[size - 1]["id"])}, bound)
     return response

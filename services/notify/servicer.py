@@ -17,6 +17,7 @@ import grpc
 
 from dmp.authz.v1 import principal_pb2
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
+from kit import pagination
 from kit.context import current_principal
 from kit.db import utcnow
 from kit.errors import invalid_argument, unavailable
@@ -107,6 +108,7 @@ def validate_code_request(request: notify_pb2.SendOneTimeCodeRequest, now: datet
 class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
     def __init__(self, app: NotifyApp) -> None:
         self._app = app
+        self._page_tokens = pagination.PageTokens.for_service(app.settings, "notify")
 
     async def SendOneTimeCode(  # noqa: N802 - gRPC method name
         self, request: notify_pb2.SendOneTimeCodeRequest, context: grpc.aio.ServicerContext
@@ -227,4 +229,6 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
         patient = listing.patient_of(request.parent)
         listing.authorize(current_principal(), patient)
         size = listing.page_size(request.page_size)
-        return await listing.list_page(self._app.db, patient, size, request.page_token)
+        return await listing.list_page(
+            self._app.db, self._page_tokens, patient, size, request.page_token
+        )

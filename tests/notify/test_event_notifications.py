@@ -361,7 +361,7 @@ async def test_list_notifications_pages_newest_first_own_only(notify_events: Eve
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await list_for(env, other, page_token=token)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert error_info(caught.value).reason == "PAGE_TOKEN_INVALID"  # type: ignore[union-attr]
+        assert error_info(caught.value).reason == "INVALID_PAGE_TOKEN"  # type: ignore[union-attr]
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await list_for(env, other, page_token=first.next_page_token)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
