@@ -10,10 +10,7 @@ a professional's (CPS) under its RPPS entry, a staff or service card in
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import re
 from datetime import datetime
 from typing import Any
@@ -327,33 +324,10 @@ def _card_message(row: Row[Any]) -> identity_pb2.Card:
     return card
 
 
-def encode_page_token(after: str, profession: str) -> str:
-    raw = json.dumps({"a": after, "p": profession}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_page_token(token: str, profession: str) -> str:
-    """The last RPPS of the previous page; the token must come from the same filter."""
-    if not token:
-        return ""
-    bad = invalid_argument("PAGE_TOKEN_INVALID", "The page token is invalid.", "page_token")
-    if len(token) > 200:
-        raise bad
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise bad from exc
-    if not isinstance(data, dict) or data.get("p") != profession:
-        raise bad
-    after = data.get("a")
-    if not isinstance(after, str) or len(after) != 11 or not after.isdigit():
-        raise bad
-    return after
-
-
 async def list_page(
     db: AsyncSession, *, profession: str, after: str, page_size: int
 ) -> tuple[list[identity_pb2.Professional], str]:
+    """One page after the RPPS `after`, and the last RPPS served when more follow (else "")."""
     query = select(professionals).order_by(professionals.c.rpps).limit(page_size + 1)
     if profession:
         query = query.where(professionals.c.profession_code == profession)
@@ -364,5 +338,4 @@ async def list_page(
     rows = rows[:page_size]
     prints = await _certificates(db, [r.rpps for r in rows])
     page = [_message(r, prints[r.rpps]) for r in rows]
-    next_token = encode_page_token(rows[-1].rpps, profession) if more and rows else ""
-    return page, next_token
+    return page, (str(rows[-1].rpps) if more and rows else "")

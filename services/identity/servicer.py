@@ -10,7 +10,7 @@ import grpc
 
 from dmp.authz.v1 import principal_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
-from kit import codes, ins
+from kit import codes, ins, pagination
 from kit.context import current_principal
 from kit.db import transaction
 from kit.errors import invalid_argument
@@ -48,6 +48,7 @@ def _patient() -> principal_pb2.Principal:
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self._page_tokens = pagination.PageTokens.for_service(runtime.settings, "identity")
 
     async def StartLogin(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.StartLoginRequest, context: grpc.aio.ServicerContext
@@ -147,21 +148,22 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def ListProfessionals(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.ListProfessionalsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListProfessionalsResponse:
-        if request.page_size < 0:
-            raise invalid_argument(
-                "PAGE_SIZE_INVALID", "page_size must not be negative.", "page_size"
-            )
-        size = min(request.page_size or directory.DEFAULT_PAGE_SIZE, directory.MAX_PAGE_SIZE)
+        size = pagination.page_size(
+            request.page_size, directory.DEFAULT_PAGE_SIZE, directory.MAX_PAGE_SIZE
+        )
         profession = check.bounded(request.profession_code, "profession_code", 8)
         if profession and not codes.is_valid("professions", profession):
             raise invalid_argument(
                 "PROFESSION_UNKNOWN", "Unknown profession code.", "profession_code"
             )
-        after = directory.decode_page_token(request.page_token, profession)
+        bound = pagination.fingerprint(profession)  # a token is bound to its filter
+        position = self._page_tokens.read(request.page_token, bound)
+        after = "" if position is None else position.text("a")
         async with transaction(self.rt.db) as db:
-            page, next_token = await directory.list_page(
+            page, last = await directory.list_page(
                 db, profession=profession, after=after, page_size=size
             )
+        next_token = self._page_tokens.issue({"a": last}, bound) if last else ""
         return identity_pb2.ListProfessionalsResponse(
             professionals=page, next_page_token=next_token
         )

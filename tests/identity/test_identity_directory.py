@@ -200,7 +200,7 @@ async def test_list_pages_and_filter(stub) -> None:
             identity_pb2.ListProfessionalsRequest(page_token=first.next_page_token),
             metadata=md(READER, "ListProfessionals"),
         )
-    assert error_info(exc.value).reason == "PAGE_TOKEN_INVALID"  # type: ignore[union-attr]
+    assert error_info(exc.value).reason == "INVALID_PAGE_TOKEN"  # type: ignore[union-attr]
 
 
 def card(**kw) -> identity_pb2.Card:  # type: ignore[no-untyped-def]

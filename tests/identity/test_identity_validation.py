@@ -122,12 +122,12 @@ CASES: list[Case] = [
     (
         "ListProfessionals",
         lambda: identity_pb2.ListProfessionalsRequest(page_size=-1),
-        "PAGE_SIZE_INVALID",
+        "INVALID_PAGE_SIZE",
     ),
     (
         "ListProfessionals",
         lambda: identity_pb2.ListProfessionalsRequest(page_token="garbage!"),
-        "PAGE_TOKEN_INVALID",
+        "INVALID_PAGE_TOKEN",
     ),
     (
         "ListProfessionals",
