@@ -1,4 +1,4 @@
-"""ARCHITECTURE §4 rules 1–11, table-driven, against the real service (Authorize + RPCs).
+"""Access rules 1–11 (docs/ARCHITECTURE.md) table-driven against consent (Authorize + RPCs).
 
 Each case gets a fresh record (published as a records event), applies its
 set-up through consent's own RPCs, then asks Authorize as the gateway would.

@@ -66,7 +66,7 @@ MODULES = {
 }
 SERVICES = ("identity", "records", "consent", "notify", "history-feed")
 APPS = ("gateway", *SERVICES)
-# docs: ARCHITECTURE.md §2 and the platform brief. Caller -> callees (gRPC).
+# docs/ARCHITECTURE.md, Deployment shape (NetworkPolicies). Caller -> callees (gRPC).
 CALL_GRAPH = {
     "gateway": {"identity", "records", "consent", "notify", "history-feed"},
     "identity": {"notify"},

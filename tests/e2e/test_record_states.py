@@ -1,5 +1,5 @@
-"""Rules 9–11 of ARCHITECTURE §4 through the launcher-started gateway: a closed record, a legacy
-record, a minor's record and its legal representatives."""
+"""Access rules 9–11 (docs/ARCHITECTURE.md) through the launcher-started gateway: a closed
+record, a legacy record, a minor's record and its legal representatives."""
 
 from __future__ import annotations
 

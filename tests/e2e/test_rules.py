@@ -1,5 +1,5 @@
-"""ARCHITECTURE §4, rule by rule, through the launcher-started gateway, as patients and
-professionals of several professions, with real certificates and tokens."""
+"""The access rules of docs/ARCHITECTURE.md, rule by rule, through the launcher-started
+gateway, as patients and professionals of several professions, with real certificates and tokens."""
 
 from __future__ import annotations
 

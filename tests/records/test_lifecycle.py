@@ -1,5 +1,5 @@
 """Record lifecycle: three creation channels, minors, one per INS, close,
-reactivate, terms of use gate (ARCHITECTURE §2, rules 9-11)."""
+reactivate, terms of use gate (docs/ARCHITECTURE.md: access rules 9-11)."""
 
 from __future__ import annotations
 
