@@ -3,15 +3,13 @@
 A record holds at most a few thousand lines over 24 months, so the filtered
 lines are loaded once (bounded by `history_max_lines_per_read`), drug lines
 are folded into ATC class groups, and the page is an offset into the ordered
-entries. The page token binds the offset to a hash of the filters, so a token
-reused with other filters is refused instead of silently skipping entries.
+entries. The page token (kit.pagination) binds the offset to the request's other
+fields, so a token reused with other filters is refused instead of silently
+skipping entries.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -20,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2
+from kit import pagination
 from kit.errors import invalid_argument, permission_denied
 from services.history_feed import codes
 from services.history_feed.materialize import (
@@ -78,37 +77,9 @@ class Query:
     offset: int
 
 
-def _filters_hash(request: history_pb2.GetCareHistoryRequest) -> str:
-    copy = history_pb2.GetCareHistoryRequest()
-    copy.CopyFrom(request)
-    copy.ClearField("page_token")
-    copy.ClearField("page_size")
-    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]
-
-
-def encode_token(request: history_pb2.GetCareHistoryRequest, offset: int) -> str:
-    raw = json.dumps({"o": offset, "f": _filters_hash(request)}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(request: history_pb2.GetCareHistoryRequest) -> int:
-    if not request.page_token:
-        return 0
-    try:
-        padded = request.page_token + "=" * (-len(request.page_token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        offset = int(data["o"])
-        same = data["f"] == _filters_hash(request)
-    except (ValueError, KeyError, TypeError):
-        same, offset = False, -1
-    if not same or offset < 0:
-        raise invalid_argument(
-            "INVALID_PAGE_TOKEN", "The page token is invalid or the filters changed.", "page_token"
-        )
-    return offset
-
-
-def parse_request(request: history_pb2.GetCareHistoryRequest) -> Query:
+def parse_request(
+    request: history_pb2.GetCareHistoryRequest, tokens: pagination.PageTokens
+) -> Query:
     name = request.name
     dossier = name.removesuffix(_SUFFIX)
     if dossier == name or not DOSSIER_NAME.fullmatch(dossier):
@@ -128,8 +99,7 @@ def parse_request(request: history_pb2.GetCareHistoryRequest) -> Query:
         raise invalid_argument(
             "INVALID_ATC_PREFIX", "atc_code_prefix is not an ATC code.", "atc_code_prefix"
         )
-    if request.page_size < 0:
-        raise invalid_argument("INVALID_PAGE_SIZE", "page_size must not be negative.", "page_size")
+    size = pagination.page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     kinds = frozenset(k for k in request.kinds if k != history_pb2.CLAIM_KIND_UNSPECIFIED)
     for kind in kinds:
         if kind not in history_pb2.ClaimKind.values():
@@ -142,9 +112,14 @@ def parse_request(request: history_pb2.GetCareHistoryRequest) -> Query:
         grouping=request.drug_grouping,
         atc_level=level,
         atc_prefix=prefix,
-        page_size=min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
-        offset=_decode_token(request),
+        page_size=size,
+        offset=_offset(request, tokens),
     )
+
+
+def _offset(request: history_pb2.GetCareHistoryRequest, tokens: pagination.PageTokens) -> int:
+    position = tokens.read(request.page_token, pagination.request_fingerprint(request))
+    return 0 if position is None else position.integer("o")
 
 
 @dataclass
@@ -215,13 +190,14 @@ async def care_history(
     sessions: async_sessionmaker[AsyncSession],
     request: history_pb2.GetCareHistoryRequest,
     *,
+    tokens: pagination.PageTokens,
     readable: bool,
     today: date,
     window_months: int,
     max_lines: int,
 ) -> history_pb2.GetCareHistoryResponse:
     """The response for an allowed caller (`readable`: the scope includes class 60)."""
-    query = parse_request(request)
+    query = parse_request(request, tokens)
     response = history_pb2.GetCareHistoryResponse(name=request.name)
     if not readable:
         return response
@@ -262,7 +238,9 @@ async def care_history(
     page = entries[query.offset : query.offset + query.page_size]
     response.entries.extend(page)
     if query.offset + query.page_size < len(entries):
-        response.next_page_token = encode_token(request, query.offset + query.page_size)
+        response.next_page_token = tokens.issue(
+            {"o": query.offset + query.page_size}, pagination.request_fingerprint(request)
+        )
     return response
 
 

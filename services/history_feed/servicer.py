@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2, history_pb2_grpc
+from kit import pagination
 from kit.context import require_principal
 from kit.errors import permission_denied
 from kit.principal import require_kind
@@ -29,6 +30,7 @@ def require_feeder(principal: principal_pb2.Principal) -> None:
 class HistoryFeedServicer(history_pb2_grpc.HistoryFeedServiceServicer):
     def __init__(self, app: HistoryFeedApp) -> None:
         self._app = app
+        self._page_tokens = pagination.PageTokens.for_service(app.settings, "history_feed")
 
     async def IngestClaims(  # noqa: N802
         self, request_iterator: AsyncIterator[history_pb2.IngestClaimsRequest], context: Any
@@ -45,6 +47,7 @@ class HistoryFeedServicer(history_pb2_grpc.HistoryFeedServiceServicer):
         return await reading.care_history(
             self._app.db,
             request,
+            tokens=self._page_tokens,
             readable=readable,
             today=today_in_france(),
             window_months=settings.history_window_months,
