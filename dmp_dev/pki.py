@@ -276,7 +276,7 @@ def save_issued(issued: Issued, directory: Path, stem: str) -> tuple[Path, Path]
     return cert_path, key_path
 
 
-# The demo directory: one card per actor of ARCHITECTURE §1 (RPPS with a valid Luhn digit).
+# The demo directory: one card per actor (docs/ARCHITECTURE.md, Actors); RPPS with a Luhn digit.
 DEMO_CARDS: dict[str, CardFields] = {
     "doctor": CardFields("professional", "Dr Claire Martin", "10000000017", "10", "SM53"),
     "pharmacist": CardFields("professional", "Paul Durand", "10000000025", "21"),

@@ -1,6 +1,6 @@
 """Bulk writers of claim lines: one committed transaction per batch.
 
-PostgreSQL, two paths (MEASURED.md: COPY is 2.4× asyncpg executemany):
+PostgreSQL, two paths (COPY measured at 2.4× the rows/s of asyncpg executemany):
 - fresh lines, the usual case of a feed: one COPY straight into
   `claim_lines`, a statement that is its own transaction. Measured on 200k
   rows in 5000-row batches: ~9 µs of PostgreSQL CPU per row, like a bare COPY
