@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.types import TypeDecorator
 
-# SQLite only aliases rowid for INTEGER PRIMARY KEY, not BIGINT (only such a key is numbered automatically).
+# SQLite numbers new rows itself only for INTEGER PRIMARY KEY (the rowid alias), not BIGINT.
 BigIntPK = BigInteger().with_variant(Integer, "sqlite")
 
 
