@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import asyncpg
 import grpc
 import psutil
 import uvloop
@@ -186,8 +187,6 @@ class _ProfiledProcess(ServiceProcess):
 
 
 async def create_pg_databases(run_id: str) -> dict[str, str]:
-    import asyncpg
-
     conn = await asyncpg.connect(PG_ADMIN_DSN)
     urls = {}
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
@@ -202,8 +201,6 @@ async def create_pg_databases(run_id: str) -> dict[str, str]:
 
 
 async def drop_pg_databases(urls: dict[str, str]) -> None:
-    import asyncpg
-
     conn = await asyncpg.connect(PG_ADMIN_DSN)
     try:
         for url in urls.values():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import uvloop
+
 from gateway.app import start_gateway
 from gateway.settings import GatewaySettings
 from kit.logs import configure_logging, get_logger
@@ -33,12 +35,8 @@ def main() -> None:
         otlp_endpoint=settings.otlp_endpoint,
         sample_ratio=settings.trace_sample_ratio,
     )
-    try:
-        import uvloop
-
-        uvloop.run(_serve(settings))
-    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
-        asyncio.run(_serve(settings))
+    # uvloop is a pinned dependency (see kit.server.run_app).
+    uvloop.run(_serve(settings))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,10 @@ def configure_tracing(
     if exporter == "console":
         processor: SpanProcessor = SimpleSpanProcessor(ConsoleSpanExporter())
     elif exporter == "otlp" or otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        # Imported only when OTLP export is on: it costs every process start ~0.1-0.2 s.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
 
         endpoint = otlp_endpoint or None  # None: OTEL_EXPORTER_OTLP_ENDPOINT or localhost:4317
         processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))

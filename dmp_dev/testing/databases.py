@@ -13,12 +13,12 @@ import uuid
 from functools import cache
 from pathlib import Path
 
+import asyncpg
+
 PG_ADMIN_DSN = os.environ.get("DMP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 async def _pg_reachable() -> bool:
-    import asyncpg
-
     try:
         conn = await asyncio.wait_for(asyncpg.connect(PG_ADMIN_DSN), timeout=3)
     except (OSError, TimeoutError, asyncpg.PostgresError):
@@ -56,8 +56,6 @@ class DatabaseFactory:
         self._created.append(name)
         if self.kind == "sqlite":
             return f"sqlite+aiosqlite:///{self.tmp_dir / (name + '.db')}"
-        import asyncpg
-
         conn = await asyncpg.connect(PG_ADMIN_DSN)
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
@@ -69,8 +67,6 @@ class DatabaseFactory:
     async def drop_all(self) -> None:
         if self.kind != "postgresql":
             return
-        import asyncpg
-
         conn = await asyncpg.connect(PG_ADMIN_DSN)
         try:
             for name in self._created:

@@ -13,6 +13,7 @@ from dmp.records.v1 import records_pb2
 from dmp_dev.testing import principals
 from kit.errors import error_info
 from tests.consent.helpers import A, C, P, attending, emergency, grant, pro, rid, rpc_error
+from tests.consent.test_access_log import _decisions, _tamper
 from tests.fixtures.consent import ConsentHarness
 
 TABLES = ("access_log", "access_rules", "processed_requests", "professional_accesses", "outbox")
@@ -263,8 +264,6 @@ async def test_request_id_reused_with_another_body(consent: ConsentHarness) -> N
 
 
 async def test_corrupted_log_entry_is_reported_not_repaired(consent: ConsentHarness) -> None:
-    from tests.consent.test_access_log import _decisions, _tamper
-
     dossier, ins, _ = await _decisions(consent, 3)
     await _tamper(
         consent,

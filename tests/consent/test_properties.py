@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
+from dmp.consent.v1 import consent_pb2
 from dmp.records.v1 import records_pb2
 from kit import codes
 from services.consent.decision import Request, Resource, decide
@@ -197,6 +198,4 @@ def test_allowed_reads_stay_inside_the_matrix(
         if "MASQUE_PS" in req.resource.confidentiality:
             assert decision.reason == "ATTENDING_PHYSICIAN"
     if decision.allowed and decision.mode in (P.ACCESS_MODE_BRIS_DE_GLACE, P.ACCESS_MODE_CENTRE_15):
-        from dmp.consent.v1 import consent_pb2
-
         assert consent_pb2.OBLIGATION_NOTIFY_EMERGENCY in decision.obligations

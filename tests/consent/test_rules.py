@@ -6,6 +6,7 @@ set-up through consent's own RPCs, then asks Authorize as the gateway would.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -647,8 +648,6 @@ async def test_rule7_emergency_expires(consent: ConsentHarness) -> None:
     allowed = await consent.authorize(doctor, READ, dossier, document_class_code="10")
     assert allowed.decision == ALLOWED
     assert allowed.cache_expire_time.ToDatetime(UTC) <= rule.expire_time.ToDatetime(UTC)
-    import asyncio
-
     await asyncio.sleep(1.1)
     expired = await consent.authorize(doctor, READ, dossier, document_class_code="10")
     assert (expired.decision, expired.reason) == (DENIED, "NO_GRANT")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC
 
@@ -197,8 +198,6 @@ async def test_five_wrong_codes_lock_and_throttle(
 async def test_concurrent_wrong_codes_never_exceed_the_limit(
     stub, notify_sinks: NotifySinks, rows: Rows
 ) -> None:
-    import asyncio
-
     patient = await register_patient(stub)
     started, code = await start_login(stub, notify_sinks, patient)
     results = await asyncio.gather(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import grpc
 import pytest
 from nats.aio.client import Client
 
 from dmp.identity.v1 import events_pb2, identity_pb2
-from kit.errors import error_info
+from dmp_dev.testing import principals
+from kit.errors import ServiceError, error_info
 from kit.tokens import AccessTokenVerifier, load_public_key, public_key_path
 from tests.fixtures.notify import NotifySinks
 from tests.identity.helpers import FakeClock, login, md, patient_principal, register_patient, rid
@@ -97,10 +99,6 @@ async def test_refresh_token_expires(stub, notify_sinks: NotifySinks, clock: Fak
 async def test_access_token_expires_after_ten_minutes(
     stub, notify_sinks: NotifySinks, identity_server, clock: FakeClock
 ) -> None:
-    from datetime import timedelta
-
-    from kit.errors import ServiceError
-
     patient = await register_patient(stub)
     tokens = await login(stub, notify_sinks, patient)
     public = load_public_key(public_key_path(identity_server.app.settings.token_signing_key_file))
@@ -157,8 +155,6 @@ async def test_logout_revokes_the_session(stub, notify_sinks: NotifySinks, nats_
 
 
 async def test_logout_needs_a_patient_session(stub, notify_sinks: NotifySinks) -> None:
-    from dmp_dev.testing import principals
-
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.Logout(identity_pb2.LogoutRequest(request_id=rid()))
     assert failure(exc) == (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")

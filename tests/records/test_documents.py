@@ -3,11 +3,13 @@ logical delete, visibility flags; every bad input writes nothing."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from dmp.records.v1 import records_pb2
@@ -261,10 +263,6 @@ async def test_wrong_key_fails_loudly(records: RecordsCalls) -> None:
     settings = records.settings
     original = settings.records_keks
     try:
-        import base64
-
-        from pydantic import SecretStr
-
         settings.records_keks = {
             settings.records_kek_id: SecretStr(base64.b64encode(b"w" * 32).decode())
         }

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from dmp.records.v1 import events_pb2, records_pb2
+from dmp_cli.main import app
 from dmp_dev.testing.databases import DatabaseFactory
 from kit import migrations
 from services.records import lifecycle
@@ -140,8 +141,6 @@ async def test_purge_after_retention(
     assert await records.count("processed_requests", dossier_pk=old_pk) >= 2
     # The operator command, against the service's database.
     monkeypatch.setenv("DMP_DATABASE_URL", records.settings.database_url)
-    from dmp_cli.main import app
-
     dry = await asyncio.to_thread(CliRunner().invoke, app, ["records", "purge", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     # Other services of the session log to the same captured stream: read the report lines only.

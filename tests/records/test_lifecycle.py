@@ -291,8 +291,6 @@ async def test_legacy_record_must_accept_terms_first(records: RecordsCalls) -> N
         C.FAILED_PRECONDITION,
         "TERMS_NOT_ACCEPTED",
     )
-    from kit.errors import error_info
-
     info = error_info(err)
     assert info is not None
     assert info.metadata["current_terms_version"] == records.settings.terms_version

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import grpc
+from sqlalchemy import select
 
 from dmp.records.v1 import records_pb2
+from services.records.models import profile_items
 from tests.fixtures.records import RecordsCalls, admin_staff, patient, professional
 from tests.records.helpers import expect_error, new_dossier, rid
 
@@ -137,10 +139,6 @@ async def test_profile_items_are_encrypted(records: RecordsCalls) -> None:
         R.UpdateHealthProfileRequest(health_profile=update, request_id=rid()),
         patient(ins),
     )
-    from sqlalchemy import select
-
-    from services.records.models import profile_items
-
     async with records.app.db() as session:
         blobs = (await session.execute(select(profile_items.c.sealed))).scalars().all()
     assert blobs
