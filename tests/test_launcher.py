@@ -28,7 +28,7 @@ from dmp_dev.launcher.secrets import load as load_secrets
 from dmp_dev.testing.principals import internal, professional
 from dmp_dev.testing.stack import free_config
 from kit import principal as principals
-from services.identity.rpps import check_digit
+from kit.rpps import check_digit
 from tests.fixtures.records import make_ins
 from tests.records.helpers import create_request, doc
 

@@ -22,7 +22,6 @@ NABM = re.compile(r"\d{1,4}")
 LPP = re.compile(r"\d{7}")
 GHS = re.compile(r"\d{4}")
 FINESS = re.compile(r"(?:\d{2}|2A|2B)\d{7}")
-RPPS = re.compile(r"\d{11}")
 ADELI = re.compile(r"(?:\d{2}|2A|2B)\d{7}")
 AM_NUMBER = re.compile(r"\d{9}")
 

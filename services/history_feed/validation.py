@@ -22,6 +22,7 @@ from typing import Any
 
 from dmp.history.v1 import history_pb2
 from kit import ins as kit_ins
+from kit import rpps as kit_rpps
 from kit.errors import ServiceError
 from services.history_feed import codes
 from services.history_feed.models import MAX_LINE_ID_LENGTH
@@ -46,7 +47,7 @@ _DRUG = history_pb2.CLAIM_KIND_DRUG
 _CCAM = history_pb2.ACT_CODING_SYSTEM_CCAM
 _NGAP = history_pb2.ACT_CODING_SYSTEM_NGAP
 _ACTOR_SHAPES = {
-    history_pb2.ACTOR_ID_SYSTEM_RPPS: codes.RPPS.fullmatch,
+    history_pb2.ACTOR_ID_SYSTEM_RPPS: kit_rpps.SHAPE.fullmatch,
     history_pb2.ACTOR_ID_SYSTEM_ADELI: codes.ADELI.fullmatch,
     history_pb2.ACTOR_ID_SYSTEM_AM: codes.AM_NUMBER.fullmatch,
     history_pb2.ACTOR_ID_SYSTEM_FINESS: codes.FINESS.fullmatch,

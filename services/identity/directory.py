@@ -21,9 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.identity.v1 import events_pb2, identity_pb2
-from kit import codes
+from kit import codes, rpps
 from kit.errors import already_exists, invalid_argument, not_found
-from services.identity import events, rpps, validation
+from services.identity import events, validation
 from services.identity.models import cards, professional_certificates, professionals
 
 ROLE_NAMES: dict[int, str] = {
@@ -50,7 +50,7 @@ def rpps_from_name(name: str, field: str = "name") -> str:
         raise invalid_argument(
             "RESOURCE_NAME_INVALID", f"{field} must look like professionals/{{rpps}}.", field
         )
-    return rpps.validate(number, field)
+    return rpps.validate_issued(number, field)
 
 
 def fingerprint(value: str, field: str) -> str:
@@ -77,7 +77,7 @@ def certificate_fingerprint(der: bytes, field: str = "certificate_der") -> str:
 def validated(p: identity_pb2.Professional) -> identity_pb2.Professional:
     """A clean copy of a CreateProfessional entry, or INVALID_ARGUMENT."""
     field = "professional"
-    number = rpps.validate(validation.required(p.rpps, f"{field}.rpps", 11), f"{field}.rpps")
+    number = rpps.validate_issued(validation.required(p.rpps, f"{field}.rpps", 11), f"{field}.rpps")
     family = validation.required(p.family_name.strip(), f"{field}.family_name", 100)
     given = validation.required(p.given_name.strip(), f"{field}.given_name", 100)
     profession = validation.required(p.profession_code, f"{field}.profession_code", 8)
@@ -259,7 +259,9 @@ def validated_card(c: identity_pb2.Card) -> identity_pb2.Card:
         raise invalid_argument("ROLE_REQUIRED", "A card needs at least one role.", f"{field}.roles")
     number = ""
     if c.rpps:
-        number = rpps.validate(validation.bounded(c.rpps, f"{field}.rpps", 11), f"{field}.rpps")
+        number = rpps.validate_issued(
+            validation.bounded(c.rpps, f"{field}.rpps", 11), f"{field}.rpps"
+        )
     sha = fingerprint(
         validation.required(c.certificate_sha256, f"{field}.certificate_sha256", 95),
         f"{field}.certificate_sha256",

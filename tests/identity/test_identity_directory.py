@@ -15,8 +15,8 @@ from cryptography.x509.oid import NameOID
 
 from dmp.identity.v1 import identity_pb2
 from dmp_dev.testing import principals
+from kit import rpps
 from kit.errors import error_info
-from services.identity import rpps
 from tests.identity.helpers import Rows, md, rid
 
 ADMIN = principals.internal("dmp-admin")

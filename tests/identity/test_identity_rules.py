@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from kit import ins
+from kit import ins, rpps
 from kit.errors import ServiceError
-from services.identity import passwords, rpps
+from services.identity import passwords
 
 
 def reason(exc: pytest.ExceptionInfo[ServiceError]) -> tuple[grpc.StatusCode, str]:
@@ -107,23 +107,23 @@ def luhn_reference(number: str) -> bool:
 def test_rpps_check_digit(prefix: str) -> None:
     number = prefix + rpps.check_digit(prefix)
     assert luhn_reference(number)
-    assert rpps.validate(number) == number
+    assert rpps.validate_issued(number) == number
     bad = prefix + str((int(number[-1]) + 1) % 10)
     with pytest.raises(ServiceError) as exc:
-        rpps.validate(bad)
+        rpps.validate_issued(bad)
     assert reason(exc) == (grpc.StatusCode.INVALID_ARGUMENT, "RPPS_CHECK_DIGIT")
 
 
 @pytest.mark.parametrize("number", ["10000000009", "10101406451", "10003554994"])
 def test_rpps_known_values(number: str) -> None:
-    assert rpps.validate(number) == number
+    assert rpps.validate_issued(number) == number
 
 
 @pytest.mark.parametrize("value", ["", "1000000000", "100000000060", "1000000000a", "１0000000006"])
 def test_rpps_malformed(value: str) -> None:
     with pytest.raises(ServiceError) as exc:
-        rpps.validate(value)
-    assert reason(exc) == (grpc.StatusCode.INVALID_ARGUMENT, "RPPS_MALFORMED")
+        rpps.validate_issued(value)
+    assert reason(exc) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_RPPS")
 
 
 # --- password policy -------------------------------------------------------

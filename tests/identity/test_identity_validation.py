@@ -145,7 +145,7 @@ CASES: list[Case] = [
         "RESOURCE_NAME_INVALID",
     ),
     ("CreateProfessional", lambda: professional(rpps="10003554995"), "RPPS_CHECK_DIGIT"),
-    ("CreateProfessional", lambda: professional(rpps="1000355499"), "RPPS_MALFORMED"),
+    ("CreateProfessional", lambda: professional(rpps="1000355499"), "INVALID_RPPS"),
     ("CreateProfessional", lambda: professional(family_name=""), "FIELD_REQUIRED"),
     ("CreateProfessional", lambda: professional(given_name="x" * 101), "FIELD_TOO_LONG"),
     ("CreateProfessional", lambda: professional(profession_code="999"), "PROFESSION_UNKNOWN"),
