@@ -79,10 +79,14 @@ class IngestRun:
                 f"A stream message carries at most {self._max_lines} lines.",
                 "lines",
             )
-        if not request.request_id or len(request.request_id) > MAX_REQUEST_ID_LENGTH:
+        if not request.request_id:
             raise invalid_argument(
-                "MISSING_REQUEST_ID",
-                f"Each stream message needs a request_id of 1-{MAX_REQUEST_ID_LENGTH} chars.",
+                "REQUEST_ID_REQUIRED", "Each stream message needs a request_id.", "request_id"
+            )
+        if len(request.request_id) > MAX_REQUEST_ID_LENGTH:
+            raise invalid_argument(
+                "REQUEST_ID_INVALID",
+                f"A request_id is at most {MAX_REQUEST_ID_LENGTH} characters.",
                 "request_id",
             )
 

@@ -85,9 +85,13 @@ async def backfill(
     """Mark the record's INS and start date; idempotent per request id and per record."""
     check_dossier_name(dossier, "dossier")
     ins = kit_ins.validate(patient_ins, "patient_ins")
-    if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH:
+    if not request_id:
+        raise invalid_argument("REQUEST_ID_REQUIRED", "request_id is required.", "request_id")
+    if len(request_id) > MAX_REQUEST_ID_LENGTH:
         raise invalid_argument(
-            "MISSING_REQUEST_ID", "request_id is required (1-64 characters).", "request_id"
+            "REQUEST_ID_INVALID",
+            f"request_id is at most {MAX_REQUEST_ID_LENGTH} characters.",
+            "request_id",
         )
     oldest = window_start(today, window_months)
     since = max(since_date or oldest, oldest)

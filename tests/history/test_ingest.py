@@ -227,7 +227,11 @@ async def test_empty_message_and_missing_request_id_write_nothing(history: Histo
     await _expect_stream_error(history, [empty], grpc.StatusCode.INVALID_ARGUMENT, "EMPTY_BATCH")
     anonymous = history_pb2.IngestClaimsRequest(lines=synthetic(5, pfx))
     await _expect_stream_error(
-        history, [anonymous], grpc.StatusCode.INVALID_ARGUMENT, "MISSING_REQUEST_ID"
+        history, [anonymous], grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_ID_REQUIRED"
+    )
+    too_long = history_pb2.IngestClaimsRequest(request_id="r" * 65, lines=synthetic(5, pfx))
+    await _expect_stream_error(
+        history, [too_long], grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_ID_INVALID"
     )
     assert await history.stored(pfx) == {}
 
