@@ -11,14 +11,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, true
+import grpc
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.authz.v1 import principal_pb2
 from dmp.records.v1 import records_pb2
-from kit.errors import not_found, permission_denied
-from services.records.models import documents
+from kit.errors import ServiceError, failed_precondition, not_found, permission_denied
+from services.records.repository import dossiers
+from services.records.repository.rows import DocumentRow, DossierRow, RepresentativeRow
+from services.records.visibility import NOBODY, Visibility, admits
 
 # Roles the platform refuses whatever else they hold (docs/ARCHITECTURE.md, Actors).
 EXCLUDED_ROLES = frozenset({"medecin_du_travail", "medecin_conseil", "assureur", "banque"})
@@ -79,6 +81,22 @@ class Caller:
         return class_code in scope.writable_class_codes or type_code in scope.writable_type_codes
 
     @property
+    def visibility(self) -> Visibility:
+        """The documents this caller sees on the record (`visibility.admits`)."""
+        scope = self.scope
+        if scope is None or not self.reads_documents:
+            return NOBODY
+        return Visibility(
+            reads=True,
+            subject=self.subject,
+            class_codes=frozenset(scope.readable_class_codes),
+            type_codes=frozenset(scope.readable_type_codes),
+            hides_masked=not (self.acts_for_patient or scope.masked_visible),
+            hides_unreleased=self.acts_for_patient,
+            hides_from_representatives=self.is_representative,
+        )
+
+    @property
     def writes_anything(self) -> bool:
         scope = self.scope
         return bool(
@@ -97,7 +115,7 @@ def refuse_excluded(principal: principal_pb2.Principal) -> None:
 def resolve(
     principal: principal_pb2.Principal,
     patient_ins: str,
-    representatives: list[Any],
+    representatives: list[RepresentativeRow],
     now: datetime,
 ) -> Caller:
     """The caller's role on the record of `patient_ins`, or NOT_FOUND."""
@@ -126,52 +144,55 @@ def resolve(
     raise not_found("NOT_FOUND", "Record not found.")
 
 
-def visible_clause(caller: Caller, now: datetime) -> ColumnElement[bool]:
-    """SQL condition of the documents `caller` may see: lists and counts use it."""
-    if not caller.reads_documents:
-        return false()
-    scope = caller.scope
-    assert scope is not None
-    d = documents.c
-    mine = d.author_subject == caller.subject
-    conds: list[ColumnElement[bool]] = []
-    by_class = [
-        *(
-            [d.class_code.in_(list(scope.readable_class_codes))]
-            if scope.readable_class_codes
-            else []
-        ),
-        *([d.type_code.in_(list(scope.readable_type_codes))] if scope.readable_type_codes else []),
-    ]
-    conds.append(or_(*by_class))
-    conds.append(or_(d.status != records_pb2.DOCUMENT_STATUS_DELETED, mine))
-    if not (caller.acts_for_patient or scope.masked_visible):
-        conds.append(or_(d.masque_ps.is_(False), mine))
-    if caller.acts_for_patient:
-        released = and_(d.release_time.is_not(None), d.release_time <= now)
-        conds.append(or_(d.invisible_patient.is_(False), released, mine))
-    if caller.is_representative:
-        conds.append(or_(d.invisible_representants.is_(False), mine))
-    return and_(true(), *conds)
+def can_see(caller: Caller, row: DocumentRow, now: datetime) -> bool:
+    """Whether `caller` sees this document (the rules of `visibility`)."""
+    return admits(caller.visibility, row, now)
 
 
-def can_see(caller: Caller, row: Any, now: datetime) -> bool:
-    """Python twin of `visible_clause` for a single loaded row."""
-    if not caller.reads_documents:
-        return False
-    scope = caller.scope
-    assert scope is not None
-    mine = row.author_subject == caller.subject
-    if not (
-        row.class_code in scope.readable_class_codes or row.type_code in scope.readable_type_codes
-    ):
-        return False
-    if row.status == records_pb2.DOCUMENT_STATUS_DELETED and not mine:
-        return False
-    if row.masque_ps and not (caller.acts_for_patient or scope.masked_visible or mine):
-        return False
-    if caller.acts_for_patient and row.invisible_patient and not mine:
-        released = row.release_time is not None and row.release_time <= now
-        if not released:
-            return False
-    return not (caller.is_representative and row.invisible_representants and not mine)
+@dataclass
+class RecordContext:
+    """A record row, its representatives, and the caller's role on it."""
+
+    row: DossierRow
+    reps: list[RepresentativeRow]
+    caller: Caller
+
+    @property
+    def pk(self) -> int:
+        return self.row.id
+
+    @property
+    def dossier_id(self) -> str:
+        return self.row.dossier_id
+
+
+async def open_record(
+    session: AsyncSession,
+    principal: principal_pb2.Principal,
+    *,
+    dossier_id: str | None = None,
+    patient_ins: str | None = None,
+    now: datetime,
+    for_update: bool = False,
+    allow_closed: bool = False,
+    allow_terms: bool = False,
+    terms_version: str = "",
+) -> RecordContext:
+    """The record with the caller's role, after the closed / terms gates (rules 9, 10)."""
+    row = await dossiers.find(
+        session, dossier_id=dossier_id, patient_ins=patient_ins, for_update=for_update
+    )
+    if row is None:
+        raise not_found("NOT_FOUND", "Record not found.")
+    reps = await dossiers.representatives_of(session, row.id)
+    caller = resolve(principal, row.patient_ins, reps, now)
+    if row.state == records_pb2.DOSSIER_STATE_CLOSED and not allow_closed:
+        raise failed_precondition("DOSSIER_CLOSED", "The record is closed.")
+    if row.state == records_pb2.DOSSIER_STATE_TERMS_ACCEPTANCE_REQUIRED and not allow_terms:
+        raise ServiceError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "TERMS_NOT_ACCEPTED",
+            "The current terms of use must be accepted first.",
+            metadata={"current_terms_version": terms_version},
+        )
+    return RecordContext(row, reps, caller)

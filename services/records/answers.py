@@ -38,12 +38,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from google.protobuf.message import Message
 
 from dmp.records.v1 import records_pb2
 from services.records.access import Caller, can_see
+from services.records.repository.rows import DocumentRow
 
 R = records_pb2
 M = TypeVar("M", bound=Message)
@@ -116,13 +117,13 @@ def receipt(full: M, fields: Collection[str]) -> M:
 
 def document(
     caller: Caller,
-    full: Any,
-    row: Any,
+    full: R.Document,
+    row: DocumentRow,
     now: datetime,
     *,
     wrote: Collection[str],
     set_flags: Collection[int] | None = None,
-) -> Any:
+) -> R.Document:
     """The answer of a document write: `full` if the caller reads `row` back, else a receipt.
 
     `set_flags`: for a visibility change, the flags this request set; the receipt
@@ -140,7 +141,9 @@ def document(
     return out
 
 
-def health_profile(caller: Caller, full: Any, written: Mapping[str, bool]) -> Any:
+def health_profile(
+    caller: Caller, full: R.HealthProfile, written: Mapping[str, bool]
+) -> R.HealthProfile:
     """The answer of UpdateHealthProfile: `full` (GetHealthProfile's view) to a caller who
     reads it back, else the items this request wrote (`written`: item id → created by this
     request). An item it changed keeps only the stamp of this write: who first recorded
@@ -148,15 +151,10 @@ def health_profile(caller: Caller, full: Any, written: Mapping[str, bool]) -> An
     if may_read_back(caller):
         return full
     out = receipt(full, ())
-    for field in full.DESCRIPTOR.fields:
+    for field, value in full.ListFields():
         if field.message_type is None or "item_id" not in field.message_type.fields_by_name:
             continue
-        if field.is_repeated:
-            items = list(getattr(full, field.name))
-        elif full.HasField(field.name):
-            items = [getattr(full, field.name)]
-        else:
-            items = []
+        items = list(value) if field.is_repeated else [value]
         for item in items:
             if item.item_id not in written:
                 continue
@@ -172,7 +170,7 @@ def health_profile(caller: Caller, full: Any, written: Mapping[str, bool]) -> An
     return out
 
 
-def vaccination(caller: Caller, full: Any) -> Any:
+def vaccination(caller: Caller, full: R.Vaccination) -> R.Vaccination:
     """The answer of CreateVaccination: the entry, all of it written by this request."""
     if may_read_back(caller):
         return full

@@ -1,4 +1,4 @@
-"""The records service process."""
+"""The records service process: settings, database, outbox relay, servicer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from kit.server import ServiceApp
 from services.records.models import outbox
 from services.records.servicer import RecordsServicer
 from services.records.settings import RecordsSettings
+from services.records.transactions import Transactions
 
 
 class RecordsApp(ServiceApp):
@@ -29,5 +30,6 @@ class RecordsApp(ServiceApp):
             self.relay.notify()
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        records_pb2_grpc.add_RecordsServiceServicer_to_server(RecordsServicer(self), server)
+        servicer = RecordsServicer(Transactions(self.db, self.wake_relay), self.records_settings)
+        records_pb2_grpc.add_RecordsServiceServicer_to_server(servicer, server)
         return [records_pb2.DESCRIPTOR.services_by_name["RecordsService"].full_name]

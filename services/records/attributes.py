@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.authz.v1 import principal_pb2
 from dmp.records.v1 import records_pb2
 from kit.errors import not_found, permission_denied
 from services.records import names
-from services.records.documents import flags_of
-from services.records.models import documents, dossiers
+from services.records.document_view import flags_of
+from services.records.repository import documents
 
 R = records_pb2
 _CODES = {
@@ -28,17 +27,6 @@ _CODES = {
     R.CONFIDENTIALITY_FLAG_INVISIBLE_PATIENT: "INVISIBLE_PATIENT",
     R.CONFIDENTIALITY_FLAG_INVISIBLE_REPRESENTANTS_LEGAUX: "INVISIBLE_REPRESENTANTS_LEGAUX",
 }
-_QUERY = select(
-    documents.c.class_code,
-    documents.c.type_code,
-    documents.c.author_rpps,
-    documents.c.author_subject,
-    documents.c.masque_ps,
-    documents.c.invisible_patient,
-    documents.c.invisible_representants,
-    documents.c.release_time,
-    documents.c.status,
-).join(dossiers, dossiers.c.id == documents.c.dossier_pk)
 
 
 async def document_attributes(
@@ -48,13 +36,7 @@ async def document_attributes(
     if principal.kind != principal_pb2.PRINCIPAL_KIND_INTERNAL:
         raise permission_denied("INTERNAL_METHOD", "This method is internal to the platform.")
     dossier_id, document_id = names.parse_document(name)
-    row = (
-        await session.execute(
-            _QUERY.where(
-                dossiers.c.dossier_id == dossier_id, documents.c.document_id == document_id
-            )
-        )
-    ).one_or_none()
+    row = await documents.find_by_name(session, dossier_id, document_id)
     if row is None:
         raise not_found("NOT_FOUND", "Document not found.")
     return R.DocumentAttributes(

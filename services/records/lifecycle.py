@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
 
 import grpc
-from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
-from dmp.records.v1 import events_pb2, records_pb2
+from dmp.records.v1 import records_pb2
 from kit import ins as kit_ins
 from kit.errors import (
     ServiceError,
@@ -22,16 +20,12 @@ from kit.errors import (
     permission_denied,
 )
 from kit.logs import get_logger
-from services.records import crypto, names
-from services.records.access import DESK_ROLE, Caller, Role, refuse_excluded
-from services.records.models import (
-    documents,
-    dossiers,
-    processed_requests,
-    representatives,
-)
+from services.records import crypto, names, published, search
+from services.records.access import DESK_ROLE, Caller, RecordContext, Role, refuse_excluded
+from services.records.repository import dossiers
+from services.records.repository.rows import DossierRow, RepresentativeRow
 from services.records.settings import RecordsSettings
-from services.records.store import Loaded, emit, header, ts
+from services.records.timestamps import ts
 
 log = get_logger(__name__)
 R = records_pb2
@@ -82,27 +76,28 @@ def etag(revision: int) -> str:
     return f'W/"{revision}"'
 
 
-def to_proto(loaded_row: Any, reps: list[Any], settings: RecordsSettings, now: datetime) -> Any:
-    row = loaded_row
+def to_proto(
+    row: DossierRow, reps: list[RepresentativeRow], settings: RecordsSettings, now: datetime
+) -> R.Dossier:
     out = R.Dossier(
         name=names.dossier_name(row.dossier_id),
         patient_ins=row.patient_ins,
         identity=R.PatientIdentity.FromString(row.identity),
         contact=R.ContactDetails.FromString(row.contact),
         minor=is_minor(row.birth_date, now),
-        state=row.state,
-        creation_channel=row.creation_channel,
+        state=R.DossierState.ValueType(row.state),
+        creation_channel=R.CreationChannel.ValueType(row.creation_channel),
         creator=row.creator,
         accepted_terms_version=row.accepted_terms_version,
         current_terms_version=settings.terms_version,
-        close_reason=row.close_reason,
+        close_reason=R.CloseReason.ValueType(row.close_reason),
         close_comment=row.close_comment,
         etag=etag(row.revision),
     )
     for rep in reps:
         item = out.legal_representatives.add(
             representative_id=rep.representative_id,
-            role=rep.role,
+            role=R.RepresentativeRole.ValueType(rep.role),
             family_name=rep.family_name,
             given_name=rep.given_name,
             ins=rep.ins,
@@ -151,7 +146,7 @@ def _check_consent(consent: R.ConsentAttestation) -> None:
         )
 
 
-def creation_channel(request: R.CreateDossierRequest, principal: Any) -> int:
+def creation_channel(request: R.CreateDossierRequest, principal: P.Principal) -> int:
     """The channel, checked against the caller's kind (patient/desk/professional)."""
     refuse_excluded(principal)
     which = request.WhichOneof("channel")
@@ -175,15 +170,30 @@ def creation_channel(request: R.CreateDossierRequest, principal: Any) -> int:
     )
 
 
+def _representative_ins(src: R.Dossier) -> list[str]:
+    """Each representative's INS ("" if none), after checking role and name."""
+    out: list[str] = []
+    for i, rep in enumerate(src.legal_representatives):
+        field = f"dossier.legal_representatives[{i}]"
+        if rep.role == R.REPRESENTATIVE_ROLE_UNSPECIFIED or not (
+            rep.family_name.strip() and rep.given_name.strip()
+        ):
+            raise invalid_argument(
+                "INVALID_REPRESENTATIVE", "A representative needs a role and a name.", field
+            )
+        out.append(kit_ins.validate(rep.ins, f"{field}.ins") if rep.ins else "")
+    return out
+
+
 async def create(
     session: AsyncSession,
     request: R.CreateDossierRequest,
-    principal: Any,
+    principal: P.Principal,
     settings: RecordsSettings,
     now: datetime,
     *,
     legacy: bool = False,
-) -> tuple[Any, int]:
+) -> tuple[R.Dossier, int]:
     """Insert the record; returns (Dossier, pk). Every check runs before any write."""
     src = request.dossier
     ins = kit_ins.validate(src.patient_ins, "dossier.patient_ins")
@@ -208,99 +218,55 @@ async def create(
             "A minor's record needs at least one legal representative.",
             "dossier.legal_representatives",
         )
-    rep_ins: list[str] = []
-    for i, rep in enumerate(src.legal_representatives):
-        field = f"dossier.legal_representatives[{i}]"
-        if rep.role == R.REPRESENTATIVE_ROLE_UNSPECIFIED or not (
-            rep.family_name.strip() and rep.given_name.strip()
-        ):
-            raise invalid_argument(
-                "INVALID_REPRESENTATIVE", "A representative needs a role and a name.", field
-            )
-        rep_ins.append(kit_ins.validate(rep.ins, f"{field}.ins") if rep.ins else "")
-    exists = (
-        await session.execute(select(dossiers.c.id).where(dossiers.c.patient_ins == ins))
-    ).first()
-    if exists is not None:
+    rep_ins = _representative_ins(src)
+    if await dossiers.ins_taken(session, ins):
         raise already_exists("DOSSIER_ALREADY_EXISTS", "This patient already has a record.")
 
     dossier_id = names.new_id()
     keks = settings.kek_bytes()
-    wrapped = crypto.wrap(crypto.new_data_key(), dossier_id, settings.records_kek_id, keks)
     state = R.DOSSIER_STATE_TERMS_ACCEPTANCE_REQUIRED if legacy else R.DOSSIER_STATE_ACTIVE
-    pk = (
-        await session.execute(
-            dossiers.insert()
-            .returning(dossiers.c.id)
-            .values(
-                dossier_id=dossier_id,
-                patient_ins=ins,
-                identity=src.identity.SerializeToString(deterministic=True),
-                contact=src.contact.SerializeToString(deterministic=True),
-                birth_date=born.isoformat(),
-                state=state,
-                creation_channel=channel,
-                creator=principal.subject,
-                accepted_terms_version="" if legacy else settings.terms_version,
-                terms_accept_time=None if legacy else now,
-                create_time=now,
-                update_time=now,
-                close_reason=0,
-                close_comment="",
-                kek_id=wrapped.kek_id,
-                wrapped_dek=wrapped.blob,
-                revision=1,
-                profile_revision=0,
-            )
-        )
-    ).scalar_one()
+    pk = await dossiers.insert(
+        session,
+        dossier_id=dossier_id,
+        patient_ins=ins,
+        identity=src.identity.SerializeToString(deterministic=True),
+        contact=src.contact.SerializeToString(deterministic=True),
+        birth_date=born.isoformat(),
+        state=state,
+        channel=channel,
+        creator=principal.subject,
+        terms_version="" if legacy else settings.terms_version,
+        terms_accept_time=None if legacy else now,
+        key=crypto.wrap(crypto.new_data_key(), dossier_id, settings.records_kek_id, keks),
+        now=now,
+    )
     end = majority_time(born)
     for rep, rins in zip(src.legal_representatives, rep_ins, strict=True):
-        await session.execute(
-            representatives.insert().values(
-                dossier_pk=pk,
-                representative_id=names.new_id(),
-                role=rep.role,
-                family_name=rep.family_name.strip(),
-                given_name=rep.given_name.strip(),
-                ins=rins,
-                contact=rep.contact.SerializeToString(deterministic=True),
-                account_subject="",
-                access_end_time=end,
-            )
+        await dossiers.insert_representative(
+            session,
+            dossier_pk=pk,
+            representative_id=names.new_id(),
+            role=rep.role,
+            family_name=rep.family_name.strip(),
+            given_name=rep.given_name.strip(),
+            ins=rins,
+            contact=rep.contact.SerializeToString(deterministic=True),
+            access_end_time=end,
         )
-    row = (await session.execute(select(dossiers).where(dossiers.c.id == pk))).one()
-    reps = list(
-        (
-            await session.execute(
-                select(representatives)
-                .where(representatives.c.dossier_pk == pk)
-                .order_by(representatives.c.id)
-            )
-        ).all()
-    )
-    event_id, head = header(principal.subject, now)
-    await emit(
+    row = await dossiers.reload(session, pk)
+    reps = await dossiers.representatives_of(session, pk)
+    await published.dossier_created(
         session,
-        "dmp.records.dossier.created",
-        event_id,
-        events_pb2.DossierCreated(
-            header=head,
-            dossier=names.dossier_name(dossier_id),
-            patient_ins=ins,
-            state=state,
-            minor=minor,
-            legal_representatives=[_rep_ref(r) for r in reps],
-            creation_channel=R.CreationChannel.ValueType(channel),
-        ),
+        actor=principal.subject,
+        now=now,
+        dossier_id=dossier_id,
+        patient_ins=ins,
+        state=state,
+        minor=minor,
+        reps=reps,
+        channel=channel,
     )
     return to_proto(row, reps, settings, now), pk
-
-
-def _rep_ref(rep: Any) -> events_pb2.RepresentativeRef:
-    ref = events_pb2.RepresentativeRef(representative_id=rep.representative_id, ins=rep.ins)
-    ts(rep.access_end_time, ref.access_end_time)
-    return ref
 
 
 # ---------------------------------------------------------------------------
@@ -308,25 +274,27 @@ def _rep_ref(rep: Any) -> events_pb2.RepresentativeRef:
 # ---------------------------------------------------------------------------
 
 
-async def _state_event(
-    session: AsyncSession, verb: str, loaded: Loaded, state: int, now: datetime
-) -> None:
-    event_id, head = header(loaded.caller.subject, now)
-    await emit(
+async def _changed(
+    session: AsyncSession,
+    verb: str,
+    record: RecordContext,
+    settings: RecordsSettings,
+    now: datetime,
+    **values: object,
+) -> R.Dossier:
+    """Write the change, publish `dmp.records.dossier.{verb}`, answer the record as now stored."""
+    await dossiers.change(session, record.pk, **values, update_time=now)
+    row = await dossiers.reload(session, record.pk)
+    await published.dossier_state_changed(
         session,
-        f"dmp.records.dossier.{verb}",
-        event_id,
-        events_pb2.DossierStateChanged(
-            header=head,
-            dossier=names.dossier_name(loaded.dossier_id),
-            patient_ins=loaded.row.patient_ins,
-            state=R.DossierState.ValueType(state),
-        ),
+        verb,
+        actor=record.caller.subject,
+        now=now,
+        dossier_id=record.dossier_id,
+        patient_ins=row.patient_ins,
+        state=row.state,
     )
-
-
-async def _reload(session: AsyncSession, loaded: Loaded) -> Any:
-    return (await session.execute(select(dossiers).where(dossiers.c.id == loaded.pk))).one()
+    return to_proto(row, record.reps, settings, now)
 
 
 def _require_manager(caller: Caller) -> None:
@@ -338,13 +306,13 @@ def _require_manager(caller: Caller) -> None:
 
 async def close(
     session: AsyncSession,
-    loaded: Loaded,
+    record: RecordContext,
     request: R.CloseDossierRequest,
     settings: RecordsSettings,
     now: datetime,
-) -> Any:
-    _require_manager(loaded.caller)
-    check_etag(request.etag, loaded.row.revision)
+) -> R.Dossier:
+    _require_manager(record.caller)
+    check_etag(request.etag, record.row.revision)
     if request.reason == R.CLOSE_REASON_UNSPECIFIED or request.reason not in (
         R.CloseReason.values()
     ):
@@ -353,66 +321,60 @@ async def close(
         raise invalid_argument(
             "CLOSE_REASON_REQUIRED", "A comment is required with reason OTHER.", "comment"
         )
-    if loaded.row.state == R.DOSSIER_STATE_CLOSED:
+    if record.row.state == R.DOSSIER_STATE_CLOSED:
         raise failed_precondition("DOSSIER_ALREADY_CLOSED", "The record is already closed.")
-    await session.execute(
-        update(dossiers)
-        .where(dossiers.c.id == loaded.pk)
-        .values(
-            state=R.DOSSIER_STATE_CLOSED,
-            close_time=now,
-            close_reason=request.reason,
-            close_comment=request.comment.strip()[:1000],
-            update_time=now,
-            revision=dossiers.c.revision + 1,
-        )
+    return await _changed(
+        session,
+        "closed",
+        record,
+        settings,
+        now,
+        state=R.DOSSIER_STATE_CLOSED,
+        close_time=now,
+        close_reason=request.reason,
+        close_comment=request.comment.strip()[:1000],
     )
-    await _state_event(session, "closed", loaded, R.DOSSIER_STATE_CLOSED, now)
-    return to_proto(await _reload(session, loaded), loaded.reps, settings, now)
 
 
 async def reactivate(
     session: AsyncSession,
-    loaded: Loaded,
+    record: RecordContext,
     request: R.ReactivateDossierRequest,
     settings: RecordsSettings,
     now: datetime,
-) -> Any:
-    caller = loaded.caller
+) -> R.Dossier:
+    caller = record.caller
     _require_manager(caller)
     if caller.role is Role.DESK:
         _check_consent(request.consent)
-    check_etag(request.etag, loaded.row.revision)
-    if loaded.row.state != R.DOSSIER_STATE_CLOSED:
+    check_etag(request.etag, record.row.revision)
+    if record.row.state != R.DOSSIER_STATE_CLOSED:
         raise failed_precondition("DOSSIER_NOT_CLOSED", "The record is not closed.")
-    if loaded.row.close_reason == R.CLOSE_REASON_DECEASED:
+    if record.row.close_reason == R.CLOSE_REASON_DECEASED:
         raise failed_precondition(
             "PATIENT_DECEASED", "The record of a deceased patient stays closed."
         )
-    await session.execute(
-        update(dossiers)
-        .where(dossiers.c.id == loaded.pk)
-        .values(
-            state=R.DOSSIER_STATE_ACTIVE,
-            close_time=None,
-            close_reason=0,
-            close_comment="",
-            update_time=now,
-            revision=dossiers.c.revision + 1,
-        )
+    return await _changed(
+        session,
+        "reactivated",
+        record,
+        settings,
+        now,
+        state=R.DOSSIER_STATE_ACTIVE,
+        close_time=None,
+        close_reason=0,
+        close_comment="",
     )
-    await _state_event(session, "reactivated", loaded, R.DOSSIER_STATE_ACTIVE, now)
-    return to_proto(await _reload(session, loaded), loaded.reps, settings, now)
 
 
 async def accept_terms(
     session: AsyncSession,
-    loaded: Loaded,
+    record: RecordContext,
     request: R.AcceptTermsOfUseRequest,
     settings: RecordsSettings,
     now: datetime,
-) -> Any:
-    if not loaded.caller.acts_for_patient:
+) -> R.Dossier:
+    if not record.caller.acts_for_patient:
         raise permission_denied(
             "NOT_RECORD_MANAGER", "Only the patient or a representative accepts the terms."
         )
@@ -420,23 +382,20 @@ async def accept_terms(
         raise failed_precondition(
             "TERMS_VERSION_NOT_CURRENT", "Only the current terms of use can be accepted."
         )
-    state = loaded.row.state
+    state = record.row.state
     new_state = (
         R.DOSSIER_STATE_ACTIVE if state == R.DOSSIER_STATE_TERMS_ACCEPTANCE_REQUIRED else state
     )
-    await session.execute(
-        update(dossiers)
-        .where(dossiers.c.id == loaded.pk)
-        .values(
-            state=new_state,
-            accepted_terms_version=request.terms_version,
-            terms_accept_time=now,
-            update_time=now,
-            revision=dossiers.c.revision + 1,
-        )
+    return await _changed(
+        session,
+        "terms_accepted",
+        record,
+        settings,
+        now,
+        state=new_state,
+        accepted_terms_version=request.terms_version,
+        terms_accept_time=now,
     )
-    await _state_event(session, "terms_accepted", loaded, new_state, now)
-    return to_proto(await _reload(session, loaded), loaded.reps, settings, now)
 
 
 # ---------------------------------------------------------------------------
@@ -463,44 +422,21 @@ async def purge_expired(
 
     One transaction per record, so a failure leaves every record whole.
     """
-    from services.records import search
-
-    years = settings.retention_years
+    cutoff = add_years(now, -settings.retention_years)
     async with sessions() as session:
-        candidates = (
-            await session.execute(
-                select(dossiers.c.id, dossiers.c.dossier_id, dossiers.c.close_time)
-                .where(dossiers.c.state == R.DOSSIER_STATE_CLOSED)
-                .where(dossiers.c.close_time <= add_years(now, -years))
-                .order_by(dossiers.c.close_time, dossiers.c.id)
-                .limit(limit)
-            )
-        ).all()
+        candidates = await dossiers.closed_before(session, cutoff, limit)
     out: list[Purged] = []
-    for cand in candidates:
+    for pk in candidates:
         async with sessions() as session, session.begin():
-            row = (
-                await session.execute(
-                    select(dossiers).where(dossiers.c.id == cand.id).with_for_update()
-                )
-            ).one_or_none()
+            row = await dossiers.get(session, pk, for_update=True)
             if row is None or row.state != R.DOSSIER_STATE_CLOSED:
                 continue
-            if row.close_time > add_years(now, -years):
+            if row.close_time is None or row.close_time > cutoff:
                 continue
-            count = int(
-                (
-                    await session.execute(
-                        select(func.count()).where(documents.c.dossier_pk == row.id)
-                    )
-                ).scalar_one()
-            )
+            count = await dossiers.count_documents(session, row.id)
             if not dry_run:
                 await search.forget_dossier(session, row, settings)
-                await session.execute(
-                    delete(processed_requests).where(processed_requests.c.dossier_pk == row.id)
-                )
-                await session.execute(delete(dossiers).where(dossiers.c.id == row.id))
+                await dossiers.delete_record(session, row.id)
             out.append(Purged(names.dossier_name(row.dossier_id), row.close_time, count))
             log.info("dossier_purged", dossier=row.dossier_id, documents=count, dry_run=dry_run)
     return out
@@ -515,29 +451,10 @@ async def rotate_keys(
     done = 0
     while True:
         async with sessions() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(
-                        dossiers.c.id,
-                        dossiers.c.dossier_id,
-                        dossiers.c.kek_id,
-                        dossiers.c.wrapped_dek,
-                    )
-                    .where(dossiers.c.kek_id != current)
-                    .order_by(dossiers.c.id)
-                    .limit(batch)
-                    .with_for_update()
-                )
-            ).all()
+            rows = await dossiers.keys_not_wrapped_by(session, current, batch)
             if not rows:
                 return done
-            for row in rows:
-                new = crypto.rewrap(
-                    crypto.WrappedKey(row.kek_id, row.wrapped_dek), row.dossier_id, keks, current
-                )
-                await session.execute(
-                    update(dossiers)
-                    .where(dossiers.c.id == row.id)
-                    .values(kek_id=new.kek_id, wrapped_dek=new.blob)
-                )
+            for pk, dossier_id, wrapped in rows:
+                new = crypto.rewrap(wrapped, dossier_id, keks, current)
+                await dossiers.set_key(session, pk, new)
             done += len(rows)

@@ -1,4 +1,4 @@
-"""Structured health profile (merge by item id) and vaccinations.
+"""Structured health profile: read, and merge by item id.
 
 Items are sealed with the record's data key, each bound to its own id; the
 server stamps provenance (author, times) on every added or changed item.
@@ -6,27 +6,36 @@ server stamps provenance (author, times) on every added or changed item.
 
 from __future__ import annotations
 
-import hashlib
-from datetime import date, datetime, timedelta
-from typing import Any
+import copy
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import grpc
-from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.records.v1 import records_pb2
-from kit.errors import ServiceError, already_exists, invalid_argument, permission_denied
-from services.records import answers, crypto, names, pagination
-from services.records.access import Caller, Role
-from services.records.documents import token_key
-from services.records.models import dossiers, profile_items, vaccinations
+from kit.errors import ServiceError, invalid_argument, permission_denied
+from services.records import answers, crypto, names
+from services.records.access import Caller, RecordContext, Role
+from services.records.keys import data_key, open_content
+from services.records.repository import dossiers, health
+from services.records.repository.rows import ProfileItemRow
 from services.records.settings import RecordsSettings
-from services.records.store import Loaded, data_key, open_content, to_dt
+from services.records.timestamps import to_dt
 
 R = records_pb2
 
+ProfileItem = (
+    R.Allergy
+    | R.Condition
+    | R.Treatment
+    | R.BloodGroup
+    | R.AdvanceDirectives
+    | R.EmergencyContact
+    | R.Measurement
+)
 # section name → (message class, singleton?)
-SECTIONS: dict[str, tuple[Any, bool]] = {
+SECTIONS: dict[str, tuple[type[ProfileItem], bool]] = {
     "allergies": (R.Allergy, False),
     "conditions": (R.Condition, False),
     "treatments": (R.Treatment, False),
@@ -37,7 +46,7 @@ SECTIONS: dict[str, tuple[Any, bool]] = {
 }
 
 
-def caller_author(caller: Caller) -> Any:
+def caller_author(caller: Caller) -> R.Author:
     p = caller.principal
     if caller.role is Role.PROFESSIONAL:
         return R.Author(
@@ -65,22 +74,22 @@ def require_write(caller: Caller) -> None:
         raise permission_denied("SECTION_NOT_WRITABLE", "The caller may not write health data.")
 
 
-def _valid(section: str, item: Any) -> bool:
-    if section == "allergies":
+def _valid(item: ProfileItem) -> bool:
+    if isinstance(item, R.Allergy):
         return bool(item.substance.code or item.substance.display)
-    if section == "conditions":
+    if isinstance(item, R.Condition):
         return bool(item.code.code or item.code.display)
-    if section == "treatments":
+    if isinstance(item, R.Treatment):
         return bool(item.medication.code or item.medication.display)
-    if section == "emergency_contacts":
+    if isinstance(item, R.EmergencyContact):
         return bool(item.display_name.strip() and (item.phone or item.email))
-    if section == "measurements":
+    if isinstance(item, R.Measurement):
         return bool(
             (item.observation.code or item.observation.display)
             and item.unit
             and item.HasField("measure_time")
         )
-    if section == "blood_group":
+    if isinstance(item, R.BloodGroup):
         return bool(item.abo != R.ABO_GROUP_UNSPECIFIED)
     return True
 
@@ -91,50 +100,43 @@ def profile_etag(revision: int) -> str:
 
 async def get_profile(
     session: AsyncSession,
-    loaded: Loaded,
+    record: RecordContext,
     window_days: int,
     settings: RecordsSettings,
     now: datetime,
-) -> Any:
-    require_read(loaded.caller)
+) -> R.HealthProfile:
+    require_read(record.caller)
     if window_days < 0 or window_days > 3650:
         raise invalid_argument(
             "INVALID_WINDOW", "`measurement_window_days` is 0..3650.", "measurement_window_days"
         )
-    return await _read_profile(session, loaded, window_days, settings, now)
+    return await _read_profile(session, record, window_days, settings, now)
 
 
 async def _read_profile(
     session: AsyncSession,
-    loaded: Loaded,
+    record: RecordContext,
     window_days: int,
     settings: RecordsSettings,
     now: datetime,
-) -> Any:
+) -> R.HealthProfile:
     """The whole profile as GetHealthProfile shows it, with no permission check: a write
     projects it through `answers.health_profile` before anything leaves."""
     since = now - timedelta(days=window_days or 365)
-    dek = data_key(loaded.row, settings)
-    rows = (
-        await session.execute(
-            select(profile_items)
-            .where(profile_items.c.dossier_pk == loaded.pk, profile_items.c.removed.is_(False))
-            .order_by(profile_items.c.id)
-        )
-    ).all()
+    dek = data_key(record.row, settings)
     out = R.HealthProfile(
-        name=names.profile_name(loaded.dossier_id),
-        etag=profile_etag(loaded.row.profile_revision),
+        name=names.profile_name(record.dossier_id),
+        etag=profile_etag(record.row.profile_revision),
     )
-    if loaded.row.profile_update_time is not None:
-        out.update_time.FromDatetime(loaded.row.profile_update_time)
-    measurements = []
-    for row in rows:
+    if record.row.profile_update_time is not None:
+        out.update_time.FromDatetime(record.row.profile_update_time)
+    measurements: list[R.Measurement] = []
+    for row in await health.profile_items_of(session, record.pk):
         cls, singleton = SECTIONS[row.section]
         item = cls.FromString(open_content(dek, row.sealed, row.item_id))
         if singleton:
             getattr(out, row.section).CopyFrom(item)
-        elif row.section == "measurements":
+        elif isinstance(item, R.Measurement):
             if to_dt(item.measure_time) >= since:
                 measurements.append(item)
         else:
@@ -144,35 +146,26 @@ async def _read_profile(
     return out
 
 
-async def update_profile(  # noqa: PLR0912, PLR0915 - validate every section, then write
-    session: AsyncSession, loaded: Loaded, request: Any, settings: RecordsSettings, now: datetime
-) -> Any:
-    caller = loaded.caller
-    require_write(caller)
-    if request.etag and request.etag != profile_etag(loaded.row.profile_revision):
-        raise ServiceError(grpc.StatusCode.ABORTED, "ETAG_MISMATCH", "The profile changed.")
-    existing = {
-        row.item_id: row
-        for row in (
-            await session.execute(
-                select(profile_items).where(
-                    profile_items.c.dossier_pk == loaded.pk, profile_items.c.removed.is_(False)
-                )
-            )
-        ).all()
-    }
-    dek = data_key(loaded.row, settings)
-    author = caller_author(caller)
-    src = request.health_profile
-    writes: list[tuple[str, Any, Any]] = []  # (section, item, existing row or None)
+@dataclass(frozen=True)
+class _Write:
+    section: str
+    item: ProfileItem
+    #: The stored item it changes; None: a new item.
+    prior: ProfileItemRow | None
+
+
+def _planned_writes(src: R.HealthProfile, existing: dict[str, ProfileItemRow]) -> list[_Write]:
+    """Every item of the request, checked, with the stored item it replaces."""
+    writes: list[_Write] = []
+    present = {field.name for field, _ in src.ListFields()}
     for section, (_cls, singleton) in SECTIONS.items():
         if singleton:
-            items = [getattr(src, section)] if src.HasField(section) else []
+            items = [getattr(src, section)] if section in present else []
         else:
             items = list(getattr(src, section))
         for i, item in enumerate(items):
             field = f"health_profile.{section}[{i}]"
-            if not _valid(section, item):
+            if not _valid(item):
                 raise invalid_argument("INVALID_ITEM", f"Incomplete {section} item.", field)
             prior = None
             if item.item_id:
@@ -181,18 +174,36 @@ async def update_profile(  # noqa: PLR0912, PLR0915 - validate every section, th
                     raise invalid_argument("UNKNOWN_ITEM_ID", "Unknown item id.", field)
             elif singleton:
                 prior = next((r for r in existing.values() if r.section == section), None)
-            writes.append((section, item, prior))
-    removals = []
+            writes.append(_Write(section, item, prior))
+    return writes
+
+
+async def update_profile(
+    session: AsyncSession,
+    record: RecordContext,
+    request: R.UpdateHealthProfileRequest,
+    settings: RecordsSettings,
+    now: datetime,
+) -> R.HealthProfile:
+    caller = record.caller
+    require_write(caller)
+    if request.etag and request.etag != profile_etag(record.row.profile_revision):
+        raise ServiceError(grpc.StatusCode.ABORTED, "ETAG_MISMATCH", "The profile changed.")
+    existing = {row.item_id: row for row in await health.profile_items_of(session, record.pk)}
+    dek = data_key(record.row, settings)
+    writes = _planned_writes(request.health_profile, existing)
+    removals: list[ProfileItemRow] = []
     for item_id in request.remove_item_ids:
         if item_id not in existing:
             raise invalid_argument("UNKNOWN_ITEM_ID", "Unknown item id.", "remove_item_ids")
         removals.append(existing[item_id])
+    author = caller_author(caller)
     written: dict[str, bool] = {}  # item id → created by this request
-    for section, item, prior in writes:
-        cls, _ = SECTIONS[section]
-        stored = cls()
-        stored.CopyFrom(item)
+    for write in writes:
+        cls, _ = SECTIONS[write.section]
+        stored = copy.deepcopy(write.item)
         stored.ClearField("provenance")
+        prior = write.prior
         if prior is None:
             stored.item_id = names.new_id()
             stored.provenance.author.CopyFrom(author)
@@ -207,164 +218,19 @@ async def update_profile(  # noqa: PLR0912, PLR0915 - validate every section, th
         written[stored.item_id] = prior is None
         sealed = crypto.seal(dek, stored.SerializeToString(deterministic=True), stored.item_id)
         if prior is None:
-            await session.execute(
-                profile_items.insert().values(
-                    dossier_pk=loaded.pk,
-                    item_id=stored.item_id,
-                    section=section,
-                    sealed=sealed,
-                    removed=False,
-                    create_time=now,
-                    update_time=now,
-                )
+            await health.add_profile_item(
+                session,
+                dossier_pk=record.pk,
+                item_id=stored.item_id,
+                section=write.section,
+                sealed=sealed,
+                now=now,
             )
         else:
-            await session.execute(
-                update(profile_items)
-                .where(profile_items.c.id == prior.id)
-                .values(sealed=sealed, update_time=now)
-            )
+            await health.replace_profile_item(session, prior.id, sealed, now)
     for row in removals:
-        await session.execute(
-            update(profile_items)
-            .where(profile_items.c.id == row.id)
-            .values(removed=True, update_time=now)
-        )
-    await session.execute(
-        update(dossiers)
-        .where(dossiers.c.id == loaded.pk)
-        .values(profile_revision=dossiers.c.profile_revision + 1, profile_update_time=now)
-    )
-    loaded.row = (await session.execute(select(dossiers).where(dossiers.c.id == loaded.pk))).one()
-    full = await _read_profile(session, loaded, 0, settings, now)
+        await health.remove_profile_item(session, row.id, now)
+    await dossiers.profile_changed(session, record.pk, now)
+    record.row = await dossiers.reload(session, record.pk)
+    full = await _read_profile(session, record, 0, settings, now)
     return answers.health_profile(caller, full, written)
-
-
-# ---------------------------------------------------------------------------
-# Vaccinations
-# ---------------------------------------------------------------------------
-
-
-def _date(value: Any, field: str, required: bool) -> date | None:
-    if not (value.year or value.month or value.day):
-        if required:
-            raise invalid_argument("DATE_REQUIRED", "A date is required.", field)
-        return None
-    try:
-        return date(value.year, value.month, value.day)
-    except ValueError as exc:
-        raise invalid_argument("INVALID_DATE", "The date is not valid.", field) from exc
-
-
-def _dedup_key(caller: Caller, vac: Any, given: date) -> str:
-    """Same vaccine, date and lot is one vaccination: ALREADY_EXISTS. That answer tells
-    what the record holds, so it is given only about entries the caller may read back:
-    the patient side (who reads every entry) is checked against the entries the patient
-    side recorded and those recorded before this rule; anyone else only against the
-    entries they recorded themself (their subject is in the key)."""
-    parts = [vac.vaccine.code, vac.vaccine.display, given.isoformat(), vac.lot_number]
-    if not answers.may_read_back(caller):
-        parts.append(caller.subject)
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-async def create_vaccination(
-    session: AsyncSession, loaded: Loaded, request: Any, settings: RecordsSettings, now: datetime
-) -> Any:
-    caller = loaded.caller
-    require_write(caller)
-    vac = request.vaccination
-    if not (vac.vaccine.code.strip() or vac.vaccine.display.strip()):
-        raise invalid_argument(
-            "VACCINE_REQUIRED", "The vaccine is required.", "vaccination.vaccine"
-        )
-    given = _date(vac.administration_date, "vaccination.administration_date", True)
-    assert given is not None
-    if given > now.date():
-        raise invalid_argument(
-            "ADMINISTRATION_DATE_IN_FUTURE",
-            "The administration date is in the future.",
-            "vaccination.administration_date",
-        )
-    booster = _date(vac.booster_date, "vaccination.booster_date", False)
-    if booster is not None and booster <= given:
-        raise invalid_argument(
-            "BOOSTER_BEFORE_ADMINISTRATION",
-            "The booster date must follow the administration.",
-            "vaccination.booster_date",
-        )
-    dedup = _dedup_key(caller, vac, given)
-    taken = (
-        await session.execute(
-            select(vaccinations.c.id).where(
-                vaccinations.c.dossier_pk == loaded.pk, vaccinations.c.dedup_key == dedup
-            )
-        )
-    ).first()
-    if taken is not None:
-        raise already_exists("VACCINATION_ALREADY_EXISTS", "This vaccination is already recorded.")
-    vaccination_id = names.new_id()
-    stored = R.Vaccination()
-    stored.CopyFrom(vac)
-    stored.name = names.vaccination_name(loaded.dossier_id, vaccination_id)
-    author = caller_author(caller)
-    if caller.role is Role.PROFESSIONAL:
-        stored.professional.CopyFrom(author)
-    elif not stored.HasField("professional"):
-        stored.professional.CopyFrom(R.Author(kind=R.AUTHOR_KIND_PATIENT, display_name="Patient"))
-    stored.ClearField("provenance")
-    stored.provenance.author.CopyFrom(author)
-    stored.provenance.create_time.FromDatetime(now)
-    stored.provenance.last_updated_by.CopyFrom(author)
-    stored.provenance.update_time.FromDatetime(now)
-    dek = data_key(loaded.row, settings)
-    await session.execute(
-        vaccinations.insert().values(
-            vaccination_id=vaccination_id,
-            dossier_pk=loaded.pk,
-            administration_date=given.isoformat(),
-            dedup_key=dedup,
-            sealed=crypto.seal(dek, stored.SerializeToString(deterministic=True), vaccination_id),
-            create_time=now,
-        )
-    )
-    return answers.vaccination(caller, stored)
-
-
-async def list_vaccinations(
-    session: AsyncSession, loaded: Loaded, request: Any, settings: RecordsSettings
-) -> Any:
-    require_read(loaded.caller)
-    size = pagination.page_size(request.page_size, 50, 200)
-    key = token_key(settings)
-    fp = pagination.fingerprint(request.parent, loaded.caller.subject)
-    v = vaccinations.c
-    conds = [v.dossier_pk == loaded.pk]
-    if request.page_token:
-        pos = pagination.decode(key, request.page_token, fp)
-        day, last = str(pos.get("d", "")), pos.get("i")
-        if not isinstance(last, int):
-            raise invalid_argument("INVALID_PAGE_TOKEN", "The page token is invalid.", "page_token")
-        conds.append(
-            or_(v.administration_date < day, and_(v.administration_date == day, v.id < last))
-        )
-    rows = (
-        await session.execute(
-            select(vaccinations)
-            .where(*conds)
-            .order_by(v.administration_date.desc(), v.id.desc())
-            .limit(size + 1)
-        )
-    ).all()
-    dek = data_key(loaded.row, settings)
-    out = R.ListVaccinationsResponse()
-    for row in rows[:size]:
-        out.vaccinations.append(
-            R.Vaccination.FromString(open_content(dek, row.sealed, row.vaccination_id))
-        )
-    if len(rows) > size:
-        last_row = rows[size - 1]
-        out.next_page_token = pagination.encode(
-            key, fp, {"d": last_row.administration_date, "i": int(last_row.id)}
-        )
-    return out

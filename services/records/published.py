@@ -1,0 +1,120 @@
+"""The events records publishes (payloads in dmp/records/v1/events.proto).
+
+Ids and states only, never medical content. Each is queued in the caller's
+transaction through the outbox and published after commit by the relay.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dmp.records.v1 import events_pb2, records_pb2
+from kit.outbox import add_event, new_event_id
+from services.records import names
+from services.records.models import outbox
+from services.records.repository.rows import RepresentativeRow
+from services.records.timestamps import ts
+
+R = records_pb2
+DOSSIER = "dmp.records.dossier."
+DOCUMENT = "dmp.records.document."
+
+
+def _header(actor: str, now: datetime) -> events_pb2.EventHeader:
+    head = events_pb2.EventHeader(event_id=new_event_id(), actor=actor)
+    head.occur_time.FromDatetime(now)
+    return head
+
+
+def _rep_ref(rep: RepresentativeRow) -> events_pb2.RepresentativeRef:
+    ref = events_pb2.RepresentativeRef(representative_id=rep.representative_id, ins=rep.ins)
+    ts(rep.access_end_time, ref.access_end_time)
+    return ref
+
+
+async def dossier_created(
+    session: AsyncSession,
+    *,
+    actor: str,
+    now: datetime,
+    dossier_id: str,
+    patient_ins: str,
+    state: int,
+    minor: bool,
+    reps: list[RepresentativeRow],
+    channel: int,
+) -> None:
+    head = _header(actor, now)
+    await add_event(
+        session,
+        outbox,
+        DOSSIER + "created",
+        events_pb2.DossierCreated(
+            header=head,
+            dossier=names.dossier_name(dossier_id),
+            patient_ins=patient_ins,
+            state=R.DossierState.ValueType(state),
+            minor=minor,
+            legal_representatives=[_rep_ref(r) for r in reps],
+            creation_channel=R.CreationChannel.ValueType(channel),
+        ),
+        event_id=head.event_id,
+    )
+
+
+async def dossier_state_changed(
+    session: AsyncSession,
+    verb: str,
+    *,
+    actor: str,
+    now: datetime,
+    dossier_id: str,
+    patient_ins: str,
+    state: int,
+) -> None:
+    """`dmp.records.dossier.{closed,reactivated,terms_accepted}`."""
+    head = _header(actor, now)
+    await add_event(
+        session,
+        outbox,
+        DOSSIER + verb,
+        events_pb2.DossierStateChanged(
+            header=head,
+            dossier=names.dossier_name(dossier_id),
+            patient_ins=patient_ins,
+            state=R.DossierState.ValueType(state),
+        ),
+        event_id=head.event_id,
+    )
+
+
+async def document_changed(
+    session: AsyncSession,
+    verb: str,
+    *,
+    actor: str,
+    now: datetime,
+    dossier_id: str,
+    document_id: str,
+    class_code: str,
+    invisible_to_patient: bool,
+    replaces: str = "",
+) -> None:
+    """`dmp.records.document.{added,replaced,deleted,visibility_changed}`."""
+    head = _header(actor, now)
+    await add_event(
+        session,
+        outbox,
+        DOCUMENT + verb,
+        events_pb2.DocumentChanged(
+            header=head,
+            dossier=names.dossier_name(dossier_id),
+            document=names.document_name(dossier_id, document_id),
+            class_code=class_code,
+            replaces=replaces,
+            invisible_to_patient=invisible_to_patient,
+        ),
+        event_id=head.event_id,
+    )

@@ -1,0 +1,144 @@
+"""Vaccinations: record one, list them (newest administration first).
+
+Each entry is sealed with the record's data key, bound to its id; the server
+stamps provenance and, for a professional, the vaccinating professional.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dmp.records.v1 import records_pb2
+from kit.errors import already_exists, invalid_argument
+from services.records import answers, crypto, names, pagination
+from services.records.access import Caller, RecordContext, Role
+from services.records.keys import data_key, open_content
+from services.records.listing import token_key
+from services.records.profile import caller_author, require_read, require_write
+from services.records.repository import health
+from services.records.settings import RecordsSettings
+
+R = records_pb2
+
+
+def _date(value: R.Date, field: str, *, required: bool) -> date | None:
+    if not (value.year or value.month or value.day):
+        if required:
+            raise invalid_argument("DATE_REQUIRED", "A date is required.", field)
+        return None
+    try:
+        return date(value.year, value.month, value.day)
+    except ValueError as exc:
+        raise invalid_argument("INVALID_DATE", "The date is not valid.", field) from exc
+
+
+def _dedup_key(caller: Caller, vac: R.Vaccination, given: date) -> str:
+    """Same vaccine, date and lot is one vaccination: ALREADY_EXISTS. That answer tells
+    what the record holds, so it is given only about entries the caller may read back:
+    the patient side (who reads every entry) is checked against the entries the patient
+    side recorded and those recorded before this rule; anyone else only against the
+    entries they recorded themself (their subject is in the key)."""
+    parts = [vac.vaccine.code, vac.vaccine.display, given.isoformat(), vac.lot_number]
+    if not answers.may_read_back(caller):
+        parts.append(caller.subject)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _checked_dates(vac: R.Vaccination, now: datetime) -> date:
+    """The administration date, after the vaccine and both dates are checked."""
+    if not (vac.vaccine.code.strip() or vac.vaccine.display.strip()):
+        raise invalid_argument(
+            "VACCINE_REQUIRED", "The vaccine is required.", "vaccination.vaccine"
+        )
+    given = _date(vac.administration_date, "vaccination.administration_date", required=True)
+    assert given is not None
+    if given > now.date():
+        raise invalid_argument(
+            "ADMINISTRATION_DATE_IN_FUTURE",
+            "The administration date is in the future.",
+            "vaccination.administration_date",
+        )
+    booster = _date(vac.booster_date, "vaccination.booster_date", required=False)
+    if booster is not None and booster <= given:
+        raise invalid_argument(
+            "BOOSTER_BEFORE_ADMINISTRATION",
+            "The booster date must follow the administration.",
+            "vaccination.booster_date",
+        )
+    return given
+
+
+async def create_vaccination(
+    session: AsyncSession,
+    record: RecordContext,
+    request: R.CreateVaccinationRequest,
+    settings: RecordsSettings,
+    now: datetime,
+) -> R.Vaccination:
+    caller = record.caller
+    require_write(caller)
+    vac = request.vaccination
+    given = _checked_dates(vac, now)
+    dedup = _dedup_key(caller, vac, given)
+    if await health.vaccination_exists(session, record.pk, dedup):
+        raise already_exists("VACCINATION_ALREADY_EXISTS", "This vaccination is already recorded.")
+    vaccination_id = names.new_id()
+    stored = R.Vaccination()
+    stored.CopyFrom(vac)
+    stored.name = names.vaccination_name(record.dossier_id, vaccination_id)
+    author = caller_author(caller)
+    if caller.role is Role.PROFESSIONAL:
+        stored.professional.CopyFrom(author)
+    elif not stored.HasField("professional"):
+        stored.professional.CopyFrom(R.Author(kind=R.AUTHOR_KIND_PATIENT, display_name="Patient"))
+    stored.ClearField("provenance")
+    stored.provenance.author.CopyFrom(author)
+    stored.provenance.create_time.FromDatetime(now)
+    stored.provenance.last_updated_by.CopyFrom(author)
+    stored.provenance.update_time.FromDatetime(now)
+    dek = data_key(record.row, settings)
+    await health.add_vaccination(
+        session,
+        vaccination_id=vaccination_id,
+        dossier_pk=record.pk,
+        administration_date=given.isoformat(),
+        dedup_key=dedup,
+        sealed=crypto.seal(dek, stored.SerializeToString(deterministic=True), vaccination_id),
+        now=now,
+    )
+    return answers.vaccination(caller, stored)
+
+
+async def list_vaccinations(
+    session: AsyncSession,
+    record: RecordContext,
+    request: R.ListVaccinationsRequest,
+    settings: RecordsSettings,
+) -> R.ListVaccinationsResponse:
+    require_read(record.caller)
+    size = pagination.page_size(request.page_size, 50, 200)
+    key = token_key(settings)
+    fp = pagination.fingerprint(request.parent, record.caller.subject)
+    after: tuple[str, int] | None = None
+    if request.page_token:
+        pos = pagination.decode(key, request.page_token, fp)
+        day, last = str(pos.get("d", "")), pos.get("i")
+        if not isinstance(last, int):
+            raise invalid_argument("INVALID_PAGE_TOKEN", "The page token is invalid.", "page_token")
+        after = (day, last)
+    rows = await health.vaccinations_page(session, record.pk, after, size + 1)
+    dek = data_key(record.row, settings)
+    out = R.ListVaccinationsResponse()
+    for row in rows[:size]:
+        out.vaccinations.append(
+            R.Vaccination.FromString(open_content(dek, row.sealed, row.vaccination_id))
+        )
+    if len(rows) > size:
+        last_row = rows[size - 1]
+        out.next_page_token = pagination.encode(
+            key, fp, {"d": last_row.administration_date, "i": last_row.id}
+        )
+    return out
