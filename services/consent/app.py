@@ -1,4 +1,8 @@
-"""The consent service process: matrix, caches, records projection, servicer."""
+"""The consent service process: wires the matrix, caches, records projection and servicer.
+
+The app builds a `Runtime` once the database is open and hands it to the
+servicer; nothing below the app imports it.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from services.consent.directory_client import DirectoryClient
 from services.consent.log_writer import LogWriter
 from services.consent.models import outbox
 from services.consent.projection import RecordProjection, consumer_spec
+from services.consent.runtime import Runtime
 from services.consent.servicer import ConsentServicer
 from services.consent.settings import ConsentSettings
 
@@ -38,30 +43,33 @@ class ConsentApp(ServiceApp):
         self.consent_settings = settings
         self.matrix = matrix.load(settings.policy_path or None)
         self.directory = DirectoryClient(settings)
-        self._cache: SnapshotCache | None = None
-        self._log_writer: LogWriter | None = None
+        self._runtime: Runtime | None = None
         self.consumer: DurableConsumer | None = None
         self._changes: Subscription | None = None
-        self.servicer: ConsentServicer | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError("consent: not started")
+        return self._runtime
 
     @property
     def cache(self) -> SnapshotCache:
-        if self._cache is None:
-            raise RuntimeError("consent: not started")
-        return self._cache
-
-    @property
-    def log_writer(self) -> LogWriter:
-        if self._log_writer is None:
-            raise RuntimeError("consent: not started")
-        return self._log_writer
+        return self.runtime.cache
 
     async def start(self) -> None:
         await super().start()
         size = self.consent_settings.record_cache_size
-        self._cache = SnapshotCache(self.db, size)
-        self._log_writer = LogWriter(
-            self.db, size, single_writer=is_sqlite(self.settings.database_url)
+        self._runtime = Runtime(
+            settings=self.consent_settings,
+            matrix=self.matrix,
+            sessions=self.db,
+            cache=SnapshotCache(self.db, size),
+            log_writer=LogWriter(
+                self.db, size, single_writer=is_sqlite(self.settings.database_url)
+            ),
+            directory=self.directory,
+            wake_relay=self.wake_relay,
         )
         if self.js is not None and self.nc is not None:
             projection = RecordProjection(self.db, self.cache.invalidate, self.wake_relay)
@@ -91,6 +99,5 @@ class ConsentApp(ServiceApp):
         await super().stop()
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        self.servicer = ConsentServicer(self)
-        consent_pb2_grpc.add_ConsentServiceServicer_to_server(self.servicer, server)
+        consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(self.runtime), server)
         return [consent_pb2.DESCRIPTOR.services_by_name["ConsentService"].full_name]

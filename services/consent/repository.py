@@ -123,6 +123,11 @@ async def rule(session: AsyncSession, dossier: str, rule_id: str) -> Row[Any] | 
     return (await session.execute(_named(dossier, rule_id))).first()
 
 
+async def stored_rule(session: AsyncSession, dossier: str, rule_id: str) -> Row[Any]:
+    """A rule this transaction just wrote or read."""
+    return (await session.execute(_named(dossier, rule_id))).one()
+
+
 async def rule_by_id(session: AsyncSession, row_id: int) -> Row[Any]:
     return (await session.execute(select(access_rules).where(access_rules.c.id == row_id))).one()
 
@@ -176,7 +181,7 @@ async def insert_rule(
             revoker="",
         )
     )
-    return (await session.execute(_named(dossier, rule_id))).one()
+    return await stored_rule(session, dossier, rule_id)
 
 
 async def revoke(

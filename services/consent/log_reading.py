@@ -1,0 +1,160 @@
+"""Reading a record's access log: its entries (ListAccessHistory) and its chain (VerifyAccessLog).
+
+The patient (or a legal representative) reads and verifies their record's
+log; so does the platform (an internal principal), on a record in any state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dmp.authz.v1 import authz_pb2, principal_pb2
+from dmp.consent.v1 import consent_pb2
+from kit.db import utcnow
+from kit.errors import invalid_argument
+from services.consent import accesslog, guard, page_tokens, repository
+from services.consent.parse import dossier_of, page_size
+from services.consent.parse import rpps as check_rpps
+from services.consent.protos import entry_proto, timestamp
+from services.consent.runtime import Runtime
+
+A = authz_pb2
+C = consent_pb2
+P = principal_pb2
+
+_VERIFY_BATCH = 2000
+
+
+async def _check_reader(
+    rt: Runtime, principal: principal_pb2.Principal, dossier: str, method: str
+) -> None:
+    if principal.kind == P.PRINCIPAL_KIND_INTERNAL:
+        if await rt.cache.record(dossier) is None:
+            raise guard.no_record()
+        return
+    await guard.permit(rt, principal, method, A.ACTION_READ_ACCESS_LOG, dossier, now=utcnow())
+
+
+def _time_range(
+    request: consent_pb2.ListAccessHistoryRequest,
+) -> tuple[datetime | None, datetime | None]:
+    if not request.HasField("time_range"):
+        return None, None
+    tr = request.time_range
+    start = tr.start_time.ToDatetime(tzinfo=UTC) if tr.HasField("start_time") else None
+    end = tr.end_time.ToDatetime(tzinfo=UTC) if tr.HasField("end_time") else None
+    if start is not None and end is not None and start >= end:
+        raise invalid_argument(
+            "INVALID_TIME_RANGE", "start_time must precede end_time.", "time_range"
+        )
+    return start, end
+
+
+async def list_history(
+    rt: Runtime,
+    principal: principal_pb2.Principal,
+    request: consent_pb2.ListAccessHistoryRequest,
+) -> consent_pb2.ListAccessHistoryResponse:
+    """The record's entries newest first, with the professionals' names of the directory."""
+    dossier = dossier_of(request.parent, "parent")
+    size = page_size(request.page_size, 50, 500)
+    start, end = _time_range(request)
+    if request.professional_rpps:
+        check_rpps(request.professional_rpps)
+    modes = sorted(set(request.modes))
+    signature = page_tokens.query_signature(
+        dossier, start, end, request.professional_rpps, modes, int(request.decision)
+    )
+    after = page_tokens.decode(request.page_token, signature)
+    await _check_reader(rt, principal, dossier, "ListAccessHistory")
+    async with rt.sessions() as session:
+        rows = await repository.history_page(
+            session,
+            dossier,
+            start=start,
+            end=end,
+            rpps=request.professional_rpps,
+            modes=modes,
+            decision=int(request.decision),
+            before=after,
+            limit=size + 1,
+        )
+    more = len(rows) > size
+    rows = rows[:size]
+    rpps_set = sorted({r.rpps for r in rows if r.rpps})
+    names = dict(
+        zip(
+            rpps_set,
+            await asyncio.gather(*(rt.directory.display_name(r) for r in rpps_set)),
+            strict=True,
+        )
+    )
+    response = C.ListAccessHistoryResponse(
+        entries=[entry_proto(r, names.get(r.rpps, r.rpps)) for r in rows]
+    )
+    if more:
+        response.next_page_token = page_tokens.encode(int(rows[-1].sequence), signature)
+    return response
+
+
+async def verify(
+    rt: Runtime,
+    principal: principal_pb2.Principal,
+    request: consent_pb2.VerifyAccessLogRequest,
+) -> consent_pb2.VerifyAccessLogResponse:
+    """Recompute the record's chain; an anchor (a head the caller kept) must still be in it."""
+    dossier = dossier_of(request.parent, "parent")
+    if request.anchor_hash and (len(request.anchor_hash) != 64 or request.anchor_sequence <= 0):
+        raise invalid_argument("INVALID_ANCHOR", "Malformed anchor.", "anchor_hash")
+    await _check_reader(rt, principal, dossier, "VerifyAccessLog")
+    report, anchor_row = await verify_chain(rt.sessions, dossier, request.anchor_sequence)
+    response = C.VerifyAccessLogResponse(
+        ok=report.ok,
+        verified_entry_count=report.verified,
+        head_hash=report.head_hash,
+        head_sequence=report.head_sequence,
+        verify_time=timestamp(utcnow()),
+    )
+    if not report.ok:
+        response.first_broken_entry = f"{dossier}/accessLog/{report.broken_entry_id}"
+        response.first_broken_sequence = report.broken_sequence
+        response.chain_break = report.chain_break  # type: ignore[assignment]
+    elif request.anchor_hash and (anchor_row is None or anchor_row[1] != request.anchor_hash):
+        response.ok = False
+        response.first_broken_sequence = request.anchor_sequence
+        response.chain_break = (
+            C.CHAIN_BREAK_SEQUENCE_GAP if anchor_row is None else C.CHAIN_BREAK_ENTRY_HASH_MISMATCH
+        )
+        if anchor_row is not None:
+            response.first_broken_entry = f"{dossier}/accessLog/{anchor_row[0]}"
+    return response
+
+
+async def verify_chain(
+    sessions: async_sessionmaker[AsyncSession],
+    dossier: str,
+    anchor_sequence: int = 0,
+    batch: int = _VERIFY_BATCH,
+) -> tuple[accesslog.ChainReport, tuple[str, str] | None]:
+    """Recompute `dossier`'s chain in sequence order, batch by batch; the anchor's
+    (entry id, entry hash) when `anchor_sequence` is in the log."""
+    verifier = accesslog.ChainVerifier()
+    anchor: tuple[str, str] | None = None
+    last = 0
+    async with sessions() as session:
+        while True:
+            rows = await repository.chain_batch(session, dossier, last, batch)
+            if not rows:
+                break
+            mappings = [r._mapping for r in rows]
+            for m in mappings:
+                if anchor_sequence and int(m["sequence"]) == anchor_sequence:
+                    anchor = (str(m["entry_id"]), str(m["entry_hash"]))
+            if not verifier.feed(cast(Any, mappings)):
+                break
+            last = int(rows[-1].sequence)
+    return verifier.report(), anchor
