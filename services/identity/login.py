@@ -1,4 +1,10 @@
-"""Login (password, then one-time code), token refresh and logout."""
+"""Login (password, then one-time code), token refresh and logout.
+
+Wrong passwords are counted per identifier (`login_throttle`): past
+`DMP_LOGIN_MAX_FAILURES` within `DMP_LOGIN_FAILURE_WINDOW_S`, StartLogin answers
+RESOURCE_EXHAUSTED LOGIN_THROTTLED for `DMP_LOGIN_THROTTLE_S`, the same for every
+caller of that identifier.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from kit.errors import (
 )
 from kit.idempotency import ANONYMOUS, Key
 from kit.logs import get_logger
-from services.identity import login_sessions, notifier, otp
+from services.identity import login_sessions, login_throttle, notifier, otp
 from services.identity.login_sessions import Refresh, account_name, session_name
 from services.identity.models import accounts
 from services.identity.runtime import Runtime
@@ -44,6 +50,24 @@ def timestamp(value: object) -> Timestamp:
 
 def invalid_credentials() -> ServiceError:
     return unauthenticated("INVALID_CREDENTIALS", "Wrong identifier or password.")
+
+
+def login_throttled(retry_after_s: float) -> ServiceError:
+    """The same for every identifier, account or not, and whatever the password."""
+    return resource_exhausted(
+        "LOGIN_THROTTLED",
+        "Too many failed logins with this identifier; try again later.",
+        retry_after_s,
+    )
+
+
+def throttle_limits(rt: Runtime) -> login_throttle.Limits:
+    s = rt.settings
+    return login_throttle.Limits(
+        max_failures=s.login_max_failures,
+        window=s.login_failure_window,
+        throttle=s.login_throttle,
+    )
 
 
 @dataclass(frozen=True)
@@ -87,10 +111,17 @@ async def start_login(
                 select(accounts.c.id, accounts.c.password_hash).where(accounts.c.ins == ins)
             )
         ).one_or_none()
+    # Charged before the password is checked (login_throttle): a throttled identifier is
+    # refused whether or not it has an account and whatever the password.
+    mac = login_throttle.identifier_mac(rt.pepper, ins)
+    throttled = await login_throttle.charge(rt.db, mac, rt.clock(), throttle_limits(rt))
+    if throttled is not None:
+        raise login_throttled(throttled)
     # Outside any transaction: argon2 takes tens of ms. No account → dummy hash, same cost.
     if not await rt.passwords.verify(row.password_hash if row else None, password):
         raise invalid_credentials()
     assert row is not None
+    await login_throttle.clear(rt.db, mac)
     now = rt.clock()
     new_hash = (
         await rt.passwords.hash(password) if rt.passwords.needs_rehash(row.password_hash) else None

@@ -127,6 +127,18 @@ cards = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Login attempts per identifier (services/identity/login_throttle.py): the INS only as
+# HMAC-SHA256 under the pepper, whether or not an account has it.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("identifier_mac", LargeBinary(32), primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("throttled_until", UTCDateTime, nullable=True),
+    Index("ix_login_failures_window_start", "window_start"),
+)
+
 # Processed mutations (AIP-155), in the shape every service shares.
 processed_requests = processed_requests_table(metadata)
 
@@ -137,6 +149,7 @@ __all__ = [
     "cards",
     "challenges",
     "creation_codes",
+    "login_failures",
     "metadata",
     "outbox",
     "processed_requests",

@@ -45,6 +45,20 @@ class IdentitySettings(ServiceSettings):
     throttle_s: int = Field(
         default=900, gt=0, description="How long an account stays throttled after a lockout."
     )
+    login_max_failures: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Wrong passwords for one login identifier within login_failure_window_s "
+        "before StartLogin answers LOGIN_THROTTLED for it (account or not, password right or "
+        "not) for login_throttle_s.",
+    )
+    login_failure_window_s: int = Field(
+        default=900, gt=0, description="Wrong passwords older than this are forgotten."
+    )
+    login_throttle_s: int = Field(
+        default=900, gt=0, description="How long a login identifier stays throttled."
+    )
     creation_code_ttl_s: int = Field(default=72 * 3600, gt=0)
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost: int = Field(default=65536, ge=8, description="KiB.")
@@ -85,6 +99,14 @@ class IdentitySettings(ServiceSettings):
     @property
     def throttle(self) -> timedelta:
         return timedelta(seconds=self.throttle_s)
+
+    @property
+    def login_failure_window(self) -> timedelta:
+        return timedelta(seconds=self.login_failure_window_s)
+
+    @property
+    def login_throttle(self) -> timedelta:
+        return timedelta(seconds=self.login_throttle_s)
 
     @property
     def creation_code_ttl(self) -> timedelta:
