@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 
 from gateway.authn import Authenticator, Caller
 from gateway.authz import Decisions
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, client_address
 from gateway.routing import Route
 from kit import principal as principals
 from kit import tracing
@@ -91,12 +91,29 @@ def internal_error() -> ServiceError:
 
 
 class Gate:
-    """Authentication, rate limit and authorization of one call."""
+    """Authentication, rate limit and authorization of one call.
 
-    def __init__(self, authn: Authenticator, decisions: Decisions, limiter: RateLimiter) -> None:
+    An authenticated call spends a token of its caller's bucket (`limiter`); a call
+    without a credential, anonymous method or not, one of its client address's
+    bucket (`anonymous`, keyed by `client_address(context.peer())`), before its
+    request is decoded or anything is sent upstream. Both answer RESOURCE_EXHAUSTED
+    RATE_LIMITED with a retry delay.
+    """
+
+    def __init__(
+        self,
+        authn: Authenticator,
+        decisions: Decisions,
+        limiter: RateLimiter,
+        anonymous: RateLimiter,
+        *,
+        ipv6_prefix: int = 64,
+    ) -> None:
         self.authn = authn
         self.decisions = decisions
         self.limiter = limiter
+        self.anonymous = anonymous
+        self.ipv6_prefix = ipv6_prefix
 
     async def admit(
         self, route: Route, context: grpc.aio.ServicerContext, first_request: bytes
@@ -109,6 +126,7 @@ class Gate:
         base, authorizations, traceparent = _forward_metadata(context, None)
         caller: Caller | None = await self.authn.authenticate(context, authorizations, traceparent)
         if caller is None:
+            self.anonymous.take(client_address(context.peer(), self.ipv6_prefix))
             if option.anonymous:
                 check_decodes(route, first_request)
                 return base

@@ -54,6 +54,34 @@ class GatewaySettings(ServiceSettings):
     )
     rate_limit_per_s: float = Field(default=200.0, gt=0, description="Refill per principal.")
     rate_limit_burst: float = Field(default=400.0, ge=1, description="Bucket size per principal.")
+    # Calls without a credential (StartLogin, VerifyOneTimeCode, RefreshToken,
+    # RegisterPatientAccount, RecoverCredentials, ...) are limited per client address, as
+    # `context.peer()` gives it. Behind a load balancer that address must be the client's:
+    # the `gateway` and `gateway-patient` Services (deploy/k8s/base/gateway.yaml) are L4
+    # LoadBalancers with `externalTrafficPolicy: Local`, which keeps the source address (no
+    # SNAT to a node's). A proxy or a Service without it would put every client in one
+    # bucket; PROXY protocol is not read. Many patients may share one IPv4 address (carrier
+    # NAT), so the defaults leave room for sign-ups and token refreshes of a crowd; password
+    # guessing on one identifier is bounded by identity (DMP_LOGIN_MAX_FAILURES).
+    anonymous_rate_limit_per_s: float = Field(
+        default=5.0, gt=0, description="Refill per client address of calls without a credential."
+    )
+    anonymous_rate_limit_burst: float = Field(
+        default=50.0, ge=1, description="Bucket size per client address."
+    )
+    anonymous_rate_limit_max_addresses: int = Field(
+        default=100_000,
+        ge=1,
+        description="Address buckets kept (about 250 bytes each); past it the least recently "
+        "used one is forgotten. Full buckets are forgotten anyway.",
+    )
+    anonymous_ipv6_prefix: int = Field(
+        default=64,
+        ge=32,
+        le=128,
+        description="IPv6 clients share one bucket per network of this prefix length (a host "
+        "can use every address of its /64).",
+    )
     invalidate_on_events: bool = Field(
         default=True, description="Subscribe to dmp.consent.changed to drop cached decisions."
     )
