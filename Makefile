@@ -41,6 +41,7 @@ lint: $(STAMP) $(BUF)
 	$(VENV)/bin/mypy kit services gateway dmp_cli dmp_dev
 	$(VENV)/bin/lint-imports
 	$(BUF) lint
+	$(PY) -m dmp_dev.tools.buf_breaking --buf $(BUF)
 
 ## make gen: regenerate the committed Python package dmp/ from protos/ (reproducible).
 gen: $(STAMP)
