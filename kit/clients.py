@@ -1,12 +1,34 @@
-"""Service-to-service gRPC channels and the internal principal they present."""
+"""Service-to-service gRPC channels: options, retry policy, and the internal principal they present.
+
+Retries are gRPC's own (a `retryPolicy` in the channel's service config), not loops around
+calls: an attempt that ends UNAVAILABLE (peer restarting, connection refused, a replica
+draining) is tried again, at most `MAX_ATTEMPTS` times in all with a short exponential
+backoff, within the call's deadline, and only for methods a second attempt cannot harm:
+- requests with a `request_id` (AIP-155): the service deduplicates them, so a retry of an
+  attempt that did commit gets the first answer back;
+- reads (`READ_VERBS`: AIP Get/List/Search and the custom reads Verify/Resolve), which
+  have no side effect.
+Any other method is never retried (deny by default; tests/kit/test_kit_clients.py fails
+when a platform method is neither). Throttling stops retries while most calls to a peer
+fail, so an outage does not triple the load on the peer when it comes back. A call whose
+request is larger than gRPC's per-call retry buffer (256 KiB) is not retried.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
+from functools import cache
 
 import grpc
+from google.protobuf.descriptor import FileDescriptor, MethodDescriptor
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
+from dmp.consent.v1 import consent_pb2
+from dmp.history.v1 import history_pb2
+from dmp.identity.v1 import identity_pb2
+from dmp.notify.v1 import notify_pb2
+from dmp.records.v1 import records_pb2
 from kit import principal as principals
 
 # gRPC's default reconnect backoff (1 s, x1.6, up to 120 s) keeps a channel failing fast for
@@ -17,17 +39,69 @@ RECONNECT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.min_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+PLATFORM_FILES: tuple[FileDescriptor, ...] = (
+    identity_pb2.DESCRIPTOR,
+    records_pb2.DESCRIPTOR,
+    consent_pb2.DESCRIPTOR,
+    notify_pb2.DESCRIPTOR,
+    history_pb2.DESCRIPTOR,
+)
+READ_VERBS = ("Get", "List", "Search", "Verify", "Resolve")
+MAX_ATTEMPTS = 3
+RETRY_POLICY = {
+    "maxAttempts": MAX_ATTEMPTS,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "1s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+# A failure costs a token, a success gives 0.1 back; below 5 of 10 tokens, no retries.
+RETRY_THROTTLING = {"maxTokens": 10, "tokenRatio": 0.1}
+
+
+def retry_safe(method: MethodDescriptor) -> bool:
+    """Whether a second attempt of `method` cannot do harm (see the module docstring)."""
+    return "request_id" in method.input_type.fields_by_name or method.name.startswith(READ_VERBS)
+
+
+def platform_methods() -> Iterator[MethodDescriptor]:
+    for file in PLATFORM_FILES:
+        for service in file.services_by_name.values():
+            yield from service.methods
+
+
+@cache
+def service_config() -> str:
+    """The JSON service config of every platform channel (one entry per retried method)."""
+    names = [
+        {"service": method.containing_service.full_name, "method": method.name}
+        for method in platform_methods()
+        if retry_safe(method)
+    ]
+    return json.dumps(
+        {
+            "methodConfig": [{"name": names, "retryPolicy": RETRY_POLICY}],
+            "retryThrottling": RETRY_THROTTLING,
+        }
+    )
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, str | int]]:
+    """Options of a channel to a platform service (the gateway's upstreams use them too)."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        *RECONNECT_OPTIONS,
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", service_config()),
+    ]
 
 
 def channel(target: str, max_message_bytes: int = 32 * 1024 * 1024) -> grpc.aio.Channel:
     """A long-lived channel with trace propagation; create once, reuse for every call."""
     return grpc.aio.insecure_channel(
         target,
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            *RECONNECT_OPTIONS,
-        ],
+        options=channel_options(max_message_bytes),
         interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
     )
 
