@@ -37,7 +37,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.revocations import CLOCK_MARGIN_S, RevocationFeed, RevokedSessions
 from gateway.routing import build_routes, targets
 from gateway.settings import GatewaySettings
-from kit.clients import RECONNECT_OPTIONS, InternalCredentials
+from kit.clients import InternalCredentials, channel_options
 from kit.logs import get_logger
 from kit.metrics import MetricsServer, serve_metrics
 from kit.observe import InstrumentedHandler, RpcObserver
@@ -88,14 +88,8 @@ class RunningGateway:
 
 def _upstream(target: str, max_bytes: int) -> grpc.aio.Channel:
     # No client interceptors on the hot path: trace headers are forwarded as metadata.
-    return grpc.aio.insecure_channel(
-        target,
-        options=[
-            ("grpc.max_receive_message_length", max_bytes),
-            ("grpc.max_send_message_length", max_bytes),
-            *RECONNECT_OPTIONS,
-        ],
-    )
+    # kit's options: reconnect backoff and the retry policy (UNAVAILABLE, safe methods only).
+    return grpc.aio.insecure_channel(target, options=channel_options(max_bytes))
 
 
 def _read_material(
