@@ -10,7 +10,7 @@ from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2, history_pb2_grpc
 from kit import pagination
 from kit.context import require_principal
-from kit.errors import permission_denied
+from kit.errors import invalid_argument, permission_denied
 from kit.principal import require_kind
 from services.history_feed import reading
 from services.history_feed.ingest import run_ingest, today_in_france
@@ -62,8 +62,6 @@ class HistoryFeedServicer(history_pb2_grpc.HistoryFeedServiceServicer):
             try:
                 since = to_date(request.since_date, "INVALID_SINCE_DATE", "since_date")
             except LineError as exc:
-                from kit.errors import invalid_argument
-
                 raise invalid_argument(exc.reason, exc.detail, "since_date") from None
         return await self._app.backfill(
             dossier=request.dossier,
