@@ -18,6 +18,7 @@ from dmp.consent.v1 import consent_pb2, consent_pb2_grpc, events_pb2
 from kit.consumer import DurableConsumer
 from kit.db import is_sqlite
 from kit.logs import get_logger
+from kit.pagination import PageTokens
 from kit.server import ServiceApp
 from services.consent import matrix, published
 from services.consent.cache import SnapshotCache
@@ -69,6 +70,7 @@ class ConsentApp(ServiceApp):
                 self.db, size, single_writer=is_sqlite(self.settings.database_url)
             ),
             directory=self.directory,
+            page_tokens=PageTokens.for_service(self.settings, self.name),
             wake_relay=self.wake_relay,
         )
         if self.js is not None and self.nc is not None:

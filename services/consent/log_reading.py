@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2
+from kit import pagination
 from kit.db import utcnow
 from kit.errors import invalid_argument
-from services.consent import accesslog, guard, page_tokens, repository
-from services.consent.parse import dossier_of, page_size
+from services.consent import accesslog, guard, repository
+from services.consent.parse import dossier_of
 from services.consent.parse import rpps as check_rpps
 from services.consent.protos import entry_proto, timestamp
 from services.consent.runtime import Runtime
@@ -61,15 +62,23 @@ async def list_history(
 ) -> consent_pb2.ListAccessHistoryResponse:
     """The record's entries newest first, with the professionals' names of the directory."""
     dossier = dossier_of(request.parent, "parent")
-    size = page_size(request.page_size, 50, 500)
+    size = pagination.page_size(request.page_size, 50, 500)
     start, end = _time_range(request)
     if request.professional_rpps:
         check_rpps(request.professional_rpps)
     modes = sorted(set(request.modes))
-    signature = page_tokens.query_signature(
-        dossier, start, end, request.professional_rpps, modes, int(request.decision)
+    # A token continues one caller's reading of one filter.
+    bound = pagination.fingerprint(
+        dossier,
+        start,
+        end,
+        request.professional_rpps,
+        modes,
+        int(request.decision),
+        principal.subject,
     )
-    after = page_tokens.decode(request.page_token, signature)
+    position = rt.page_tokens.read(request.page_token, bound)
+    after = None if position is None else position.integer("sequence")
     await _check_reader(rt, principal, dossier, "ListAccessHistory")
     async with rt.sessions() as session:
         rows = await repository.history_page(
@@ -97,7 +106,7 @@ async def list_history(
         entries=[entry_proto(r, names.get(r.rpps, r.rpps)) for r in rows]
     )
     if more:
-        response.next_page_token = page_tokens.encode(int(rows[-1].sequence), signature)
+        response.next_page_token = rt.page_tokens.issue({"sequence": int(rows[-1].sequence)}, bound)
     return response
 
 

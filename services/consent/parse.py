@@ -1,4 +1,4 @@
-"""Request fields consent reads: resource names, RPPS numbers, page sizes.
+"""Request fields consent reads: resource names and RPPS numbers.
 
 Malformed values are INVALID_ARGUMENT with the field, before anything is read
 or written. `patients/{ins}/dossier` is the one name resolved through the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from kit import ins as kit_ins
+from kit import rpps as kit_rpps
 from kit.errors import invalid_argument
 from services.consent.cache import SnapshotCache
 from services.consent.guard import no_record
@@ -17,7 +18,6 @@ from services.consent.guard import no_record
 _PATIENT_DOSSIER_RE = re.compile(r"patients/([0-9A-Za-z]{15})/dossier")
 _DOSSIER_RE = re.compile(r"^(dossiers/[A-Za-z0-9._~-]{1,64})(?:/.*)?$")
 _RULE_RE = re.compile(r"^(dossiers/[A-Za-z0-9._~-]{1,64})/accessRules/([A-Za-z0-9-]{1,64})$")
-_RPPS_RE = re.compile(r"^\d{11}$")
 
 
 def dossier_of(value: str, field: str) -> str:
@@ -39,15 +39,9 @@ def rule_of(value: str) -> tuple[str, str]:
 
 
 def rpps(value: str, field: str = "professional_rpps") -> str:
-    if not _RPPS_RE.match(value or ""):
-        raise invalid_argument("INVALID_RPPS", "An RPPS number has 11 digits.", field)
-    return value
-
-
-def page_size(value: int, default: int, maximum: int) -> int:
-    if value < 0:
-        raise invalid_argument("INVALID_PAGE_SIZE", "page_size must be positive.", "page_size")
-    return min(value or default, maximum)
+    """The platform's one RPPS rule (11 ASCII digits, INVALID_RPPS); consent does not check
+    the Luhn digit: identity's directory does where numbers enter the platform."""
+    return kit_rpps.validate(value, field)
 
 
 async def dossier_named(cache: SnapshotCache, value: str, field: str) -> str:

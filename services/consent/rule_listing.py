@@ -12,9 +12,10 @@ from sqlalchemy import Row
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2
+from kit import pagination
 from kit.db import utcnow
-from services.consent import guard, page_tokens, repository
-from services.consent.parse import dossier_of, page_size
+from services.consent import guard, repository
+from services.consent.parse import dossier_of
 from services.consent.protos import effective_state, rule_proto
 from services.consent.runtime import Runtime
 
@@ -29,10 +30,12 @@ async def list_rules(
 ) -> consent_pb2.ListAccessRulesResponse:
     """The record's rules, newest first; rules past their expiry read as inactive."""
     dossier = dossier_of(request.parent, "parent")
-    size = page_size(request.page_size, 50, 200)
+    size = pagination.page_size(request.page_size, 50, 200)
     kinds = sorted(set(request.kinds))
-    signature = page_tokens.query_signature(dossier, kinds, request.show_inactive)
-    after = page_tokens.decode(request.page_token, signature)
+    # A token continues one caller's listing of one filter.
+    bound = pagination.fingerprint(dossier, kinds, request.show_inactive, principal.subject)
+    position = rt.page_tokens.read(request.page_token, bound)
+    after = None if position is None else position.integer("id")
     now = utcnow()
     await guard.permit(
         rt, principal, "ListAccessRules", A.ACTION_READ_ACCESS_RULES, dossier, now=now
@@ -66,5 +69,5 @@ async def list_rules(
                 break
     response = C.ListAccessRulesResponse(access_rules=[rule_proto(r, now) for r in rows])
     if more and rows:
-        response.next_page_token = page_tokens.encode(rows[-1].id, signature)
+        response.next_page_token = rt.page_tokens.issue({"id": int(rows[-1].id)}, bound)
     return response

@@ -1,4 +1,5 @@
-"""What consent's RPC handlers share: settings, policy, database, caches, log writer, directory.
+"""What consent's RPC handlers share: settings, policy, database, caches, log writer,
+directory client, page tokens.
 
 The app builds it once the database is open and hands it to the servicer, so the
 handlers never reach back into the app (no app ↔ servicer import cycle).
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
 from kit.idempotency import Key, Ledger
+from kit.pagination import PageTokens
 from services.consent.cache import SnapshotCache
 from services.consent.directory_client import DirectoryClient
 from services.consent.log_writer import LogAppender, LogWriter
@@ -40,6 +42,7 @@ class Runtime:
     cache: SnapshotCache
     log_writer: LogWriter
     directory: DirectoryClient
+    page_tokens: PageTokens
     #: Tell the outbox relay an event was queued (it would find it at its next poll).
     wake_relay: Callable[[], None]
     requests: Ledger = field(default=REQUESTS)
