@@ -142,16 +142,12 @@ class SendOneTimeCodeRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
     DESTINATION_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    """Idempotency key (UUID; 1 to 64 characters of [A-Za-z0-9._:-]): a retried
-    request with the same id sends nothing more.
-    """
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     channel: Global___Channel.ValueType
     """Channel to use."""
     destination: _builtins.str
@@ -160,6 +156,10 @@ class SendOneTimeCodeRequest(_message.Message):
     """The 6-digit code; only ever placed in the message body, never stored or logged."""
     purpose: Global___CodePurpose.ValueType
     """Why the code is sent (selects the template)."""
+    request_id: _builtins.str
+    """Idempotency key (UUID; 1 to 64 characters of [A-Za-z0-9._:-]): a retried
+    request with the same id sends nothing more.
+    """
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """When the code stops being valid (shown to the patient); must be in the
@@ -169,12 +169,12 @@ class SendOneTimeCodeRequest(_message.Message):
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         channel: Global___Channel.ValueType = ...,
         destination: _builtins.str = ...,
         code: _builtins.str = ...,
         purpose: Global___CodePurpose.ValueType = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -212,9 +212,7 @@ Global___SendOneTimeCodeResponse: _TypeAlias = SendOneTimeCodeResponse  # noqa: 
 
 @_typing.final
 class ContactPreferences(_message.Message):
-    """A patient's contact preferences.
-    Resource name: `patients/{patient}/contactPreferences`.
-    """
+    """A patient's contact preferences, a singleton of the patient."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -224,7 +222,7 @@ class ContactPreferences(_message.Message):
     CHOICES_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name."""
+    """Resource name `patients/{patient}/contactPreferences`."""
     email: _builtins.str
     """E-mail address; empty when none."""
     mobile_phone: _builtins.str
@@ -235,7 +233,7 @@ class ContactPreferences(_message.Message):
 
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. Last change."""
+        """Last change."""
 
     def __init__(
         self,
@@ -294,7 +292,9 @@ class SetContactPreferencesRequest(_message.Message):
     """Idempotency key (UUID)."""
     @_builtins.property
     def contact_preferences(self) -> Global___ContactPreferences:
-        """The new preferences (name identifies the patient)."""
+        """The new preferences, replacing the old ones whole (`name` identifies the
+        patient).
+        """
 
     def __init__(
         self,
@@ -334,9 +334,7 @@ Global___GetContactPreferencesRequest: _TypeAlias = GetContactPreferencesRequest
 
 @_typing.final
 class Notification(_message.Message):
-    """A notification sent (or being sent) to a patient; never holds medical content.
-    Resource name: `patients/{patient}/notifications/{notification}`.
-    """
+    """A notification sent (or being sent) to a patient; never holds medical content."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -349,7 +347,7 @@ class Notification(_message.Message):
     SEND_TIME_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name."""
+    """Resource name `patients/{patient}/notifications/{notification}`."""
     kind: Global___NotificationKind.ValueType
     """What it was about."""
     channel: Global___Channel.ValueType
