@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client
@@ -216,9 +217,4 @@ def run_app(app: ServiceApp) -> None:
         otlp_endpoint=settings.otlp_endpoint,
         sample_ratio=settings.trace_sample_ratio,
     )
-    try:
-        import uvloop
-
-        uvloop.run(_serve_forever(app))
-    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
-        asyncio.run(_serve_forever(app))
+    uvloop.run(_serve_forever(app))  # a pinned dependency (MEASURED.md: +12-16% gRPC throughput)

@@ -33,6 +33,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kit.settings import ServiceSettings
 
@@ -775,9 +777,6 @@ def test_dev_values_pass_the_settings_validators(
 
 
 def test_dev_token_key_pair_matches() -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     secret = one(render("dev"), "Secret", "dmp-identity-token-signing")["data"]
     private = serialization.load_pem_private_key(
         base64.b64decode(secret["token_signing_key.pem"]), password=None
