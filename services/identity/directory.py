@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.identity.v1 import events_pb2, identity_pb2
-from kit import codes, rpps
+from kit import codes, filtering, rpps
 from kit.errors import already_exists, invalid_argument, not_found
 from services.identity import events, validation
 from services.identity.models import cards, professional_certificates, professionals
@@ -35,6 +35,8 @@ ROLE_VALUES = {name: value for value, name in ROLE_NAMES.items()}
 MAX_CERTIFICATES = 20
 MAX_CERTIFICATE_BYTES = 16 * 1024
 DEFAULT_PAGE_SIZE = 50
+#: ListProfessionals' AIP-160 filter: one profession at most.
+LIST_FILTER = {"profession_code": filtering.Field("string")}
 MAX_PAGE_SIZE = 200
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -324,6 +326,19 @@ def _card_message(row: Row[Any]) -> identity_pb2.Card:
     )
     card.create_time.FromDatetime(row.created_at)
     return card
+
+
+def profession_filter(text: str) -> str:
+    """The profession ListProfessionals' `filter` keeps; empty for every profession."""
+    wanted = filtering.one_of(filtering.parse(text, LIST_FILTER), "profession_code")
+    if len(wanted) > 1:
+        raise invalid_argument(
+            filtering.REASON, "Invalid filter: one profession_code at most.", "filter"
+        )
+    profession = str(wanted[0]) if wanted else ""
+    if profession and not codes.is_valid("professions", profession):
+        raise invalid_argument("PROFESSION_UNKNOWN", "Unknown profession code.", "filter")
+    return profession
 
 
 async def list_page(

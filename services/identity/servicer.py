@@ -10,7 +10,7 @@ import grpc
 
 from dmp.authz.v1 import principal_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
-from kit import codes, ins, pagination
+from kit import ins, pagination
 from kit.context import current_principal
 from kit.db import transaction
 from kit.errors import invalid_argument
@@ -151,11 +151,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         size = pagination.page_size(
             request.page_size, directory.DEFAULT_PAGE_SIZE, directory.MAX_PAGE_SIZE
         )
-        profession = check.bounded(request.profession_code, "profession_code", 8)
-        if profession and not codes.is_valid("professions", profession):
-            raise invalid_argument(
-                "PROFESSION_UNKNOWN", "Unknown profession code.", "profession_code"
-            )
+        profession = directory.profession_filter(request.filter)
         bound = pagination.fingerprint(profession)  # a token is bound to its filter
         position = self._page_tokens.read(request.page_token, bound)
         after = "" if position is None else position.text("a")

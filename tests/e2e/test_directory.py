@@ -20,7 +20,7 @@ async def test_a_doctor_and_a_patient_look_up_a_pharmacist(stack: LiveStack) -> 
 
     patient = identity_pb2_grpc.IdentityServiceStub(stack.patient_channel())
     listed = await patient.ListProfessionals(
-        ID.ListProfessionalsRequest(profession_code="21"),
+        ID.ListProfessionalsRequest(filter='profession_code = "21"'),
         metadata=patient_md(stack, make_ins()),
         timeout=10,
     )

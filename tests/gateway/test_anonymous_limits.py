@@ -215,14 +215,16 @@ async def test_a_flood_from_one_address_is_limited_and_others_are_not(
     found = await doctor.GetProfessional(ID.GetProfessionalRequest(name=name), timeout=10)
     assert found.rpps == rpps("pharmacist")
     listed = await flood.ListProfessionals(
-        ID.ListProfessionalsRequest(profession_code="21"),
+        ID.ListProfessionalsRequest(filter='profession_code = "21"'),
         metadata=bearer(limited.token(make_ins())),
         timeout=10,
     )
     assert rpps("pharmacist") in [p.rpps for p in listed.professionals]
     # A call without credential to another method spends the address's tokens too.
     error = await failing(
-        flood.ListProfessionals(ID.ListProfessionalsRequest(profession_code="21"), timeout=10)
+        flood.ListProfessionals(
+            ID.ListProfessionalsRequest(filter='profession_code = "21"'), timeout=10
+        )
     )
     assert reason(error) == RATE_LIMITED
     # The address gets through again once its bucket has refilled.

@@ -177,7 +177,7 @@ async def test_list_pages_and_filter(stub) -> None:
     while True:
         page = await stub.ListProfessionals(
             identity_pb2.ListProfessionalsRequest(
-                page_size=2, page_token=token, profession_code="28"
+                page_size=2, page_token=token, filter='profession_code = "28"'
             ),
             metadata=md(READER, "ListProfessionals"),
         )
@@ -192,7 +192,7 @@ async def test_list_pages_and_filter(stub) -> None:
     assert pages == 3
     # A token is bound to its filter.
     first = await stub.ListProfessionals(
-        identity_pb2.ListProfessionalsRequest(page_size=1, profession_code="28"),
+        identity_pb2.ListProfessionalsRequest(page_size=1, filter='profession_code = "28"'),
         metadata=md(READER, "ListProfessionals"),
     )
     with pytest.raises(grpc.aio.AioRpcError) as exc:

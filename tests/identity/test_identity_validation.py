@@ -131,8 +131,13 @@ CASES: list[Case] = [
     ),
     (
         "ListProfessionals",
-        lambda: identity_pb2.ListProfessionalsRequest(profession_code="999"),
+        lambda: identity_pb2.ListProfessionalsRequest(filter='profession_code = "999"'),
         "PROFESSION_UNKNOWN",
+    ),
+    (
+        "ListProfessionals",
+        lambda: identity_pb2.ListProfessionalsRequest(filter="profession = 10"),
+        "INVALID_FILTER",
     ),
     (
         "GetProfessional",

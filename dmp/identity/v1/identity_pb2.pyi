@@ -117,7 +117,7 @@ Global___ProfessionalRole: _TypeAlias = ProfessionalRole  # noqa: Y015
 
 @_typing.final
 class Account(_message.Message):
-    """A patient account. Resource name: `accounts/{account}`."""
+    """A patient account."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -128,7 +128,7 @@ class Account(_message.Message):
     CODE_CHANNEL_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name."""
+    """Resource name `accounts/{account}`."""
     ins: _builtins.str
     """INS of the patient (15 characters: NIR + key; "2A"/"2B" for Corsica)."""
     masked_email: _builtins.str
@@ -139,7 +139,7 @@ class Account(_message.Message):
     """Where one-time codes go."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. Creation time."""
+        """Creation time."""
 
     def __init__(
         self,
@@ -165,21 +165,21 @@ class StartLoginRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     IDENTIFIER_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    """Idempotency key (UUID)."""
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     identifier: _builtins.str
     """Login identifier: the patient's INS (spaces are ignored)."""
     password: _builtins.str
     """Password (at most 128 characters)."""
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         identifier: _builtins.str = ...,
         password: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -231,21 +231,21 @@ class VerifyOneTimeCodeRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     CHALLENGE_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    """Idempotency key (UUID)."""
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     challenge: _builtins.str
     """`challenges/{challenge}` from StartLogin."""
     code: _builtins.str
     """The 6-digit code received."""
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         challenge: _builtins.str = ...,
         code: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -333,17 +333,17 @@ class RefreshTokenRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    """Idempotency key (UUID)."""
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     refresh_token: _builtins.str
     """The refresh token last received."""
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         refresh_token: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -427,23 +427,23 @@ class ChangePasswordRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
     NEW_PASSWORD_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    """Idempotency key (UUID)."""
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     current_password: _builtins.str
     """The current password."""
     new_password: _builtins.str
     """The new password: 12 to 128 characters, at least 3 of lowercase,
     uppercase, digit and symbol, not containing the identifier.
     """
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         current_password: _builtins.str = ...,
         new_password: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -485,17 +485,17 @@ class IssueCreationCodeRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     INS_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    """Idempotency key (UUID)."""
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     ins: _builtins.str
     """INS of the patient who will sign up."""
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         ins: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -539,14 +539,12 @@ class RegisterPatientAccountRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     INS_FIELD_NUMBER: _builtins.int
     CREATION_CODE_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     MOBILE_PHONE_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    """Idempotency key (UUID)."""
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     ins: _builtins.str
     """INS of the patient."""
     creation_code: _builtins.str
@@ -561,15 +559,17 @@ class RegisterPatientAccountRequest(_message.Message):
     """Mobile phone in E.164 form (+33…) for one-time codes by SMS (optional if
     an e-mail is given; preferred when both are given).
     """
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         ins: _builtins.str = ...,
         creation_code: _builtins.str = ...,
         password: _builtins.str = ...,
         email: _builtins.str = ...,
         mobile_phone: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -585,9 +585,9 @@ class RecoverCredentialsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     START_FIELD_NUMBER: _builtins.int
     COMPLETE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (UUID)."""
     @_builtins.property
@@ -601,9 +601,9 @@ class RecoverCredentialsRequest(_message.Message):
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         start: Global___StartRecovery | None = ...,
         complete: Global___CompleteRecovery | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["complete", b"complete", "start", b"start", "step", b"step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -703,7 +703,7 @@ Global___RecoverCredentialsResponse: _TypeAlias = RecoverCredentialsResponse  # 
 
 @_typing.final
 class Professional(_message.Message):
-    """An entry of the professional directory. Resource name: `professionals/{rpps}`."""
+    """An entry of the professional directory; {professional} is the RPPS number."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -717,7 +717,7 @@ class Professional(_message.Message):
     CERTIFICATE_SHA256_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name."""
+    """Resource name `professionals/{rpps}`; ignored on create."""
     rpps: _builtins.str
     """RPPS number (11 digits, Luhn check digit)."""
     family_name: _builtins.str
@@ -738,7 +738,7 @@ class Professional(_message.Message):
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. Creation time."""
+        """Creation time."""
 
     def __init__(
         self,
@@ -791,23 +791,27 @@ class ListProfessionalsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    PROFESSION_CODE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum results (default 50, at most 200)."""
     page_token: _builtins.str
     """Token from a previous response (same filter)."""
-    profession_code: _builtins.str
-    """Filter: only professionals of this profession code (TRE_G15); empty for all."""
+    filter: _builtins.str
+    """AIP-160 filter; empty for every professional. Supported:
+    `profession_code = "21"` (TRE_G15 code; an unknown code is
+    INVALID_ARGUMENT PROFESSION_UNKNOWN). Anything else is INVALID_ARGUMENT
+    INVALID_FILTER.
+    """
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
-        profession_code: _builtins.str = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "profession_code", b"profession_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -871,7 +875,7 @@ Global___ResolveCertificateRequest: _TypeAlias = ResolveCertificateRequest  # no
 
 @_typing.final
 class Card(_message.Message):
-    """A registered staff or service card. Resource name: `cards/{sha256}`."""
+    """A registered staff or service card; {card} is the certificate's SHA-256."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -884,7 +888,7 @@ class Card(_message.Message):
     CERTIFICATE_SHA256_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only. Resource name."""
+    """Resource name `cards/{sha256}`; ignored on create."""
     kind: Global___CardKind.ValueType
     """CARD_KIND_STAFF or CARD_KIND_SERVICE."""
     display_name: _builtins.str
@@ -903,7 +907,7 @@ class Card(_message.Message):
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. Creation time."""
+        """Creation time."""
 
     def __init__(
         self,
@@ -967,8 +971,8 @@ class RegisterCardRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     CARD_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (UUID)."""
     @_builtins.property
@@ -978,8 +982,8 @@ class RegisterCardRequest(_message.Message):
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         card: Global___Card | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -995,8 +999,8 @@ class CreateProfessionalRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     PROFESSIONAL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (UUID)."""
     @_builtins.property
@@ -1006,8 +1010,8 @@ class CreateProfessionalRequest(_message.Message):
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         professional: Global___Professional | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["professional", b"professional"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

@@ -46,7 +46,8 @@ class IdentityServiceStub:
     again with a new `request_id`. Retries of other mutations return the
     original response.
 
-    `request_id` (a UUID, required) is the idempotency key of every mutation.
+    `request_id` (a UUID, required) is the idempotency key of every mutation;
+    it is field 10 of every request of the platform.
     """
 
     def __init__(self, channel):
@@ -143,7 +144,8 @@ class IdentityServiceServicer:
     again with a new `request_id`. Retries of other mutations return the
     original response.
 
-    `request_id` (a UUID, required) is the idempotency key of every mutation.
+    `request_id` (a UUID, required) is the idempotency key of every mutation;
+    it is field 10 of every request of the platform.
     """
 
     def StartLogin(self, request, context):
@@ -252,9 +254,10 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListProfessionals(self, request, context):
-        """Lists the directory by RPPS order, optionally one profession only.
+        """Lists the directory by RPPS order, optionally one profession only
+        (`filter`, AIP-160).
         Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
-        PROFESSION_UNKNOWN).
+        PROFESSION_UNKNOWN, INVALID_FILTER).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -392,7 +395,8 @@ class IdentityService:
     again with a new `request_id`. Retries of other mutations return the
     original response.
 
-    `request_id` (a UUID, required) is the idempotency key of every mutation.
+    `request_id` (a UUID, required) is the idempotency key of every mutation;
+    it is field 10 of every request of the platform.
     """
 
     @staticmethod

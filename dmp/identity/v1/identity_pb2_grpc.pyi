@@ -47,7 +47,8 @@ class IdentityServiceStub:
       again with a new `request_id`. Retries of other mutations return the
       original response.
 
-    `request_id` (a UUID, required) is the idempotency key of every mutation.
+    `request_id` (a UUID, required) is the idempotency key of every mutation;
+    it is field 10 of every request of the platform.
     """
 
     @_typing.overload
@@ -124,9 +125,10 @@ class IdentityServiceStub:
     (RPPS_MALFORMED, RPPS_CHECK_DIGIT).
     """
     ListProfessionals: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListProfessionalsRequest, _identity_pb2.ListProfessionalsResponse]
-    """Lists the directory by RPPS order, optionally one profession only.
+    """Lists the directory by RPPS order, optionally one profession only
+    (`filter`, AIP-160).
     Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
-    PROFESSION_UNKNOWN).
+    PROFESSION_UNKNOWN, INVALID_FILTER).
     """
     ResolveCertificate: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ResolveCertificateRequest, _identity_pb2.CertificateHolder]
     """Finds who holds a client certificate: a professional (CPS card) or a
@@ -174,7 +176,8 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
       again with a new `request_id`. Retries of other mutations return the
       original response.
 
-    `request_id` (a UUID, required) is the idempotency key of every mutation.
+    `request_id` (a UUID, required) is the idempotency key of every mutation;
+    it is field 10 of every request of the platform.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -248,9 +251,10 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     (RPPS_MALFORMED, RPPS_CHECK_DIGIT).
     """
     ListProfessionals: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListProfessionalsRequest, _identity_pb2.ListProfessionalsResponse]  # type: ignore[assignment]
-    """Lists the directory by RPPS order, optionally one profession only.
+    """Lists the directory by RPPS order, optionally one profession only
+    (`filter`, AIP-160).
     Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
-    PROFESSION_UNKNOWN).
+    PROFESSION_UNKNOWN, INVALID_FILTER).
     """
     ResolveCertificate: _aio.UnaryUnaryMultiCallable[_identity_pb2.ResolveCertificateRequest, _identity_pb2.CertificateHolder]  # type: ignore[assignment]
     """Finds who holds a client certificate: a professional (CPS card) or a
@@ -297,7 +301,8 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
       again with a new `request_id`. Retries of other mutations return the
       original response.
 
-    `request_id` (a UUID, required) is the idempotency key of every mutation.
+    `request_id` (a UUID, required) is the idempotency key of every mutation;
+    it is field 10 of every request of the platform.
     """
 
     @_abc_1.abstractmethod
@@ -429,9 +434,10 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.ListProfessionalsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ListProfessionalsResponse, _abc.Awaitable[_identity_pb2.ListProfessionalsResponse]]:
-        """Lists the directory by RPPS order, optionally one profession only.
+        """Lists the directory by RPPS order, optionally one profession only
+        (`filter`, AIP-160).
         Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
-        PROFESSION_UNKNOWN).
+        PROFESSION_UNKNOWN, INVALID_FILTER).
         """
 
     @_abc_1.abstractmethod
