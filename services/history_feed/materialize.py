@@ -83,7 +83,7 @@ async def backfill(
     window_months: int,
 ) -> history_pb2.BackfillDossierResponse:
     """Mark the record's INS and start date; idempotent per request id and per record."""
-    check_dossier_name(dossier, "dossier")
+    check_dossier_name(dossier, "name")
     ins = kit_ins.validate(patient_ins, "patient_ins")
     if not request_id:
         raise invalid_argument("REQUEST_ID_REQUIRED", "request_id is required.", "request_id")

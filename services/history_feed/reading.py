@@ -11,15 +11,15 @@ skipping entries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2
-from kit import pagination
-from kit.errors import invalid_argument, permission_denied
+from kit import filtering, pagination
+from kit.errors import ServiceError, invalid_argument, permission_denied
 from services.history_feed import codes
 from services.history_feed.materialize import (
     DOSSIER_NAME,
@@ -55,13 +55,45 @@ def _to_proto_date(value: date) -> history_pb2.Date:
     return history_pb2.Date(year=value.year, month=value.month, day=value.day)
 
 
-def _from_proto_date(value: history_pb2.Date, field_name: str) -> date:
-    try:
-        return date(value.year, value.month, value.day)
-    except ValueError:
-        raise invalid_argument(
-            "INVALID_DATE_RANGE", f"{field_name} is not a valid date.", field_name
-        ) from None
+#: GetCareHistory's AIP-160 `filter` (kit.filtering); see GetCareHistoryRequest.filter.
+FILTER_FIELDS = {
+    "kind": filtering.Field("enum", filtering.EQUALITY, history_pb2.ClaimKind.DESCRIPTOR),
+    "care_date": filtering.Field("date", filtering.EQUALITY | filtering.ORDERING),
+    "atc_code": filtering.Field("string"),
+}
+
+
+def _bad_filter(message: str) -> ServiceError:
+    return invalid_argument(filtering.REASON, f"Invalid filter: {message}", "filter")
+
+
+def _care_dates(conditions: list[filtering.Condition]) -> tuple[date | None, date | None]:
+    """The first and last care dates the filter's `care_date` comparisons keep."""
+    start: date | None = None
+    end: date | None = None
+    day = timedelta(days=1)
+    for condition in (c for c in conditions if c.field == "care_date"):
+        value = condition.values[0]
+        assert isinstance(value, date)
+        if condition.operator in {">", ">=", "="}:
+            low = value + day if condition.operator == ">" else value
+            start = low if start is None else max(start, low)
+        if condition.operator in {"<", "<=", "="}:
+            high = value - day if condition.operator == "<" else value
+            end = high if end is None else min(end, high)
+    if start and end and start > end:
+        raise _bad_filter("the care_date bounds leave no date.")
+    return start, end
+
+
+def _atc_prefix(conditions: list[filtering.Condition]) -> str:
+    wanted = filtering.one_of(conditions, "atc_code")
+    if not wanted:
+        return ""
+    value = str(wanted[0])
+    if len(wanted) > 1 or not value.endswith("*") or not codes.ATC.fullmatch(value[:-1]):
+        raise _bad_filter('atc_code takes one ATC code prefix ending with "*" ("C10*").')
+    return value[:-1]
 
 
 @dataclass(frozen=True)
@@ -84,26 +116,14 @@ def parse_request(
     dossier = name.removesuffix(_SUFFIX)
     if dossier == name or not DOSSIER_NAME.fullmatch(dossier):
         raise invalid_argument("INVALID_NAME", "Expected dossiers/{dossier}/careHistory.", "name")
-    start = end = None
-    if request.HasField("start_date"):
-        start = _from_proto_date(request.start_date, "start_date")
-    if request.HasField("end_date"):
-        end = _from_proto_date(request.end_date, "end_date")
-    if start and end and start > end:
-        raise invalid_argument("INVALID_DATE_RANGE", "start_date is after end_date.", "start_date")
+    conditions = filtering.parse(request.filter, FILTER_FIELDS)
+    start, end = _care_dates(conditions)
+    prefix = _atc_prefix(conditions)
+    kinds = frozenset(k for k in filtering.one_of(conditions, "kind") if isinstance(k, int))
     level = request.atc_level or DEFAULT_ATC_LEVEL
     if level not in codes.ATC_LEVEL_LENGTHS:
         raise invalid_argument("INVALID_ATC_LEVEL", "atc_level must be 1 to 5.", "atc_level")
-    prefix = request.atc_code_prefix
-    if prefix and not codes.ATC.fullmatch(prefix):
-        raise invalid_argument(
-            "INVALID_ATC_PREFIX", "atc_code_prefix is not an ATC code.", "atc_code_prefix"
-        )
     size = pagination.page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    kinds = frozenset(k for k in request.kinds if k != history_pb2.CLAIM_KIND_UNSPECIFIED)
-    for kind in kinds:
-        if kind not in history_pb2.ClaimKind.values():
-            raise invalid_argument("INVALID_KIND", "Unknown claim kind.", "kinds")
     return Query(
         dossier=dossier,
         kinds=kinds,

@@ -64,7 +64,7 @@ class HistoryFeedServicer(history_pb2_grpc.HistoryFeedServiceServicer):
             except LineError as exc:
                 raise invalid_argument(exc.reason, exc.detail, "since_date") from None
         return await self._app.backfill(
-            dossier=request.dossier,
+            dossier=request.name,
             patient_ins=request.patient_ins,
             since_date=since,
             request_id=request.request_id,

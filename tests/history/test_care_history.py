@@ -119,7 +119,7 @@ async def test_backfill_since_date(history: HistoryClient) -> None:
 
 async def test_backfill_is_internal_and_checks_input(history: HistoryClient) -> None:
     request = history_pb2.BackfillDossierRequest(
-        dossier=dossier_name(), patient_ins=new_ins(), request_id="r"
+        name=dossier_name(), patient_ins=new_ins(), request_id="r"
     )
     meta = principals.metadata(
         principals.service(), "/dmp.history.v1.HistoryFeedService/BackfillDossier"
@@ -197,7 +197,7 @@ async def test_drug_lines_grouped_by_atc_class(history: HistoryClient) -> None:
     ]
     assert level1.entries[0].drug_group.line_count == 3
     only = await history.read(
-        dossier, atc_code_prefix="C10", drug_grouping=history_pb2.DRUG_GROUPING_NONE
+        dossier, filter='atc_code = "C10*"', drug_grouping=history_pb2.DRUG_GROUPING_NONE
     )
     assert line_ids(only) == [pfx + "s1"]
 
@@ -209,9 +209,11 @@ async def test_filters_and_pagination(history: HistoryClient) -> None:
     await history.ingest(batches_of(lines, 13))
     await history.backfill(dossier, ins)
 
-    acts_only = await history.read(dossier, kinds=[history_pb2.CLAIM_KIND_MEDICAL_ACT])
+    acts_only = await history.read(dossier, filter="kind = MEDICAL_ACT")
     assert len(acts_only.entries) == 12
-    ranged = await history.read(dossier, start_date=pdate(ago(days=5)), end_date=pdate(ago(days=2)))
+    ranged = await history.read(
+        dossier, filter=f"care_date >= {ago(days=5)} AND care_date <= {ago(days=2)}"
+    )
     assert len(ranged.entries) == 5  # four acts and the drug group
 
     seen: list[str] = []
@@ -219,7 +221,7 @@ async def test_filters_and_pagination(history: HistoryClient) -> None:
     pages = 0
     while True:
         page = await history.read(
-            dossier, kinds=[history_pb2.CLAIM_KIND_MEDICAL_ACT], page_size=5, page_token=token
+            dossier, filter="kind = CLAIM_KIND_MEDICAL_ACT", page_size=5, page_token=token
         )
         seen.extend(line_ids(page))
         pages += 1
@@ -232,12 +234,15 @@ async def test_filters_and_pagination(history: HistoryClient) -> None:
     first = await history.read(dossier, page_size=5)
     for fields, reason in [
         (
-            {"page_token": first.next_page_token, "kinds": [history_pb2.CLAIM_KIND_DRUG]},
+            {"page_token": first.next_page_token, "filter": "kind = DRUG"},
             "INVALID_PAGE_TOKEN",
         ),
         ({"page_token": "garbage!"}, "INVALID_PAGE_TOKEN"),
-        ({"start_date": pdate(ago()), "end_date": pdate(ago(days=3))}, "INVALID_DATE_RANGE"),
-        ({"start_date": history_pb2.Date(year=2024, month=13, day=1)}, "INVALID_DATE_RANGE"),
+        ({"filter": f"care_date >= {ago()} AND care_date <= {ago(days=3)}"}, "INVALID_FILTER"),
+        ({"filter": "care_date >= 2024-13-01"}, "INVALID_FILTER"),
+        ({"filter": "kind = LUNCH"}, "INVALID_FILTER"),
+        ({"filter": 'atc_code = "C10"'}, "INVALID_FILTER"),
+        ({"filter": 'atc_code = "Z*"'}, "INVALID_FILTER"),
         ({"atc_level": 6}, "INVALID_ATC_LEVEL"),
         ({"page_size": -1}, "INVALID_PAGE_SIZE"),
     ]:

@@ -94,16 +94,14 @@ def test_rotation_reads_tokens_of_a_listed_previous_key() -> None:
 
 
 def test_request_fingerprint_ignores_only_paging_fields() -> None:
-    base = history_pb2.GetCareHistoryRequest(
-        name="dossiers/1/careHistory", kinds=[history_pb2.CLAIM_KIND_DRUG]
-    )
+    base = history_pb2.GetCareHistoryRequest(name="dossiers/1/careHistory", filter="kind = DRUG")
     paged = history_pb2.GetCareHistoryRequest()
     paged.CopyFrom(base)
     paged.page_size = 7
     paged.page_token = "abc"
     assert pagination.request_fingerprint(base) == pagination.request_fingerprint(paged)
     other = history_pb2.GetCareHistoryRequest(
-        name="dossiers/1/careHistory", kinds=[history_pb2.CLAIM_KIND_BIOLOGY]
+        name="dossiers/1/careHistory", filter="kind = BIOLOGY"
     )
     assert pagination.request_fingerprint(base) != pagination.request_fingerprint(other)
     assert pagination.request_fingerprint(base, "caller-1") != pagination.request_fingerprint(

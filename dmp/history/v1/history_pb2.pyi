@@ -754,56 +754,48 @@ class GetCareHistoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
-    KINDS_FIELD_NUMBER: _builtins.int
-    START_DATE_FIELD_NUMBER: _builtins.int
-    END_DATE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     DRUG_GROUPING_FIELD_NUMBER: _builtins.int
     ATC_LEVEL_FIELD_NUMBER: _builtins.int
-    ATC_CODE_PREFIX_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name `dossiers/{dossier}/careHistory`."""
+    filter: _builtins.str
+    """AIP-160 filter on the lines; empty keeps every line of the window.
+    Supported, joined with AND:
+    - `kind = DRUG` (ClaimKind value names, with or without the CLAIM_KIND_
+      prefix; alternatives with OR: `kind = DRUG OR kind = VACCINE`);
+    - `care_date >= 2024-01-01`, `care_date <= 2024-06-30` (also `<`, `>`,
+      `=`; dates YYYY-MM-DD);
+    - `atc_code = "C10*"`: drug and vaccine lines whose ATC code starts with
+      the part before the final `*` (an ATC code, level 1 to 5; the `*` is
+      required: only prefixes are supported).
+    Anything else is INVALID_ARGUMENT INVALID_FILTER.
+    """
     drug_grouping: Global___DrugGrouping.ValueType
     """How drug lines are presented; default ATC class groups."""
     atc_level: _builtins.int
     """ATC level used for grouping, 1 to 5; 0 means 3 (pharmacological subgroup)."""
-    atc_code_prefix: _builtins.str
-    """Keep only drug and vaccine lines whose ATC code starts with this prefix."""
     page_size: _builtins.int
     """Maximum entries to return (a drug group counts as one); default 50,
     values above 200 are coerced to 200.
     """
     page_token: _builtins.str
     """Token from a previous `next_page_token`; other fields must not change."""
-    @_builtins.property
-    def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___ClaimKind.ValueType]:
-        """Keep only these kinds; empty means every kind."""
-
-    @_builtins.property
-    def start_date(self) -> Global___Date:
-        """Keep lines with care date on or after this date; unset means no lower bound."""
-
-    @_builtins.property
-    def end_date(self) -> Global___Date:
-        """Keep lines with care date on or before this date; unset means no upper bound."""
-
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
-        kinds: _abc.Iterable[Global___ClaimKind.ValueType] | None = ...,
-        start_date: Global___Date | None = ...,
-        end_date: Global___Date | None = ...,
+        filter: _builtins.str = ...,
         drug_grouping: Global___DrugGrouping.ValueType = ...,
         atc_level: _builtins.int = ...,
-        atc_code_prefix: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["atc_code_prefix", b"atc_code_prefix", "atc_level", b"atc_level", "drug_grouping", b"drug_grouping", "end_date", b"end_date", "kinds", b"kinds", "name", b"name", "page_size", b"page_size", "page_token", b"page_token", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["atc_level", b"atc_level", "drug_grouping", b"drug_grouping", "filter", b"filter", "name", b"name", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -866,12 +858,14 @@ class BackfillDossierRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    DOSSIER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     PATIENT_INS_FIELD_NUMBER: _builtins.int
     SINCE_DATE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
-    dossier: _builtins.str
-    """Record to fill: `dossiers/{dossier}`."""
+    name: _builtins.str
+    """Record to fill: `dossiers/{dossier}` (was `dossier` before the AIP-136
+    rename; same field number).
+    """
     patient_ins: _builtins.str
     """INS of the record's patient (from the dossier.created event)."""
     request_id: _builtins.str
@@ -885,14 +879,14 @@ class BackfillDossierRequest(_message.Message):
     def __init__(
         self,
         *,
-        dossier: _builtins.str = ...,
+        name: _builtins.str = ...,
         patient_ins: _builtins.str = ...,
         since_date: Global___Date | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since_date", b"since_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier", "patient_ins", b"patient_ins", "request_id", b"request_id", "since_date", b"since_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "patient_ins", b"patient_ins", "request_id", b"request_id", "since_date", b"since_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

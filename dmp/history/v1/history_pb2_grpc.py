@@ -98,15 +98,15 @@ class HistoryFeedServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCareHistory(self, request, context):
-        """Reads the care history of a record, newest care first, filtered by kind
-        and date range, paginated; drug dispensations are grouped by ATC class
+        """Reads the care history of a record, newest care first, filtered (AIP-160
+        `filter`: kind, care date, ATC code), paginated; drug dispensations are grouped by ATC class
         unless asked otherwise. Only the lines of the last 24 months (rolling)
         are shown. A caller whose scope does not include document class "60"
         (or is administrative only) gets an empty response; the AMO feeder is
         refused with PERMISSION_DENIED (AMO_CANNOT_READ). Closed records and
         terms of use are enforced by the gateway's authorization. Errors:
-        INVALID_ARGUMENT (INVALID_NAME, INVALID_DATE_RANGE, INVALID_ATC_LEVEL,
-        INVALID_ATC_PREFIX, INVALID_KIND, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
+        INVALID_ARGUMENT (INVALID_NAME, INVALID_FILTER, INVALID_ATC_LEVEL,
+        INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,7 +114,9 @@ class HistoryFeedServiceServicer:
 
     def BackfillDossier(self, request, context):
         """Internal: materializes the stored lines of a patient (last 24 months by
-        default) into a newly created record. Called by history_feed's own
+        default) into a newly created record. AIP-136: a custom method on the
+        record (`name`), not a create: it adds lines to the record's existing
+        care history and creates no resource of its own. Called by history_feed's own
         `dmp.records.dossier.created` consumer or by operators; idempotent
         (lines already present are skipped; a retry with the same request id
         returns the first result). Errors: INVALID_ARGUMENT

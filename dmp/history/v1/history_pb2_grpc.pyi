@@ -61,19 +61,21 @@ class HistoryFeedServiceStub:
     AMO_FEEDER_ONLY). Rate limits are the gateway's.
     """
     GetCareHistory: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetCareHistoryRequest, _history_pb2.GetCareHistoryResponse]
-    """Reads the care history of a record, newest care first, filtered by kind
-    and date range, paginated; drug dispensations are grouped by ATC class
+    """Reads the care history of a record, newest care first, filtered (AIP-160
+    `filter`: kind, care date, ATC code), paginated; drug dispensations are grouped by ATC class
     unless asked otherwise. Only the lines of the last 24 months (rolling)
     are shown. A caller whose scope does not include document class "60"
     (or is administrative only) gets an empty response; the AMO feeder is
     refused with PERMISSION_DENIED (AMO_CANNOT_READ). Closed records and
     terms of use are enforced by the gateway's authorization. Errors:
-    INVALID_ARGUMENT (INVALID_NAME, INVALID_DATE_RANGE, INVALID_ATC_LEVEL,
-    INVALID_ATC_PREFIX, INVALID_KIND, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
+    INVALID_ARGUMENT (INVALID_NAME, INVALID_FILTER, INVALID_ATC_LEVEL,
+    INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
     """
     BackfillDossier: _grpc.UnaryUnaryMultiCallable[_history_pb2.BackfillDossierRequest, _history_pb2.BackfillDossierResponse]
     """Internal: materializes the stored lines of a patient (last 24 months by
-    default) into a newly created record. Called by history_feed's own
+    default) into a newly created record. AIP-136: a custom method on the
+    record (`name`), not a create: it adds lines to the record's existing
+    care history and creates no resource of its own. Called by history_feed's own
     `dmp.records.dossier.created` consumer or by operators; idempotent
     (lines already present are skipped; a retry with the same request id
     returns the first result). Errors: INVALID_ARGUMENT
@@ -115,19 +117,21 @@ class HistoryFeedServiceAsyncStub(HistoryFeedServiceStub):
     AMO_FEEDER_ONLY). Rate limits are the gateway's.
     """
     GetCareHistory: _aio.UnaryUnaryMultiCallable[_history_pb2.GetCareHistoryRequest, _history_pb2.GetCareHistoryResponse]  # type: ignore[assignment]
-    """Reads the care history of a record, newest care first, filtered by kind
-    and date range, paginated; drug dispensations are grouped by ATC class
+    """Reads the care history of a record, newest care first, filtered (AIP-160
+    `filter`: kind, care date, ATC code), paginated; drug dispensations are grouped by ATC class
     unless asked otherwise. Only the lines of the last 24 months (rolling)
     are shown. A caller whose scope does not include document class "60"
     (or is administrative only) gets an empty response; the AMO feeder is
     refused with PERMISSION_DENIED (AMO_CANNOT_READ). Closed records and
     terms of use are enforced by the gateway's authorization. Errors:
-    INVALID_ARGUMENT (INVALID_NAME, INVALID_DATE_RANGE, INVALID_ATC_LEVEL,
-    INVALID_ATC_PREFIX, INVALID_KIND, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
+    INVALID_ARGUMENT (INVALID_NAME, INVALID_FILTER, INVALID_ATC_LEVEL,
+    INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
     """
     BackfillDossier: _aio.UnaryUnaryMultiCallable[_history_pb2.BackfillDossierRequest, _history_pb2.BackfillDossierResponse]  # type: ignore[assignment]
     """Internal: materializes the stored lines of a patient (last 24 months by
-    default) into a newly created record. Called by history_feed's own
+    default) into a newly created record. AIP-136: a custom method on the
+    record (`name`), not a create: it adds lines to the record's existing
+    care history and creates no resource of its own. Called by history_feed's own
     `dmp.records.dossier.created` consumer or by operators; idempotent
     (lines already present are skipped; a retry with the same request id
     returns the first result). Errors: INVALID_ARGUMENT
@@ -178,15 +182,15 @@ class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _history_pb2.GetCareHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_history_pb2.GetCareHistoryResponse, _abc.Awaitable[_history_pb2.GetCareHistoryResponse]]:
-        """Reads the care history of a record, newest care first, filtered by kind
-        and date range, paginated; drug dispensations are grouped by ATC class
+        """Reads the care history of a record, newest care first, filtered (AIP-160
+        `filter`: kind, care date, ATC code), paginated; drug dispensations are grouped by ATC class
         unless asked otherwise. Only the lines of the last 24 months (rolling)
         are shown. A caller whose scope does not include document class "60"
         (or is administrative only) gets an empty response; the AMO feeder is
         refused with PERMISSION_DENIED (AMO_CANNOT_READ). Closed records and
         terms of use are enforced by the gateway's authorization. Errors:
-        INVALID_ARGUMENT (INVALID_NAME, INVALID_DATE_RANGE, INVALID_ATC_LEVEL,
-        INVALID_ATC_PREFIX, INVALID_KIND, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
+        INVALID_ARGUMENT (INVALID_NAME, INVALID_FILTER, INVALID_ATC_LEVEL,
+        INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
         """
 
     @_abc_1.abstractmethod
@@ -196,7 +200,9 @@ class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_history_pb2.BackfillDossierResponse, _abc.Awaitable[_history_pb2.BackfillDossierResponse]]:
         """Internal: materializes the stored lines of a patient (last 24 months by
-        default) into a newly created record. Called by history_feed's own
+        default) into a newly created record. AIP-136: a custom method on the
+        record (`name`), not a create: it adds lines to the record's existing
+        care history and creates no resource of its own. Called by history_feed's own
         `dmp.records.dossier.created` consumer or by operators; idempotent
         (lines already present are skipped; a retry with the same request id
         returns the first result). Errors: INVALID_ARGUMENT
