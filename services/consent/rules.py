@@ -40,7 +40,7 @@ C = consent_pb2
 P = principal_pb2
 
 EMERGENCY_PREFERENCES_ID = "emergencyPreferences"
-_GENERALIST = "10"  # the médecin traitant's profession code (médecin)
+_PHYSICIAN = "10"  # profession code of a médecin: the médecin traitant is one
 
 
 # -- shared steps ---------------------------------------------------------------------
@@ -60,6 +60,7 @@ async def new_rule(
     expire: datetime | None = None,
     rule_id: str = "",
 ) -> consent_pb2.AccessRule:
+    """Write an active rule in the caller's transaction; the rule as answered."""
     row = await repository.insert_rule(
         session,
         rule_id=rule_id or uuid.uuid4().hex,
@@ -280,7 +281,7 @@ async def set_attending(
     display = profession = ""
     if rpps:
         display, profession = await _professional_info(rt, rpps)
-        if profession and profession != _GENERALIST:
+        if profession and profession != _PHYSICIAN:
             raise invalid_argument(
                 "NOT_A_PHYSICIAN", "The médecin traitant must be a physician.", "professional_rpps"
             )
@@ -298,7 +299,7 @@ async def set_attending(
                 details=b"",
                 now=now,
                 display=display,
-                profession=profession or _GENERALIST,
+                profession=profession or _PHYSICIAN,
             )
         else:
             out = rule_proto(await repository.stored_rule(session, dossier, revoked[0]), now)

@@ -1,8 +1,10 @@
 """gRPC layer of ConsentService: who calls, then the domain module of each RPC family.
 
 - authorizing: Authorize (and the log entry of every decision);
-- rules: the patient's choices (grants, blocks, médecin traitant, emergency
-  preferences) and ListAccessRules;
+- grants: GrantAccess;
+- rules: RevokeAccess, BlockProfessional, UnblockProfessional,
+  SetAttendingPhysician, SetEmergencyPreferences;
+- rule_listing: ListAccessRules;
 - emergency: StartEmergencyAccess;
 - log_reading: ListAccessHistory, VerifyAccessLog.
 
