@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from kit import nats as kit_nats
+from kit import pagination
 from kit.consumer import ConsumerSpec, DurableConsumer
 from kit.db import create_engine, is_sqlite
 from kit.logs import get_logger
@@ -27,6 +28,7 @@ from services.notify.dispatcher import Dispatcher
 from services.notify.email_sender import EmailSender
 from services.notify.events import SOURCES
 from services.notify.intake import Intake
+from services.notify.one_time_codes import OneTimeCodes
 from services.notify.servicer import NotifyServicer
 from services.notify.settings import NotifySettings
 from services.notify.sms import SmsProvider, provider_from_settings
@@ -57,6 +59,7 @@ class NotifyApp(ServiceApp):
         )
         self.pending_takeover = timedelta(seconds=settings.pending_takeover_s)
         self.dispatcher: Dispatcher | None = None
+        self.codes: OneTimeCodes | None = None
         self._dispatch_engine: AsyncEngine | None = None
         self.consumers: list[DurableConsumer] = []
         self._events_task: asyncio.Task[None] | None = None
@@ -211,5 +214,15 @@ class NotifyApp(ServiceApp):
             log.error("consumer_stop_abandoned", consumers=len(stops))
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        notify_pb2_grpc.add_NotifyServiceServicer_to_server(NotifyServicer(self), server)
+        codes = self.codes = OneTimeCodes(
+            self.db,
+            email=self.email,
+            sms=self.sms,
+            policy=self.retry_policy,
+            takeover_after=self.pending_takeover,
+        )
+        tokens = pagination.PageTokens.for_service(self.settings, "notify")
+        notify_pb2_grpc.add_NotifyServiceServicer_to_server(
+            NotifyServicer(self.db, codes, tokens), server
+        )
         return [notify_pb2.DESCRIPTOR.services_by_name["NotifyService"].full_name]

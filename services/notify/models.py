@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 
 from kit.db import BigIntPK, UTCDateTime, service_metadata
+from kit.idempotency import processed_requests_table
 
 metadata = service_metadata()
 
@@ -32,6 +33,10 @@ STATUS_SENT = "sent"
 STATUS_FAILED = "failed"
 #: Claimed by a dispatcher that is (or was, if its lease ran out) handing it to the provider.
 STATUS_SENDING = "sending"
+
+# Requests of SendOneTimeCode and SetContactPreferences already answered
+# (kit.idempotency): the request hash covers no code and no full destination.
+processed_requests = processed_requests_table(metadata)
 
 deliveries = Table(
     "deliveries",

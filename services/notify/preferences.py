@@ -3,7 +3,8 @@
 A patient reads and changes only their own (`patients/{own INS}`); platform
 services (internal principals) may act for any patient. Any other caller,
 and a patient naming someone else, gets the same PERMISSION_DENIED whether or
-not the preferences exist (AIP-211).
+not the preferences exist (AIP-211). A change replaces the preferences whole
+and is idempotent per request id (`kit.idempotency`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,11 +21,13 @@ from dmp.authz.v1 import principal_pb2
 from dmp.notify.v1 import notify_pb2
 from kit.db import transaction, utcnow
 from kit.errors import invalid_argument, permission_denied
-from services.notify import validation
-from services.notify.models import contact_preferences
+from kit.idempotency import Ledger
+from services.notify import models, validation
+from services.notify.repository import preferences as repo
 
 _NAME = re.compile(r"patients/([A-Za-z0-9]{1,64})/contactPreferences")
-MAX_REQUEST_ID_LENGTH = 64
+METHOD = "SetContactPreferences"
+REQUESTS = Ledger(models.processed_requests)
 #: Kinds a patient cannot silence.
 MANDATORY_KINDS = frozenset({notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS})
 #: Kinds that are not event notifications (codes go where identity says).
@@ -133,43 +136,75 @@ def _decode(text: str) -> list[notify_pb2.ChannelChoice]:
     ]
 
 
+async def _store(session: AsyncSession, patient: str, prefs: Preferences, now: datetime) -> None:
+    await repo.upsert(
+        session,
+        patient,
+        email=prefs.email or None,
+        mobile_phone=prefs.mobile_phone or None,
+        choices=_encode(prefs.choices),
+        now=now,
+    )
+
+
 async def save(
     sessions: async_sessionmaker[AsyncSession], patient: str, prefs: Preferences
 ) -> notify_pb2.ContactPreferences:
-    now = utcnow()
-    values = {
-        "email": prefs.email or None,
-        "mobile_phone": prefs.mobile_phone or None,
-        "choices": _encode(prefs.choices),
-        "update_time": now,
-    }
-    table = contact_preferences
-    update = table.update().where(table.c.patient == patient).values(**values)
-    async with transaction(sessions) as session:
-        changed = (await session.execute(update)).rowcount  # type: ignore[attr-defined]
-    if not changed:
+    """Replace the patient's preferences (last writer wins); the stored result."""
+    for attempt in (0, 1):
         try:
             async with transaction(sessions) as session:
-                await session.execute(
-                    table.insert().values(patient=patient, create_time=now, **values)
-                )
+                await _store(session, patient, prefs, utcnow())
+                return await _load(session, patient)
         except IntegrityError:
-            # A concurrent first save won the insert: last writer wins, as for updates.
-            async with transaction(sessions) as session:
-                await session.execute(update)
-    return await load(sessions, patient)
+            # A concurrent first save won the insert: now an update, as for later changes.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
-async def load(
-    sessions: async_sessionmaker[AsyncSession], patient: str
+async def change(
+    sessions: async_sessionmaker[AsyncSession],
+    request: notify_pb2.SetContactPreferencesRequest,
+    principal: principal_pb2.Principal | None,
 ) -> notify_pb2.ContactPreferences:
-    """The stored preferences, or empty ones: the singleton always exists."""
+    """SetContactPreferences: authorization first, so an outsider learns nothing from
+    validation errors; then the request id, the fields, and the write with its answer."""
+    wanted = request.contact_preferences
+    patient = patient_of(wanted.name)
+    authorize(principal, patient)
+    assert principal is not None  # authorize refuses a call without one
+    key = REQUESTS.key(request)
+    prefs = validate(wanted)
+    for attempt in (0, 1):
+        now = utcnow()
+        try:
+            async with transaction(sessions) as session:
+                prior = await REQUESTS.replay(
+                    session,
+                    key,
+                    scope=principal.subject,
+                    method=METHOD,
+                    response_type=notify_pb2.ContactPreferences,
+                )
+                if prior is not None:
+                    return prior
+                await _store(session, patient, prefs, now)
+                saved = await _load(session, patient)
+                await REQUESTS.remember(
+                    session, key, scope=principal.subject, method=METHOD, response=saved, now=now
+                )
+                return saved
+        except IntegrityError:
+            # A concurrent first save of this patient won the insert: now an update.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _load(session: AsyncSession, patient: str) -> notify_pb2.ContactPreferences:
     name = f"patients/{patient}/contactPreferences"
-    async with sessions() as session:
-        result = await session.execute(
-            select(contact_preferences).where(contact_preferences.c.patient == patient)
-        )
-        row = result.mappings().first()
+    row = await repo.get(session, patient)
     if row is None:
         return notify_pb2.ContactPreferences(name=name)
     message = notify_pb2.ContactPreferences(
@@ -182,10 +217,9 @@ async def load(
     return message
 
 
-def check_request_id(request_id: str) -> None:
-    if len(request_id) > MAX_REQUEST_ID_LENGTH:
-        raise invalid_argument(
-            "REQUEST_ID_INVALID",
-            f"request_id is at most {MAX_REQUEST_ID_LENGTH} characters.",
-            "request_id",
-        )
+async def load(
+    sessions: async_sessionmaker[AsyncSession], patient: str
+) -> notify_pb2.ContactPreferences:
+    """The stored preferences, or empty ones: the singleton always exists."""
+    async with sessions() as session:
+        return await _load(session, patient)

@@ -44,6 +44,7 @@ async def test_upgrade_then_downgrade(databases: DatabaseFactory) -> None:
         models.notifications,
         models.dossier_patients,
         models.held_documents,
+        models.processed_requests,
     ],
 )
 async def test_migrated_schema_matches_the_model(databases: DatabaseFactory, table: Table) -> None:

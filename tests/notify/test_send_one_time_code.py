@@ -16,8 +16,9 @@ from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp_dev.testing import principals
 from kit.errors import error_info
 from kit.server import RunningServer
-from services.notify import models, store
+from services.notify import models
 from services.notify.delivery import RetryPolicy
+from services.notify.repository import deliveries
 from tests.fixtures.notify import NotifySinks, SmtpSink, sms_messages
 
 METHOD = "/dmp.notify.v1.NotifyService/SendOneTimeCode"
@@ -189,7 +190,7 @@ BAD_INPUTS = [
     pytest.param(
         {"purpose": notify_pb2.CODE_PURPOSE_UNSPECIFIED}, "PURPOSE_UNSPECIFIED", id="purpose"
     ),
-    pytest.param({"request_id": ""}, "REQUEST_ID_INVALID", id="request-id-empty"),
+    pytest.param({"request_id": ""}, "REQUEST_ID_REQUIRED", id="request-id-empty"),
     pytest.param({"request_id": "x" * 65}, "REQUEST_ID_INVALID", id="request-id-long"),
     pytest.param({"request_id": "a b"}, "REQUEST_ID_INVALID", id="request-id-space"),
     pytest.param({"expire_time": expires_in(-1)}, "EXPIRE_TIME_INVALID", id="expired"),
@@ -204,7 +205,7 @@ async def test_bad_input_is_refused_and_nothing_written(
     overrides: dict[str, object],
     reason: str,
 ) -> None:
-    before = await store.count(notify_server.app.db)
+    before = await deliveries.count(notify_server.app.db)
     sms_before = len(sms_messages(notify_sinks.sms_path))
     mails_before = len(notify_sinks.smtp.messages)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -214,18 +215,22 @@ async def test_bad_input_is_refused_and_nothing_written(
     assert info is not None
     assert info.reason == reason
     assert info.domain == "notify.dmp"
-    assert await store.count(notify_server.app.db) == before
+    assert await deliveries.count(notify_server.app.db) == before
     assert len(sms_messages(notify_sinks.sms_path)) == sms_before
     assert len(notify_sinks.smtp.messages) == mails_before
 
 
-async def test_max_length_request_id_is_accepted(
-    notify_stub: notify_pb2_grpc.NotifyServiceAsyncStub,
+async def test_request_id_is_one_uuid_however_spelled(
+    notify_stub: notify_pb2_grpc.NotifyServiceAsyncStub, notify_sinks: NotifySinks
 ) -> None:
-    response = await notify_stub.SendOneTimeCode(
-        code_request(request_id="r" * 64), metadata=internal_md()
-    )
-    assert response.delivery_id
+    """kit.idempotency: the canonical UUID is the key, so its other spellings are retries."""
+    request_id = uuid.uuid4()
+    request = code_request(request_id=request_id.hex.upper())
+    first = await notify_stub.SendOneTimeCode(request, metadata=internal_md())
+    request.request_id = str(request_id)
+    second = await notify_stub.SendOneTimeCode(request, metadata=internal_md())
+    assert second.delivery_id == first.delivery_id
+    assert notify_sinks.count_for(request.destination) == 1
 
 
 @pytest.mark.parametrize(
@@ -240,7 +245,7 @@ async def test_non_internal_caller_is_denied(
     notify_server: RunningServer,
     principal: object,
 ) -> None:
-    before = await store.count(notify_server.app.db)
+    before = await deliveries.count(notify_server.app.db)
     request = code_request()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await notify_stub.SendOneTimeCode(
@@ -251,7 +256,7 @@ async def test_non_internal_caller_is_denied(
     info = error_info(caught.value)
     assert info is not None
     assert info.reason == "INTERNAL_METHOD"
-    assert await store.count(notify_server.app.db) == before
+    assert await deliveries.count(notify_server.app.db) == before
 
 
 async def test_anonymous_caller_is_denied(
@@ -291,9 +296,9 @@ async def test_smtp_down_for_good_fails_and_is_recorded(
     notify_server: RunningServer,
     smtp_sink: SmtpSink,
 ) -> None:
-    app = notify_server.app
-    policy = app.retry_policy  # type: ignore[attr-defined]
-    app.retry_policy = RetryPolicy(attempts=3, backoff_base_s=0.05, backoff_max_s=0.1)  # type: ignore[attr-defined]
+    codes = notify_server.app.codes  # type: ignore[attr-defined]
+    policy = codes.policy
+    codes.policy = RetryPolicy(attempts=3, backoff_base_s=0.05, backoff_max_s=0.1)
     request = code_request()
     smtp_sink.stop()
     try:
@@ -301,7 +306,7 @@ async def test_smtp_down_for_good_fails_and_is_recorded(
             await notify_stub.SendOneTimeCode(request, metadata=internal_md())
     finally:
         smtp_sink.start()
-        app.retry_policy = policy  # type: ignore[attr-defined]
+        codes.policy = policy
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     info = error_info(caught.value)
     assert info is not None

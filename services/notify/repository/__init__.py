@@ -1,0 +1,1 @@
+"""Every SQL statement of the notify service, one module per table family."""
