@@ -25,7 +25,7 @@ from dmp.records.v1 import records_pb2, records_pb2_grpc
 from gateway.authn import Caller
 from gateway.routing import Route
 from kit import principal as principals
-from kit import targets
+from kit import targets, tracing
 from kit.clients import InternalCredentials
 from kit.errors import ServiceError, invalid_argument, status_code, unavailable
 from kit.logs import get_logger
@@ -114,12 +114,6 @@ class Entry:
     signed: bytes | None
     issued_wall: float
     error: ServiceError | None = None
-
-
-def trace_id(traceparent: str | None) -> str:
-    if traceparent and traceparent.count("-") >= 3:
-        return traceparent.split("-")[1]
-    return ""
 
 
 class Decisions:
@@ -280,7 +274,7 @@ class Decisions:
             resource=resource,
             method=route.path,
             request_id=uuid.uuid4().hex,
-            trace_id=trace_id(traceparent),
+            trace_id=tracing.trace_id(),
         )
         self.authorize_calls += 1
         metadata = _traced(self._credentials.metadata(AUTHORIZE), traceparent)

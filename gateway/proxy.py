@@ -74,14 +74,9 @@ def check_decodes(route: Route, message: bytes) -> None:
         raise invalid_argument("REQUEST_MALFORMED", "The request cannot be decoded.") from exc
 
 
-def _trace_id() -> str:
-    traceparent = tracing.traceparent()
-    return traceparent.split("-")[1] if traceparent else ""
-
-
 def internal_error() -> ServiceError:
     """INTERNAL with nothing but the trace id: the logs of that trace tell the rest."""
-    trace_id = _trace_id()
+    trace_id = tracing.trace_id()
     return ServiceError(
         grpc.StatusCode.INTERNAL,
         "INTERNAL",

@@ -7,6 +7,17 @@ installs an SDK tracer provider and records spans. Without one, recording
 spans would cost every RPC for nothing, so server spans are "id only"
 (`rpc_span`): a fresh span id in the caller's trace (or a new trace), not
 recorded, still propagated and still in the logs.
+
+W3C headers are read and written by OpenTelemetry's propagator
+(`TraceContextTextMapPropagator`), not by hand. The previous hand parser was kept
+"for speed"; measured before replacing it (2 shared cores under load 5-14; min of
+5 rounds of 200 000 calls): reading a traceparent from gRPC metadata costs 4.9 µs
+with the propagator, 2.0 µs by hand; writing one 1.8 µs vs 1.4 µs; the whole
+server hook of bench/observability_overhead.py (no exporter, min) 10-17 µs vs
+7 µs, against its 100 µs goal. A loopback echo call costs about 1 000 µs and the
+bench's end-to-end ratio varied from 0.73 to 1.13 between runs of either version:
+about 3 µs per RPC is below what matters, so the library (complete W3C rules:
+versions, invalid ids, tracestate limits) does the parsing.
 """
 
 from __future__ import annotations
@@ -23,13 +34,15 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
 )
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
-from opentelemetry.trace.span import TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _configured: TracerProvider | None = None
 _random = random.Random()  # noqa: S311 - span ids need uniqueness, not secrecy (as the SDK's)
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
+_W3C_KEYS = frozenset({TRACEPARENT, TRACESTATE})
+_W3C = TraceContextTextMapPropagator()
 
 
 def configure_tracing(
@@ -115,11 +128,16 @@ def inject_headers() -> dict[str, str]:
 
 
 def traceparent() -> str | None:
-    """The W3C `traceparent` of the current span, formatted directly (the gateway's hot path)."""
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    """The W3C `traceparent` of the current span (the gateway sends it upstream)."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get(TRACEPARENT)
+
+
+def trace_id() -> str:
+    """The current trace id in hex, as logs and ErrorInfo metadata show it ("" without one)."""
+    span_context = trace.get_current_span().get_span_context()
+    return trace.format_trace_id(span_context.trace_id) if span_context.is_valid else ""
 
 
 def extract_context(
@@ -136,55 +154,11 @@ def extract_context(
 def span_context_from_metadata(
     metadata: Iterable[tuple[str, str | bytes]] | None,
 ) -> trace.SpanContext | None:
-    """The caller's W3C span context in gRPC metadata (keys arrive lower-case), if valid.
-
-    Parsed by hand: the generic propagator (regex, carrier getters) costs several
-    times more, and every RPC of every process pays this.
-    """
-    parent = state = None
-    for key, value in metadata or ():
-        if key == TRACEPARENT:
-            parent = value
-        elif key == TRACESTATE:
-            state = value
-    if not isinstance(parent, str):
+    """The caller's W3C span context in gRPC metadata (keys arrive lower-case), if valid."""
+    carrier = {
+        key: value for key, value in metadata or () if key in _W3C_KEYS and isinstance(value, str)
+    }
+    if TRACEPARENT not in carrier:
         return None
-    return _parse_traceparent(parent, state if isinstance(state, str) else None)
-
-
-def context_from_metadata(
-    metadata: Iterable[tuple[str, str | bytes]] | None,
-) -> context.Context | None:
-    """W3C context of incoming gRPC metadata; None without a valid one."""
-    span_context = span_context_from_metadata(metadata)
-    if span_context is None:
-        return None
-    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
-
-
-def _parse_traceparent(value: str, state: str | None) -> trace.SpanContext | None:
-    parts = value.split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
-        return None
-    version, trace_hex, span_hex, flags_hex = parts[:4]
-    if version == "00" and len(parts) != 4:
-        return None
-    if len(trace_hex) != 32 or len(span_hex) != 16 or len(flags_hex) != 2:
-        return None
-    try:
-        trace_id, span_id, flags = int(trace_hex, 16), int(span_hex, 16), int(flags_hex, 16)
-        int(version, 16)
-    except ValueError:
-        return None
-    if trace_id == 0 or span_id == 0:
-        return None
-    trace_state = None
-    if state:
-        trace_state = TraceState.from_header([state])
-    return trace.SpanContext(
-        trace_id,
-        span_id,
-        is_remote=True,
-        trace_flags=trace.TraceFlags(flags & 0x01),
-        trace_state=trace_state,
-    )
+    span_context = trace.get_current_span(_W3C.extract(carrier)).get_span_context()
+    return span_context if span_context.is_valid else None
