@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import grpc
 
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from kit.pagination import PageTokens
 from kit.server import ServiceApp
 from services.records.models import outbox
 from services.records.servicer import RecordsServicer
@@ -30,6 +31,10 @@ class RecordsApp(ServiceApp):
             self.relay.notify()
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        servicer = RecordsServicer(Transactions(self.db, self.wake_relay), self.records_settings)
+        servicer = RecordsServicer(
+            Transactions(self.db, self.wake_relay),
+            self.records_settings,
+            PageTokens.for_service(self.settings, self.name),
+        )
         records_pb2_grpc.add_RecordsServiceServicer_to_server(servicer, server)
         return [records_pb2.DESCRIPTOR.services_by_name["RecordsService"].full_name]

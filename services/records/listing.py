@@ -1,26 +1,24 @@
 """ListDocuments and SearchDocuments: a validated filter, the caller's visibility, a page.
 
-Page tokens are signed keyset (list) or offset (search) cursors bound to the
-request and the caller (`pagination`); the count of a list applies the same
-visibility as its rows.
+Page tokens (`kit.pagination`) are signed keyset (list) or offset (search)
+cursors bound to every other field of the request and to the caller; the count
+of a list applies the same visibility as its rows.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.records.v1 import records_pb2
-from kit import codes
+from kit import codes, pagination
 from kit.errors import invalid_argument
-from services.records import pagination, search
+from services.records import search
 from services.records.access import RecordContext
 from services.records.document_view import to_proto
 from services.records.repository import documents as repo
 from services.records.repository.documents import FLAG_COLUMNS, DocumentQuery
-from services.records.settings import RecordsSettings
 from services.records.timestamps import to_dt
 
 R = records_pb2
@@ -32,12 +30,6 @@ ORDERS = {
     "create_time desc": ("create_time", True),
     "create_time": ("create_time", False),
 }
-
-
-def token_key(settings: RecordsSettings) -> bytes:
-    """The key signing page tokens, derived from the current KEK."""
-    kek = settings.kek_bytes()[settings.records_kek_id]
-    return hashlib.sha256(b"dmp-records-page-token|" + kek).digest()
 
 
 def _range(rng: R.TimeRange, field: str) -> tuple[datetime | None, datetime | None]:
@@ -77,20 +69,21 @@ def parse_filter(flt: R.DocumentFilter) -> DocumentQuery:
     )
 
 
-def _keyset(pos: dict[str, object]) -> tuple[datetime, int]:
+def _keyset(position: pagination.Position | None) -> tuple[datetime, int] | None:
+    if position is None:
+        return None
     try:
-        return datetime.fromisoformat(str(pos["t"])), int(str(pos["i"]))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise invalid_argument(
-            "INVALID_PAGE_TOKEN", "The page token is invalid.", "page_token"
-        ) from exc
+        last = datetime.fromisoformat(position.text("t"))
+    except ValueError as exc:
+        raise pagination.invalid_token() from exc
+    return last, position.integer("i")
 
 
 async def list_documents(
     session: AsyncSession,
     record: RecordContext,
     request: R.ListDocumentsRequest,
-    settings: RecordsSettings,
+    tokens: pagination.PageTokens,
     now: datetime,
 ) -> R.ListDocumentsResponse:
     order_by = request.order_by.strip()
@@ -100,9 +93,8 @@ async def list_documents(
     size = pagination.page_size(request.page_size, 50, 200)
     query = parse_filter(request.filter)
     vis = record.caller.visibility
-    key = token_key(settings)
-    fp = pagination.fingerprint(request.parent, request.filter, order_by, record.caller.subject)
-    after = _keyset(pagination.decode(key, request.page_token, fp)) if request.page_token else None
+    bound = pagination.request_fingerprint(request, record.caller.subject)
+    after = _keyset(tokens.read(request.page_token, bound))
     rows = await repo.page(
         session,
         record.pk,
@@ -119,8 +111,8 @@ async def list_documents(
         out.documents.append(to_proto(row, record.dossier_id, now))
     if len(rows) > size:
         last = rows[size - 1]
-        out.next_page_token = pagination.encode(
-            key, fp, {"t": getattr(last, sort).isoformat(), "i": last.id}
+        out.next_page_token = tokens.issue(
+            {"t": getattr(last, sort).isoformat(), "i": last.id}, bound
         )
     return out
 
@@ -129,22 +121,14 @@ async def search_documents(
     session: AsyncSession,
     record: RecordContext,
     request: R.SearchDocumentsRequest,
-    settings: RecordsSettings,
+    tokens: pagination.PageTokens,
     now: datetime,
 ) -> R.SearchDocumentsResponse:
     text = search.check_query(request.query)
     size = pagination.page_size(request.page_size, 20, 100)
-    key = token_key(settings)
-    fp = pagination.fingerprint(
-        request.parent, request.query, request.filter, record.caller.subject
-    )
-    offset = 0
-    if request.page_token:
-        pos = pagination.decode(key, request.page_token, fp)
-        found = pos.get("o", -1)
-        offset = found if isinstance(found, int) else -1
-        if offset < 0:
-            raise invalid_argument("INVALID_PAGE_TOKEN", "The page token is invalid.", "page_token")
+    bound = pagination.request_fingerprint(request, record.caller.subject)
+    position = tokens.read(request.page_token, bound)
+    offset = position.integer("o") if position is not None else 0
     query = parse_filter(request.filter)
     hits = await repo.search(
         session,
@@ -167,5 +151,5 @@ async def search_documents(
             )
         )
     if len(hits) > size:
-        out.next_page_token = pagination.encode(key, fp, {"o": offset + size})
+        out.next_page_token = tokens.issue({"o": offset + size}, bound)
     return out

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dmp.authz.v1 import principal_pb2
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from kit import ins as kit_ins
+from kit import pagination
 from kit.errors import failed_precondition
 from services.records import (
     attributes,
@@ -35,9 +36,15 @@ Principal = principal_pb2.Principal
 
 
 class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
-    def __init__(self, transactions: Transactions, settings: RecordsSettings) -> None:
+    def __init__(
+        self,
+        transactions: Transactions,
+        settings: RecordsSettings,
+        page_tokens: pagination.PageTokens,
+    ) -> None:
         self.tx = transactions
         self.settings = settings
+        self.page_tokens = page_tokens
 
     async def _open(
         self,
@@ -177,7 +184,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
             session: AsyncSession, principal: Principal, now: datetime
         ) -> R.ListDocumentsResponse:
             record = await self._open(session, principal, dossier_id, now)
-            return await listing.list_documents(session, record, request, self.settings, now)
+            return await listing.list_documents(session, record, request, self.page_tokens, now)
 
         return await self.tx.read(body)
 
@@ -190,7 +197,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
             session: AsyncSession, principal: Principal, now: datetime
         ) -> R.SearchDocumentsResponse:
             record = await self._open(session, principal, dossier_id, now)
-            return await listing.search_documents(session, record, request, self.settings, now)
+            return await listing.search_documents(session, record, request, self.page_tokens, now)
 
         return await self.tx.read(body)
 
@@ -320,6 +327,8 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
             session: AsyncSession, principal: Principal, now: datetime
         ) -> R.ListVaccinationsResponse:
             record = await self._open(session, principal, dossier_id, now)
-            return await vaccinations.list_vaccinations(session, record, request, self.settings)
+            return await vaccinations.list_vaccinations(
+                session, record, request, self.page_tokens, self.settings
+            )
 
         return await self.tx.read(body)

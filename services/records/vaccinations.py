@@ -12,11 +12,11 @@ from datetime import date, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.records.v1 import records_pb2
+from kit import pagination
 from kit.errors import already_exists, invalid_argument
-from services.records import answers, crypto, names, pagination
+from services.records import answers, crypto, names
 from services.records.access import Caller, RecordContext, Role
 from services.records.keys import data_key, open_content
-from services.records.listing import token_key
 from services.records.profile import caller_author, require_read, require_write
 from services.records.repository import health
 from services.records.settings import RecordsSettings
@@ -116,19 +116,14 @@ async def list_vaccinations(
     session: AsyncSession,
     record: RecordContext,
     request: R.ListVaccinationsRequest,
+    tokens: pagination.PageTokens,
     settings: RecordsSettings,
 ) -> R.ListVaccinationsResponse:
     require_read(record.caller)
     size = pagination.page_size(request.page_size, 50, 200)
-    key = token_key(settings)
-    fp = pagination.fingerprint(request.parent, record.caller.subject)
-    after: tuple[str, int] | None = None
-    if request.page_token:
-        pos = pagination.decode(key, request.page_token, fp)
-        day, last = str(pos.get("d", "")), pos.get("i")
-        if not isinstance(last, int):
-            raise invalid_argument("INVALID_PAGE_TOKEN", "The page token is invalid.", "page_token")
-        after = (day, last)
+    bound = pagination.request_fingerprint(request, record.caller.subject)
+    position = tokens.read(request.page_token, bound)
+    after = (position.text("d"), position.integer("i")) if position is not None else None
     rows = await health.vaccinations_page(session, record.pk, after, size + 1)
     dek = data_key(record.row, settings)
     out = R.ListVaccinationsResponse()
@@ -138,7 +133,7 @@ async def list_vaccinations(
         )
     if len(rows) > size:
         last_row = rows[size - 1]
-        out.next_page_token = pagination.encode(
-            key, fp, {"d": last_row.administration_date, "i": last_row.id}
+        out.next_page_token = tokens.issue(
+            {"d": last_row.administration_date, "i": last_row.id}, bound
         )
     return out
