@@ -406,9 +406,7 @@ class Journey:
             "patient",
             "consent.ListAccessHistory (centre_15 entries)",
             lambda: self.consent().ListAccessHistory(
-                C.ListAccessHistoryRequest(
-                    parent=p.dossier, modes=[principal_pb2.ACCESS_MODE_CENTRE_15]
-                ),
+                C.ListAccessHistoryRequest(parent=p.dossier, filter="mode = CENTRE_15"),
                 metadata=p.md(),
                 timeout=TIMEOUT,
             ),

@@ -7,14 +7,15 @@ log; so does the platform (an internal principal), on a record in any state.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2
-from kit import pagination
+from kit import filtering, pagination
 from kit.db import utcnow
 from kit.errors import invalid_argument
 from services.consent import accesslog, guard, repository
@@ -40,19 +41,52 @@ async def _check_reader(
     await guard.permit(rt, principal, method, A.ACTION_READ_ACCESS_LOG, dossier, now=utcnow())
 
 
-def _time_range(
-    request: consent_pb2.ListAccessHistoryRequest,
-) -> tuple[datetime | None, datetime | None]:
-    if not request.HasField("time_range"):
-        return None, None
-    tr = request.time_range
-    start = tr.start_time.ToDatetime(tzinfo=UTC) if tr.HasField("start_time") else None
-    end = tr.end_time.ToDatetime(tzinfo=UTC) if tr.HasField("end_time") else None
-    if start is not None and end is not None and start >= end:
-        raise invalid_argument(
-            "INVALID_TIME_RANGE", "start_time must precede end_time.", "time_range"
-        )
-    return start, end
+#: ListAccessHistory's AIP-160 `filter` (kit.filtering); see ListAccessHistoryRequest.filter.
+HISTORY_FILTER = {
+    "time": filtering.Field("timestamp", filtering.ORDERING),
+    "principal.rpps": filtering.Field("string"),
+    "mode": filtering.Field("enum", filtering.EQUALITY, P.AccessMode.DESCRIPTOR),
+    "decision": filtering.Field("enum", filtering.EQUALITY, C.Decision.DESCRIPTOR),
+}
+_TICK = timedelta(microseconds=1)  # entry times are stored to the microsecond
+
+
+@dataclass(frozen=True)
+class _LogFilter:
+    start: datetime | None  # inclusive
+    end: datetime | None  # exclusive
+    rpps: str
+    modes: list[int]
+    decision: int
+
+
+def _single(conditions: list[filtering.Condition], field: str) -> str | int:
+    values = filtering.one_of(conditions, field)
+    if len(values) > 1:
+        raise invalid_argument(filtering.REASON, f"Invalid filter: one {field} at most.", "filter")
+    return values[0] if values and isinstance(values[0], str | int) else ""
+
+
+def _log_filter(text: str) -> _LogFilter:
+    conditions = filtering.parse(text, HISTORY_FILTER)
+    start: datetime | None = None
+    end: datetime | None = None
+    for condition in (c for c in conditions if c.field == "time"):
+        moment = condition.values[0]
+        assert isinstance(moment, datetime)
+        moment = moment.astimezone(UTC)
+        if condition.operator in {">", "<="}:  # as the >= and < bounds the query takes
+            moment += _TICK
+        if condition.operator in {">", ">="}:
+            start = moment if start is None else max(start, moment)
+        else:
+            end = moment if end is None else min(end, moment)
+    rpps = str(_single(conditions, "principal.rpps"))
+    if rpps:
+        check_rpps(rpps, "filter")
+    modes = sorted({m for m in filtering.one_of(conditions, "mode") if isinstance(m, int)})
+    decision = _single(conditions, "decision")
+    return _LogFilter(start, end, rpps, modes, decision if isinstance(decision, int) else 0)
 
 
 async def list_history(
@@ -63,19 +97,10 @@ async def list_history(
     """The record's entries newest first, with the professionals' names of the directory."""
     dossier = dossier_of(request.parent, "parent")
     size = pagination.page_size(request.page_size, 50, 500)
-    start, end = _time_range(request)
-    if request.professional_rpps:
-        check_rpps(request.professional_rpps)
-    modes = sorted(set(request.modes))
+    flt = _log_filter(request.filter)
     # A token continues one caller's reading of one filter.
     bound = pagination.fingerprint(
-        dossier,
-        start,
-        end,
-        request.professional_rpps,
-        modes,
-        int(request.decision),
-        principal.subject,
+        dossier, flt.start, flt.end, flt.rpps, flt.modes, flt.decision, principal.subject
     )
     position = rt.page_tokens.read(request.page_token, bound)
     after = None if position is None else position.integer("sequence")
@@ -84,11 +109,11 @@ async def list_history(
         rows = await repository.history_page(
             session,
             dossier,
-            start=start,
-            end=end,
-            rpps=request.professional_rpps,
-            modes=modes,
-            decision=int(request.decision),
+            start=flt.start,
+            end=flt.end,
+            rpps=flt.rpps,
+            modes=flt.modes,
+            decision=flt.decision,
             before=after,
             limit=size + 1,
         )

@@ -12,7 +12,7 @@ from sqlalchemy import Row
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2
-from kit import pagination
+from kit import filtering, pagination
 from kit.db import utcnow
 from services.consent import guard, repository
 from services.consent.parse import dossier_of
@@ -21,6 +21,11 @@ from services.consent.runtime import Runtime
 
 A = authz_pb2
 C = consent_pb2
+
+#: ListAccessRules' AIP-160 `filter` (kit.filtering); see ListAccessRulesRequest.filter.
+RULE_FILTER = {
+    "kind": filtering.Field("enum", filtering.EQUALITY, C.AccessRuleKind.DESCRIPTOR),
+}
 
 
 async def list_rules(
@@ -31,7 +36,8 @@ async def list_rules(
     """The record's rules, newest first; rules past their expiry read as inactive."""
     dossier = dossier_of(request.parent, "parent")
     size = pagination.page_size(request.page_size, 50, 200)
-    kinds = sorted(set(request.kinds))
+    conditions = filtering.parse(request.filter, RULE_FILTER)
+    kinds = sorted({k for k in filtering.one_of(conditions, "kind") if isinstance(k, int)})
     # A token continues one caller's listing of one filter.
     bound = pagination.fingerprint(dossier, kinds, request.show_inactive, principal.subject)
     position = rt.page_tokens.read(request.page_token, bound)

@@ -259,7 +259,7 @@ async def set_attending(
 ) -> consent_pb2.AccessRule:
     """Name the médecin traitant (a physician, not blocked), or clear it with no RPPS."""
     method = "SetAttendingPhysician"
-    dossier = dossier_of(request.parent, "parent")
+    dossier = dossier_of(request.name, "name")
     rpps = check_rpps(request.professional_rpps) if request.professional_rpps else ""
     key = rt.requests.key(request)
     now = utcnow()
@@ -327,7 +327,7 @@ async def set_emergency_preferences(
 ) -> consent_pb2.AccessRule:
     """The patient's opposition to bris de glace and Centre 15: one rule per record."""
     method = "SetEmergencyPreferences"
-    dossier = dossier_of(request.parent, "parent")
+    dossier = dossier_of(request.name, "name")
     key = rt.requests.key(request)
     if not request.HasField("preferences"):
         raise invalid_argument(

@@ -48,7 +48,7 @@ async def block(h: ConsentHarness, dossier: str, ins: str, rpps: str) -> C.Acces
 async def attending(h: ConsentHarness, dossier: str, ins: str, rpps: str) -> C.AccessRule:
     return await h.call(
         "SetAttendingPhysician",
-        C.SetAttendingPhysicianRequest(parent=dossier, professional_rpps=rpps, request_id=rid()),
+        C.SetAttendingPhysicianRequest(name=dossier, professional_rpps=rpps, request_id=rid()),
         principals.patient(ins),
     )
 
@@ -59,7 +59,7 @@ async def oppose(
     return await h.call(
         "SetEmergencyPreferences",
         C.SetEmergencyPreferencesRequest(
-            parent=dossier,
+            name=dossier,
             preferences=C.EmergencyPreferences(oppose_bris_de_glace=bdg, oppose_centre_15=c15),
             request_id=rid(),
         ),

@@ -146,7 +146,7 @@ async def test_patient_history_paginates_newest_first(consent: ConsentHarness) -
     assert len(seen) == 8
     denied = await consent.call(
         "ListAccessHistory",
-        C.ListAccessHistoryRequest(parent=dossier, decision=C.DECISION_DENIED),
+        C.ListAccessHistoryRequest(parent=dossier, filter="decision = DENIED"),
         patient,
     )
     assert denied.entries == []
@@ -172,7 +172,22 @@ async def test_emergency_entries_carry_mode_and_justification(consent: ConsentHa
     assert entries[0].justification.startswith("Patient")
     filtered = await consent.call(
         "ListAccessHistory",
-        C.ListAccessHistoryRequest(parent=dossier, modes=[2]),
+        C.ListAccessHistoryRequest(parent=dossier, filter="mode = BRIS_DE_GLACE"),
         principals.patient(ins),
     )
     assert len(filtered.entries) == 1
+    since = entries[0].time.ToDatetime().isoformat() + "Z"
+    recent = await consent.call(
+        "ListAccessHistory",
+        C.ListAccessHistoryRequest(
+            parent=dossier, filter=f'time >= "{since}" AND mode = ACCESS_MODE_BRIS_DE_GLACE'
+        ),
+        principals.patient(ins),
+    )
+    assert [e.name for e in recent.entries] == [entries[0].name]
+    later = await consent.call(
+        "ListAccessHistory",
+        C.ListAccessHistoryRequest(parent=dossier, filter=f'time > "{since}"'),
+        principals.patient(ins),
+    )
+    assert later.entries == []

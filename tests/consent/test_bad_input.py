@@ -110,6 +110,16 @@ def _bad_page_token(h: ConsentHarness, d: str, ins: str) -> Awaitable[Any]:
     return h.call("ListAccessHistory", req, principals.patient(ins))
 
 
+def _bad_history_filter(h: ConsentHarness, d: str, ins: str) -> Awaitable[Any]:
+    req = C.ListAccessHistoryRequest(parent=d, filter='time > "yesterday"')
+    return h.call("ListAccessHistory", req, principals.patient(ins))
+
+
+def _bad_rules_filter(h: ConsentHarness, d: str, ins: str) -> Awaitable[Any]:
+    req = C.ListAccessRulesRequest(parent=d, filter="state = ACTIVE")
+    return h.call("ListAccessRules", req, principals.patient(ins))
+
+
 def _authorize_without_principal(h: ConsentHarness, d: str, ins: str) -> Awaitable[Any]:
     req = C.AuthorizeRequest(action=A.ACTION_READ, dossier=d)
     return h.call("Authorize", req, principals.internal())
@@ -197,6 +207,8 @@ CASES: list[tuple[str, Setup, grpc.StatusCode, str]] = [
         "REQUEST_ID_INVALID",
     ),
     ("bad-page-token", _bad_page_token, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN"),
+    ("bad-history-filter", _bad_history_filter, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FILTER"),
+    ("bad-rules-filter", _bad_rules_filter, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FILTER"),
     (
         "authorize-without-principal",
         _authorize_without_principal,
@@ -294,7 +306,7 @@ async def test_concurrent_twins_change_once(consent: ConsentHarness) -> None:
     dossier, ins = await consent.create_record()
     before = await _counts(consent)
     request = C.SetEmergencyPreferencesRequest(
-        parent=dossier,
+        name=dossier,
         preferences=C.EmergencyPreferences(oppose_bris_de_glace=True),
         request_id=rid(),
     )

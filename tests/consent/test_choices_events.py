@@ -54,6 +54,12 @@ async def test_every_rule_change_publishes_consent_changed(consent: ConsentHarne
         C.ACCESS_RULE_KIND_ATTENDING_PHYSICIAN,
         C.ACCESS_RULE_KIND_EMERGENCY_PREFERENCES,
     }  # the grant was revoked by the block
+    blocks = await consent.call(
+        "ListAccessRules",
+        C.ListAccessRulesRequest(parent=dossier, filter="kind = BLOCK OR kind = GRANT"),
+        principals.patient(ins),
+    )
+    assert [r.kind for r in blocks.access_rules] == [C.ACCESS_RULE_KIND_BLOCK]
     everything = await consent.call(
         "ListAccessRules",
         C.ListAccessRulesRequest(parent=dossier, show_inactive=True, page_size=2),
@@ -189,7 +195,7 @@ async def test_unblock_and_attending_replacement(consent: ConsentHarness) -> Non
     ) == (grpc.StatusCode.FAILED_PRECONDITION, "RULE_NOT_REVOCABLE")
     cleared = await consent.call(
         "SetAttendingPhysician",
-        C.SetAttendingPhysicianRequest(parent=dossier, request_id=rid()),
+        C.SetAttendingPhysicianRequest(name=dossier, request_id=rid()),
         patient,
     )
     assert cleared.state == C.ACCESS_RULE_STATE_REVOKED

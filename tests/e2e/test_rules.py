@@ -155,7 +155,7 @@ async def test_rule7_opposed_centre_15_is_refused(stack: LiveStack) -> None:
     patient = consent(stack.patient_channel())
     await patient.SetEmergencyPreferences(
         C.SetEmergencyPreferencesRequest(
-            parent=dossier,
+            name=dossier,
             preferences=C.EmergencyPreferences(oppose_centre_15=True),
             request_id=rid(),
         ),
@@ -203,7 +203,7 @@ async def test_rule2_attending_physician_cannot_be_blocked_and_reads_without_gra
     md = patient_md(stack, ins)
     await patient.SetAttendingPhysician(
         C.SetAttendingPhysicianRequest(
-            parent=dossier, professional_rpps=rpps("doctor"), request_id=rid()
+            name=dossier, professional_rpps=rpps("doctor"), request_id=rid()
         ),
         metadata=md,
     )

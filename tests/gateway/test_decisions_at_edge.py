@@ -386,7 +386,7 @@ async def test_opposed_emergency_by_ins_is_one_refused_entry(stack: LiveStack) -
     dossier, ins = await new_record(stack)
     await consent(stack.patient_channel()).SetEmergencyPreferences(
         C.SetEmergencyPreferencesRequest(
-            parent=dossier,
+            name=dossier,
             preferences=C.EmergencyPreferences(oppose_bris_de_glace=True),
             request_id=rid(),
         ),

@@ -769,7 +769,7 @@ async def _consent_cells(sweep: Sweep, seeds: Seeds) -> None:
     )
     attending_rpps = rpps("doctor2") if is_patient else (me.rpps or rpps("doctor2"))
     attending = C.SetAttendingPhysicianRequest(
-        parent=dossier, professional_rpps=attending_rpps, request_id=rid()
+        name=dossier, professional_rpps=attending_rpps, request_id=rid()
     )
     await sweep.cell(
         svc + "SetAttendingPhysician",
@@ -780,7 +780,7 @@ async def _consent_cells(sweep: Sweep, seeds: Seeds) -> None:
     )
     preferences = C.EmergencyPreferences(oppose_bris_de_glace=False, oppose_centre_15=False)
     emergency_preferences = C.SetEmergencyPreferencesRequest(
-        parent=dossier, preferences=preferences, request_id=rid()
+        name=dossier, preferences=preferences, request_id=rid()
     )
     await sweep.cell(
         svc + "SetEmergencyPreferences",

@@ -36,7 +36,12 @@ class _DecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Decision.Val
     """The call is refused."""
 
 class Decision(_Decision, metaclass=_DecisionEnumTypeWrapper):
-    """Outcome of a policy decision."""
+    """---------------------------------------------------------------------------
+    Common types
+    ---------------------------------------------------------------------------
+
+    Outcome of a policy decision.
+    """
 
 DECISION_UNSPECIFIED: Decision.ValueType  # 0
 """Never valid."""
@@ -236,41 +241,6 @@ CHAIN_BREAK_SEQUENCE_GAP: ChainBreak.ValueType  # 3
 Global___ChainBreak: _TypeAlias = ChainBreak  # noqa: Y015
 
 @_typing.final
-class TimeRange(_message.Message):
-    """---------------------------------------------------------------------------
-    Common types
-    ---------------------------------------------------------------------------
-
-    A half-open time interval [start_time, end_time); either bound may be unset.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    START_TIME_FIELD_NUMBER: _builtins.int
-    END_TIME_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Inclusive lower bound; unset means no lower bound."""
-
-    @_builtins.property
-    def end_time(self) -> _timestamp_pb2.Timestamp:
-        """Exclusive upper bound; unset means no upper bound."""
-
-    def __init__(
-        self,
-        *,
-        start_time: _timestamp_pb2.Timestamp | None = ...,
-        end_time: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TimeRange: _TypeAlias = TimeRange  # noqa: Y015
-
-@_typing.final
 class ResourceAttributes(_message.Message):
     """---------------------------------------------------------------------------
     Authorize
@@ -366,6 +336,7 @@ class AuthorizeRequest(_message.Message):
     request_id: _builtins.str
     """Id of the call being authorized (its `request_id`, or a gateway-generated
     UUID for reads); a retry with the same id reuses the same log entry.
+    Field 10, as `request_id` in every request of the platform.
     """
     trace_id: _builtins.str
     """W3C trace id of the call, stored in the log entry for correlation."""
@@ -871,7 +842,7 @@ class ListAccessRulesRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    KINDS_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     SHOW_INACTIVE_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """Record whose rules to list: `dossiers/{dossier}`."""
@@ -879,24 +850,26 @@ class ListAccessRulesRequest(_message.Message):
     """Maximum rules to return; default 50, values above 200 are coerced to 200."""
     page_token: _builtins.str
     """Token from a previous `next_page_token`; other fields must not change."""
+    filter: _builtins.str
+    """AIP-160 filter; empty keeps every kind. Supported: `kind = GRANT`
+    (AccessRuleKind names, with or without the ACCESS_RULE_KIND_ prefix;
+    alternatives with OR: `kind = GRANT OR kind = BLOCK`). Anything else is
+    INVALID_ARGUMENT INVALID_FILTER.
+    """
     show_inactive: _builtins.bool
     """Also return revoked and expired rules (default: active only)."""
-    @_builtins.property
-    def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___AccessRuleKind.ValueType]:
-        """Keep only these kinds; empty means every kind."""
-
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
-        kinds: _abc.Iterable[Global___AccessRuleKind.ValueType] | None = ...,
+        filter: _builtins.str = ...,
         show_inactive: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kinds", b"kinds", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "show_inactive", b"show_inactive"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "show_inactive", b"show_inactive"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -936,11 +909,11 @@ class SetAttendingPhysicianRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    PARENT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     PROFESSIONAL_RPPS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
-    parent: _builtins.str
-    """Record concerned: `dossiers/{dossier}`."""
+    name: _builtins.str
+    """Record concerned: `dossiers/{dossier}` (AIP-136 `name`; `parent` before)."""
     professional_rpps: _builtins.str
     """RPPS of the new médecin traitant; empty clears it (the previous rule is
     then returned in state REVOKED).
@@ -952,13 +925,13 @@ class SetAttendingPhysicianRequest(_message.Message):
     def __init__(
         self,
         *,
-        parent: _builtins.str = ...,
+        name: _builtins.str = ...,
         professional_rpps: _builtins.str = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "professional_rpps", b"professional_rpps", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "professional_rpps", b"professional_rpps", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -970,11 +943,11 @@ class SetEmergencyPreferencesRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    PARENT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     PREFERENCES_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
-    parent: _builtins.str
-    """Record concerned: `dossiers/{dossier}`."""
+    name: _builtins.str
+    """Record concerned: `dossiers/{dossier}` (AIP-136 `name`; `parent` before)."""
     request_id: _builtins.str
     """Idempotency key (UUID) chosen by the client: a retry with the same key
     returns the first result instead of acting twice. Required.
@@ -986,13 +959,13 @@ class SetEmergencyPreferencesRequest(_message.Message):
     def __init__(
         self,
         *,
-        parent: _builtins.str = ...,
+        name: _builtins.str = ...,
         preferences: Global___EmergencyPreferences | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "preferences", b"preferences", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "preferences", b"preferences", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1208,42 +1181,34 @@ class ListAccessHistoryRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    TIME_RANGE_FIELD_NUMBER: _builtins.int
-    PROFESSIONAL_RPPS_FIELD_NUMBER: _builtins.int
-    MODES_FIELD_NUMBER: _builtins.int
-    DECISION_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """Record whose log to read: `dossiers/{dossier}`."""
     page_size: _builtins.int
     """Maximum entries to return; default 50, values above 500 are coerced to 500."""
     page_token: _builtins.str
     """Token from a previous `next_page_token`; other fields must not change."""
-    professional_rpps: _builtins.str
-    """Keep entries of this professional only."""
-    decision: Global___Decision.ValueType
-    """Keep entries with this decision only; UNSPECIFIED means both."""
-    @_builtins.property
-    def time_range(self) -> Global___TimeRange:
-        """Keep entries whose time is in this range."""
-
-    @_builtins.property
-    def modes(self) -> _containers.RepeatedScalarFieldContainer[_principal_pb2.AccessMode.ValueType]:
-        """Keep entries in these modes only (e.g. emergencies); empty means every mode."""
-
+    filter: _builtins.str
+    """AIP-160 filter; empty keeps every entry. Supported, joined with AND:
+    - `time >= "2024-01-01T00:00:00Z"`, `time < "…"` (also `<=`, `>`; quoted
+      RFC 3339 times with a time zone);
+    - `principal.rpps = "10000000071"` (entries of this professional);
+    - `mode = BRIS_DE_GLACE` (AccessMode names, with or without the
+      ACCESS_MODE_ prefix; alternatives with OR);
+    - `decision = DENIED` (Decision names, with or without the DECISION_ prefix).
+    Anything else is INVALID_ARGUMENT INVALID_FILTER.
+    """
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
-        time_range: Global___TimeRange | None = ...,
-        professional_rpps: _builtins.str = ...,
-        modes: _abc.Iterable[_principal_pb2.AccessMode.ValueType] | None = ...,
-        decision: Global___Decision.ValueType = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time_range", b"time_range"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "modes", b"modes", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "professional_rpps", b"professional_rpps", "time_range", b"time_range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -155,6 +155,9 @@ class ConsentServiceServicer:
         (GRANT_ALREADY_ACTIVE, the existing rule is named in the details),
         FAILED_PRECONDITION (GRANTEE_EXCLUDED: the grantee's profession or
         specialty never accesses a record, e.g. an occupational doctor).
+        AIP: a create of an access rule in the record's `accessRules` collection
+        (AIP-133 semantics under a domain verb): `parent` is the record, the
+        answer is the new rule.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,6 +169,7 @@ class ConsentServiceServicer:
         FAILED_PRECONDITION (RULE_NOT_ACTIVE, RULE_NOT_REVOCABLE for blocks,
         attending physician and emergency preferences, which have their own
         methods).
+        AIP-136: a custom method on the rule (`name`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,6 +180,8 @@ class ConsentServiceServicer:
         included; active grants of that professional are revoked. Errors:
         FAILED_PRECONDITION (CANNOT_BLOCK_ATTENDING_PHYSICIAN), ALREADY_EXISTS
         (ALREADY_BLOCKED), NOT_FOUND (PROFESSIONAL_NOT_FOUND).
+        AIP: a create of a block rule in the record's `accessRules` collection
+        (AIP-133 semantics): `parent` is the record.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -185,6 +191,7 @@ class ConsentServiceServicer:
         """Lifts a block; returns the block rule in state REVOKED. Former grants
         are not restored. Errors: FAILED_PRECONDITION (RULE_NOT_ACTIVE,
         NOT_A_BLOCK).
+        AIP-136: a custom method on the block rule (`name`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,7 +200,8 @@ class ConsentServiceServicer:
     def ListAccessRules(self, request, context):
         """Lists the access rules of a record (grants, blocks, médecin traitant,
         emergency preferences, emergency accesses), newest first. Readable by
-        the patient and legal representatives.
+        the patient and legal representatives; `filter` (AIP-160) narrows the kinds.
+        Errors: INVALID_ARGUMENT (INVALID_FILTER, INVALID_PAGE_TOKEN).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +213,9 @@ class ConsentServiceServicer:
         attending-physician rule, if any, is revoked. Errors: INVALID_ARGUMENT
         (NOT_A_PHYSICIAN: profession must be 10, Médecin), FAILED_PRECONDITION
         (PROFESSIONAL_BLOCKED: unblock first), NOT_FOUND (PROFESSIONAL_NOT_FOUND).
+        AIP-136: a custom method on the record (`name` = `dossiers/{dossier}`),
+        not a create: it replaces or clears the record's one médecin traitant
+        and may create no rule at all (clearing answers the revoked one).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -214,6 +225,8 @@ class ConsentServiceServicer:
         """Sets the patient's two separate emergency oppositions (bris de glace,
         centre 15). Returns the record's emergency-preferences rule
         (`dossiers/{dossier}/accessRules/emergencyPreferences`).
+        AIP-136: a custom method on the record (`name` = `dossiers/{dossier}`):
+        it sets the record's singleton preferences, which always exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,6 +241,9 @@ class ConsentServiceServicer:
         PROFESSIONAL_BLOCKED, REGULATEUR_ROLE_REQUIRED), INVALID_ARGUMENT
         (JUSTIFICATION_REQUIRED, REASON_REQUIRED, INVALID_MODE,
         DURATION_TOO_LONG), DOSSIER_CLOSED.
+        AIP: a create of an emergency-access rule in the record's `accessRules`
+        collection (AIP-133 semantics): `parent` is the record, the answer is the
+        new rule with its own name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -236,7 +252,8 @@ class ConsentServiceServicer:
     def ListAccessHistory(self, request, context):
         """Lists the access log of a record (every decision, allowed or denied),
         newest first. Readable by the patient and legal representatives.
-        Errors: INVALID_ARGUMENT (INVALID_PAGE_TOKEN, INVALID_TIME_RANGE).
+        `filter` (AIP-160) narrows by time, professional, mode and decision.
+        Errors: INVALID_ARGUMENT (INVALID_PAGE_TOKEN, INVALID_FILTER).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,7 +261,8 @@ class ConsentServiceServicer:
 
     def VerifyAccessLog(self, request, context):
         """Recomputes the hash chain of a record's access log and reports whether
-        it is intact or the first broken entry. Read-only.
+        it is intact or the first broken entry. Read-only. AIP-136: a custom
+        method on the log collection (`parent` = the record), like a List.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

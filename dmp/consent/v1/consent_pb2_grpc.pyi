@@ -72,6 +72,9 @@ class ConsentServiceStub:
     (GRANT_ALREADY_ACTIVE, the existing rule is named in the details),
     FAILED_PRECONDITION (GRANTEE_EXCLUDED: the grantee's profession or
     specialty never accesses a record, e.g. an occupational doctor).
+    AIP: a create of an access rule in the record's `accessRules` collection
+    (AIP-133 semantics under a domain verb): `parent` is the record, the
+    answer is the new rule.
     """
     RevokeAccess: _grpc.UnaryUnaryMultiCallable[_consent_pb2.RevokeAccessRequest, _consent_pb2.AccessRule]
     """Revokes a grant (patient or legal representative), or ends an
@@ -79,22 +82,27 @@ class ConsentServiceStub:
     FAILED_PRECONDITION (RULE_NOT_ACTIVE, RULE_NOT_REVOCABLE for blocks,
     attending physician and emergency preferences, which have their own
     methods).
+    AIP-136: a custom method on the rule (`name`).
     """
     BlockProfessional: _grpc.UnaryUnaryMultiCallable[_consent_pb2.BlockProfessionalRequest, _consent_pb2.AccessRule]
     """Blocks a professional from every access to the record, emergencies
     included; active grants of that professional are revoked. Errors:
     FAILED_PRECONDITION (CANNOT_BLOCK_ATTENDING_PHYSICIAN), ALREADY_EXISTS
     (ALREADY_BLOCKED), NOT_FOUND (PROFESSIONAL_NOT_FOUND).
+    AIP: a create of a block rule in the record's `accessRules` collection
+    (AIP-133 semantics): `parent` is the record.
     """
     UnblockProfessional: _grpc.UnaryUnaryMultiCallable[_consent_pb2.UnblockProfessionalRequest, _consent_pb2.AccessRule]
     """Lifts a block; returns the block rule in state REVOKED. Former grants
     are not restored. Errors: FAILED_PRECONDITION (RULE_NOT_ACTIVE,
     NOT_A_BLOCK).
+    AIP-136: a custom method on the block rule (`name`).
     """
     ListAccessRules: _grpc.UnaryUnaryMultiCallable[_consent_pb2.ListAccessRulesRequest, _consent_pb2.ListAccessRulesResponse]
     """Lists the access rules of a record (grants, blocks, médecin traitant,
     emergency preferences, emergency accesses), newest first. Readable by
-    the patient and legal representatives.
+    the patient and legal representatives; `filter` (AIP-160) narrows the kinds.
+    Errors: INVALID_ARGUMENT (INVALID_FILTER, INVALID_PAGE_TOKEN).
     """
     SetAttendingPhysician: _grpc.UnaryUnaryMultiCallable[_consent_pb2.SetAttendingPhysicianRequest, _consent_pb2.AccessRule]
     """Declares (or clears) the médecin traitant, who reads the record and
@@ -102,11 +110,16 @@ class ConsentServiceStub:
     attending-physician rule, if any, is revoked. Errors: INVALID_ARGUMENT
     (NOT_A_PHYSICIAN: profession must be 10, Médecin), FAILED_PRECONDITION
     (PROFESSIONAL_BLOCKED: unblock first), NOT_FOUND (PROFESSIONAL_NOT_FOUND).
+    AIP-136: a custom method on the record (`name` = `dossiers/{dossier}`),
+    not a create: it replaces or clears the record's one médecin traitant
+    and may create no rule at all (clearing answers the revoked one).
     """
     SetEmergencyPreferences: _grpc.UnaryUnaryMultiCallable[_consent_pb2.SetEmergencyPreferencesRequest, _consent_pb2.AccessRule]
     """Sets the patient's two separate emergency oppositions (bris de glace,
     centre 15). Returns the record's emergency-preferences rule
     (`dossiers/{dossier}/accessRules/emergencyPreferences`).
+    AIP-136: a custom method on the record (`name` = `dossiers/{dossier}`):
+    it sets the record's singleton preferences, which always exist.
     """
     StartEmergencyAccess: _grpc.UnaryUnaryMultiCallable[_consent_pb2.StartEmergencyAccessRequest, _consent_pb2.AccessRule]
     """Opens a time-boxed emergency access for the calling professional:
@@ -117,15 +130,20 @@ class ConsentServiceStub:
     PROFESSIONAL_BLOCKED, REGULATEUR_ROLE_REQUIRED), INVALID_ARGUMENT
     (JUSTIFICATION_REQUIRED, REASON_REQUIRED, INVALID_MODE,
     DURATION_TOO_LONG), DOSSIER_CLOSED.
+    AIP: a create of an emergency-access rule in the record's `accessRules`
+    collection (AIP-133 semantics): `parent` is the record, the answer is the
+    new rule with its own name.
     """
     ListAccessHistory: _grpc.UnaryUnaryMultiCallable[_consent_pb2.ListAccessHistoryRequest, _consent_pb2.ListAccessHistoryResponse]
     """Lists the access log of a record (every decision, allowed or denied),
     newest first. Readable by the patient and legal representatives.
-    Errors: INVALID_ARGUMENT (INVALID_PAGE_TOKEN, INVALID_TIME_RANGE).
+    `filter` (AIP-160) narrows by time, professional, mode and decision.
+    Errors: INVALID_ARGUMENT (INVALID_PAGE_TOKEN, INVALID_FILTER).
     """
     VerifyAccessLog: _grpc.UnaryUnaryMultiCallable[_consent_pb2.VerifyAccessLogRequest, _consent_pb2.VerifyAccessLogResponse]
     """Recomputes the hash chain of a record's access log and reports whether
-    it is intact or the first broken entry. Read-only.
+    it is intact or the first broken entry. Read-only. AIP-136: a custom
+    method on the log collection (`parent` = the record), like a List.
     """
 
 @_typing.type_check_only
@@ -172,6 +190,9 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     (GRANT_ALREADY_ACTIVE, the existing rule is named in the details),
     FAILED_PRECONDITION (GRANTEE_EXCLUDED: the grantee's profession or
     specialty never accesses a record, e.g. an occupational doctor).
+    AIP: a create of an access rule in the record's `accessRules` collection
+    (AIP-133 semantics under a domain verb): `parent` is the record, the
+    answer is the new rule.
     """
     RevokeAccess: _aio.UnaryUnaryMultiCallable[_consent_pb2.RevokeAccessRequest, _consent_pb2.AccessRule]  # type: ignore[assignment]
     """Revokes a grant (patient or legal representative), or ends an
@@ -179,22 +200,27 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     FAILED_PRECONDITION (RULE_NOT_ACTIVE, RULE_NOT_REVOCABLE for blocks,
     attending physician and emergency preferences, which have their own
     methods).
+    AIP-136: a custom method on the rule (`name`).
     """
     BlockProfessional: _aio.UnaryUnaryMultiCallable[_consent_pb2.BlockProfessionalRequest, _consent_pb2.AccessRule]  # type: ignore[assignment]
     """Blocks a professional from every access to the record, emergencies
     included; active grants of that professional are revoked. Errors:
     FAILED_PRECONDITION (CANNOT_BLOCK_ATTENDING_PHYSICIAN), ALREADY_EXISTS
     (ALREADY_BLOCKED), NOT_FOUND (PROFESSIONAL_NOT_FOUND).
+    AIP: a create of a block rule in the record's `accessRules` collection
+    (AIP-133 semantics): `parent` is the record.
     """
     UnblockProfessional: _aio.UnaryUnaryMultiCallable[_consent_pb2.UnblockProfessionalRequest, _consent_pb2.AccessRule]  # type: ignore[assignment]
     """Lifts a block; returns the block rule in state REVOKED. Former grants
     are not restored. Errors: FAILED_PRECONDITION (RULE_NOT_ACTIVE,
     NOT_A_BLOCK).
+    AIP-136: a custom method on the block rule (`name`).
     """
     ListAccessRules: _aio.UnaryUnaryMultiCallable[_consent_pb2.ListAccessRulesRequest, _consent_pb2.ListAccessRulesResponse]  # type: ignore[assignment]
     """Lists the access rules of a record (grants, blocks, médecin traitant,
     emergency preferences, emergency accesses), newest first. Readable by
-    the patient and legal representatives.
+    the patient and legal representatives; `filter` (AIP-160) narrows the kinds.
+    Errors: INVALID_ARGUMENT (INVALID_FILTER, INVALID_PAGE_TOKEN).
     """
     SetAttendingPhysician: _aio.UnaryUnaryMultiCallable[_consent_pb2.SetAttendingPhysicianRequest, _consent_pb2.AccessRule]  # type: ignore[assignment]
     """Declares (or clears) the médecin traitant, who reads the record and
@@ -202,11 +228,16 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     attending-physician rule, if any, is revoked. Errors: INVALID_ARGUMENT
     (NOT_A_PHYSICIAN: profession must be 10, Médecin), FAILED_PRECONDITION
     (PROFESSIONAL_BLOCKED: unblock first), NOT_FOUND (PROFESSIONAL_NOT_FOUND).
+    AIP-136: a custom method on the record (`name` = `dossiers/{dossier}`),
+    not a create: it replaces or clears the record's one médecin traitant
+    and may create no rule at all (clearing answers the revoked one).
     """
     SetEmergencyPreferences: _aio.UnaryUnaryMultiCallable[_consent_pb2.SetEmergencyPreferencesRequest, _consent_pb2.AccessRule]  # type: ignore[assignment]
     """Sets the patient's two separate emergency oppositions (bris de glace,
     centre 15). Returns the record's emergency-preferences rule
     (`dossiers/{dossier}/accessRules/emergencyPreferences`).
+    AIP-136: a custom method on the record (`name` = `dossiers/{dossier}`):
+    it sets the record's singleton preferences, which always exist.
     """
     StartEmergencyAccess: _aio.UnaryUnaryMultiCallable[_consent_pb2.StartEmergencyAccessRequest, _consent_pb2.AccessRule]  # type: ignore[assignment]
     """Opens a time-boxed emergency access for the calling professional:
@@ -217,15 +248,20 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     PROFESSIONAL_BLOCKED, REGULATEUR_ROLE_REQUIRED), INVALID_ARGUMENT
     (JUSTIFICATION_REQUIRED, REASON_REQUIRED, INVALID_MODE,
     DURATION_TOO_LONG), DOSSIER_CLOSED.
+    AIP: a create of an emergency-access rule in the record's `accessRules`
+    collection (AIP-133 semantics): `parent` is the record, the answer is the
+    new rule with its own name.
     """
     ListAccessHistory: _aio.UnaryUnaryMultiCallable[_consent_pb2.ListAccessHistoryRequest, _consent_pb2.ListAccessHistoryResponse]  # type: ignore[assignment]
     """Lists the access log of a record (every decision, allowed or denied),
     newest first. Readable by the patient and legal representatives.
-    Errors: INVALID_ARGUMENT (INVALID_PAGE_TOKEN, INVALID_TIME_RANGE).
+    `filter` (AIP-160) narrows by time, professional, mode and decision.
+    Errors: INVALID_ARGUMENT (INVALID_PAGE_TOKEN, INVALID_FILTER).
     """
     VerifyAccessLog: _aio.UnaryUnaryMultiCallable[_consent_pb2.VerifyAccessLogRequest, _consent_pb2.VerifyAccessLogResponse]  # type: ignore[assignment]
     """Recomputes the hash chain of a record's access log and reports whether
-    it is intact or the first broken entry. Read-only.
+    it is intact or the first broken entry. Read-only. AIP-136: a custom
+    method on the log collection (`parent` = the record), like a List.
     """
 
 class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -281,6 +317,9 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         (GRANT_ALREADY_ACTIVE, the existing rule is named in the details),
         FAILED_PRECONDITION (GRANTEE_EXCLUDED: the grantee's profession or
         specialty never accesses a record, e.g. an occupational doctor).
+        AIP: a create of an access rule in the record's `accessRules` collection
+        (AIP-133 semantics under a domain verb): `parent` is the record, the
+        answer is the new rule.
         """
 
     @_abc_1.abstractmethod
@@ -294,6 +333,7 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         FAILED_PRECONDITION (RULE_NOT_ACTIVE, RULE_NOT_REVOCABLE for blocks,
         attending physician and emergency preferences, which have their own
         methods).
+        AIP-136: a custom method on the rule (`name`).
         """
 
     @_abc_1.abstractmethod
@@ -306,6 +346,8 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         included; active grants of that professional are revoked. Errors:
         FAILED_PRECONDITION (CANNOT_BLOCK_ATTENDING_PHYSICIAN), ALREADY_EXISTS
         (ALREADY_BLOCKED), NOT_FOUND (PROFESSIONAL_NOT_FOUND).
+        AIP: a create of a block rule in the record's `accessRules` collection
+        (AIP-133 semantics): `parent` is the record.
         """
 
     @_abc_1.abstractmethod
@@ -317,6 +359,7 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lifts a block; returns the block rule in state REVOKED. Former grants
         are not restored. Errors: FAILED_PRECONDITION (RULE_NOT_ACTIVE,
         NOT_A_BLOCK).
+        AIP-136: a custom method on the block rule (`name`).
         """
 
     @_abc_1.abstractmethod
@@ -327,7 +370,8 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_consent_pb2.ListAccessRulesResponse, _abc.Awaitable[_consent_pb2.ListAccessRulesResponse]]:
         """Lists the access rules of a record (grants, blocks, médecin traitant,
         emergency preferences, emergency accesses), newest first. Readable by
-        the patient and legal representatives.
+        the patient and legal representatives; `filter` (AIP-160) narrows the kinds.
+        Errors: INVALID_ARGUMENT (INVALID_FILTER, INVALID_PAGE_TOKEN).
         """
 
     @_abc_1.abstractmethod
@@ -341,6 +385,9 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         attending-physician rule, if any, is revoked. Errors: INVALID_ARGUMENT
         (NOT_A_PHYSICIAN: profession must be 10, Médecin), FAILED_PRECONDITION
         (PROFESSIONAL_BLOCKED: unblock first), NOT_FOUND (PROFESSIONAL_NOT_FOUND).
+        AIP-136: a custom method on the record (`name` = `dossiers/{dossier}`),
+        not a create: it replaces or clears the record's one médecin traitant
+        and may create no rule at all (clearing answers the revoked one).
         """
 
     @_abc_1.abstractmethod
@@ -352,6 +399,8 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         """Sets the patient's two separate emergency oppositions (bris de glace,
         centre 15). Returns the record's emergency-preferences rule
         (`dossiers/{dossier}/accessRules/emergencyPreferences`).
+        AIP-136: a custom method on the record (`name` = `dossiers/{dossier}`):
+        it sets the record's singleton preferences, which always exist.
         """
 
     @_abc_1.abstractmethod
@@ -368,6 +417,9 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         PROFESSIONAL_BLOCKED, REGULATEUR_ROLE_REQUIRED), INVALID_ARGUMENT
         (JUSTIFICATION_REQUIRED, REASON_REQUIRED, INVALID_MODE,
         DURATION_TOO_LONG), DOSSIER_CLOSED.
+        AIP: a create of an emergency-access rule in the record's `accessRules`
+        collection (AIP-133 semantics): `parent` is the record, the answer is the
+        new rule with its own name.
         """
 
     @_abc_1.abstractmethod
@@ -378,7 +430,8 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_consent_pb2.ListAccessHistoryResponse, _abc.Awaitable[_consent_pb2.ListAccessHistoryResponse]]:
         """Lists the access log of a record (every decision, allowed or denied),
         newest first. Readable by the patient and legal representatives.
-        Errors: INVALID_ARGUMENT (INVALID_PAGE_TOKEN, INVALID_TIME_RANGE).
+        `filter` (AIP-160) narrows by time, professional, mode and decision.
+        Errors: INVALID_ARGUMENT (INVALID_PAGE_TOKEN, INVALID_FILTER).
         """
 
     @_abc_1.abstractmethod
@@ -388,7 +441,8 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_consent_pb2.VerifyAccessLogResponse, _abc.Awaitable[_consent_pb2.VerifyAccessLogResponse]]:
         """Recomputes the hash chain of a record's access log and reports whether
-        it is intact or the first broken entry. Read-only.
+        it is intact or the first broken entry. Read-only. AIP-136: a custom
+        method on the log collection (`parent` = the record), like a List.
         """
 
 def add_ConsentServiceServicer_to_server(servicer: ConsentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
