@@ -26,6 +26,7 @@ from dmp.authz.v1 import authz_pb2
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.records.v1 import records_pb2
 from dmp_dev.testing import principals
+from kit import migrations
 from kit.db import utcnow
 from kit.server import start_app
 from services.consent import authorizing
@@ -171,6 +172,7 @@ async def main() -> None:
     tmp = tempfile.mkdtemp(prefix="dmp-bench-")
     url = args.database_url or f"sqlite+aiosqlite:///{tmp}/consent.db"
     settings = ConsentSettings(database_url=url, log_level="WARNING", log_json=False)
+    await migrations.upgrade("consent", url)  # services never migrate at start
     app = ConsentApp(settings)
     app.needs_nats = lambda: False  # type: ignore[method-assign]
     running = await start_app(app)

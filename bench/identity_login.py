@@ -178,7 +178,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             notify = await start_app(
                 NotifyApp(
                     NotifySettings(
-                        database_url=await databases.create("notify"),
+                        database_url=await databases.migrated("notify"),
                         sms_provider="file",
                         sms_sink_path=str(sms_path),
                         log_json=False,
@@ -189,7 +189,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             running.append(notify)
             identity_app = IdentityApp(
                 IdentitySettings(
-                    database_url=await databases.create("identity"),
+                    database_url=await databases.migrated("identity"),
                     nats_url=nats.url,
                     notify_target=notify.target,
                     token_signing_key_file=str(tmp / "signing.pem"),

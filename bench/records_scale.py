@@ -37,6 +37,7 @@ from dmp.records.v1 import records_pb2, records_pb2_grpc
 from dmp_dev.testing import principals
 from dmp_dev.testing.databases import PG_ADMIN_DSN
 from dmp_dev.testing.nats_server import NatsServer
+from kit import migrations
 from kit.logs import configure_logging
 from kit.server import start_app
 from services.records import crypto
@@ -316,6 +317,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             nats_url=nats_server.url,
             log_level="WARNING",
         )
+        await migrations.upgrade("records", settings.database_url)  # never at start
         running = await start_app(RecordsApp(settings))
         channel = grpc.aio.insecure_channel(
             running.target, options=[("grpc.max_send_message_length", 32 * 1024 * 1024)]

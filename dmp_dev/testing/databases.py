@@ -15,6 +15,8 @@ from pathlib import Path
 
 import asyncpg
 
+from kit import migrations
+
 PG_ADMIN_DSN = os.environ.get("DMP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -63,6 +65,14 @@ class DatabaseFactory:
             await conn.close()
         base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
         return f"{base}/{name}"
+
+    async def migrated(self, service: str, label: str | None = None) -> str:
+        """A new database at `service`'s migration head, as `dmp migrate up` leaves it: a
+        service never migrates at start, so a test that starts one on a fresh database
+        migrates it first, through the same function."""
+        url = await self.create(label or service)
+        await migrations.upgrade(service, url)
+        return url
 
     async def drop_all(self) -> None:
         if self.kind != "postgresql":

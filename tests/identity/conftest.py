@@ -26,7 +26,7 @@ def clock() -> FakeClock:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def identity_db_url(databases: DatabaseFactory) -> str:
-    return await databases.create("identity")
+    return await databases.migrated("identity")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -86,7 +86,7 @@ async def notify_events(
     js = nc.jetstream()
     for owner in ("records", "consent", "notify"):
         await kit_nats.ensure_stream(js, kit_nats.STREAMS[owner])
-    url = await databases.create("notify_events")
+    url = await databases.migrated("notify", "notify_events")
     app = NotifyApp(events_settings(url, nats_url, smtp_sink, sms_sink_path))
     running = await start_app(app)
     await app.wait_events_ready()

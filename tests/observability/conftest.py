@@ -177,7 +177,7 @@ async def assembly(
     started: list[RunningServer] = []
     try:
         notify_base = notify_test_settings(
-            await databases.create("obs-notify"), smtp, base / "sms.ndjson"
+            await databases.migrated("notify", "obs-notify"), smtp, base / "sms.ndjson"
         ).model_dump()
         notify_base.update(
             nats_url=nats.url,
@@ -191,7 +191,10 @@ async def assembly(
         identity = await start_app(
             IdentityApp(
                 identity_settings(
-                    await databases.create("obs-identity"), nats.url, notify.target, key_dir
+                    await databases.migrated("identity", "obs-identity"),
+                    nats.url,
+                    notify.target,
+                    key_dir,
                 )
             )
         )
@@ -199,7 +202,7 @@ async def assembly(
         consent = await start_app(
             ConsentApp(
                 ConsentSettings(
-                    database_url=await databases.create("obs-consent"),
+                    database_url=await databases.migrated("consent", "obs-consent"),
                     nats_url=nats.url,
                     identity_target=identity.target,
                     log_json=False,
@@ -210,7 +213,7 @@ async def assembly(
         records = await start_app(
             RecordsApp(
                 RecordsSettings(
-                    database_url=await databases.create("obs-records"),
+                    database_url=await databases.migrated("records", "obs-records"),
                     nats_url=nats.url,
                     identity_target=identity.target,
                     metrics_port=free_port(),
