@@ -13,7 +13,7 @@ import abc
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,10 @@ from kit.tracing import configure_tracing
 
 log = get_logger(__name__)
 
+#: Exit status of a service refused at start because its schema is not at its migration
+#: head (sysexits EX_CONFIG: the deployment, not the code, must change).
+EXIT_SCHEMA_NOT_CURRENT = 78
+
 
 class ServiceApp(abc.ABC):
     """One DMP service process: its database, its NATS link, its servicers."""
@@ -59,10 +63,20 @@ class ServiceApp(abc.ABC):
         return self.settings.principal_key_bytes()
 
     async def start(self) -> None:
-        """Open the database (migrated) and NATS; start the outbox relay."""
+        """Open the database and NATS; start the outbox relay.
+
+        The database must already be at this code's migration head (`dmp migrate up`, run
+        once per rollout): a service never migrates, since its replicas would race each
+        other. Otherwise SchemaNotCurrentError, before anything else is opened.
+        """
         if self.settings.database_url:
-            await migrations.upgrade(self.name, self.settings.database_url)
-            self.engine = create_engine(self.settings.database_url)
+            engine = create_engine(self.settings.database_url)
+            try:
+                await migrations.require_current(self.name, engine)
+            except BaseException:
+                await engine.dispose()
+                raise
+            self.engine = engine
             self.sessions = session_factory(self.engine)
         if self.needs_nats():
             self.nc = await kit_nats.connect(self.settings.nats_url, self.name)
@@ -207,6 +221,10 @@ async def _serve_forever(app: ServiceApp) -> None:
     log.info("stopped")
 
 
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    uvloop.run(main)  # a pinned dependency (MEASURED.md: +12-16% gRPC throughput)
+
+
 def run_app(app: ServiceApp) -> None:
     """Process entry point of a service (`python -m services.<name>`)."""
     configure_logging(app.name, app.settings.log_level, app.settings.log_json)
@@ -217,4 +235,8 @@ def run_app(app: ServiceApp) -> None:
         otlp_endpoint=settings.otlp_endpoint,
         sample_ratio=settings.trace_sample_ratio,
     )
-    uvloop.run(_serve_forever(app))  # a pinned dependency (MEASURED.md: +12-16% gRPC throughput)
+    try:
+        _run_loop(_serve_forever(app))
+    except migrations.SchemaNotCurrentError as exc:
+        log.error("refusing to start: database schema not current", detail=str(exc))
+        raise SystemExit(EXIT_SCHEMA_NOT_CURRENT) from None
