@@ -50,7 +50,12 @@ async def _connection_error(exc: Exception) -> None:
 
 
 async def connect(url: str, name: str) -> Client:
-    """Connect with endless reconnects: a NATS restart must not kill a service."""
+    """Connect with endless reconnects: a NATS restart must not kill a service.
+
+    The first connection is retried the same way (nats-py applies `max_reconnect_attempts`
+    to it, every `reconnect_time_wait`): this returns once NATS answers, so a caller needs
+    no retry loop of its own.
+    """
     return await nats.connect(
         servers=[url],
         name=f"dmp-{name}",

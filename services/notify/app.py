@@ -105,17 +105,8 @@ class NotifyApp(ServiceApp):
 
     async def _start_events(self) -> None:
         cfg = self.notify_settings
-        delay = 0.2
-        while True:
-            try:
-                nc = await kit_nats.connect(cfg.nats_url, self.name)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("nats_connect_retry", error_type=type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        # Waits for NATS as long as it takes: kit.nats.connect retries the first connection too.
+        nc = await kit_nats.connect(cfg.nats_url, self.name)
         self.nc = nc
         js = self.js = nc.jetstream()
         while True:
