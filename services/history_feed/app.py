@@ -1,18 +1,18 @@
-"""The history_feed service process."""
+"""The history_feed service process: claim line writer, dossier.created consumer, servicer."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
 from typing import Any
 
 import grpc
 
 from dmp.history.v1 import history_pb2, history_pb2_grpc
-from dmp.records.v1 import events_pb2
+from kit import nats as kit_nats
+from kit.consumer import DurableConsumer
+from kit.pagination import PageTokens
 from kit.server import ServiceApp
-from services.history_feed import materialize
-from services.history_feed.consumer import DossierCreatedConsumer
+from services.history_feed import consumed, materialize
 from services.history_feed.ingest import today_in_france
 from services.history_feed.servicer import HistoryFeedServicer
 from services.history_feed.settings import HistoryFeedSettings
@@ -28,7 +28,7 @@ class HistoryFeedApp(ServiceApp):
         super().__init__(settings)
         self.history_settings = settings
         self._writer: ClaimWriter | None = None
-        self._consumer: DossierCreatedConsumer | None = None
+        self._consumer: DurableConsumer | None = None
 
     def needs_nats(self) -> bool:
         return self.history_settings.history_consume_dossier_events
@@ -48,11 +48,17 @@ class HistoryFeedApp(ServiceApp):
         await super().start()
         self._writer = writer_for(self.settings.database_url, self.db)
         await self._writer.start()
-        if self.js is not None and self.history_settings.history_consume_dossier_events:
-            self._consumer = DossierCreatedConsumer(
-                self.js, self.history_settings.history_consumer_durable, self.on_dossier_created
+        cfg = self.history_settings
+        if self.js is not None and cfg.history_consume_dossier_events:
+            # Records owns the stream; made here too so the feed can start first.
+            await kit_nats.ensure_stream(self.js, kit_nats.STREAMS["records"])
+            self._consumer = DurableConsumer(
+                self.js,
+                consumed.spec(cfg.history_consumer_durable),
+                consumed.backfill_for(self._backfill),
             )
-            await self._consumer.start()
+            self._consumer.start()
+            await self._consumer.wait_subscribed()
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -61,27 +67,23 @@ class HistoryFeedApp(ServiceApp):
             await self._writer.close()
         await super().stop()
 
-    async def on_dossier_created(self, event: events_pb2.DossierCreated) -> None:
-        await self.backfill(
-            dossier=event.dossier,
-            patient_ins=event.patient_ins,
-            since_date=None,
-            request_id=event.header.event_id or f"created:{event.dossier}"[:64],
-        )
-
-    async def backfill(
-        self, *, dossier: str, patient_ins: str, since_date: date | None, request_id: str
+    async def _backfill(
+        self, request: history_pb2.BackfillDossierRequest, scope: str
     ) -> history_pb2.BackfillDossierResponse:
         return await materialize.backfill(
             self.db,
-            dossier=dossier,
-            patient_ins=patient_ins,
-            since_date=since_date,
-            request_id=request_id,
+            request,
+            scope=scope,
             today=today_in_france(),
             window_months=self.history_settings.history_window_months,
         )
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        history_pb2_grpc.add_HistoryFeedServiceServicer_to_server(HistoryFeedServicer(self), server)
+        servicer = HistoryFeedServicer(
+            self.db,
+            self.writer,
+            self.history_settings,
+            PageTokens.for_service(self.settings, self.name),
+        )
+        history_pb2_grpc.add_HistoryFeedServiceServicer_to_server(servicer, server)
         return [history_pb2.DESCRIPTOR.services_by_name["HistoryFeedService"].full_name]

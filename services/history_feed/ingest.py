@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from dmp.history.v1 import history_pb2
 from kit.errors import invalid_argument
+from kit.idempotency import check_request_id
 from kit.logs import get_logger
 from services.history_feed.settings import HistoryFeedSettings
 from services.history_feed.validation import MAX_LINE_BYTES, LineChecker, LineError
@@ -31,7 +32,6 @@ from services.history_feed.writers import BatchOutcome, ClaimRow, ClaimWriter
 log = get_logger(__name__)
 
 PARIS = ZoneInfo("Europe/Paris")
-MAX_REQUEST_ID_LENGTH = 64
 
 
 def today_in_france() -> date:
@@ -79,16 +79,9 @@ class IngestRun:
                 f"A stream message carries at most {self._max_lines} lines.",
                 "lines",
             )
-        if not request.request_id:
-            raise invalid_argument(
-                "REQUEST_ID_REQUIRED", "Each stream message needs a request_id.", "request_id"
-            )
-        if len(request.request_id) > MAX_REQUEST_ID_LENGTH:
-            raise invalid_argument(
-                "REQUEST_ID_INVALID",
-                f"A request_id is at most {MAX_REQUEST_ID_LENGTH} characters.",
-                "request_id",
-            )
+        # A UUID per message (kit.idempotency's rule), for tracing: the lines themselves
+        # are idempotent per line_id.
+        check_request_id(request.request_id)
 
     async def add(self, request: history_pb2.IngestClaimsRequest) -> None:
         """Check one stream message and queue its valid lines.

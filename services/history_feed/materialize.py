@@ -5,30 +5,36 @@ date) and reads select the stored lines of that INS in the rolling window. So
 lines received later show up at once, and lines older than the window roll
 off without deleting the source lines (a record created later still finds
 them, and the AMO's own retention is not ours to cut short).
+
+A backfill is idempotent per request id (`kit.idempotency`: a retry gets the
+first answer) and per record (marking it again only moves its start earlier).
 """
 
 from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select
+import grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.history.v1 import history_pb2
 from kit import ins as kit_ins
-from kit.db import utcnow
-from kit.errors import failed_precondition, invalid_argument
+from kit.db import transaction, utcnow
+from kit.errors import ServiceError, failed_precondition, invalid_argument
+from kit.idempotency import Ledger
 from kit.logs import get_logger
-from services.history_feed.models import backfills, claim_lines, dossiers
+from services.history_feed import repository
+from services.history_feed.models import processed_requests
+from services.history_feed.validation import LineError, to_date
 
 log = get_logger(__name__)
 
 DOSSIER_NAME = re.compile(r"dossiers/([A-Za-z0-9._~-]{1,90})")
-MAX_REQUEST_ID_LENGTH = 64
+METHOD = "BackfillDossier"
+REQUESTS = Ledger(processed_requests)
 
 
 def months_before(day: date, months: int) -> date:
@@ -49,109 +55,83 @@ def check_dossier_name(name: str, field: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class DossierHistory:
-    dossier: str
-    patient_ins: str
-    since_date: date
-
-
-async def find_dossier(session: AsyncSession, dossier: str) -> DossierHistory | None:
-    row = (await session.execute(select(dossiers).where(dossiers.c.dossier == dossier))).first()
-    if row is None:
+def _since_date(request: history_pb2.BackfillDossierRequest) -> date | None:
+    if not request.HasField("since_date"):
         return None
-    return DossierHistory(row.dossier, row.patient_ins, row.since_date)
-
-
-async def count_lines(session: AsyncSession, ins: str, since: date) -> int:
-    result = await session.execute(
-        select(func.count())
-        .select_from(claim_lines)
-        .where(claim_lines.c.patient_ins == ins, claim_lines.c.care_date >= since)
-    )
-    return int(result.scalar_one())
+    try:
+        return to_date(request.since_date, "INVALID_SINCE_DATE", "since_date")
+    except LineError as exc:
+        raise invalid_argument(exc.reason, exc.detail, "since_date") from None
 
 
 async def backfill(
     sessions: async_sessionmaker[AsyncSession],
+    request: history_pb2.BackfillDossierRequest,
     *,
-    dossier: str,
-    patient_ins: str,
-    since_date: date | None,
-    request_id: str,
+    scope: str,
     today: date,
     window_months: int,
 ) -> history_pb2.BackfillDossierResponse:
-    """Mark the record's INS and start date; idempotent per request id and per record."""
-    check_dossier_name(dossier, "name")
-    ins = kit_ins.validate(patient_ins, "patient_ins")
-    if not request_id:
-        raise invalid_argument("REQUEST_ID_REQUIRED", "request_id is required.", "request_id")
-    if len(request_id) > MAX_REQUEST_ID_LENGTH:
-        raise invalid_argument(
-            "REQUEST_ID_INVALID",
-            f"request_id is at most {MAX_REQUEST_ID_LENGTH} characters.",
-            "request_id",
-        )
+    """Mark the record's INS and start date; the first answer again for a retry."""
+    since_date = _since_date(request)
+    dossier = check_dossier_name(request.name, "name")
+    ins = kit_ins.validate(request.patient_ins, "patient_ins")
+    key = REQUESTS.key(request)
     oldest = window_start(today, window_months)
     since = max(since_date or oldest, oldest)
-    care_history = f"{dossier}/careHistory"
-    try:
-        async with sessions() as session, session.begin():
-            done = (
-                await session.execute(select(backfills).where(backfills.c.request_id == request_id))
-            ).first()
-            if done is not None:
-                return history_pb2.BackfillDossierResponse(
-                    care_history=f"{done.dossier}/careHistory",
-                    materialized_count=done.materialized_count,
-                    already_present_count=done.already_present_count,
+    for attempt in (0, 1):
+        now = utcnow()
+        try:
+            async with transaction(sessions) as session:
+                prior = await REQUESTS.replay(
+                    session,
+                    key,
+                    scope=scope,
+                    method=METHOD,
+                    response_type=history_pb2.BackfillDossierResponse,
                 )
-            current = await find_dossier(session, dossier)
-            visible = await count_lines(session, ins, since)
-            if current is None:
-                await session.execute(
-                    dossiers.insert().values(
-                        dossier=dossier, patient_ins=ins, since_date=since, create_time=utcnow()
-                    )
+                if prior is not None:
+                    return prior
+                response = await _mark(session, dossier, ins, since, oldest)
+                await REQUESTS.remember(
+                    session, key, scope=scope, method=METHOD, response=response, now=now
                 )
-                materialized, present = visible, 0
-            else:
-                if current.patient_ins != ins:
-                    raise failed_precondition(
-                        "DOSSIER_INS_MISMATCH", "This record belongs to another INS."
-                    )
-                present = await count_lines(session, ins, max(current.since_date, oldest))
-                if since < current.since_date:
-                    await session.execute(
-                        dossiers.update()
-                        .where(dossiers.c.dossier == dossier)
-                        .values(since_date=since)
-                    )
-                materialized = max(visible - present, 0)
-            await session.execute(
-                backfills.insert().values(
-                    request_id=request_id,
-                    dossier=dossier,
-                    materialized_count=materialized,
-                    already_present_count=present,
-                    create_time=utcnow(),
-                )
+        except (IntegrityError, ServiceError) as exc:
+            # A concurrent backfill of the same record or request committed first: run
+            # again, as a retry (the record is marked now; a twin's answer is stored).
+            concurrent = isinstance(exc, IntegrityError) or (
+                exc.code == grpc.StatusCode.ABORTED and exc.reason == "REQUEST_IN_PROGRESS"
             )
-    except IntegrityError:
-        # A concurrent call with the same request id or record won: answer like a retry.
-        return await backfill(
-            sessions,
+            if attempt or not concurrent:
+                raise
+            continue
+        log.info(
+            "backfilled",
             dossier=dossier,
-            patient_ins=patient_ins,
-            since_date=since_date,
-            request_id=request_id,
-            today=today,
-            window_months=window_months,
+            materialized=response.materialized_count,
+            present=response.already_present_count,
         )
-    log.info("backfilled", dossier=dossier, materialized=materialized, present=present)
+        return response
+    raise AssertionError("unreachable")
+
+
+async def _mark(
+    session: AsyncSession, dossier: str, ins: str, since: date, oldest: date
+) -> history_pb2.BackfillDossierResponse:
+    current = await repository.find_dossier(session, dossier)
+    visible = await repository.count_lines(session, ins, since)
+    if current is None:
+        await repository.mark_dossier(session, dossier, ins, since, utcnow())
+        materialized, present = visible, 0
+    else:
+        if current.patient_ins != ins:
+            raise failed_precondition("DOSSIER_INS_MISMATCH", "This record belongs to another INS.")
+        present = await repository.count_lines(session, ins, max(current.since_date, oldest))
+        if since < current.since_date:
+            await repository.move_start(session, dossier, since)
+        materialized = max(visible - present, 0)
     return history_pb2.BackfillDossierResponse(
-        care_history=care_history,
+        care_history=f"{dossier}/careHistory",
         materialized_count=materialized,
         already_present_count=present,
     )

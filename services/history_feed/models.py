@@ -15,7 +15,6 @@ and the source lines stay for a record created later.
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Date,
     Index,
@@ -26,6 +25,7 @@ from sqlalchemy import (
 )
 
 from kit.db import UTCDateTime, service_metadata
+from kit.idempotency import processed_requests_table
 
 metadata = service_metadata()
 
@@ -67,12 +67,6 @@ dossiers = Table(
     Index("ix_dossiers_patient_ins", "patient_ins"),
 )
 
-backfills = Table(
-    "backfills",
-    metadata,
-    Column("request_id", String(64), primary_key=True),
-    Column("dossier", String(100), nullable=False),
-    Column("materialized_count", BigInteger, nullable=False),
-    Column("already_present_count", BigInteger, nullable=False),
-    Column("create_time", UTCDateTime, nullable=False),
-)
+#: Backfills already answered (kit.idempotency), whether asked by RPC or by a
+#: `dossier.created` event.
+processed_requests = processed_requests_table(metadata)

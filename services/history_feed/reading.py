@@ -13,20 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2
 from kit import filtering, pagination
 from kit.errors import ServiceError, invalid_argument, permission_denied
-from services.history_feed import codes
-from services.history_feed.materialize import (
-    DOSSIER_NAME,
-    find_dossier,
-    window_start,
-)
-from services.history_feed.models import claim_lines
+from services.history_feed import codes, repository
+from services.history_feed.materialize import DOSSIER_NAME, window_start
 
 HISTORY_CLASS_CODE = "60"
 AMO_FEEDER_ROLE = "alimentation_amo"
@@ -222,37 +216,26 @@ async def care_history(
     if not readable:
         return response
     async with sessions() as session:
-        dossier = await find_dossier(session, query.dossier)
+        dossier = await repository.find_dossier(session, query.dossier)
         if dossier is None:
             return response  # not (yet) backfilled: nothing to show
         oldest = max(dossier.since_date, window_start(today, window_months))
         response.history_start_date.CopyFrom(_to_proto_date(oldest))
-        lower = max(oldest, query.start) if query.start else oldest
-        c = claim_lines.c
-        conditions = [c.patient_ins == dossier.patient_ins, c.care_date >= lower]
-        if query.end is not None:
-            conditions.append(c.care_date <= query.end)
-        if query.kinds:
-            conditions.append(c.kind.in_(sorted(query.kinds)))
-        if query.atc_prefix:
-            conditions.append(c.atc_code.like(query.atc_prefix + "%"))
-        latest = (
-            await session.execute(select(func.max(c.receive_time)).where(*conditions[:2]))
-        ).scalar_one()
-        rows = (
-            await session.execute(
-                select(c.payload, c.receive_time)
-                .where(*conditions)
-                .order_by(c.care_date.desc(), c.line_id)
-                .limit(max_lines)
-            )
-        ).all()
+        lines_query = repository.LineQuery(
+            ins=dossier.patient_ins,
+            since=max(oldest, query.start) if query.start else oldest,
+            until=query.end,
+            kinds=query.kinds,
+            atc_prefix=query.atc_prefix,
+        )
+        latest = await repository.last_receive_time(session, lines_query)
+        rows = await repository.lines(session, lines_query, max_lines)
     if latest is not None:
         response.last_receive_time.FromDatetime(_aware(latest))
     lines: list[history_pb2.ClaimLine] = []
-    for row in rows:
-        line = history_pb2.ClaimLine.FromString(row.payload)
-        line.receive_time.FromDatetime(_aware(row.receive_time))
+    for payload, receive_time in rows:
+        line = history_pb2.ClaimLine.FromString(payload)
+        line.receive_time.FromDatetime(_aware(receive_time))
         lines.append(line)
     entries = build_entries(lines, query)
     page = entries[query.offset : query.offset + query.page_size]

@@ -96,11 +96,12 @@ async def test_backfill_on_record_creation_and_window(
 async def test_redelivered_event_is_idempotent(history: HistoryClient) -> None:
     pfx, ins, dossier = prefix(), new_ins(), dossier_name()
     await history.ingest(batches_of([drug(pfx + str(i), ins, ago(days=i)) for i in range(3)], 3))
-    first = await history.backfill(dossier, ins, request_id="evt-" + pfx)
+    event_id = str(uuid.uuid4())
+    first = await history.backfill(dossier, ins, request_id=event_id)
     assert (first.materialized_count, first.already_present_count) == (3, 0)
     assert first.care_history == f"{dossier}/careHistory"
     await history.ingest(batches_of([drug(pfx + "new", ins, ago(days=1))], 1))
-    retry = await history.backfill(dossier, ins, request_id="evt-" + pfx)
+    retry = await history.backfill(dossier, ins, request_id=event_id)
     assert retry == first
     other = await history.backfill(dossier, ins)
     assert (other.materialized_count, other.already_present_count) == (0, 4)
