@@ -6,8 +6,9 @@ in the way of each Deployment's command, a pinned base image, only source paths 
 never the development package dmp_dev nor the development dependencies). Then the build
 stage's install is replayed on the host from exactly the paths the file copies: a wheel built
 from them is installed alone into a scratch directory, and the installed copy (not this
-checkout) must import every process's module, read its packaged data, run every service's
-migrations and offer the operator commands of `dmp` without any development command.
+checkout) must import every process's module, read its packaged data, offer the operator
+commands of `dmp` without any development command, and run every service's migrations with
+`dmp migrate up all` (the command of the migration Jobs).
 """
 
 from __future__ import annotations
@@ -241,8 +242,6 @@ from services.consent.matrix import load
 assert load().version
 from kit import migrations
 assert Path(migrations.__file__).is_relative_to(target)
-for service in {list(MIGRATED_SERVICES)!r}:
-    migrations.upgrade_sync(service, f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db")
 # The checkout's editable install would lend dmp_dev to this interpreter: drop its finder, so
 # what `dmp` offers is what the image alone holds.
 sys.meta_path = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
@@ -254,6 +253,11 @@ assert Path(sys.modules["dmp_cli.main"].__file__).is_relative_to(target)
 commands = [c.name or c.callback.__name__ for c in app.registered_commands]
 commands += [g.name for g in app.registered_groups]
 assert commands == {IMAGE_COMMANDS!r}, commands
+# What the migration Jobs run (deploy/k8s/base/migrations.yaml), from the image alone.
+import os
+for service in {list(MIGRATED_SERVICES)!r}:
+    os.environ[f"DMP_DATABASE_URL_{{service.upper()}}"] = f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db"
+app(["migrate", "up", "all"], standalone_mode=False)
 print(json.dumps(files))
 """
     result = subprocess.run(
