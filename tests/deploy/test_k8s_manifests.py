@@ -36,6 +36,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kit import migrations
 from kit.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,6 +214,7 @@ API_VERSIONS = {
     "Service": "v1",
     "Deployment": "apps/v1",
     "StatefulSet": "apps/v1",
+    "Job": "batch/v1",
     "PodDisruptionBudget": "policy/v1",
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "NetworkPolicy": "networking.k8s.io/v1",
@@ -251,6 +253,7 @@ CONTAINER_KEYS = {
     "terminationMessagePolicy",
 }
 POD_SPEC_KEYS = {
+    "restartPolicy",
     "serviceAccountName",
     "automountServiceAccountToken",
     "enableServiceLinks",
@@ -304,9 +307,10 @@ def _check_probe(probe: dict[str, Any], where: str) -> None:
 
 def _check_pod_template(obj: dict[str, Any], names: dict[str, set[str]], where: str) -> None:
     spec = obj["spec"]
-    selector = spec["selector"]["matchLabels"]
     labels = spec["template"]["metadata"]["labels"]
-    assert selector.items() <= labels.items(), f"{where}: selector does not match the template"
+    if obj["kind"] != "Job":  # a Job's selector is generated
+        selector = spec["selector"]["matchLabels"]
+        assert selector.items() <= labels.items(), f"{where}: selector does not match the template"
     pod = spec["template"]["spec"]
     assert set(pod) <= POD_SPEC_KEYS, f"{where}: unknown pod keys {set(pod) - POD_SPEC_KEYS}"
     assert pod["containers"], f"{where}: no container"
@@ -376,7 +380,7 @@ def validate_object(obj: dict[str, Any], names: dict[str, set[str]]) -> None:
         return
     assert meta.get("namespace") == NAMESPACE, f"{where}: namespace {meta.get('namespace')}"
     spec = obj.get("spec")
-    if kind in {"Deployment", "StatefulSet"}:
+    if kind in {"Deployment", "StatefulSet", "Job"}:
         _check_pod_template(obj, names, where)
         if kind == "StatefulSet":
             assert spec["serviceName"] in names["Service"], f"{where}: serviceName"
@@ -615,8 +619,85 @@ def test_database_urls_point_at_own_database(docs: tuple[dict[str, Any], ...]) -
         assert env["PGSSLROOTCERT"] == "/etc/dmp/pg-ca/ca.crt"
 
 
+# --------------------------------------------------------------------------- migrations
+
+
+def migration_job(service: str) -> str:
+    return f"{service}-migrate"
+
+
+DB_ENV = ("DB_USER", "DB_PASSWORD", "DMP_DATABASE_URL", "PGSSLROOTCERT")
+
+
+def test_every_migrated_service_has_a_migration_job(docs: tuple[dict[str, Any], ...]) -> None:
+    """Exactly one Job per service that has migrations, and nothing else runs them."""
+    jobs = of_kind(docs, "Job")
+    assert set(jobs) == {migration_job(svc.replace("_", "-")) for svc in migrations.services()}
+    assert set(jobs) == {migration_job(svc) for svc in SERVICES}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_migration_job_has_the_deployments_database_access_and_no_more(
+    docs: tuple[dict[str, Any], ...], name: str
+) -> None:
+    job = one(docs, "Job", migration_job(name))
+    deployment = one(docs, "Deployment", name)
+    spec = job["spec"]
+    assert spec["backoffLimit"] >= 1
+    assert spec["activeDeadlineSeconds"] > 0
+    pod = pod_spec(job)
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == pod_spec(deployment)["serviceAccountName"] == name
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["command"] == ["dmp", "migrate", "up", DATABASES[name]]
+    assert "args" not in container
+    assert not container.get("ports"), "a Job serves nothing"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert probe not in container
+
+    # The same database, role, password and CA as the service's pods, in the same order.
+    job_env = effective_env(docs, container)
+    service_env = effective_env(docs, main_container(deployment))
+    assert {k: job_env[k] for k in DB_ENV} == {k: service_env[k] for k in DB_ENV}
+    order = [e["name"] for e in container["env"]]
+    assert order.index("DB_USER") < order.index("DMP_DATABASE_URL")
+    assert order.index("DB_PASSWORD") < order.index("DMP_DATABASE_URL")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    service_volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    assert volumes["pg-ca"] == service_volumes["pg-ca"]
+    # ... and no other secret: no principal keys, no KEK, no pepper.
+    assert secret_refs(job) == {f"dmp-pg-{name}", "dmp-pg-ca"}
+    assert not [k for k in job_env if k.startswith("DMP_") and k != "DMP_DATABASE_URL"]
+
+    # Its pods are not the service's: no Service, PDB or service NetworkPolicy selects them.
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "migration"
+    assert not selects({"matchLabels": one(docs, "Service", name)["spec"]["selector"]}, labels)
+    assert not selects(one(docs, "PodDisruptionBudget", name)["spec"]["selector"], labels)
+    assert not selects(one(docs, "NetworkPolicy", name)["spec"]["podSelector"], labels)
+
+
+def test_deployments_do_not_migrate(docs: tuple[dict[str, Any], ...]) -> None:
+    """The services' pods run the service only (it refuses a schema not at its head); no
+    init container or wrapper migrates on every replica's start."""
+    for name, deployment in of_kind(docs, "Deployment").items():
+        assert "initContainers" not in pod_spec(deployment), name
+        for c in containers(deployment):
+            words = [*c.get("command", []), *c.get("args", [])]
+            assert not [w for w in words if "migrat" in w or "alembic" in w], f"{name}: {words}"
+
+
+def test_readme_tells_the_rollout_order() -> None:
+    """Jobs are immutable: the operator deletes the last rollout's, applies, waits for them."""
+    readme = (K8S / "README.md").read_text("utf-8")
+    assert "delete job -l app.kubernetes.io/component=migration" in readme
+    assert "wait --for=condition=complete job -l app.kubernetes.io/component=migration" in readme
+
+
 def workloads(docs: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
-    return {**of_kind(docs, "Deployment"), **of_kind(docs, "StatefulSet")}
+    """Everything that runs pods: the Deployments, NATS and the migration Jobs."""
+    return {**of_kind(docs, "Deployment"), **of_kind(docs, "StatefulSet"), **of_kind(docs, "Job")}
 
 
 def test_probes_are_grpc_on_the_probe_port(docs: tuple[dict[str, Any], ...]) -> None:
@@ -659,6 +740,8 @@ def test_resources_and_spreading(overlay: str, docs: tuple[dict[str, Any], ...])
                 assert {"cpu", "memory"} <= set(resources[section]), f"{name}: {section}"
             if overlay == "prod":
                 assert resources["requests"]["memory"] == resources["limits"]["memory"], name
+        if workload["kind"] == "Job":
+            continue  # one short-lived pod: nothing to spread
         keys = {t["topologyKey"] for t in pod_spec(workload)["topologySpreadConstraints"]}
         assert {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys, name
 
@@ -681,9 +764,14 @@ def test_replicas_pdbs_and_autoscaling(overlay: str, docs: tuple[dict[str, Any],
 
 
 def test_prod_images_are_pinned_by_digest() -> None:
+    docs = render("prod")
     for name in APPS:
-        image = main_container(one(render("prod"), "Deployment", name))["image"]
+        image = main_container(one(docs, "Deployment", name))["image"]
         assert re.fullmatch(r".+/dmp-platform@sha256:[0-9a-f]{64}", image), image
+    for name in SERVICES:
+        # The migration Job runs the very image the Deployment will run.
+        job = main_container(one(docs, "Job", migration_job(name)))
+        assert job["image"] == main_container(one(docs, "Deployment", name))["image"], name
 
 
 # --------------------------------------------------------------------------- secrets
@@ -997,6 +1085,8 @@ def expected_graph() -> set[tuple[str, str, str]]:
     edges = {(a, b, f"{GRPC_PORT}/TCP") for a, callees in CALL_GRAPH.items() for b in callees}
     edges |= {(app, NATS, "4222/TCP") for app in APPS}
     edges |= {(svc, PG, "5432/TCP") for svc in SERVICES}
+    # Each migration Job reaches PostgreSQL and nothing else (no NATS, no service, no ingress).
+    edges |= {(migration_job(svc), PG, "5432/TCP") for svc in SERVICES}
     edges |= {(NATS, NATS, "6222/TCP"), (PG, PG, "5432/TCP"), (PG, PG, "8000/TCP")}
     # From outside the namespace: clients to the gateway; the CNPG operator to the instances.
     edges |= {("anywhere", "gateway", f"{p}/TCP") for p in (GATEWAY_PORT, PATIENT_PORT)}
@@ -1005,7 +1095,7 @@ def expected_graph() -> set[tuple[str, str, str]]:
     edges |= {(PROMETHEUS, app, f"{METRICS_PORT}/TCP") for app in APPS}
     # To outside the namespace: DNS for everyone; mail and SMS for notify; the API server for CNPG.
     dns = "ns:kube-system/k8s-app=kube-dns"
-    for node in (*APPS, NATS, PG):
+    for node in (*APPS, *map(migration_job, SERVICES), NATS, PG):
         edges |= {(node, dns, "53/UDP"), (node, dns, "53/TCP")}
     edges |= {("notify", "public-internet", f"{p}/TCP") for p in (587, 465, 443)}
     edges |= {(PG, "ip:0.0.0.0/0", f"{p}/TCP") for p in (443, 6443)}
