@@ -7,19 +7,19 @@ of a list applies the same visibility as its rows.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.records.v1 import records_pb2
-from kit import codes, pagination
+from kit import codes, filtering, pagination
 from kit.errors import invalid_argument
 from services.records import search
 from services.records.access import RecordContext
 from services.records.document_view import to_proto
 from services.records.repository import documents as repo
-from services.records.repository.documents import FLAG_COLUMNS, DocumentQuery
-from services.records.timestamps import to_dt
+from services.records.repository.documents import DocumentQuery
 
 R = records_pb2
 #: order_by → (sort column, descending).
@@ -32,40 +32,78 @@ ORDERS = {
 }
 
 
-def _range(rng: R.TimeRange, field: str) -> tuple[datetime | None, datetime | None]:
-    start = to_dt(rng.start_time) if rng.HasField("start_time") else None
-    end = to_dt(rng.end_time) if rng.HasField("end_time") else None
-    if start is not None and end is not None and end < start:
-        raise invalid_argument("INVALID_FILTER", "The time range ends before it starts.", field)
-    return start, end
+#: ListDocuments' and SearchDocuments' AIP-160 `filter` (kit.filtering); the grammar and its
+#: meaning are documented on ListDocumentsRequest.filter.
+FILTER_FIELDS = {
+    "class_code": filtering.Field("string"),
+    "type_code": filtering.Field("string"),
+    "author.rpps": filtering.Field("string"),
+    "status": filtering.Field("enum", filtering.EQUALITY, R.DocumentStatus.DESCRIPTOR),
+    "confidentiality_flags": filtering.Field(
+        "enum", filtering.MEMBERSHIP, R.ConfidentialityFlag.DESCRIPTOR
+    ),
+    "create_time": filtering.Field("timestamp", filtering.ORDERING),
+    # Upper bound on the start and lower bound on the stop (an instantaneous act stops when
+    # it starts): together, the acts whose service period meets a range.
+    "service_start_time": filtering.Field("timestamp", frozenset({"<", "<="})),
+    "service_stop_time": filtering.Field("timestamp", frozenset({">", ">="})),
+}
+_TICK = timedelta(microseconds=1)  # times are stored to the microsecond
 
 
-def parse_filter(flt: R.DocumentFilter) -> DocumentQuery:
-    """The filter as a query; INVALID_FILTER names the first unknown code or bad range."""
-    if any(c not in codes.table("document_classes") for c in flt.class_codes):
-        raise invalid_argument("INVALID_FILTER", "Unknown class code.", "filter.class_codes")
-    if any(t not in codes.table("document_types") for t in flt.type_codes):
-        raise invalid_argument("INVALID_FILTER", "Unknown type code.", "filter.type_codes")
-    service_from = service_to = created_from = created_to = None
-    if flt.HasField("service_time"):
-        service_from, service_to = _range(flt.service_time, "filter.service_time")
-    if flt.HasField("create_time"):
-        created_from, created_to = _range(flt.create_time, "filter.create_time")
-    statuses = tuple(flt.statuses) or (R.DOCUMENT_STATUS_CURRENT,)
-    if any(s not in R.DocumentStatus.values() for s in statuses):
-        raise invalid_argument("INVALID_FILTER", "Unknown status.", "filter.statuses")
-    if not set(flt.confidentiality_flags).issubset(FLAG_COLUMNS):
-        raise invalid_argument("INVALID_FILTER", "Unknown flag.", "filter.confidentiality_flags")
+def _bounds(
+    conditions: list[filtering.Condition], field: str
+) -> tuple[datetime | None, datetime | None]:
+    """[from, to) of the field's comparisons."""
+    low: datetime | None = None
+    high: datetime | None = None
+    for condition in (c for c in conditions if c.field == field):
+        moment = condition.values[0]
+        assert isinstance(moment, datetime)
+        moment = moment.astimezone(UTC)
+        if condition.operator in {">", "<="}:  # as the >= and < bounds the query takes
+            moment += _TICK
+        if condition.operator in {">", ">="}:
+            low = moment if low is None else max(low, moment)
+        else:
+            high = moment if high is None else min(high, moment)
+    return low, high
+
+
+def _strings(conditions: list[filtering.Condition], field: str) -> tuple[str, ...]:
+    return tuple(str(v) for v in filtering.one_of(conditions, field))
+
+
+def _enums(conditions: list[filtering.Condition], field: str) -> tuple[int, ...]:
+    return tuple(v for v in filtering.one_of(conditions, field) if isinstance(v, int))
+
+
+def parse_filter(text: str) -> DocumentQuery:
+    """The `filter` as a query; INVALID_FILTER names what is wrong (syntax, field, code)."""
+    conditions = filtering.parse(text, FILTER_FIELDS)
+    class_codes = _strings(conditions, "class_code")
+    if any(c not in codes.table("document_classes") for c in class_codes):
+        raise invalid_argument(filtering.REASON, "Invalid filter: unknown class code.", "filter")
+    type_codes = _strings(conditions, "type_code")
+    if any(t not in codes.table("document_types") for t in type_codes):
+        raise invalid_argument(filtering.REASON, "Invalid filter: unknown type code.", "filter")
+    _, service_to = _bounds(conditions, "service_start_time")
+    service_from, _ = _bounds(conditions, "service_stop_time")
+    created_from, created_to = _bounds(conditions, "create_time")
+    flags = cast(
+        "tuple[R.ConfidentialityFlag.ValueType, ...]",
+        _enums(conditions, "confidentiality_flags"),
+    )
     return DocumentQuery(
-        class_codes=tuple(flt.class_codes),
-        type_codes=tuple(flt.type_codes),
-        author_rpps=tuple(flt.author_rpps),
+        class_codes=class_codes,
+        type_codes=type_codes,
+        author_rpps=_strings(conditions, "author.rpps"),
         service_from=service_from,
         service_to=service_to,
         created_from=created_from,
         created_to=created_to,
-        statuses=None if R.DOCUMENT_STATUS_UNSPECIFIED in statuses else statuses,
-        flags=tuple(flt.confidentiality_flags),
+        statuses=_enums(conditions, "status") or (R.DOCUMENT_STATUS_CURRENT,),
+        flags=flags,
     )
 
 

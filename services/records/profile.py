@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import grpc
+from google.protobuf import field_mask_pb2
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.records.v1 import records_pb2
@@ -154,11 +155,33 @@ class _Write:
     prior: ProfileItemRow | None
 
 
-def _planned_writes(src: R.HealthProfile, existing: dict[str, ProfileItemRow]) -> list[_Write]:
-    """Every item of the request, checked, with the stored item it replaces."""
+def masked_sections(mask: field_mask_pb2.FieldMask) -> frozenset[str] | None:
+    """The sections an update may change (AIP-134 `update_mask`, paths relative to the
+    profile); None for an empty mask: the merge of every section given, as before masks."""
+    paths = list(mask.paths)
+    if not paths:
+        return None
+    if paths == ["*"]:
+        return frozenset(SECTIONS)
+    unknown = [p for p in paths if p not in SECTIONS]
+    if unknown:
+        raise invalid_argument(
+            "INVALID_UPDATE_MASK",
+            f"update_mask paths are sections of the profile ({', '.join(SECTIONS)}) or *.",
+            "update_mask",
+        )
+    return frozenset(paths)
+
+
+def _planned_writes(
+    src: R.HealthProfile, existing: dict[str, ProfileItemRow], sections: frozenset[str] | None
+) -> list[_Write]:
+    """Every item of the request in the masked sections, checked, with the item it replaces."""
     writes: list[_Write] = []
     present = {field.name for field, _ in src.ListFields()}
     for section, (_cls, singleton) in SECTIONS.items():
+        if sections is not None and section not in sections:
+            continue  # AIP-134: what the mask leaves out is ignored
         if singleton:
             items = [getattr(src, section)] if section in present else []
         else:
@@ -191,11 +214,18 @@ async def update_profile(
         raise ServiceError(grpc.StatusCode.ABORTED, "ETAG_MISMATCH", "The profile changed.")
     existing = {row.item_id: row for row in await health.profile_items_of(session, record.pk)}
     dek = data_key(record.row, settings)
-    writes = _planned_writes(request.health_profile, existing)
+    sections = masked_sections(request.update_mask)
+    writes = _planned_writes(request.health_profile, existing, sections)
     removals: list[ProfileItemRow] = []
     for item_id in request.remove_item_ids:
         if item_id not in existing:
             raise invalid_argument("UNKNOWN_ITEM_ID", "Unknown item id.", "remove_item_ids")
+        if sections is not None and existing[item_id].section not in sections:
+            raise invalid_argument(
+                "INVALID_UPDATE_MASK",
+                "A removed item is in a section update_mask leaves out.",
+                "remove_item_ids",
+            )
         removals.append(existing[item_id])
     author = caller_author(caller)
     written: dict[str, bool] = {}  # item id → created by this request

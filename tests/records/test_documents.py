@@ -383,7 +383,7 @@ async def test_archive(records: RecordsCalls) -> None:
         "ListDocuments", R.ListDocumentsRequest(parent=name), professional()
     )
     assert created.name not in [d.name for d in listed.documents]
-    flt = R.DocumentFilter(statuses=[R.DOCUMENT_STATUS_ARCHIVED])
+    flt = "status = ARCHIVED"
     listed = await records.call(
         "ListDocuments", R.ListDocumentsRequest(parent=name, filter=flt), professional()
     )

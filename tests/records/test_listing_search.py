@@ -28,23 +28,28 @@ async def test_filters(records: RecordsCalls) -> None:
     )
     pro = professional()
 
-    async def listed(flt: R.DocumentFilter) -> list[str]:
+    async def listed(flt: str) -> list[str]:
         out = await records.call(
             "ListDocuments", R.ListDocumentsRequest(parent=name, filter=flt), pro
         )
         return [d.name for d in out.documents]
 
-    assert await listed(R.DocumentFilter()) == [b.name, a.name]  # newest service date first
-    assert await listed(R.DocumentFilter(class_codes=["42"])) == [b.name]
-    assert await listed(R.DocumentFilter(type_codes=["11488-4"])) == [a.name]
-    assert await listed(R.DocumentFilter(author_rpps=["10000000071"])) == [a.name]
-    rng = R.TimeRange()
-    rng.start_time.FromDatetime(now - timedelta(days=10))
-    assert await listed(R.DocumentFilter(service_time=rng)) == [b.name]
-    rng = R.TimeRange()
-    rng.end_time.FromDatetime(now - timedelta(days=10))
-    assert await listed(R.DocumentFilter(service_time=rng)) == [a.name]
-    assert await listed(R.DocumentFilter(statuses=[R.DOCUMENT_STATUS_DELETED])) == []
+    def rfc3339(moment: datetime) -> str:
+        return moment.isoformat().replace("+00:00", "Z")
+
+    assert await listed("") == [b.name, a.name]  # newest service date first
+    assert await listed('class_code = "42"') == [b.name]
+    assert await listed('type_code = "11488-4"') == [a.name]
+    assert await listed('author.rpps = "10000000071"') == [a.name]
+    a_class = a.class_code
+    assert await listed(f'class_code = "42" OR class_code = "{a_class}"') == [b.name, a.name]
+    since = rfc3339(now - timedelta(days=10))
+    assert await listed(f'service_stop_time >= "{since}"') == [b.name]
+    assert await listed(f'service_start_time < "{since}"') == [a.name]
+    assert await listed(f'service_start_time < "{since}" AND type_code = "57833-6"') == []
+    assert await listed(f'create_time >= "{rfc3339(now - timedelta(hours=1))}"') == [b.name, a.name]
+    assert await listed("status = DELETED") == []
+    assert await listed("confidentiality_flags:MASQUE_PS") == []
     out = await records.call(
         "ListDocuments", R.ListDocumentsRequest(parent=name, order_by="create_time"), pro
     )
@@ -52,12 +57,18 @@ async def test_filters(records: RecordsCalls) -> None:
     await expect_error(
         records.call(
             "ListDocuments",
-            R.ListDocumentsRequest(parent=name, filter=R.DocumentFilter(class_codes=["77"])),
+            R.ListDocumentsRequest(parent=name, filter='class_code = "77"'),
             pro,
         ),
         C.INVALID_ARGUMENT,
         "INVALID_FILTER",
     )
+    for bad in ("class = 10", "status = GONE", 'create_time > "2024-01-01"', "title = x"):
+        await expect_error(
+            records.call("ListDocuments", R.ListDocumentsRequest(parent=name, filter=bad), pro),
+            C.INVALID_ARGUMENT,
+            "INVALID_FILTER",
+        )
     await expect_error(
         records.call("ListDocuments", R.ListDocumentsRequest(parent=name, order_by="title"), pro),
         C.INVALID_ARGUMENT,

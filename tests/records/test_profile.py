@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import grpc
+from google.protobuf import field_mask_pb2
 from sqlalchemy import select
 
 from dmp.records.v1 import records_pb2
@@ -128,6 +129,62 @@ async def test_profile_items_keep_author_and_time(records: RecordsCalls) -> None
         C.PERMISSION_DENIED,
         "SECTION_NOT_READABLE",
     )
+
+
+async def test_update_mask_limits_the_sections_changed(records: RecordsCalls) -> None:
+    """AIP-134: the sections update_mask names are merged; the others are left as they are."""
+    name, ins = await new_dossier(records)
+    me = patient(ins)
+    first = R.HealthProfile(name=_profile_name(name))
+    first.allergies.add(substance=R.CodedConcept(display="Pénicilline"))
+    first.treatments.add(medication=R.CodedConcept(display="Ventoline"))
+    prof = await records.call(
+        "UpdateHealthProfile",
+        R.UpdateHealthProfileRequest(health_profile=first, request_id=rid()),
+        me,
+    )
+    second = R.HealthProfile(name=_profile_name(name))
+    second.allergies.add(substance=R.CodedConcept(display="Arachide"))
+    second.treatments.add(medication=R.CodedConcept(display="Ignored"))
+    masked = await records.call(
+        "UpdateHealthProfile",
+        R.UpdateHealthProfileRequest(
+            health_profile=second,
+            update_mask=field_mask_pb2.FieldMask(paths=["allergies"]),
+            request_id=rid(),
+        ),
+        me,
+    )
+    assert len(masked.allergies) == 2
+    assert [t.medication.display for t in masked.treatments] == ["Ventoline"]
+    treatment = prof.treatments[0].item_id
+    for mask, removed in ((["allergies"], [treatment]), (["allergy"], []), (["*", "x"], [])):
+        await expect_error(
+            records.call(
+                "UpdateHealthProfile",
+                R.UpdateHealthProfileRequest(
+                    health_profile=R.HealthProfile(name=_profile_name(name)),
+                    update_mask=field_mask_pb2.FieldMask(paths=mask),
+                    remove_item_ids=removed,
+                    request_id=rid(),
+                ),
+                me,
+            ),
+            C.INVALID_ARGUMENT,
+            "INVALID_UPDATE_MASK",
+        )
+    everything = await records.call(
+        "UpdateHealthProfile",
+        R.UpdateHealthProfileRequest(
+            health_profile=R.HealthProfile(name=_profile_name(name)),
+            update_mask=field_mask_pb2.FieldMask(paths=["*"]),
+            remove_item_ids=[treatment],
+            request_id=rid(),
+        ),
+        me,
+    )
+    assert list(everything.treatments) == []
+    assert len(everything.allergies) == 2
 
 
 async def test_profile_items_are_encrypted(records: RecordsCalls) -> None:

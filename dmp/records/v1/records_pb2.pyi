@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -499,36 +500,6 @@ class Date(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Date: _TypeAlias = Date  # noqa: Y015
-
-@_typing.final
-class TimeRange(_message.Message):
-    """A half-open time interval [start_time, end_time); either bound may be unset."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    START_TIME_FIELD_NUMBER: _builtins.int
-    END_TIME_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Inclusive lower bound; unset means no lower bound."""
-
-    @_builtins.property
-    def end_time(self) -> _timestamp_pb2.Timestamp:
-        """Exclusive upper bound; unset means no upper bound."""
-
-    def __init__(
-        self,
-        *,
-        start_time: _timestamp_pb2.Timestamp | None = ...,
-        end_time: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TimeRange: _TypeAlias = TimeRange  # noqa: Y015
 
 @_typing.final
 class CodedConcept(_message.Message):
@@ -1382,68 +1353,6 @@ class Document(_message.Message):
 Global___Document: _TypeAlias = Document  # noqa: Y015
 
 @_typing.final
-class DocumentFilter(_message.Message):
-    """Filters shared by ListDocuments and SearchDocuments; all given criteria must
-    match (AND), values inside one repeated field are alternatives (OR).
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CLASS_CODES_FIELD_NUMBER: _builtins.int
-    TYPE_CODES_FIELD_NUMBER: _builtins.int
-    AUTHOR_RPPS_FIELD_NUMBER: _builtins.int
-    SERVICE_TIME_FIELD_NUMBER: _builtins.int
-    CREATE_TIME_FIELD_NUMBER: _builtins.int
-    STATUSES_FIELD_NUMBER: _builtins.int
-    CONFIDENTIALITY_FLAGS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def class_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Keep documents whose class code is one of these."""
-
-    @_builtins.property
-    def type_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Keep documents whose type code is one of these."""
-
-    @_builtins.property
-    def author_rpps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Keep documents authored by one of these RPPS numbers."""
-
-    @_builtins.property
-    def service_time(self) -> Global___TimeRange:
-        """Keep documents whose service period intersects this range."""
-
-    @_builtins.property
-    def create_time(self) -> Global___TimeRange:
-        """Keep documents submitted in this range."""
-
-    @_builtins.property
-    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___DocumentStatus.ValueType]:
-        """Keep documents in one of these statuses; empty means CURRENT only."""
-
-    @_builtins.property
-    def confidentiality_flags(self) -> _containers.RepeatedScalarFieldContainer[Global___ConfidentialityFlag.ValueType]:
-        """Keep documents carrying one of these flags (as far as the caller may see them)."""
-
-    def __init__(
-        self,
-        *,
-        class_codes: _abc.Iterable[_builtins.str] | None = ...,
-        type_codes: _abc.Iterable[_builtins.str] | None = ...,
-        author_rpps: _abc.Iterable[_builtins.str] | None = ...,
-        service_time: Global___TimeRange | None = ...,
-        create_time: Global___TimeRange | None = ...,
-        statuses: _abc.Iterable[Global___DocumentStatus.ValueType] | None = ...,
-        confidentiality_flags: _abc.Iterable[Global___ConfidentialityFlag.ValueType] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "service_time", b"service_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_rpps", b"author_rpps", "class_codes", b"class_codes", "confidentiality_flags", b"confidentiality_flags", "create_time", b"create_time", "service_time", b"service_time", "statuses", b"statuses", "type_codes", b"type_codes"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DocumentFilter: _TypeAlias = DocumentFilter  # noqa: Y015
-
-@_typing.final
 class CreateDocumentRequest(_message.Message):
     """Request of CreateDocument."""
 
@@ -1590,24 +1499,37 @@ class ListDocumentsRequest(_message.Message):
     """Maximum documents to return; default 50, values above 200 are coerced to 200."""
     page_token: _builtins.str
     """Token from a previous `next_page_token`; other fields must not change."""
+    filter: _builtins.str
+    """AIP-160 filter on the documents' metadata; empty keeps every CURRENT
+    document in scope. Supported, joined with AND (OR between alternatives of
+    one field, e.g. `class_code = "10" OR class_code = "11"`):
+    - `class_code = "10"`, `type_code = "11488-4"` (known codes only);
+    - `author.rpps = "10000000071"`;
+    - `status = ARCHIVED` (DocumentStatus names, with or without the
+      DOCUMENT_STATUS_ prefix; without a `status` term only CURRENT documents);
+    - `confidentiality_flags:MASQUE_PS` (documents carrying the flag, as far
+      as the caller may see it);
+    - `create_time >= "2024-01-01T00:00:00Z"` (also `<`, `<=`, `>`; quoted
+      RFC 3339 times with a time zone);
+    - `service_start_time < "…"` (or `<=`) and `service_stop_time >= "…"`
+      (or `>`): an instantaneous act's stop time is its start time, so the
+      pair keeps the acts whose service period meets a range.
+    Anything else is INVALID_ARGUMENT INVALID_FILTER.
+    """
     order_by: _builtins.str
     """Order: "service_start_time desc" (default), "service_start_time",
     "create_time desc" or "create_time".
     """
-    @_builtins.property
-    def filter(self) -> Global___DocumentFilter:
-        """Filters; unset means every CURRENT document in scope."""
-
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
-        filter: Global___DocumentFilter | None = ...,
+        filter: _builtins.str = ...,
         order_by: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -1666,24 +1588,24 @@ class SearchDocumentsRequest(_message.Message):
     """Keywords, French full-text syntax: words (stemmed), "quoted phrases",
     leading "-" excludes a word. Required, at most 256 characters.
     """
+    filter: _builtins.str
+    """Further conditions on metadata: the same AIP-160 `filter` as
+    ListDocumentsRequest.filter.
+    """
     page_size: _builtins.int
     """Maximum results to return; default 20, values above 100 are coerced to 100."""
     page_token: _builtins.str
     """Token from a previous `next_page_token`; other fields must not change."""
-    @_builtins.property
-    def filter(self) -> Global___DocumentFilter:
-        """Further filters on metadata."""
-
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         query: _builtins.str = ...,
-        filter: Global___DocumentFilter | None = ...,
+        filter: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "query", b"query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -2379,6 +2301,7 @@ class UpdateHealthProfileRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HEALTH_PROFILE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     REMOVE_ITEM_IDS_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -2395,6 +2318,18 @@ class UpdateHealthProfileRequest(_message.Message):
         """
 
     @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The sections of the profile this request changes (AIP-134), among
+        `allergies`, `conditions`, `treatments`, `blood_group`,
+        `advance_directives`, `emergency_contacts`, `measurements`; `*` means all
+        of them. Items given in a section the mask leaves out are ignored, and
+        `remove_item_ids` may only name items of the masked sections. Empty: the
+        sections `health_profile` populates, plus those of the removed items
+        (the merge above, unchanged). A path outside that list is
+        INVALID_ARGUMENT INVALID_UPDATE_MASK.
+        """
+
+    @_builtins.property
     def remove_item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of items to remove."""
 
@@ -2402,13 +2337,14 @@ class UpdateHealthProfileRequest(_message.Message):
         self,
         *,
         health_profile: Global___HealthProfile | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
         remove_item_ids: _abc.Iterable[_builtins.str] | None = ...,
         etag: _builtins.str = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health_profile", b"health_profile"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_profile", b"health_profile", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "health_profile", b"health_profile", "remove_item_ids", b"remove_item_ids", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "health_profile", b"health_profile", "remove_item_ids", b"remove_item_ids", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -302,8 +302,9 @@ class RecordsServiceServicer:
 
     def ListDocuments(self, request, context):
         """Lists the documents of a record the caller's scope allows, metadata only
-        (no content), newest service date first. Errors: INVALID_ARGUMENT
-        (INVALID_FILTER, INVALID_ORDER_BY, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
+        (no content), newest service date first, narrowed by an AIP-160
+        `filter`. Errors: INVALID_ARGUMENT (INVALID_FILTER, INVALID_ORDER_BY,
+        INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -381,7 +382,8 @@ class RecordsServiceServicer:
 
     def UpdateHealthProfile(self, request, context):
         """Adds, changes or removes items of the health profile (merge by item id,
-        see UpdateHealthProfileRequest). The server stamps each new or changed
+        see UpdateHealthProfileRequest), within the sections its `update_mask`
+        names (AIP-134; empty: the sections the request populates). The server stamps each new or changed
         item with the caller as author and the current time. Answers the whole
         profile, as GetHealthProfile shows it, to the patient side only. Anyone
         else (a professional needs no read grant to write here) gets a receipt:
@@ -390,7 +392,7 @@ class RecordsServiceServicer:
         stamp of this write (`provenance.last_updated_by`, `update_time`), not
         who first recorded it. An empty request answers `name`, `etag` and
         `update_time` alone. Errors:
-        INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM), PERMISSION_DENIED
+        INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK), PERMISSION_DENIED
         (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

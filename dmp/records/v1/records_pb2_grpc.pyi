@@ -134,8 +134,9 @@ class RecordsServiceStub:
     """
     ListDocuments: _grpc.UnaryUnaryMultiCallable[_records_pb2.ListDocumentsRequest, _records_pb2.ListDocumentsResponse]
     """Lists the documents of a record the caller's scope allows, metadata only
-    (no content), newest service date first. Errors: INVALID_ARGUMENT
-    (INVALID_FILTER, INVALID_ORDER_BY, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
+    (no content), newest service date first, narrowed by an AIP-160
+    `filter`. Errors: INVALID_ARGUMENT (INVALID_FILTER, INVALID_ORDER_BY,
+    INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
     """
     SearchDocuments: _grpc.UnaryUnaryMultiCallable[_records_pb2.SearchDocumentsRequest, _records_pb2.SearchDocumentsResponse]
     """Full-text keyword search (French) over title, author and text content of
@@ -185,7 +186,8 @@ class RecordsServiceStub:
     """
     UpdateHealthProfile: _grpc.UnaryUnaryMultiCallable[_records_pb2.UpdateHealthProfileRequest, _records_pb2.HealthProfile]
     """Adds, changes or removes items of the health profile (merge by item id,
-    see UpdateHealthProfileRequest). The server stamps each new or changed
+    see UpdateHealthProfileRequest), within the sections its `update_mask`
+    names (AIP-134; empty: the sections the request populates). The server stamps each new or changed
     item with the caller as author and the current time. Answers the whole
     profile, as GetHealthProfile shows it, to the patient side only. Anyone
     else (a professional needs no read grant to write here) gets a receipt:
@@ -194,7 +196,7 @@ class RecordsServiceStub:
     stamp of this write (`provenance.last_updated_by`, `update_time`), not
     who first recorded it. An empty request answers `name`, `etag` and
     `update_time` alone. Errors:
-    INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM), PERMISSION_DENIED
+    INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK), PERMISSION_DENIED
     (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
     """
     CreateVaccination: _grpc.UnaryUnaryMultiCallable[_records_pb2.CreateVaccinationRequest, _records_pb2.Vaccination]
@@ -325,8 +327,9 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     """
     ListDocuments: _aio.UnaryUnaryMultiCallable[_records_pb2.ListDocumentsRequest, _records_pb2.ListDocumentsResponse]  # type: ignore[assignment]
     """Lists the documents of a record the caller's scope allows, metadata only
-    (no content), newest service date first. Errors: INVALID_ARGUMENT
-    (INVALID_FILTER, INVALID_ORDER_BY, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
+    (no content), newest service date first, narrowed by an AIP-160
+    `filter`. Errors: INVALID_ARGUMENT (INVALID_FILTER, INVALID_ORDER_BY,
+    INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
     """
     SearchDocuments: _aio.UnaryUnaryMultiCallable[_records_pb2.SearchDocumentsRequest, _records_pb2.SearchDocumentsResponse]  # type: ignore[assignment]
     """Full-text keyword search (French) over title, author and text content of
@@ -376,7 +379,8 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     """
     UpdateHealthProfile: _aio.UnaryUnaryMultiCallable[_records_pb2.UpdateHealthProfileRequest, _records_pb2.HealthProfile]  # type: ignore[assignment]
     """Adds, changes or removes items of the health profile (merge by item id,
-    see UpdateHealthProfileRequest). The server stamps each new or changed
+    see UpdateHealthProfileRequest), within the sections its `update_mask`
+    names (AIP-134; empty: the sections the request populates). The server stamps each new or changed
     item with the caller as author and the current time. Answers the whole
     profile, as GetHealthProfile shows it, to the patient side only. Anyone
     else (a professional needs no read grant to write here) gets a receipt:
@@ -385,7 +389,7 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     stamp of this write (`provenance.last_updated_by`, `update_time`), not
     who first recorded it. An empty request answers `name`, `etag` and
     `update_time` alone. Errors:
-    INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM), PERMISSION_DENIED
+    INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK), PERMISSION_DENIED
     (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
     """
     CreateVaccination: _aio.UnaryUnaryMultiCallable[_records_pb2.CreateVaccinationRequest, _records_pb2.Vaccination]  # type: ignore[assignment]
@@ -561,8 +565,9 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_records_pb2.ListDocumentsResponse, _abc.Awaitable[_records_pb2.ListDocumentsResponse]]:
         """Lists the documents of a record the caller's scope allows, metadata only
-        (no content), newest service date first. Errors: INVALID_ARGUMENT
-        (INVALID_FILTER, INVALID_ORDER_BY, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
+        (no content), newest service date first, narrowed by an AIP-160
+        `filter`. Errors: INVALID_ARGUMENT (INVALID_FILTER, INVALID_ORDER_BY,
+        INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN).
         """
 
     @_abc_1.abstractmethod
@@ -654,7 +659,8 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_records_pb2.HealthProfile, _abc.Awaitable[_records_pb2.HealthProfile]]:
         """Adds, changes or removes items of the health profile (merge by item id,
-        see UpdateHealthProfileRequest). The server stamps each new or changed
+        see UpdateHealthProfileRequest), within the sections its `update_mask`
+        names (AIP-134; empty: the sections the request populates). The server stamps each new or changed
         item with the caller as author and the current time. Answers the whole
         profile, as GetHealthProfile shows it, to the patient side only. Anyone
         else (a professional needs no read grant to write here) gets a receipt:
@@ -663,7 +669,7 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         stamp of this write (`provenance.last_updated_by`, `update_time`), not
         who first recorded it. An empty request answers `name`, `etag` and
         `update_time` alone. Errors:
-        INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM), PERMISSION_DENIED
+        INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK), PERMISSION_DENIED
         (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
         """
 
