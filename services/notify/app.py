@@ -23,16 +23,16 @@ from kit.consumer import ConsumerSpec, DurableConsumer
 from kit.db import create_engine, is_sqlite
 from kit.logs import get_logger
 from kit.server import ServiceApp
+from kit.writelock import WriteLock
+from services.notify.consumed import SOURCES
 from services.notify.delivery import RetryPolicy
 from services.notify.dispatcher import Dispatcher
 from services.notify.email_sender import EmailSender
-from services.notify.events import SOURCES
 from services.notify.intake import Intake
 from services.notify.one_time_codes import OneTimeCodes
 from services.notify.servicer import NotifyServicer
 from services.notify.settings import NotifySettings
 from services.notify.sms import SmsProvider, provider_from_settings
-from services.notify.writelock import WriteLock
 
 log = get_logger(__name__)
 
@@ -73,7 +73,7 @@ class NotifyApp(ServiceApp):
         cfg = self.notify_settings
         if not cfg.events_enabled:
             return
-        self.write_lock = WriteLock(enabled=is_sqlite(cfg.database_url))
+        self.write_lock = WriteLock.for_database(cfg.database_url)
         # Outcomes of sends go through their own pool, one connection per send
         # slot, each outcome a single autocommitted UPDATE: one round trip (one
         # thread hop on SQLite) between the relay's 250 and a durable `sent`,

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
 from kit.nats import STREAMS
-from services.notify.events import DEADLETTER_PREFIX, REPLAY_PREFIX, original_subject
+from services.notify.consumed import DEADLETTER_PREFIX, REPLAY_PREFIX, original_subject
 
 __all__ = ["DEADLETTER_PREFIX", "DeadLetter", "list_dead", "replay"]
 

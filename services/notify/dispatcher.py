@@ -47,14 +47,14 @@ from dmp.notify.v1 import notify_pb2
 from kit.db import transaction, utcnow
 from kit.logs import get_logger
 from kit.tracing import extract_context, tracer
+from kit.writelock import WriteLock
 from services.notify import event_templates, models, validation
+from services.notify.consumed import source_of
 from services.notify.delivery import RetryPolicy, describe, is_transient
 from services.notify.email_sender import EmailSender
-from services.notify.events import source_of
 from services.notify.models import contact_preferences
 from services.notify.models import notifications as n
 from services.notify.sms import SmsProvider
-from services.notify.writelock import WriteLock
 
 log = get_logger(__name__)
 _tracer = tracer(__name__)

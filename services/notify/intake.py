@@ -27,8 +27,9 @@ from kit.consumer import Delivery
 from kit.db import transaction, utcnow
 from kit.logs import get_logger
 from kit.tracing import inject_headers
+from kit.writelock import WriteLock
 from services.notify import event_templates, models, validation
-from services.notify.events import (
+from services.notify.consumed import (
     DOCUMENT_ADDED,
     DOCUMENT_VISIBILITY_CHANGED,
     REPLAY_PREFIX,
@@ -40,7 +41,6 @@ from services.notify.events import (
 )
 from services.notify.models import contact_preferences, dossier_patients, held_documents
 from services.notify.models import notifications as n
-from services.notify.writelock import WriteLock
 
 log = get_logger(__name__)
 

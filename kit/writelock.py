@@ -1,14 +1,14 @@
 """One writing transaction at a time within the process, on SQLite only.
 
-SQLite has a single writer; concurrent transactions of one process (the
-intake, the dispatcher's claims and outcomes) otherwise meet in SQLite's busy
-handler, which sleeps in steps of up to 100 ms. Queuing them on an asyncio
-lock instead keeps latency at the cost of a real transaction each. PostgreSQL
-needs none of this: the lock is then a no-op.
+SQLite has a single writer; concurrent transactions of one process otherwise
+meet in SQLite's busy handler, which sleeps in steps of up to 100 ms. Queuing
+them on an asyncio lock instead keeps latency at the cost of a real
+transaction each. PostgreSQL needs none of this: the lock is then a no-op
+(`for_database`).
 
-Outcomes of sends take the lock with priority (`urgent()`): between a relay's
-acceptance and the commit of `sent`, a crash means a second copy, so that
-commit must not queue behind event intake or claims.
+A writer whose commit must not wait behind the others takes the lock with
+priority (`urgent()`): notify's send outcomes, since between a relay's
+acceptance and the commit of `sent` a crash means a second copy.
 """
 
 from __future__ import annotations
@@ -19,13 +19,22 @@ from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
 
+from kit.db import is_sqlite
+
 
 class WriteLock:
+    """FIFO lock with an urgent queue served first; a no-op when not `enabled`."""
+
     def __init__(self, *, enabled: bool) -> None:
         self._enabled = enabled
         self._held = False
         self._urgent: deque[asyncio.Future[None]] = deque()
         self._normal: deque[asyncio.Future[None]] = deque()
+
+    @classmethod
+    def for_database(cls, database_url: str) -> WriteLock:
+        """Enabled on SQLite only."""
+        return cls(enabled=is_sqlite(database_url))
 
     async def acquire(self, *, urgent: bool = False) -> None:
         if not self._enabled:
