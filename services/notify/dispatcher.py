@@ -39,7 +39,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from opentelemetry.trace import SpanKind
-from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -52,8 +51,7 @@ from services.notify import event_templates, models, validation
 from services.notify.consumed import source_of
 from services.notify.delivery import RetryPolicy, describe, is_transient
 from services.notify.email_sender import EmailSender
-from services.notify.models import contact_preferences
-from services.notify.models import notifications as n
+from services.notify.repository import notifications
 from services.notify.sms import SmsProvider
 
 log = get_logger(__name__)
@@ -180,45 +178,18 @@ class Dispatcher:
         self._in_flight.discard(task)
         self._wake.set()
 
-    def _due(self, now: object) -> object:
-        return or_(
-            and_(n.c.status == models.STATUS_PENDING, n.c.next_attempt_time <= now),
-            and_(n.c.status == models.STATUS_SENDING, n.c.lease_until < now),
-        )
-
     async def claim(self, limit: int) -> list[RowMapping]:
         """Take up to `limit` due rows (urgent first); a compare-and-set keeps replicas apart."""
         now = utcnow()
-        token = str(uuid.uuid4())
         async with self._write_lock, transaction(self._sessions) as session:
-            query = (
-                select(n.c.id)
-                .where(self._due(now))  # type: ignore[arg-type]
-                .order_by(n.c.urgent.desc(), n.c.id)
-                .limit(limit)
+            return await notifications.claim_due(
+                session,
+                limit=limit,
+                now=now,
+                lease_until=now + self._lease,
+                token=str(uuid.uuid4()),
+                skip_locked=self._skip_locked,
             )
-            if self._skip_locked:
-                query = query.with_for_update(skip_locked=True)
-            ids = [r.id for r in (await session.execute(query)).all()]
-            if not ids:
-                return []
-            await session.execute(
-                update(n)
-                .where(n.c.id.in_(ids), self._due(now))  # type: ignore[arg-type]
-                .values(
-                    status=models.STATUS_SENDING,
-                    claim_token=token,
-                    lease_until=now + self._lease,
-                    update_time=now,
-                )
-            )
-            # The contacts come with the claim: sends then never wait for a connection.
-            result = await session.execute(
-                select(n, contact_preferences.c.email, contact_preferences.c.mobile_phone)
-                .outerjoin(contact_preferences, contact_preferences.c.patient == n.c.recipient)
-                .where(n.c.claim_token == token)
-            )
-            return list(result.mappings().all())
 
     async def _deliver(self, row: RowMapping) -> None:
         try:
@@ -370,12 +341,9 @@ class Dispatcher:
         while True:
             try:
                 async with self._write_lock.urgent(), self._outcomes.connect() as connection:
-                    result = await connection.execute(
-                        update(n)
-                        .where(n.c.id == row["id"], n.c.claim_token == row["claim_token"])
-                        .values(**values)
+                    return await notifications.record_outcome(
+                        connection, row["id"], row["claim_token"], values
                     )
-                    return int(result.rowcount)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

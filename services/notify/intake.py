@@ -15,11 +15,9 @@ backoff) instead of dropping it.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.notify.v1 import notify_pb2
@@ -39,8 +37,7 @@ from services.notify.consumed import (
     decode,
     original_subject,
 )
-from services.notify.models import contact_preferences, dossier_patients, held_documents
-from services.notify.models import notifications as n
+from services.notify.repository import dossiers, notifications, preferences
 
 log = get_logger(__name__)
 
@@ -140,18 +137,14 @@ class Intake:
 
 async def _project(session: AsyncSession, dossier: str, facts: DossierFacts) -> None:
     now = utcnow()
-    row = (
-        await session.execute(select(dossier_patients).where(dossier_patients.c.dossier == dossier))
-    ).first()
-    if row is None:
-        await session.execute(
-            dossier_patients.insert().values(
-                dossier=dossier,
-                patient_ins=facts.patient_ins,
-                minor=bool(facts.minor),
-                representatives=_encode_reps(facts),
-                update_time=now,
-            )
+    if await dossiers.get(session, dossier) is None:
+        await dossiers.add(
+            session,
+            dossier,
+            patient_ins=facts.patient_ins,
+            minor=bool(facts.minor),
+            representatives=_encode_reps(facts),
+            now=now,
         )
         return
     values: dict[str, object] = {"patient_ins": facts.patient_ins, "update_time": now}
@@ -159,22 +152,12 @@ async def _project(session: AsyncSession, dossier: str, facts: DossierFacts) -> 
         values["minor"] = facts.minor
     if facts.representatives is not None:
         values["representatives"] = _encode_reps(facts)
-    await session.execute(
-        update(dossier_patients).where(dossier_patients.c.dossier == dossier).values(**values)
-    )
+    await dossiers.change(session, dossier, **values)
 
 
 async def _recipients(session: AsyncSession, dossier: str, kind: int) -> list[tuple[str, bool]]:
     """(INS, is a legal representative) of whoever should hear about `dossier`."""
-    row = (
-        (
-            await session.execute(
-                select(dossier_patients).where(dossier_patients.c.dossier == dossier)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = await dossiers.get(session, dossier)
     if row is None:
         raise DossierNotKnownError(dossier)
     recipients = [(str(row["patient_ins"]), False)]
@@ -197,31 +180,23 @@ async def _document_gate(session: AsyncSession, event: Event) -> str | None:
     release finds the same rows.
     """
     now = utcnow()
-    table = held_documents
-    held = (
-        (await session.execute(select(table).where(table.c.document == event.document)))
-        .mappings()
-        .first()
-    )
+    held = await dossiers.held(session, event.document)
     if event.subject == DOCUMENT_ADDED:
         if not event.hidden:
             return event.event_id
         if held is None:
-            await session.execute(
-                table.insert().values(
-                    document=event.document,
-                    dossier=event.dossier,
-                    added_event_id=event.event_id,
-                    released=False,
-                    update_time=now,
-                )
+            await dossiers.hold(
+                session,
+                event.document,
+                dossier=event.dossier,
+                added_event_id=event.event_id,
+                released=False,
+                now=now,
             )
             return None
         if held["added_event_id"] is None:
-            await session.execute(
-                update(table)
-                .where(table.c.document == event.document)
-                .values(added_event_id=event.event_id, update_time=now)
+            await dossiers.change_held(
+                session, event.document, added_event_id=event.event_id, update_time=now
             )
         # Released before this (redelivered) addition was consumed: announce now.
         return event.event_id if held["released"] else None
@@ -230,22 +205,17 @@ async def _document_gate(session: AsyncSession, event: Event) -> str | None:
         return None
     if held is None:
         # Never hidden (announced when added), or the addition is still to come.
-        await session.execute(
-            table.insert().values(
-                document=event.document,
-                dossier=event.dossier,
-                added_event_id=None,
-                released=True,
-                update_time=now,
-            )
+        await dossiers.hold(
+            session,
+            event.document,
+            dossier=event.dossier,
+            added_event_id=None,
+            released=True,
+            now=now,
         )
         return None
     if not held["released"]:
-        await session.execute(
-            update(table)
-            .where(table.c.document == event.document)
-            .values(released=True, update_time=now)
-        )
+        await dossiers.change_held(session, event.document, released=True, update_time=now)
     added = held["added_event_id"]
     return str(added) if added is not None else None
 
@@ -256,36 +226,12 @@ async def _notify(
     recipients = await _recipients(session, event.dossier, notice.kind)
     now = utcnow()
     trace_context = json.dumps(inject_headers())
-    existing = {
-        (r.recipient, r.channel)
-        for r in (
-            await session.execute(select(n.c.recipient, n.c.channel).where(n.c.event_id == key))
-        ).all()
-    }
+    existing = await notifications.recipients_of(session, key)
     if replay and existing:
-        await session.execute(
-            update(n)
-            .where(and_(n.c.event_id == key, n.c.status == models.STATUS_FAILED))
-            .values(
-                status=models.STATUS_PENDING,
-                attempts=0,
-                next_attempt_time=now,
-                claim_token=None,
-                lease_until=None,
-                update_time=now,
-            )
-        )
+        await notifications.retry_failed(session, key, now)
     created = 0
     for ins, representative in recipients:
-        prefs = (
-            (
-                await session.execute(
-                    select(contact_preferences).where(contact_preferences.c.patient == ins)
-                )
-            )
-            .mappings()
-            .first()
-        )
+        prefs = await preferences.get(session, ins)
         if prefs is None:
             continue
         variant = notice.variant
@@ -302,27 +248,20 @@ async def _notify(
                 if channel == models.CHANNEL_EMAIL
                 else notify_pb2.CHANNEL_SMS
             )
-            await session.execute(
-                n.insert().values(
-                    notification_id=str(uuid.uuid4()),
-                    event_id=key,
-                    recipient=ins,
-                    channel=channel,
-                    kind=notify_pb2.NotificationKind.Name(notice.kind),  # type: ignore[arg-type]
-                    variant=variant,
-                    urgent=notice.urgent,
-                    occur_time=event.occur_time,
-                    source_subject=event.subject,
-                    source_payload=payload,
-                    masked_destination=validation.mask(proto_channel, contact),
-                    status=models.STATUS_PENDING,
-                    attempts=0,
-                    dead_count=0,
-                    next_attempt_time=now,
-                    create_time=now,
-                    update_time=now,
-                    trace_context=trace_context,
-                )
+            await notifications.queue(
+                session,
+                event_id=key,
+                recipient=ins,
+                channel=channel,
+                kind=notify_pb2.NotificationKind.Name(notice.kind),  # type: ignore[arg-type]
+                variant=variant,
+                urgent=notice.urgent,
+                occur_time=event.occur_time,
+                source_subject=event.subject,
+                source_payload=payload,
+                masked_destination=validation.mask(proto_channel, contact),
+                trace_context=trace_context,
+                now=now,
             )
             created += 1
     return created

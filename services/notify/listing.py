@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
 from dmp.notify.v1 import notify_pb2
-from kit import pagination
-from kit.errors import invalid_argument, permission_denied
+from kit import names, pagination
+from kit.errors import permission_denied
 from services.notify import models
-from services.notify.models import notifications as n
+from services.notify.repository import notifications
 
 _PARENT = re.compile(r"patients/([A-Za-z0-9]{1,64})")
 DEFAULT_PAGE_SIZE = 50
@@ -36,10 +35,7 @@ _CHANNEL = {
 
 
 def patient_of(parent: str) -> str:
-    match = _PARENT.fullmatch(parent)
-    if match is None:
-        raise invalid_argument("PARENT_INVALID", "parent must be patients/{patient}.", "parent")
-    return match.group(1)
+    return names.parse(_PARENT, parent, "parent must be patients/{patient}.", "parent").group(1)
 
 
 def authorize(principal: principal_pb2.Principal | None, patient: str) -> None:
@@ -67,12 +63,8 @@ async def list_page(
     bound = pagination.fingerprint(patient)
     position = tokens.read(token, bound)
     before = None if position is None else position.integer("i")
-    query = select(n).where(n.c.recipient == patient)
-    if before is not None:
-        query = query.where(n.c.id < before)
-    query = query.order_by(n.c.id.desc()).limit(size + 1)
     async with sessions() as session:
-        rows = list((await session.execute(query)).mappings().all())
+        rows = await notifications.page_for(session, patient, before, size + 1)
     response = notify_pb2.ListNotificationsResponse()
     for row in rows[:size]:
         item = response.notifications.add(
