@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.identity.v1 import events_pb2, identity_pb2
-from kit import codes, filtering, rpps
+from kit import codes, filtering, names, rpps
 from kit.errors import already_exists, invalid_argument, not_found
 from services.identity import events, validation
 from services.identity.models import cards, professional_certificates, professionals
@@ -49,9 +49,7 @@ def rpps_from_name(name: str, field: str = "name") -> str:
     validation.required(name, field, 30)
     prefix, _, number = name.partition("/")
     if prefix != "professionals":
-        raise invalid_argument(
-            "RESOURCE_NAME_INVALID", f"{field} must look like professionals/{{rpps}}.", field
-        )
+        raise names.invalid_name(f"{field} must look like professionals/{{rpps}}.", field)
     return rpps.validate_issued(number, field)
 
 

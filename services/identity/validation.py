@@ -6,6 +6,7 @@ import re
 
 from google.protobuf.descriptor import EnumDescriptor
 
+from kit import names
 from kit.errors import invalid_argument
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -29,13 +30,11 @@ def bounded(value: str, field: str, max_len: int) -> str:
 
 
 def resource_id(name: str, collection: str, field: str) -> str:
-    """The id in `<collection>/<32 hex>`, else RESOURCE_NAME_INVALID."""
+    """The id in `<collection>/<32 hex>`, else INVALID_NAME."""
     required(name, field, len(collection) + 33)
     prefix, _, ident = name.partition("/")
     if prefix != collection or not _HEX_ID.fullmatch(ident):
-        raise invalid_argument(
-            "RESOURCE_NAME_INVALID", f"{field} must look like {collection}/{{id}}.", field
-        )
+        raise names.invalid_name(f"{field} must look like {collection}/{{id}}.", field)
     return ident
 
 

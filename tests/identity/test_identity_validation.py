@@ -67,11 +67,11 @@ CASES: list[Case] = [
     ("StartLogin", lambda: login(password=""), "FIELD_REQUIRED"),
     ("StartLogin", lambda: login(password="x" * 129), "FIELD_TOO_LONG"),
     ("VerifyOneTimeCode", lambda: verify(challenge=""), "FIELD_REQUIRED"),
-    ("VerifyOneTimeCode", lambda: verify(challenge="challenges/xyz"), "RESOURCE_NAME_INVALID"),
+    ("VerifyOneTimeCode", lambda: verify(challenge="challenges/xyz"), "INVALID_NAME"),
     (
         "VerifyOneTimeCode",
         lambda: verify(challenge="accounts/" + "a" * 32),
-        "RESOURCE_NAME_INVALID",
+        "INVALID_NAME",
     ),
     ("VerifyOneTimeCode", lambda: verify(code="12345"), "OTP_MALFORMED"),
     ("VerifyOneTimeCode", lambda: verify(code="12345a"), "OTP_MALFORMED"),
@@ -147,7 +147,7 @@ CASES: list[Case] = [
     (
         "GetProfessional",
         lambda: identity_pb2.GetProfessionalRequest(name="doctors/10003554994"),
-        "RESOURCE_NAME_INVALID",
+        "INVALID_NAME",
     ),
     ("CreateProfessional", lambda: professional(rpps="10003554995"), "RPPS_CHECK_DIGIT"),
     ("CreateProfessional", lambda: professional(rpps="1000355499"), "INVALID_RPPS"),
