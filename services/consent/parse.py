@@ -10,21 +10,21 @@ from __future__ import annotations
 import re
 
 from kit import ins as kit_ins
+from kit import names
 from kit import rpps as kit_rpps
-from kit.errors import invalid_argument
 from services.consent.cache import SnapshotCache
 from services.consent.guard import no_record
 
 _PATIENT_DOSSIER_RE = re.compile(r"patients/([0-9A-Za-z]{15})/dossier")
-_DOSSIER_RE = re.compile(r"^(dossiers/[A-Za-z0-9._~-]{1,64})(?:/.*)?$")
-_RULE_RE = re.compile(r"^(dossiers/[A-Za-z0-9._~-]{1,64})/accessRules/([A-Za-z0-9-]{1,64})$")
+_DOSSIER_RE = re.compile(rf"^(dossiers/{names.DOSSIER_ID})(?:/.*)?$")
+_RULE_RE = re.compile(rf"^(dossiers/{names.DOSSIER_ID})/accessRules/([A-Za-z0-9-]{{1,64}})$")
 
 
 def dossier_of(value: str, field: str) -> str:
     """`dossiers/{dossier}` of a name that starts with it."""
     match = _DOSSIER_RE.match(value or "")
     if match is None:
-        raise invalid_argument("INVALID_DOSSIER_NAME", "Expected `dossiers/{dossier}`.", field)
+        raise names.invalid_name("Expected `dossiers/{dossier}`.", field)
     return match.group(1)
 
 
@@ -32,9 +32,7 @@ def rule_of(value: str) -> tuple[str, str]:
     """(`dossiers/{dossier}`, rule id) of an access rule's name."""
     match = _RULE_RE.match(value or "")
     if match is None:
-        raise invalid_argument(
-            "INVALID_RULE_NAME", "Expected `dossiers/{dossier}/accessRules/{rule}`.", "name"
-        )
+        raise names.invalid_name("Expected `dossiers/{dossier}/accessRules/{rule}`.", "name")
     return match.group(1), match.group(2)
 
 

@@ -192,7 +192,7 @@ CASES: list[tuple[str, Setup, grpc.StatusCode, str]] = [
         "grant-bad-parent",
         _grant_bad_parent,
         grpc.StatusCode.INVALID_ARGUMENT,
-        "INVALID_DOSSIER_NAME",
+        "INVALID_NAME",
     ),
     (
         "grant-without-request-id",
