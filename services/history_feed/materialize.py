@@ -13,7 +13,6 @@ first answer) and per record (marking it again only moves its start earlier).
 from __future__ import annotations
 
 import calendar
-import re
 from datetime import date
 
 import grpc
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.history.v1 import history_pb2
 from kit import ins as kit_ins
+from kit import names
 from kit.db import transaction, utcnow
 from kit.errors import ServiceError, failed_precondition, invalid_argument
 from kit.idempotency import Ledger
@@ -32,7 +32,6 @@ from services.history_feed.validation import LineError, to_date
 
 log = get_logger(__name__)
 
-DOSSIER_NAME = re.compile(r"dossiers/([A-Za-z0-9._~-]{1,90})")
 METHOD = "BackfillDossier"
 REQUESTS = Ledger(processed_requests)
 
@@ -50,8 +49,7 @@ def window_start(today: date, months: int) -> date:
 
 
 def check_dossier_name(name: str, field: str) -> str:
-    if not DOSSIER_NAME.fullmatch(name):
-        raise invalid_argument("INVALID_DOSSIER_NAME", "Expected dossiers/{dossier}.", field)
+    names.parse(names.DOSSIER, name, "Expected dossiers/{dossier}.", field)
     return name
 
 
@@ -61,7 +59,7 @@ def _since_date(request: history_pb2.BackfillDossierRequest) -> date | None:
     try:
         return to_date(request.since_date, "INVALID_SINCE_DATE", "since_date")
     except LineError as exc:
-        raise invalid_argument(exc.reason, exc.detail, "since_date") from None
+        raise invalid_argument("INVALID_SINCE_DATE", exc.detail, "since_date") from None
 
 
 async def backfill(

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2
-from kit import filtering, pagination
+from kit import filtering, names, pagination
 from kit.errors import ServiceError, invalid_argument, permission_denied
 from services.history_feed import codes, repository
-from services.history_feed.materialize import DOSSIER_NAME, window_start
+from services.history_feed.materialize import window_start
 
 HISTORY_CLASS_CODE = "60"
 AMO_FEEDER_ROLE = "alimentation_amo"
@@ -108,8 +108,8 @@ def parse_request(
 ) -> Query:
     name = request.name
     dossier = name.removesuffix(_SUFFIX)
-    if dossier == name or not DOSSIER_NAME.fullmatch(dossier):
-        raise invalid_argument("INVALID_NAME", "Expected dossiers/{dossier}/careHistory.", "name")
+    if dossier == name or not names.DOSSIER.fullmatch(dossier):
+        raise names.invalid_name("Expected dossiers/{dossier}/careHistory.")
     conditions = filtering.parse(request.filter, FILTER_FIELDS)
     start, end = _care_dates(conditions)
     prefix = _atc_prefix(conditions)

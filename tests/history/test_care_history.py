@@ -130,7 +130,7 @@ async def test_backfill_is_internal_and_checks_input(history: HistoryClient) -> 
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     for kwargs, reason in [
         ({"ins": "185057000001199"}, "INS_KEY_MISMATCH"),
-        ({"dossier": "records/1"}, "INVALID_DOSSIER_NAME"),
+        ({"dossier": "records/1"}, "INVALID_NAME"),
     ]:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await history.backfill(
