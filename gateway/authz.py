@@ -24,8 +24,8 @@ from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from gateway.authn import Caller
 from gateway.routing import Route
+from kit import names, targets, tracing
 from kit import principal as principals
-from kit import targets, tracing
 from kit.clients import InternalCredentials
 from kit.errors import ServiceError, invalid_argument, status_code, unavailable
 from kit.logs import get_logger
@@ -231,7 +231,7 @@ class Decisions:
         """Fill `resource` with what records will enforce about the named document, so that
         consent decides, logs and alerts once, on the access that will really happen."""
         if not _DOCUMENT_NAME.fullmatch(target.resource):
-            raise invalid_argument("INVALID_NAME", "`name` is not a valid document name.", "name")
+            raise names.invalid_name("`name` is not a valid document name.")
         if self._records is None:  # no records upstream configured: records alone enforces
             return
         try:

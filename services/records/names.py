@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from kit.errors import invalid_argument
+from kit import names as kit_names
 
 _ID = r"[0-9a-f]{32}"
 _DOSSIER = re.compile(rf"dossiers/({_ID})")
@@ -35,7 +35,7 @@ def vaccination_name(dossier_id: str, vaccination_id: str) -> str:
 
 
 def _bad(field: str) -> Exception:
-    return invalid_argument("INVALID_NAME", f"`{field}` is not a valid resource name.", field)
+    return kit_names.invalid_name(f"`{field}` is not a valid resource name.", field)
 
 
 def parse_dossier(name: str, field: str = "name") -> str:
