@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
 from dmp.notify.v1 import notify_pb2
+from kit import names
 from kit.db import transaction, utcnow
 from kit.errors import invalid_argument, permission_denied
 from kit.idempotency import Ledger
@@ -35,12 +36,7 @@ NOT_CONFIGURABLE = frozenset({notify_pb2.NOTIFICATION_KIND_ONE_TIME_CODE})
 
 
 def patient_of(name: str) -> str:
-    match = _NAME.fullmatch(name)
-    if match is None:
-        raise invalid_argument(
-            "NAME_INVALID", "name must be patients/{patient}/contactPreferences.", "name"
-        )
-    return match.group(1)
+    return names.parse(_NAME, name, "name must be patients/{patient}/contactPreferences.").group(1)
 
 
 def authorize(principal: principal_pb2.Principal | None, patient: str) -> None:

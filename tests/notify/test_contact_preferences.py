@@ -251,7 +251,7 @@ async def test_malformed_name_is_refused(notify_stub: Stub, name: str) -> None:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     info = error_info(caught.value)
     assert info is not None
-    assert info.reason == "NAME_INVALID"
+    assert info.reason == "INVALID_NAME"
 
 
 async def test_overlong_request_id_is_refused(notify_stub: Stub) -> None:
