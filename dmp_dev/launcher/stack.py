@@ -182,7 +182,7 @@ class DevStack:
         self.specs = [s for s in catalog.available() if not cfg.only or s.name in cfg.only]
         self.with_gateway = GATEWAY.exists() and (not cfg.only or GATEWAY.name in cfg.only)
         self.nats = NatsServer(cfg.var_dir / "nats", cfg.nats_port, cfg.logs / "nats.log")
-        self.mail = MailSink(cfg.mail_dir, cfg.smtp_port)
+        self.mail = MailSink(cfg.smtp_port, cfg.mail_dir, keep=False)
         self.processes: list[ServiceProcess] = []
         self.secrets: DevSecrets | None = None
         self.cards: Registration | None = None

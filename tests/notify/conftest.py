@@ -24,17 +24,18 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from dmp.notify.v1 import notify_pb2_grpc
+from dmp_dev.launcher.mailsink import MailSink
 from dmp_dev.testing.databases import DatabaseFactory
 from dmp_dev.testing.nats_server import NatsServer
 from kit import nats as kit_nats
 from kit.server import RunningServer, start_app
 from services.notify.app import NotifyApp
 from services.notify.settings import NotifySettings
-from tests.fixtures.notify import SmtpSink, notify_test_settings
+from tests.fixtures.notify import notify_test_settings
 
 
 def events_settings(
-    database_url: str, nats_url: str, smtp: SmtpSink, sms_path: Path, **overrides: object
+    database_url: str, nats_url: str, smtp: MailSink, sms_path: Path, **overrides: object
 ) -> NotifySettings:
     base = notify_test_settings(database_url, smtp, sms_path).model_dump()
     base.update(
@@ -59,7 +60,7 @@ class EventsEnv:
     js: JetStreamContext
     nc: Client
     stub: notify_pb2_grpc.NotifyServiceAsyncStub
-    smtp: SmtpSink
+    smtp: MailSink
     sms_path: Path
 
     @property
@@ -79,7 +80,7 @@ def notify_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def notify_events(
-    databases: DatabaseFactory, notify_nats_url: str, smtp_sink: SmtpSink, sms_sink_path: Path
+    databases: DatabaseFactory, notify_nats_url: str, smtp_sink: MailSink, sms_sink_path: Path
 ) -> AsyncIterator[EventsEnv]:
     nats_url = notify_nats_url
     nc = await nats.connect(nats_url)

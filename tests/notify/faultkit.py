@@ -28,14 +28,14 @@ from nats.js import JetStreamContext
 from sqlalchemy import func, select
 
 from dmp.notify.v1 import notify_pb2
+from dmp_dev.launcher.mailsink import MailSink
 from dmp_dev.testing.databases import DatabaseFactory
-from dmp_dev.testing.nats_server import NatsServer
+from dmp_dev.testing.nats_server import NatsServer, free_port
 from kit import migrations
 from kit import nats as kit_nats
 from kit.db import create_engine, session_factory
 from services.notify import preferences
 from services.notify.models import notifications
-from tests.fixtures.notify import SmtpSink
 from tests.notify.eventkit import document, dossier_created, new_dossier, new_id, new_ins, publish
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ EMAIL = "fault@exemple.fr"
 class Rig:
     tmp: Path
     nats_server: NatsServer
-    sink: SmtpSink
+    sink: MailSink
     url: str
     env: dict[str, str]
     nc: Client
@@ -209,7 +209,7 @@ async def fault_rig(
 ) -> AsyncIterator[Rig]:
     """Everything a fault test needs, torn down whatever happens (processes included)."""
     nats_server = NatsServer(tmp / "nats").start()
-    sink = SmtpSink(accept_delay_s=accept_delay_s).start()
+    sink = MailSink(free_port(), accept_delay_s=accept_delay_s).start()
     rig: Rig | None = None
     try:
         url = await databases.create("notify_fault")

@@ -13,13 +13,14 @@ from google.protobuf import timestamp_pb2
 from sqlalchemy import select
 
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
+from dmp_dev.launcher.mailsink import MailSink
 from dmp_dev.testing import principals
 from kit.errors import error_info
 from kit.server import RunningServer
 from services.notify import models
 from services.notify.delivery import RetryPolicy
 from services.notify.repository import deliveries
-from tests.fixtures.notify import NotifySinks, SmtpSink, sms_messages
+from tests.fixtures.notify import NotifySinks, sms_messages
 
 METHOD = "/dmp.notify.v1.NotifyService/SendOneTimeCode"
 
@@ -270,7 +271,7 @@ async def test_anonymous_caller_is_denied(
 async def test_smtp_down_for_a_while_then_delivered_once(
     notify_stub: notify_pb2_grpc.NotifyServiceAsyncStub,
     notify_server: RunningServer,
-    smtp_sink: SmtpSink,
+    smtp_sink: MailSink,
 ) -> None:
     request = code_request(code="246810")
     smtp_sink.stop()
@@ -294,7 +295,7 @@ async def test_smtp_down_for_a_while_then_delivered_once(
 async def test_smtp_down_for_good_fails_and_is_recorded(
     notify_stub: notify_pb2_grpc.NotifyServiceAsyncStub,
     notify_server: RunningServer,
-    smtp_sink: SmtpSink,
+    smtp_sink: MailSink,
 ) -> None:
     codes = notify_server.app.codes  # type: ignore[attr-defined]
     policy = codes.policy
@@ -343,7 +344,7 @@ async def test_one_time_codes_are_not_listed_as_notifications(
 async def test_retries_stop_before_the_callers_deadline(
     notify_stub: notify_pb2_grpc.NotifyServiceAsyncStub,
     notify_server: RunningServer,
-    smtp_sink: SmtpSink,
+    smtp_sink: MailSink,
 ) -> None:
     request = code_request()
     smtp_sink.stop()
@@ -383,7 +384,7 @@ async def test_logs_hold_neither_code_nor_destination(
 async def test_cancelled_call_leaves_the_delivery_retryable(
     notify_stub: notify_pb2_grpc.NotifyServiceAsyncStub,
     notify_server: RunningServer,
-    smtp_sink: SmtpSink,
+    smtp_sink: MailSink,
 ) -> None:
     request = code_request(code="135790")
     smtp_sink.stop()

@@ -31,6 +31,7 @@ from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2
 from dmp_dev import pki
 from dmp_dev.launcher.cards import registration_request
+from dmp_dev.launcher.mailsink import MailSink
 from dmp_dev.testing import principals
 from dmp_dev.testing.databases import DatabaseFactory
 from dmp_dev.testing.nats_server import NatsServer, free_port
@@ -46,7 +47,7 @@ from services.notify.app import NotifyApp
 from services.notify.settings import NotifySettings
 from services.records.app import RecordsApp
 from services.records.settings import RecordsSettings
-from tests.fixtures.notify import SmtpSink, notify_test_settings
+from tests.fixtures.notify import notify_test_settings
 from tests.identity.helpers import identity_settings
 
 SET_PREFERENCES = "/dmp.notify.v1.NotifyService/SetContactPreferences"
@@ -69,7 +70,7 @@ class Assembly:
     consent: RunningServer
     records: RunningServer
     notify: RunningServer
-    smtp: SmtpSink
+    smtp: MailSink
     pki_dir: Path
     nats_url: str
     key_dir: Path
@@ -173,7 +174,7 @@ async def assembly(
 ) -> AsyncIterator[Assembly]:
     base = tmp_path_factory.mktemp("observability")
     nats = NatsServer(base / "nats").start()
-    smtp = SmtpSink().start()
+    smtp = MailSink(free_port()).start()
     started: list[RunningServer] = []
     try:
         notify_base = notify_test_settings(
