@@ -13,7 +13,7 @@ import asyncio
 import typer
 
 from kit.db import create_engine, session_factory, utcnow
-from services.records.lifecycle import purge_expired, rotate_keys
+from services.records.operations import purge_expired, rotate_keys
 from services.records.settings import RecordsSettings
 
 app = typer.Typer(no_args_is_help=True, help="Records service: retention purge, key rotation.")

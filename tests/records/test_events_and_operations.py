@@ -19,7 +19,7 @@ from dmp.records.v1 import events_pb2, records_pb2
 from dmp_cli.main import app
 from dmp_dev.testing.databases import DatabaseFactory
 from kit import migrations
-from services.records import lifecycle
+from services.records import operations
 from services.records.models import dossiers
 from tests.fixtures.records import RecordsCalls, make_ins, patient, professional
 from tests.records.helpers import add_doc, create_request, doc, expect_error, new_dossier, rid
@@ -178,7 +178,7 @@ async def test_kek_rotation_rewraps_data_keys(records: RecordsCalls) -> None:
     try:
         settings.records_keks = {**old_keys, "k2": new_key}
         settings.records_kek_id = "k2"
-        count = await lifecycle.rotate_keys(records.app.db, settings)
+        count = await operations.rotate_keys(records.app.db, settings)
         assert count >= 1
         async with records.app.db() as session:
             kek_ids = set((await session.execute(select(dossiers.c.kek_id))).scalars())
@@ -189,11 +189,11 @@ async def test_kek_rotation_rewraps_data_keys(records: RecordsCalls) -> None:
             "GetDocument", R.GetDocumentRequest(name=created.name), professional()
         )
         assert got.content == b"rotation test"
-        assert await lifecycle.rotate_keys(records.app.db, settings) == 0
+        assert await operations.rotate_keys(records.app.db, settings) == 0
     finally:
         settings.records_keks = {**old_keys, "k2": new_key}
         settings.records_kek_id = old_id
-        await lifecycle.rotate_keys(records.app.db, settings)
+        await operations.rotate_keys(records.app.db, settings)
         settings.records_keks = old_keys
 
 
