@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from kit import clock
+
 # SQLite numbers new rows itself only for INTEGER PRIMARY KEY (the rowid alias), not BIGINT.
 BigIntPK = BigInteger().with_variant(Integer, "sqlite")
 
@@ -60,7 +62,9 @@ def service_metadata() -> MetaData:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now on the process clock (`kit.clock`), the instant every stored timestamp and time
+    rule uses, so a test moves it instead of waiting."""
+    return clock.now()
 
 
 def is_sqlite(url: str) -> bool:

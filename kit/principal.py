@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.message import DecodeError
 
 from dmp.authz.v1 import principal_pb2
+from kit import clock
 from kit.errors import permission_denied, unauthenticated
 
 METADATA_KEY = "dmp-principal-bin"
@@ -45,7 +46,7 @@ def stamp(
     ttl: timedelta = DEFAULT_TTL,
 ) -> principal_pb2.Principal:
     """A copy bound to `method` with issue and expiry times."""
-    issued = now or datetime.now(UTC)
+    issued = now or clock.now()
     out = principal_pb2.Principal()
     out.CopyFrom(principal)
     out.method = method
@@ -85,7 +86,7 @@ def verify(
         raise unauthenticated(
             "PRINCIPAL_WRONG_METHOD", "The principal was issued for another method."
         )
-    current = now or datetime.now(UTC)
+    current = now or clock.now()
     if not principal.HasField("expire_time") or principal.expire_time.ToDatetime(UTC) <= current:
         raise unauthenticated("PRINCIPAL_EXPIRED", "The principal has expired.")
     if principal.kind == principal_pb2.PRINCIPAL_KIND_UNSPECIFIED:

@@ -23,6 +23,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from kit import clock
 from kit.errors import unauthenticated
 
 ISSUER = "dmp-identity"
@@ -72,7 +73,7 @@ class AccessTokenIssuer:
     def issue(
         self, *, account: str, ins: str, session_id: str, now: datetime | None = None
     ) -> IssuedToken:
-        issued = (now or datetime.now(UTC)).replace(microsecond=0)
+        issued = (now or clock.now()).replace(microsecond=0)
         claims = AccessClaims(
             account=account,
             ins=ins,
@@ -145,7 +146,7 @@ class AccessTokenVerifier:
             )
         except (TypeError, ValueError, OverflowError) as exc:
             raise _invalid() from exc
-        current = now or datetime.now(UTC)
+        current = now or clock.now()
         if claims.issued_at > current + self._leeway:
             raise _invalid()
         if claims.expires_at <= current - self._leeway:

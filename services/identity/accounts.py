@@ -62,7 +62,7 @@ def may_issue_creation_code(principal: principal_pb2.Principal | None) -> princi
 async def issue_creation_code(
     rt: Runtime, key: Key, ins: str, caller: principal_pb2.Principal
 ) -> identity_pb2.IssueCreationCodeResponse:
-    now = rt.clock()
+    now = rt.clock.now()
     async with transaction(rt.db) as db:
         await rt.requests.replay(
             db,
@@ -122,7 +122,7 @@ async def register(
     if replayed is not None:
         return replayed
     password_hash = await rt.passwords.hash(password)
-    now = rt.clock()
+    now = rt.clock.now()
     account_id = uuid.uuid4().hex
     async with transaction(rt.db) as db:
         # The code first: without a valid code nobody learns whether an account exists.
@@ -176,7 +176,7 @@ async def change_password(
     current: str,
     new: str,
 ) -> identity_pb2.ChangePasswordResponse:
-    now = rt.clock()
+    now = rt.clock.now()
     caller = principal.session_id
     async with transaction(rt.db) as db:
         replayed = await rt.requests.replay(
@@ -200,7 +200,7 @@ async def change_password(
     if not await rt.passwords.verify(stored, current):
         raise invalid_credentials()
     new_hash = await rt.passwords.hash(new)
-    now = rt.clock()
+    now = rt.clock.now()
     async with transaction(rt.db) as db:
         changed = await db.execute(
             update(accounts)
@@ -239,7 +239,7 @@ async def start_recovery(
     Known limit: the call to notify makes the existing-account path slower by
     one loopback RPC; the gateway's rate limits bound what timing can reveal.
     """
-    now = rt.clock()
+    now = rt.clock.now()
     expires = now + rt.settings.otp_ttl
     challenge_id = uuid.uuid4().hex
     delivery = None
@@ -316,7 +316,7 @@ async def complete_recovery(
     # Policy before the code is tried, so a weak password does not burn a try.
     passwords.check_policy(new_password, ins or "", "complete.new_password")
     new_hash = await rt.passwords.hash(new_password)
-    now = rt.clock()
+    now = rt.clock.now()
     response: identity_pb2.RecoverCredentialsResponse | None = None
     async with transaction(rt.db) as db:
         check = await otp.check_code(

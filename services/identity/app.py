@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import grpc
 
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from kit import clock as kit_clock
 from kit.clients import InternalCredentials
+from kit.clock import Clock
 from kit.server import ServiceApp
 from kit.tokens import AccessTokenIssuer, ensure_dev_key_pair, load_private_key
 from services.identity import models
 from services.identity.notifier import Notifier
 from services.identity.passwords import Argon2Params, PasswordService
-from services.identity.runtime import Clock, Runtime
+from services.identity.runtime import Runtime
 from services.identity.servicer import IdentityServicer
 from services.identity.settings import IdentitySettings
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class IdentityApp(ServiceApp):
@@ -32,7 +29,7 @@ class IdentityApp(ServiceApp):
     def __init__(self, settings: IdentitySettings, *, clock: Clock | None = None) -> None:
         super().__init__(settings)
         self.identity_settings = settings
-        self.clock: Clock = clock or _utcnow
+        self.clock: Clock = clock or kit_clock.PROCESS
         self.runtime: Runtime | None = None
         self._notifier: Notifier | None = None
 

@@ -114,7 +114,7 @@ async def start_login(
     # Charged before the password is checked (login_throttle): a throttled identifier is
     # refused whether or not it has an account and whatever the password.
     mac = login_throttle.identifier_mac(rt.pepper, ins)
-    throttled = await login_throttle.charge(rt.db, mac, rt.clock(), throttle_limits(rt))
+    throttled = await login_throttle.charge(rt.db, mac, rt.clock.now(), throttle_limits(rt))
     if throttled is not None:
         raise login_throttled(throttled)
     # Outside any transaction: argon2 takes tens of ms. No account → dummy hash, same cost.
@@ -122,7 +122,7 @@ async def start_login(
         raise invalid_credentials()
     assert row is not None
     await login_throttle.clear(rt.db, mac)
-    now = rt.clock()
+    now = rt.clock.now()
     new_hash = (
         await rt.passwords.hash(password) if rt.passwords.needs_rehash(row.password_hash) else None
     )
@@ -179,7 +179,7 @@ async def start_login(
 
 def _tokens(rt: Runtime, opened: login_sessions.OpenedSession) -> identity_pb2.SessionTokens:
     issued = rt.tokens.issue(
-        account=opened.account_id, ins=opened.ins, session_id=opened.session_id, now=rt.clock()
+        account=opened.account_id, ins=opened.ins, session_id=opened.session_id, now=rt.clock.now()
     )
     return identity_pb2.SessionTokens(
         access_token=issued.token,
@@ -194,7 +194,7 @@ def _tokens(rt: Runtime, opened: login_sessions.OpenedSession) -> identity_pb2.S
 async def verify_code(
     rt: Runtime, key: Key, challenge_id: str, code: str
 ) -> identity_pb2.VerifyOneTimeCodeResponse:
-    now = rt.clock()
+    now = rt.clock.now()
     response: identity_pb2.VerifyOneTimeCodeResponse | None = None
     async with transaction(rt.db) as db:
         await rt.requests.replay(
@@ -239,7 +239,7 @@ async def verify_code(
 
 
 async def refresh(rt: Runtime, key: Key, token: str) -> identity_pb2.RefreshTokenResponse:
-    now = rt.clock()
+    now = rt.clock.now()
     async with transaction(rt.db) as db:
         await rt.requests.replay(
             db,
@@ -276,7 +276,7 @@ def session_revoked() -> ServiceError:
 async def logout(
     rt: Runtime, key: Key, principal: principal_pb2.Principal
 ) -> identity_pb2.LogoutResponse:
-    now = rt.clock()
+    now = rt.clock.now()
     async with transaction(rt.db) as db:
         caller = principal.session_id
         replayed = await rt.requests.replay(

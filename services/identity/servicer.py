@@ -187,7 +187,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             raise invalid_argument("FIELD_REQUIRED", "professional is required.", "professional")
         entry = directory.validated(request.professional)
         caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
-        now = self.rt.clock()
+        now = self.rt.clock.now()
         async with transaction(self.rt.db) as db:
             replayed = await self.rt.requests.replay(
                 db,
@@ -212,7 +212,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             raise invalid_argument("FIELD_REQUIRED", "card is required.", "card")
         entry = directory.validated_card(request.card)
         caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
-        now = self.rt.clock()
+        now = self.rt.clock.now()
         async with transaction(self.rt.db) as db:
             replayed = await self.rt.requests.replay(
                 db, key, scope=caller, method="RegisterCard", response_type=identity_pb2.Card

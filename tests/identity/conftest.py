@@ -1,6 +1,6 @@
 """Identity in-process against a fresh database, NATS and the real NotifyApp.
 
-The identity app runs on a `FakeClock` so tests age codes, tokens and throttles
+The identity app runs on a `kit.clock.ManualClock` so tests age codes, tokens and throttles
 without sleeping; notify (and principal signatures) keep real time.
 """
 
@@ -14,14 +14,15 @@ import pytest_asyncio
 
 from dmp.identity.v1 import identity_pb2_grpc
 from dmp_dev.testing.databases import DatabaseFactory
+from kit.clock import ManualClock
 from kit.server import RunningServer, start_app
 from services.identity.app import IdentityApp
-from tests.identity.helpers import FakeClock, Rows, identity_settings
+from tests.identity.helpers import Rows, identity_settings
 
 
 @pytest.fixture(scope="session")
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -34,7 +35,7 @@ async def identity_server(
     identity_db_url: str,
     nats_url: str,
     notify_server: RunningServer,
-    clock: FakeClock,
+    clock: ManualClock,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[RunningServer]:
     settings = identity_settings(

@@ -6,7 +6,6 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -22,19 +21,6 @@ from tests.fixtures.notify import NotifySinks
 
 SERVICE = "/dmp.identity.v1.IdentityService/"
 PASSWORD = "Correct-Horse-42-battery"
-
-
-class FakeClock:
-    """A settable clock; starts at real time."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 def random_ins(rng: random.Random | None = None) -> str:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 import pytest
 from sqlalchemy import select
 
 from dmp.identity.v1 import identity_pb2
 from dmp_dev.testing import principals
+from kit.clock import ManualClock
 from kit.errors import error_info
 from services.identity import models
 from tests.fixtures.notify import NotifySinks
 from tests.identity.helpers import (
     PASSWORD,
-    FakeClock,
     Rows,
     desk,
     login,
@@ -125,7 +127,7 @@ async def test_register_then_one_account_per_ins(stub, rows: Rows) -> None:
     assert await rows.counts() == before
 
 
-async def test_wrong_expired_and_superseded_codes(stub, rows: Rows, clock: FakeClock) -> None:
+async def test_wrong_expired_and_superseded_codes(stub, rows: Rows, clock: ManualClock) -> None:
     ins = random_ins()
     first = await issue(stub, ins)
     second = await issue(stub, ins)
@@ -140,7 +142,7 @@ async def test_wrong_expired_and_superseded_codes(stub, rows: Rows, clock: FakeC
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.RegisterPatientAccount(register_request(ins, first.creation_code))
     assert failure(exc) == (grpc.StatusCode.FAILED_PRECONDITION, "CREATION_CODE_EXPIRED")
-    clock.advance(hours=72, seconds=1)
+    clock.advance(timedelta(hours=72, seconds=1))
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.RegisterPatientAccount(register_request(ins, second.creation_code))
     assert failure(exc) == (grpc.StatusCode.FAILED_PRECONDITION, "CREATION_CODE_EXPIRED")

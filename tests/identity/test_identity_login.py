@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC
+from datetime import UTC, timedelta
 
 import grpc
 import pytest
@@ -13,13 +13,13 @@ from grpc_status import rpc_status
 from sqlalchemy import select
 
 from dmp.identity.v1 import identity_pb2
+from kit.clock import ManualClock
 from kit.errors import error_info
 from kit.server import RunningServer
 from kit.tokens import AccessTokenVerifier, load_public_key, public_key_path
 from services.identity import models
 from tests.fixtures.notify import NotifySinks
 from tests.identity.helpers import (
-    FakeClock,
     Rows,
     login,
     random_ins,
@@ -58,7 +58,7 @@ def wrong(code: str) -> str:
 
 
 async def test_full_login_by_sms(
-    stub, notify_sinks: NotifySinks, identity_server: RunningServer, clock: FakeClock
+    stub, notify_sinks: NotifySinks, identity_server: RunningServer, clock: ManualClock
 ) -> None:
     patient = await register_patient(stub)
     started, code = await start_login(stub, notify_sinks, patient)
@@ -71,7 +71,7 @@ async def test_full_login_by_sms(
     # The gateway verifies the access token with the public key alone.
     settings = identity_server.app.settings
     public = load_public_key(public_key_path(settings.token_signing_key_file))  # type: ignore[attr-defined]
-    claims = AccessTokenVerifier([public]).verify(tokens.access_token, now=clock())
+    claims = AccessTokenVerifier([public]).verify(tokens.access_token, now=clock.now())
     assert claims.ins == patient.ins
     assert claims.account == patient.account.removeprefix("accounts/")
     assert tokens.session.endswith("/sessions/" + claims.session_id)
@@ -120,25 +120,25 @@ async def test_code_is_single_use(stub, notify_sinks: NotifySinks) -> None:
 
 
 async def test_code_expires_after_five_minutes(
-    stub, notify_sinks: NotifySinks, clock: FakeClock
+    stub, notify_sinks: NotifySinks, clock: ManualClock
 ) -> None:
     patient = await register_patient(stub)
     started, code = await start_login(stub, notify_sinks, patient)
     assert (
-        started.expire_time.ToDatetime(tzinfo=UTC).timestamp() - clock().timestamp()
+        started.expire_time.ToDatetime(tzinfo=UTC).timestamp() - clock.now().timestamp()
     ) == pytest.approx(300, abs=1)
-    clock.advance(minutes=5, seconds=1)
+    clock.advance(timedelta(minutes=5, seconds=1))
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await verify(stub, started.challenge, code)
     assert failure(exc) == (grpc.StatusCode.FAILED_PRECONDITION, "OTP_EXPIRED")
 
 
 async def test_code_just_before_expiry_works(
-    stub, notify_sinks: NotifySinks, clock: FakeClock
+    stub, notify_sinks: NotifySinks, clock: ManualClock
 ) -> None:
     patient = await register_patient(stub)
     started, code = await start_login(stub, notify_sinks, patient)
-    clock.advance(minutes=4, seconds=59)
+    clock.advance(timedelta(minutes=4, seconds=59))
     await verify(stub, started.challenge, code)
 
 
@@ -149,7 +149,7 @@ async def test_unknown_challenge_is_invalid(stub) -> None:
 
 
 async def test_five_wrong_codes_lock_and_throttle(
-    stub, notify_sinks: NotifySinks, clock: FakeClock, rows: Rows
+    stub, notify_sinks: NotifySinks, clock: ManualClock, rows: Rows
 ) -> None:
     patient = await register_patient(stub)
     other, _ = await start_login(stub, notify_sinks, patient)  # a second live challenge
@@ -182,7 +182,7 @@ async def test_five_wrong_codes_lock_and_throttle(
             )
         )
     assert failure(exc) == (grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS")
-    clock.advance(minutes=10)
+    clock.advance(timedelta(minutes=10))
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.StartLogin(
             identity_pb2.StartLoginRequest(
@@ -191,7 +191,7 @@ async def test_five_wrong_codes_lock_and_throttle(
         )
     assert failure(exc) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "ACCOUNT_THROTTLED")
     assert retry_delay_s(exc.value) == pytest.approx(300, abs=1)
-    clock.advance(minutes=5, seconds=1)
+    clock.advance(timedelta(minutes=5, seconds=1))
     await login(stub, notify_sinks, patient)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -17,11 +18,12 @@ from grpc_status import rpc_status
 from sqlalchemy import func, select
 
 from dmp.identity.v1 import identity_pb2
+from kit.clock import ManualClock
 from kit.errors import error_info
 from services.identity import login_throttle, models
 from services.identity.settings import DEV_OTP_PEPPER
 from tests.fixtures.notify import NotifySinks
-from tests.identity.helpers import FakeClock, Rows, login, random_ins, register_patient, rid
+from tests.identity.helpers import Rows, login, random_ins, register_patient, rid
 
 MAX_FAILURES = 10
 WINDOW_S = 900
@@ -67,7 +69,7 @@ async def fail_times(stub, identifier: str, password: str, times: int) -> None:
 
 
 async def test_wrong_passwords_throttle_the_identifier_until_the_period_ends(
-    stub, notify_sinks: NotifySinks, clock: FakeClock
+    stub, notify_sinks: NotifySinks, clock: ManualClock
 ) -> None:
     patient = await register_patient(stub)
     await fail_times(stub, patient.ins, "wrong-" + patient.password, MAX_FAILURES)
@@ -76,11 +78,11 @@ async def test_wrong_passwords_throttle_the_identifier_until_the_period_ends(
     assert reason(refused) == THROTTLED
     assert retry_delay_s(refused) == pytest.approx(THROTTLE_S, abs=1)
     assert reason(await attempt(stub, patient.ins, "wrong-" + patient.password)) == THROTTLED
-    clock.advance(seconds=THROTTLE_S - 60)
+    clock.advance(timedelta(seconds=THROTTLE_S - 60))
     later = await attempt(stub, patient.ins, patient.password)
     assert reason(later) == THROTTLED
     assert retry_delay_s(later) == pytest.approx(60, abs=1)
-    clock.advance(seconds=61)
+    clock.advance(timedelta(seconds=61))
     await login(stub, notify_sinks, patient)
 
 
@@ -104,10 +106,10 @@ async def test_a_right_password_starts_the_count_again(stub, notify_sinks: Notif
     assert reason(await attempt(stub, patient.ins, patient.password)) == THROTTLED
 
 
-async def test_failures_older_than_the_window_are_forgotten(stub, clock: FakeClock) -> None:
+async def test_failures_older_than_the_window_are_forgotten(stub, clock: ManualClock) -> None:
     patient = await register_patient(stub)
     await fail_times(stub, patient.ins, "wrong-" + patient.password, MAX_FAILURES)
-    clock.advance(seconds=WINDOW_S + 1)
+    clock.advance(timedelta(seconds=WINDOW_S + 1))
     await fail_times(stub, patient.ins, "wrong-" + patient.password, MAX_FAILURES)
     assert reason(await attempt(stub, patient.ins, patient.password)) == THROTTLED
 
@@ -141,7 +143,7 @@ async def test_identifiers_are_stored_keyed_never_in_clear(stub, rows: Rows) -> 
     assert all(len(row.identifier_mac) == 32 for row in stored)
 
 
-async def test_counters_past_their_window_are_pruned(stub, rows: Rows, clock: FakeClock) -> None:
+async def test_counters_past_their_window_are_pruned(stub, rows: Rows, clock: ManualClock) -> None:
     sprayed = [random_ins() for _ in range(5)]
     for identifier in sprayed:
         await attempt(stub, identifier, "some-password-1")
@@ -149,6 +151,6 @@ async def test_counters_past_their_window_are_pruned(stub, rows: Rows, clock: Fa
     table = models.login_failures
     count = select(func.count()).select_from(table).where(table.c.identifier_mac.in_(macs))
     assert await rows.scalar(count) == len(sprayed)
-    clock.advance(seconds=WINDOW_S + 1)
+    clock.advance(timedelta(seconds=WINDOW_S + 1))
     await attempt(stub, random_ins(), "some-password-1")  # a new row prunes old ones
     assert await rows.scalar(count) == 0

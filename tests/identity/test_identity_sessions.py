@@ -11,10 +11,11 @@ from nats.aio.client import Client
 
 from dmp.identity.v1 import events_pb2, identity_pb2
 from dmp_dev.testing import principals
+from kit.clock import ManualClock
 from kit.errors import ServiceError, error_info
 from kit.tokens import AccessTokenVerifier, load_public_key, public_key_path
 from tests.fixtures.notify import NotifySinks
-from tests.identity.helpers import FakeClock, login, md, patient_principal, register_patient, rid
+from tests.identity.helpers import login, md, patient_principal, register_patient, rid
 
 
 def failure(exc: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> tuple[grpc.StatusCode, str]:
@@ -37,7 +38,7 @@ async def refresh_fails(stub, token: str) -> tuple[grpc.StatusCode, str]:
 
 
 async def test_refresh_rotates(
-    stub, notify_sinks: NotifySinks, identity_server, clock: FakeClock
+    stub, notify_sinks: NotifySinks, identity_server, clock: ManualClock
 ) -> None:
     patient = await register_patient(stub)
     first = await login(stub, notify_sinks, patient)
@@ -46,7 +47,7 @@ async def test_refresh_rotates(
     assert len({first.refresh_token, second.refresh_token, third.refresh_token}) == 3
     assert first.session == second.session == third.session
     public = load_public_key(public_key_path(identity_server.app.settings.token_signing_key_file))
-    claims = AccessTokenVerifier([public]).verify(third.access_token, now=clock())
+    claims = AccessTokenVerifier([public]).verify(third.access_token, now=clock.now())
     assert third.session.endswith(claims.session_id)
 
 
@@ -86,10 +87,10 @@ async def test_reused_refresh_token_revokes_the_session(
         await nc.close()
 
 
-async def test_refresh_token_expires(stub, notify_sinks: NotifySinks, clock: FakeClock) -> None:
+async def test_refresh_token_expires(stub, notify_sinks: NotifySinks, clock: ManualClock) -> None:
     patient = await register_patient(stub)
     tokens = await login(stub, notify_sinks, patient)
-    clock.advance(hours=12, seconds=1)
+    clock.advance(timedelta(hours=12, seconds=1))
     assert await refresh_fails(stub, tokens.refresh_token) == (
         grpc.StatusCode.UNAUTHENTICATED,
         "TOKEN_EXPIRED",
@@ -97,15 +98,15 @@ async def test_refresh_token_expires(stub, notify_sinks: NotifySinks, clock: Fak
 
 
 async def test_access_token_expires_after_ten_minutes(
-    stub, notify_sinks: NotifySinks, identity_server, clock: FakeClock
+    stub, notify_sinks: NotifySinks, identity_server, clock: ManualClock
 ) -> None:
     patient = await register_patient(stub)
     tokens = await login(stub, notify_sinks, patient)
     public = load_public_key(public_key_path(identity_server.app.settings.token_signing_key_file))
     verifier = AccessTokenVerifier([public])
-    verifier.verify(tokens.access_token, now=clock() + timedelta(minutes=9))
+    verifier.verify(tokens.access_token, now=clock.now() + timedelta(minutes=9))
     with pytest.raises(ServiceError) as exc:
-        verifier.verify(tokens.access_token, now=clock() + timedelta(minutes=10, seconds=6))
+        verifier.verify(tokens.access_token, now=clock.now() + timedelta(minutes=10, seconds=6))
     assert exc.value.reason == "TOKEN_EXPIRED"
 
 
