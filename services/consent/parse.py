@@ -16,13 +16,13 @@ from services.consent.cache import SnapshotCache
 from services.consent.guard import no_record
 
 _PATIENT_DOSSIER_RE = re.compile(r"patients/([0-9A-Za-z]{15})/dossier")
-_DOSSIER_RE = re.compile(rf"^(dossiers/{names.DOSSIER_ID})(?:/.*)?$")
-_RULE_RE = re.compile(rf"^(dossiers/{names.DOSSIER_ID})/accessRules/([A-Za-z0-9-]{{1,64}})$")
+_DOSSIER_RE = re.compile(rf"(dossiers/{names.DOSSIER_ID})(?:/[^\n]*)?")
+_RULE_RE = re.compile(rf"(dossiers/{names.DOSSIER_ID})/accessRules/([A-Za-z0-9-]{{1,64}})")
 
 
 def dossier_of(value: str, field: str) -> str:
     """`dossiers/{dossier}` of a name that starts with it."""
-    match = _DOSSIER_RE.match(value or "")
+    match = _DOSSIER_RE.fullmatch(value or "")
     if match is None:
         raise names.invalid_name("Expected `dossiers/{dossier}`.", field)
     return match.group(1)
@@ -30,7 +30,7 @@ def dossier_of(value: str, field: str) -> str:
 
 def rule_of(value: str) -> tuple[str, str]:
     """(`dossiers/{dossier}`, rule id) of an access rule's name."""
-    match = _RULE_RE.match(value or "")
+    match = _RULE_RE.fullmatch(value or "")
     if match is None:
         raise names.invalid_name("Expected `dossiers/{dossier}/accessRules/{rule}`.", "name")
     return match.group(1), match.group(2)
