@@ -90,8 +90,8 @@ class HistoryFeedServiceServicer:
         simply replayed. Stream-level errors (every batch committed before the
         error is kept, lines received after the last commit are not):
         INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
-        MISSING_REQUEST_ID), PERMISSION_DENIED (PRINCIPAL_KIND_NOT_ALLOWED,
-        AMO_FEEDER_ONLY). Rate limits are the gateway's.
+        REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a UUID), PERMISSION_DENIED
+        (PRINCIPAL_KIND_NOT_ALLOWED, AMO_FEEDER_ONLY). Rate limits are the gateway's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,8 +120,8 @@ class HistoryFeedServiceServicer:
         `dmp.records.dossier.created` consumer or by operators; idempotent
         (lines already present are skipped; a retry with the same request id
         returns the first result). Errors: INVALID_ARGUMENT
-        (INVALID_DOSSIER_NAME, INS_MALFORMED, INS_KEY_MISMATCH,
-        MISSING_REQUEST_ID, INVALID_SINCE_DATE), FAILED_PRECONDITION
+        (INVALID_NAME, INS_MALFORMED, INS_KEY_MISMATCH, REQUEST_ID_REQUIRED,
+        REQUEST_ID_INVALID, REQUEST_ID_REUSED, INVALID_SINCE_DATE), FAILED_PRECONDITION
         (DOSSIER_INS_MISMATCH: the record is already bound to another INS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

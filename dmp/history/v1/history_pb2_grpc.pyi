@@ -57,8 +57,8 @@ class HistoryFeedServiceStub:
     simply replayed. Stream-level errors (every batch committed before the
     error is kept, lines received after the last commit are not):
     INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
-    MISSING_REQUEST_ID), PERMISSION_DENIED (PRINCIPAL_KIND_NOT_ALLOWED,
-    AMO_FEEDER_ONLY). Rate limits are the gateway's.
+    REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a UUID), PERMISSION_DENIED
+    (PRINCIPAL_KIND_NOT_ALLOWED, AMO_FEEDER_ONLY). Rate limits are the gateway's.
     """
     GetCareHistory: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetCareHistoryRequest, _history_pb2.GetCareHistoryResponse]
     """Reads the care history of a record, newest care first, filtered (AIP-160
@@ -79,8 +79,8 @@ class HistoryFeedServiceStub:
     `dmp.records.dossier.created` consumer or by operators; idempotent
     (lines already present are skipped; a retry with the same request id
     returns the first result). Errors: INVALID_ARGUMENT
-    (INVALID_DOSSIER_NAME, INS_MALFORMED, INS_KEY_MISMATCH,
-    MISSING_REQUEST_ID, INVALID_SINCE_DATE), FAILED_PRECONDITION
+    (INVALID_NAME, INS_MALFORMED, INS_KEY_MISMATCH, REQUEST_ID_REQUIRED,
+    REQUEST_ID_INVALID, REQUEST_ID_REUSED, INVALID_SINCE_DATE), FAILED_PRECONDITION
     (DOSSIER_INS_MISMATCH: the record is already bound to another INS).
     """
 
@@ -113,8 +113,8 @@ class HistoryFeedServiceAsyncStub(HistoryFeedServiceStub):
     simply replayed. Stream-level errors (every batch committed before the
     error is kept, lines received after the last commit are not):
     INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
-    MISSING_REQUEST_ID), PERMISSION_DENIED (PRINCIPAL_KIND_NOT_ALLOWED,
-    AMO_FEEDER_ONLY). Rate limits are the gateway's.
+    REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a UUID), PERMISSION_DENIED
+    (PRINCIPAL_KIND_NOT_ALLOWED, AMO_FEEDER_ONLY). Rate limits are the gateway's.
     """
     GetCareHistory: _aio.UnaryUnaryMultiCallable[_history_pb2.GetCareHistoryRequest, _history_pb2.GetCareHistoryResponse]  # type: ignore[assignment]
     """Reads the care history of a record, newest care first, filtered (AIP-160
@@ -135,8 +135,8 @@ class HistoryFeedServiceAsyncStub(HistoryFeedServiceStub):
     `dmp.records.dossier.created` consumer or by operators; idempotent
     (lines already present are skipped; a retry with the same request id
     returns the first result). Errors: INVALID_ARGUMENT
-    (INVALID_DOSSIER_NAME, INS_MALFORMED, INS_KEY_MISMATCH,
-    MISSING_REQUEST_ID, INVALID_SINCE_DATE), FAILED_PRECONDITION
+    (INVALID_NAME, INS_MALFORMED, INS_KEY_MISMATCH, REQUEST_ID_REQUIRED,
+    REQUEST_ID_INVALID, REQUEST_ID_REUSED, INVALID_SINCE_DATE), FAILED_PRECONDITION
     (DOSSIER_INS_MISMATCH: the record is already bound to another INS).
     """
 
@@ -172,8 +172,8 @@ class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
         simply replayed. Stream-level errors (every batch committed before the
         error is kept, lines received after the last commit are not):
         INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
-        MISSING_REQUEST_ID), PERMISSION_DENIED (PRINCIPAL_KIND_NOT_ALLOWED,
-        AMO_FEEDER_ONLY). Rate limits are the gateway's.
+        REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a UUID), PERMISSION_DENIED
+        (PRINCIPAL_KIND_NOT_ALLOWED, AMO_FEEDER_ONLY). Rate limits are the gateway's.
         """
 
     @_abc_1.abstractmethod
@@ -206,8 +206,8 @@ class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
         `dmp.records.dossier.created` consumer or by operators; idempotent
         (lines already present are skipped; a retry with the same request id
         returns the first result). Errors: INVALID_ARGUMENT
-        (INVALID_DOSSIER_NAME, INS_MALFORMED, INS_KEY_MISMATCH,
-        MISSING_REQUEST_ID, INVALID_SINCE_DATE), FAILED_PRECONDITION
+        (INVALID_NAME, INS_MALFORMED, INS_KEY_MISMATCH, REQUEST_ID_REQUIRED,
+        REQUEST_ID_INVALID, REQUEST_ID_REUSED, INVALID_SINCE_DATE), FAILED_PRECONDITION
         (DOSSIER_INS_MISMATCH: the record is already bound to another INS).
         """
 

@@ -157,8 +157,8 @@ class SendOneTimeCodeRequest(_message.Message):
     purpose: Global___CodePurpose.ValueType
     """Why the code is sent (selects the template)."""
     request_id: _builtins.str
-    """Idempotency key (UUID; 1 to 64 characters of [A-Za-z0-9._:-]): a retried
-    request with the same id sends nothing more.
+    """Idempotency key (UUID): a retried request with the same id sends nothing
+    more.
     """
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:

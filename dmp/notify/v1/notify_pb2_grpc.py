@@ -66,12 +66,13 @@ class NotifyServiceServicer:
     def SendOneTimeCode(self, request, context):
         """Deliver a one-time code to a patient (internal: identity only). Codes never
         travel through a stream and are never stored or logged by notify.
-        Idempotent per request_id: a repeated request returns the same delivery_id
-        and sends nothing more (a FAILED delivery is attempted again).
+        Idempotent per request_id (AIP-155): a repeated request returns the same
+        delivery_id and sends nothing more (a FAILED delivery is attempted again).
         Transient provider errors are retried with backoff, within the caller's deadline.
-        Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
-        DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID,
-        REQUEST_ID_REUSED: same request_id, another message),
+        Errors: INVALID_ARGUMENT (REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a
+        UUID, CHANNEL_UNSPECIFIED, DESTINATION_INVALID, CODE_MALFORMED,
+        PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID, REQUEST_ID_REUSED: same request_id,
+        another message), ABORTED (REQUEST_IN_PROGRESS),
         PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
         provider is unreachable or refuses after retries.
         """
@@ -82,7 +83,9 @@ class NotifyServiceServicer:
     def SetContactPreferences(self, request, context):
         """Set how the patient wants to be told of events on their record (full
         replacement). A patient may only set their own; internal callers any.
-        Errors: INVALID_ARGUMENT (NAME_INVALID, REQUEST_ID_INVALID, EMAIL_INVALID,
+        Idempotent per request_id: a retry returns the first answer.
+        Errors: INVALID_ARGUMENT (INVALID_NAME, REQUEST_ID_REQUIRED,
+        REQUEST_ID_INVALID, REQUEST_ID_REUSED, EMAIL_INVALID,
         PHONE_INVALID, KIND_INVALID, CHOICE_DUPLICATED, CHANNEL_UNSPECIFIED,
         CHANNEL_WITHOUT_CONTACT, EMERGENCY_NOTIFICATION_REQUIRED),
         PERMISSION_DENIED (PERMISSION_DENIED, checked before the payload).

@@ -38,19 +38,22 @@ class NotifyServiceStub:
     SendOneTimeCode: _grpc.UnaryUnaryMultiCallable[_notify_pb2.SendOneTimeCodeRequest, _notify_pb2.SendOneTimeCodeResponse]
     """Deliver a one-time code to a patient (internal: identity only). Codes never
     travel through a stream and are never stored or logged by notify.
-    Idempotent per request_id: a repeated request returns the same delivery_id
-    and sends nothing more (a FAILED delivery is attempted again).
+    Idempotent per request_id (AIP-155): a repeated request returns the same
+    delivery_id and sends nothing more (a FAILED delivery is attempted again).
     Transient provider errors are retried with backoff, within the caller's deadline.
-    Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
-    DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID,
-    REQUEST_ID_REUSED: same request_id, another message),
+    Errors: INVALID_ARGUMENT (REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a
+    UUID, CHANNEL_UNSPECIFIED, DESTINATION_INVALID, CODE_MALFORMED,
+    PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID, REQUEST_ID_REUSED: same request_id,
+    another message), ABORTED (REQUEST_IN_PROGRESS),
     PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
     provider is unreachable or refuses after retries.
     """
     SetContactPreferences: _grpc.UnaryUnaryMultiCallable[_notify_pb2.SetContactPreferencesRequest, _notify_pb2.ContactPreferences]
     """Set how the patient wants to be told of events on their record (full
     replacement). A patient may only set their own; internal callers any.
-    Errors: INVALID_ARGUMENT (NAME_INVALID, REQUEST_ID_INVALID, EMAIL_INVALID,
+    Idempotent per request_id: a retry returns the first answer.
+    Errors: INVALID_ARGUMENT (INVALID_NAME, REQUEST_ID_REQUIRED,
+    REQUEST_ID_INVALID, REQUEST_ID_REUSED, EMAIL_INVALID,
     PHONE_INVALID, KIND_INVALID, CHOICE_DUPLICATED, CHANNEL_UNSPECIFIED,
     CHANNEL_WITHOUT_CONTACT, EMERGENCY_NOTIFICATION_REQUIRED),
     PERMISSION_DENIED (PERMISSION_DENIED, checked before the payload).
@@ -72,19 +75,22 @@ class NotifyServiceAsyncStub(NotifyServiceStub):
     SendOneTimeCode: _aio.UnaryUnaryMultiCallable[_notify_pb2.SendOneTimeCodeRequest, _notify_pb2.SendOneTimeCodeResponse]  # type: ignore[assignment]
     """Deliver a one-time code to a patient (internal: identity only). Codes never
     travel through a stream and are never stored or logged by notify.
-    Idempotent per request_id: a repeated request returns the same delivery_id
-    and sends nothing more (a FAILED delivery is attempted again).
+    Idempotent per request_id (AIP-155): a repeated request returns the same
+    delivery_id and sends nothing more (a FAILED delivery is attempted again).
     Transient provider errors are retried with backoff, within the caller's deadline.
-    Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
-    DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID,
-    REQUEST_ID_REUSED: same request_id, another message),
+    Errors: INVALID_ARGUMENT (REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a
+    UUID, CHANNEL_UNSPECIFIED, DESTINATION_INVALID, CODE_MALFORMED,
+    PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID, REQUEST_ID_REUSED: same request_id,
+    another message), ABORTED (REQUEST_IN_PROGRESS),
     PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
     provider is unreachable or refuses after retries.
     """
     SetContactPreferences: _aio.UnaryUnaryMultiCallable[_notify_pb2.SetContactPreferencesRequest, _notify_pb2.ContactPreferences]  # type: ignore[assignment]
     """Set how the patient wants to be told of events on their record (full
     replacement). A patient may only set their own; internal callers any.
-    Errors: INVALID_ARGUMENT (NAME_INVALID, REQUEST_ID_INVALID, EMAIL_INVALID,
+    Idempotent per request_id: a retry returns the first answer.
+    Errors: INVALID_ARGUMENT (INVALID_NAME, REQUEST_ID_REQUIRED,
+    REQUEST_ID_INVALID, REQUEST_ID_REUSED, EMAIL_INVALID,
     PHONE_INVALID, KIND_INVALID, CHOICE_DUPLICATED, CHANNEL_UNSPECIFIED,
     CHANNEL_WITHOUT_CONTACT, EMERGENCY_NOTIFICATION_REQUIRED),
     PERMISSION_DENIED (PERMISSION_DENIED, checked before the payload).
@@ -109,12 +115,13 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_notify_pb2.SendOneTimeCodeResponse, _abc.Awaitable[_notify_pb2.SendOneTimeCodeResponse]]:
         """Deliver a one-time code to a patient (internal: identity only). Codes never
         travel through a stream and are never stored or logged by notify.
-        Idempotent per request_id: a repeated request returns the same delivery_id
-        and sends nothing more (a FAILED delivery is attempted again).
+        Idempotent per request_id (AIP-155): a repeated request returns the same
+        delivery_id and sends nothing more (a FAILED delivery is attempted again).
         Transient provider errors are retried with backoff, within the caller's deadline.
-        Errors: INVALID_ARGUMENT (REQUEST_ID_INVALID, CHANNEL_UNSPECIFIED,
-        DESTINATION_INVALID, CODE_MALFORMED, PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID,
-        REQUEST_ID_REUSED: same request_id, another message),
+        Errors: INVALID_ARGUMENT (REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a
+        UUID, CHANNEL_UNSPECIFIED, DESTINATION_INVALID, CODE_MALFORMED,
+        PURPOSE_UNSPECIFIED, EXPIRE_TIME_INVALID, REQUEST_ID_REUSED: same request_id,
+        another message), ABORTED (REQUEST_IN_PROGRESS),
         PERMISSION_DENIED (INTERNAL_METHOD), UNAVAILABLE (DELIVERY_FAILED) when the
         provider is unreachable or refuses after retries.
         """
@@ -127,7 +134,9 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_notify_pb2.ContactPreferences, _abc.Awaitable[_notify_pb2.ContactPreferences]]:
         """Set how the patient wants to be told of events on their record (full
         replacement). A patient may only set their own; internal callers any.
-        Errors: INVALID_ARGUMENT (NAME_INVALID, REQUEST_ID_INVALID, EMAIL_INVALID,
+        Idempotent per request_id: a retry returns the first answer.
+        Errors: INVALID_ARGUMENT (INVALID_NAME, REQUEST_ID_REQUIRED,
+        REQUEST_ID_INVALID, REQUEST_ID_REUSED, EMAIL_INVALID,
         PHONE_INVALID, KIND_INVALID, CHOICE_DUPLICATED, CHANNEL_UNSPECIFIED,
         CHANNEL_WITHOUT_CONTACT, EMERGENCY_NOTIFICATION_REQUIRED),
         PERMISSION_DENIED (PERMISSION_DENIED, checked before the payload).
