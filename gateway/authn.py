@@ -23,10 +23,8 @@ letting one of them silently win.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import grpc
 from cryptography import x509
@@ -34,6 +32,7 @@ from cryptography import x509
 from dmp.authz.v1 import principal_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from gateway.revocations import RevokedSessions
+from kit import clock as kit_clock
 from kit import pki
 from kit.clients import InternalCredentials
 from kit.errors import permission_denied, unauthenticated, unavailable
@@ -85,7 +84,7 @@ class Authenticator:
         revoked: frozenset[int] = frozenset(),
         cache_ttl_s: float = 300.0,
         timeout_s: float = 3.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = kit_clock.monotonic,
     ) -> None:
         self._identity = identity
         self._credentials = credentials
@@ -145,7 +144,7 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             return cached[1]
         cert = x509.load_pem_x509_certificate(pem)
-        current = datetime.now(UTC)
+        current = kit_clock.now()
         if not cert.not_valid_before_utc <= current < cert.not_valid_after_utc:
             raise unauthenticated("CERTIFICATE_EXPIRED", "The client certificate is not valid now.")
         if cert.serial_number in self.revoked:

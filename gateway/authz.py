@@ -10,11 +10,10 @@ most `ttl` seconds and never past the decision's `cache_expire_time`; a
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -24,6 +23,7 @@ from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from gateway.authn import Caller
 from gateway.routing import Route
+from kit import clock as kit_clock
 from kit import names, targets, tracing
 from kit import principal as principals
 from kit.clients import InternalCredentials
@@ -129,7 +129,7 @@ class Decisions:
         records: records_pb2_grpc.RecordsServiceStub | None = None,
         ttl_s: float = 5.0,
         timeout_s: float = 3.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = kit_clock.monotonic,
     ) -> None:
         self._consent = consent
         self._records = records
@@ -197,7 +197,7 @@ class Decisions:
         until = now + self._ttl
         if response.HasField("cache_expire_time"):
             remaining = (
-                response.cache_expire_time.ToDatetime(UTC) - datetime.now(UTC)
+                response.cache_expire_time.ToDatetime(UTC) - kit_clock.now()
             ).total_seconds()
             until = min(until, now + max(0.0, remaining))
         if response.decision != consent_pb2.DECISION_ALLOWED:
@@ -218,7 +218,7 @@ class Decisions:
             principal.scope.policy_version = response.policy_version
         signed = self.sign(principal, route.path)
         if self._ttl > 0 and until > now:
-            entry = Entry(until, response.dossier or target.dossier, signed, time.time())
+            entry = Entry(until, response.dossier or target.dossier, signed, kit_clock.timestamp())
             self._store(cache_key, entry, now)
         return signed
 

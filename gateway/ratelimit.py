@@ -18,11 +18,11 @@ outgrows its cap.
 from __future__ import annotations
 
 import ipaddress
-import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 
+from kit import clock as kit_clock
 from kit.errors import resource_exhausted
 
 REASON = "RATE_LIMITED"
@@ -35,7 +35,7 @@ class RateLimiter:
         self,
         rate_per_s: float,
         burst: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = kit_clock.monotonic,
         *,
         max_buckets: int = _MAX_BUCKETS,
         message: str = "Too many requests; retry later.",

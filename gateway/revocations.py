@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import nats.errors
 from google.protobuf.message import DecodeError
@@ -45,6 +44,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from dmp.identity.v1 import events_pb2
+from kit import clock as kit_clock
 from kit import nats as kit_nats
 from kit.errors import unauthenticated, unavailable
 from kit.logs import get_logger
@@ -70,8 +70,8 @@ class RevokedSessions:
         horizon_s: float,
         max_entries: int,
         max_staleness_s: float,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = kit_clock.timestamp,
+        monotonic: Callable[[], float] = kit_clock.monotonic,
     ) -> None:
         self.horizon_s = horizon_s
         self._max = max_entries
@@ -203,7 +203,7 @@ class RevocationFeed:
             config.opt_start_seq = self._last_seq + 1
         else:
             config.deliver_policy = DeliverPolicy.BY_START_TIME
-            start = datetime.now(UTC) - timedelta(seconds=self.sessions.horizon_s)
+            start = kit_clock.now() - timedelta(seconds=self.sessions.horizon_s)
             config.opt_start_time = start
         sub = await js.pull_subscribe(SUBJECT, stream=STREAM, config=config)
         info = await sub.consumer_info()
@@ -217,8 +217,8 @@ class RevocationFeed:
 
     async def _pump(self, sub: JetStreamContext.PullSubscription) -> None:
         while True:
-            if time.monotonic() >= self._next_prune:
-                self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+            if kit_clock.monotonic() >= self._next_prune:
+                self._next_prune = kit_clock.monotonic() + _PRUNE_EVERY_S
                 self.sessions.prune()
             # Known backlog: take it in batches (returned at once); else one lingering request,
             # answered as soon as an event is published.
@@ -250,7 +250,7 @@ class RevocationFeed:
         if not event.session_id:
             log.error("revocation_event_malformed", seq=self._last_seq)
             return
-        stored = meta.timestamp.timestamp() if meta.timestamp is not None else time.time()
+        stored = meta.timestamp.timestamp() if meta.timestamp is not None else kit_clock.timestamp()
         self.sessions.revoke(event.session_id, stored)
 
     def _in_sync(self) -> None:

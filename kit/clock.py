@@ -204,6 +204,11 @@ def monotonic() -> float:
     return _installed.monotonic()
 
 
+def timestamp() -> float:
+    """The process clock's instant in seconds since the epoch (where `time.time()` was)."""
+    return _installed.now().timestamp()
+
+
 def current() -> Clock:
     """The clock installed now (not a proxy: later `use` calls do not change it)."""
     return _installed

@@ -7,7 +7,6 @@ the professional holds a grant, then showing the matrix rows that decided.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 
 import typer
@@ -17,7 +16,7 @@ from rich.table import Table
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.records.v1 import records_pb2
-from kit import codes
+from kit import clock, codes
 from services.consent import matrix as matrix_mod
 from services.consent.decision import InvalidPrincipalError, Request, Resource, decide
 from services.consent.matrix import Matrix
@@ -86,7 +85,7 @@ def explain(  # noqa: PLR0917 - typer options
         resource=Resource(class_code=document_class, type_code=document_type),
     )
     try:
-        decision = decide(m, request, record, rules, datetime.now(UTC))
+        decision = decide(m, request, record, rules, clock.now())
     except InvalidPrincipalError as exc:
         console.print(f"[red]{exc.reason}[/red]: {exc}")
         raise typer.Exit(2) from exc

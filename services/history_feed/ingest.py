@@ -18,10 +18,11 @@ import hashlib
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from dmp.history.v1 import history_pb2
+from kit import clock
 from kit.errors import invalid_argument
 from kit.idempotency import check_request_id
 from kit.logs import get_logger
@@ -36,7 +37,7 @@ PARIS = ZoneInfo("Europe/Paris")
 
 def today_in_france() -> date:
     """Dates of care are French calendar dates: 'the future' starts at Paris midnight."""
-    return datetime.now(PARIS).date()
+    return clock.now().astimezone(PARIS).date()
 
 
 class IngestRun:
@@ -94,7 +95,7 @@ class IngestRun:
         self._check_message(request)
         batch = int(self.response.batch_count)
         self.response.batch_count += 1
-        received = datetime.now(UTC)
+        received = clock.now()
         lines = request.lines
         for start in range(0, len(lines), _SLICE_LINES):
             self._take(lines[start : start + _SLICE_LINES], batch, start, received)

@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from dmp.consent.v1 import events_pb2 as consent_events
 from dmp.notify.v1 import notify_pb2
 from dmp.records.v1 import events_pb2 as records_events
+from kit import clock
 from kit.consumer import PermanentFailureError
 from services.notify import event_templates
 
@@ -123,7 +124,7 @@ class Event:
 
 
 def _time(ts: Timestamp, has: bool) -> datetime:
-    return ts.ToDatetime(UTC) if has else datetime.now(UTC)
+    return ts.ToDatetime(UTC) if has else clock.now()
 
 
 def _check(event_id: str, dossier: str) -> None:

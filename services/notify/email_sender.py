@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 
+from kit import clock
 from kit.logs import get_logger
 from services.notify.settings import NotifySettings
 from services.notify.templates import EmailText
@@ -44,7 +44,7 @@ class EmailSender:
         message["From"] = self._from
         message["To"] = Address(addr_spec=to)
         message["Subject"] = text.subject
-        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Date"] = format_datetime(clock.now())
         message["Message-ID"] = message_id or make_msgid(domain=self._from.domain)
         message["Auto-Submitted"] = "auto-generated"
         if urgent:

@@ -12,9 +12,10 @@ import fcntl
 import json
 import os
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+from kit import clock
 
 
 class SmsProvider(Protocol):
@@ -36,7 +37,7 @@ class FileSmsSink:
         self._lock = threading.Lock()
 
     async def send(self, to: str, text: str, *, reference: str | None = None) -> None:
-        record = {"to": to, "text": text, "time": datetime.now(UTC).isoformat()}
+        record = {"to": to, "text": text, "time": clock.now().isoformat()}
         if reference is not None:
             record["reference"] = reference
         line = json.dumps(record, ensure_ascii=False)
