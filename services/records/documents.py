@@ -23,7 +23,7 @@ from kit.errors import (
     not_found,
     permission_denied,
 )
-from services.records import answers, crypto, names, published, search
+from services.records import answers, cda_upload, crypto, names, published, search
 from services.records.access import RecordContext, Role, can_see
 from services.records.document_checks import Prepared, prepare
 from services.records.document_view import etag, flags_of, to_proto
@@ -161,7 +161,10 @@ async def create(
     settings: RecordsSettings,
     now: datetime,
 ) -> R.Document:
-    prep = prepare(record.caller, request.document, settings, now)
+    # Issue 15 hook: a CDA is checked against its header (patient, type, author) and its
+    # omitted metadata filled from it before the usual rules (services/records/cda_upload.py).
+    document = cda_upload.completed(record, request.document, settings)
+    prep = prepare(record.caller, document, settings, now)
     row = await _insert(session, record, prep, settings, now)
     await _published(session, "added", record, row, now)
     return _answer(record, row, now, answers.NEW_VERSION)
@@ -201,7 +204,10 @@ async def replace(  # noqa: PLR0917 - handler shape: session, record, target, re
     if old.status != R.DOCUMENT_STATUS_CURRENT:
         raise failed_precondition("DOCUMENT_NOT_CURRENT", "Only the current version is replaced.")
     _check_etag(request.etag, old)
-    prep = prepare(record.caller, request.document, settings, now)
+    # Issue 15 hook: a CDA is checked against its header (patient, type, author) and its
+    # omitted metadata filled from it before the usual rules (services/records/cda_upload.py).
+    document = cda_upload.completed(record, request.document, settings)
+    prep = prepare(record.caller, document, settings, now)
     new = await _insert(
         session, record, prep, settings, now, version=old.version + 1, replaces_id=old.document_id
     )

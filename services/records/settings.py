@@ -13,6 +13,13 @@ from kit.settings import ServiceSettings
 
 # Development key-encryption key; production sets DMP_RECORDS_KEKS from a secret store.
 DEV_KEK = base64.b64encode(b"dmp-dev-records-kek-32-bytes!!!!").decode()
+# INS roots of the CI-SIS: INS-NIR, INS-NIA, INS-NIR of test and of demonstration identities.
+CDA_INS_ROOTS = (
+    "1.2.250.1.213.1.4.8",
+    "1.2.250.1.213.1.4.9",
+    "1.2.250.1.213.1.4.10",
+    "1.2.250.1.213.1.4.11",
+)
 
 
 class RecordsSettings(ServiceSettings):
@@ -22,6 +29,17 @@ class RecordsSettings(ServiceSettings):
 
     max_document_bytes: int = Field(
         default=20 * 1024 * 1024, gt=0, description="Largest document content accepted."
+    )
+    # CDA header check (issue 15, services/records/cda.py and cda_upload.py).
+    max_cda_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        gt=0,
+        description="Largest CDA document parsed for its header check (CDA_TOO_LARGE above).",
+    )
+    cda_ins_roots: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=CDA_INS_ROOTS,
+        description="Comma-separated OIDs of recordTarget ids read as the patient's INS "
+        "(production may keep only 1.2.250.1.213.1.4.8 and .9).",
     )
     records_kek_id: str = Field(default="dev", description="Id of the KEK that wraps new keys.")
     records_keks: Annotated[dict[str, SecretStr], NoDecode] = Field(
@@ -37,6 +55,13 @@ class RecordsSettings(ServiceSettings):
     retention_years: int = Field(
         default=10, ge=1, description="A closed record is purged this many years after closure."
     )
+
+    @field_validator("cda_ins_roots", mode="before")
+    @classmethod
+    def _parse_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(root.strip() for root in value.split(",") if root.strip())
+        return value
 
     @field_validator("records_keks", mode="before")
     @classmethod

@@ -9,7 +9,8 @@ import grpc
 
 from dmp.records.v1 import records_pb2
 from tests.fixtures.records import RecordsCalls, patient, professional
-from tests.records.helpers import DATA, add_doc, expect_error, new_dossier
+from tests.records.cda_samples import for_patient
+from tests.records.helpers import add_doc, expect_error, new_dossier
 
 R = records_pb2
 C = grpc.StatusCode
@@ -143,12 +144,13 @@ async def test_tampered_page_token(records: RecordsCalls) -> None:
 async def test_search_title_metadata_and_extracted_text(records: RecordsCalls) -> None:
     name, ins = await new_dossier(records)
     pro = professional()
-    vac = await add_doc(
+    vac = await add_doc(  # a CDA enters its own patient's record, from its author (issue 15)
         records,
         name,
-        type_code="11369-6",
+        professional("01234567897"),
+        type_code="87273-9",
         title="Note de vaccination",
-        content=(DATA / "VAC-NOTE_2023.01.xml").read_bytes(),
+        content=for_patient("VAC-NOTE_2023.01.xml", ins),
         fmt=R.DOCUMENT_FORMAT_CDA_XML,
     )
     txt = await add_doc(
