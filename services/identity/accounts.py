@@ -16,10 +16,10 @@ from kit.logs import get_logger
 from kit.principal import require_kind
 from services.identity import (
     creation_codes,
-    events,
     login_sessions,
     otp,
     passwords,
+    published,
     validation,
 )
 from services.identity.creation_codes import Consume
@@ -156,9 +156,9 @@ async def register(
             )
         except IntegrityError as exc:  # a concurrent sign-up of the same INS won
             raise already_exists("ACCOUNT_EXISTS", "This patient already has an account.") from exc
-        await events.publish(
+        await published.publish(
             db,
-            events.ACCOUNT_REGISTERED,
+            published.ACCOUNT_REGISTERED,
             events_pb2.AccountRegistered(account=account_name(account_id), ins=ins),
         )
         response = account_message(account_id, ins, email, mobile_phone, now)
@@ -212,9 +212,9 @@ async def change_password(
         revoked = await login_sessions.revoke_all(
             db, found.account_id, "PASSWORD_CHANGED", now, keep=found.session_id
         )
-        await events.publish(
+        await published.publish(
             db,
-            events.CREDENTIALS_CHANGED,
+            published.CREDENTIALS_CHANGED,
             events_pb2.CredentialsChanged(
                 account=account_name(found.account_id),
                 ins=found.ins,
@@ -338,9 +338,9 @@ async def complete_recovery(
             revoked = await login_sessions.revoke_all(
                 db, check.account_id, "CREDENTIALS_RECOVERED", now
             )
-            await events.publish(
+            await published.publish(
                 db,
-                events.CREDENTIALS_CHANGED,
+                published.CREDENTIALS_CHANGED,
                 events_pb2.CredentialsChanged(
                     account=account_name(check.account_id),
                     ins=ins or "",

@@ -13,18 +13,20 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
-from typing import Any
 
 from cryptography import x509
-from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.identity.v1 import events_pb2, identity_pb2
-from kit import codes, filtering, names, rpps
+from kit import codes, filtering, names, pagination, rpps
+from kit.db import transaction
 from kit.errors import already_exists, invalid_argument, not_found
-from services.identity import events, validation
-from services.identity.models import cards, professional_certificates, professionals
+from kit.idempotency import Key
+from services.identity import published, validation
+from services.identity.repository import directory as repo
+from services.identity.repository.directory import CardRow, ProfessionalRow
+from services.identity.runtime import Runtime
 
 ROLE_NAMES: dict[int, str] = {
     value: name.removeprefix("PROFESSIONAL_ROLE_").lower()
@@ -38,6 +40,8 @@ DEFAULT_PAGE_SIZE = 50
 #: ListProfessionals' AIP-160 filter: one profession at most.
 LIST_FILTER = {"profession_code": filtering.Field("string")}
 MAX_PAGE_SIZE = 200
+CREATE = "CreateProfessional"
+REGISTER_CARD = "RegisterCard"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -116,49 +120,33 @@ def validated(p: identity_pb2.Professional) -> identity_pb2.Professional:
 async def create(
     db: AsyncSession, entry: identity_pb2.Professional, now: datetime
 ) -> identity_pb2.Professional:
-    existing = (
-        await db.execute(select(func.count()).where(professionals.c.rpps == entry.rpps))
-    ).scalar_one()
-    if existing:
+    if await repo.rpps_taken(db, entry.rpps):
         raise already_exists("PROFESSIONAL_EXISTS", "This RPPS is already in the directory.")
-    if entry.certificate_sha256:
-        prints = list(entry.certificate_sha256)
-        taken = (
-            await db.execute(
-                select(func.count()).where(professional_certificates.c.sha256.in_(prints))
-            )
-        ).scalar_one() + (
-            await db.execute(select(func.count()).where(cards.c.sha256.in_(prints)))
-        ).scalar_one()
-        if taken:
-            raise already_exists(
-                "CERTIFICATE_ALREADY_REGISTERED", "A certificate belongs to another professional."
-            )
-    try:
-        await db.execute(
-            professionals.insert().values(
-                rpps=entry.rpps,
-                family_name=entry.family_name,
-                given_name=entry.given_name,
-                profession_code=entry.profession_code,
-                specialty_code=entry.specialty_code or None,
-                roles=",".join(ROLE_NAMES[r] for r in entry.roles),
-                created_at=now,
-            )
+    if entry.certificate_sha256 and await repo.certificates_taken(
+        db, list(entry.certificate_sha256)
+    ):
+        raise already_exists(
+            "CERTIFICATE_ALREADY_REGISTERED", "A certificate belongs to another professional."
         )
-        for sha in entry.certificate_sha256:
-            await db.execute(
-                professional_certificates.insert().values(
-                    sha256=sha, rpps=entry.rpps, created_at=now
-                )
-            )
+    try:
+        await repo.add_professional(
+            db,
+            rpps=entry.rpps,
+            family_name=entry.family_name,
+            given_name=entry.given_name,
+            profession_code=entry.profession_code,
+            specialty_code=entry.specialty_code or None,
+            roles=",".join(ROLE_NAMES[r] for r in entry.roles),
+            certificates=list(entry.certificate_sha256),
+            now=now,
+        )
     except IntegrityError as exc:  # a concurrent twin won
         raise already_exists(
             "PROFESSIONAL_EXISTS", "This RPPS is already in the directory."
         ) from exc
-    await events.publish(
+    await published.publish(
         db,
-        events.PROFESSIONAL_CREATED,
+        published.PROFESSIONAL_CREATED,
         events_pb2.ProfessionalCreated(professional=entry.name),
     )
     out = identity_pb2.Professional()
@@ -167,21 +155,7 @@ async def create(
     return out
 
 
-async def _certificates(db: AsyncSession, numbers: list[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {n: [] for n in numbers}
-    if not numbers:
-        return found
-    rows = await db.execute(
-        select(professional_certificates.c.rpps, professional_certificates.c.sha256)
-        .where(professional_certificates.c.rpps.in_(numbers))
-        .order_by(professional_certificates.c.sha256)
-    )
-    for row in rows:
-        found[row.rpps].append(row.sha256)
-    return found
-
-
-def _message(row: Row[Any], prints: list[str]) -> identity_pb2.Professional:
+def _message(row: ProfessionalRow, prints: list[str]) -> identity_pb2.Professional:
     p = identity_pb2.Professional(
         name=professional_name(row.rpps),
         rpps=row.rpps,
@@ -197,28 +171,20 @@ def _message(row: Row[Any], prints: list[str]) -> identity_pb2.Professional:
 
 
 async def get(db: AsyncSession, number: str) -> identity_pb2.Professional:
-    row = (
-        await db.execute(select(professionals).where(professionals.c.rpps == number))
-    ).one_or_none()
+    row = await repo.professional(db, number)
     if row is None:
         raise not_found("PROFESSIONAL_NOT_FOUND", "No professional has this RPPS.")
-    return _message(row, (await _certificates(db, [number]))[number])
+    return _message(row, (await repo.certificates_of(db, [number]))[number])
 
 
 async def resolve(db: AsyncSession, sha256: str) -> identity_pb2.CertificateHolder:
     """The professional or the staff/service card registered with this fingerprint."""
-    number = (
-        await db.execute(
-            select(professional_certificates.c.rpps).where(
-                professional_certificates.c.sha256 == sha256
-            )
-        )
-    ).scalar_one_or_none()
+    number = await repo.holder_rpps(db, sha256)
     if number is not None:
         return identity_pb2.CertificateHolder(
             kind=identity_pb2.CARD_KIND_PROFESSIONAL, professional=await get(db, number)
         )
-    row = (await db.execute(select(cards).where(cards.c.sha256 == sha256))).one_or_none()
+    row = await repo.card(db, sha256)
     if row is None:
         raise not_found("CERTIFICATE_UNKNOWN", "No professional or card holds this certificate.")
     card = _card_message(row)
@@ -281,26 +247,20 @@ async def register_card(
     db: AsyncSession, entry: identity_pb2.Card, now: datetime
 ) -> identity_pb2.Card:
     sha = entry.certificate_sha256
-    taken = (
-        await db.execute(select(func.count()).where(professional_certificates.c.sha256 == sha))
-    ).scalar_one() + (
-        await db.execute(select(func.count()).where(cards.c.sha256 == sha))
-    ).scalar_one()
-    if taken:
+    if await repo.certificates_taken(db, [sha]):
         raise already_exists(
             "CERTIFICATE_ALREADY_REGISTERED", "This certificate is already registered."
         )
     try:
-        await db.execute(
-            cards.insert().values(
-                sha256=sha,
-                kind=CARD_KINDS[entry.kind],
-                display_name=entry.display_name,
-                organisation=entry.organisation or None,
-                roles=",".join(ROLE_NAMES[r] for r in entry.roles),
-                rpps=entry.rpps or None,
-                created_at=now,
-            )
+        await repo.add_card(
+            db,
+            sha256=sha,
+            kind=CARD_KINDS[entry.kind],
+            display_name=entry.display_name,
+            organisation=entry.organisation or None,
+            roles=",".join(ROLE_NAMES[r] for r in entry.roles),
+            rpps=entry.rpps or None,
+            now=now,
         )
     except IntegrityError as exc:  # a concurrent twin won
         raise already_exists(
@@ -312,7 +272,7 @@ async def register_card(
     return out
 
 
-def _card_message(row: Row[Any]) -> identity_pb2.Card:
+def _card_message(row: CardRow) -> identity_pb2.Card:
     card = identity_pb2.Card(
         name=card_name(row.sha256),
         kind=_CARD_KIND_VALUES[row.kind],  # type: ignore[arg-type]
@@ -343,14 +303,60 @@ async def list_page(
     db: AsyncSession, *, profession: str, after: str, page_size: int
 ) -> tuple[list[identity_pb2.Professional], str]:
     """One page after the RPPS `after`, and the last RPPS served when more follow (else "")."""
-    query = select(professionals).order_by(professionals.c.rpps).limit(page_size + 1)
-    if profession:
-        query = query.where(professionals.c.profession_code == profession)
-    if after:
-        query = query.where(professionals.c.rpps > after)
-    rows = list((await db.execute(query)).all())
+    rows = await repo.professionals_page(
+        db, profession=profession, after=after, limit=page_size + 1
+    )
     more = len(rows) > page_size
     rows = rows[:page_size]
-    prints = await _certificates(db, [r.rpps for r in rows])
+    prints = await repo.certificates_of(db, [r.rpps for r in rows])
     page = [_message(r, prints[r.rpps]) for r in rows]
-    return page, (str(rows[-1].rpps) if more and rows else "")
+    return page, (rows[-1].rpps if more and rows else "")
+
+
+async def list_professionals(
+    rt: Runtime, request: identity_pb2.ListProfessionalsRequest, tokens: pagination.PageTokens
+) -> identity_pb2.ListProfessionalsResponse:
+    """ListProfessionals: by RPPS, one profession at most; a token is bound to its filter."""
+    size = pagination.page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    profession = profession_filter(request.filter)
+    bound = pagination.fingerprint(profession)
+    position = tokens.read(request.page_token, bound)
+    after = "" if position is None else position.text("a")
+    async with transaction(rt.db) as db:
+        page, last = await list_page(db, profession=profession, after=after, page_size=size)
+    next_token = tokens.issue({"a": last}, bound) if last else ""
+    return identity_pb2.ListProfessionalsResponse(professionals=page, next_page_token=next_token)
+
+
+async def create_professional(
+    rt: Runtime, key: Key, entry: identity_pb2.Professional, caller: str
+) -> identity_pb2.Professional:
+    """CreateProfessional, idempotent per (caller, request id)."""
+    now = rt.clock.now()
+    async with transaction(rt.db) as db:
+        replayed = await rt.requests.replay(
+            db, key, scope=caller, method=CREATE, response_type=identity_pb2.Professional
+        )
+        if replayed is not None:
+            return replayed
+        created = await create(db, entry, now)
+        await rt.requests.remember(db, key, scope=caller, method=CREATE, response=created, now=now)
+    return created
+
+
+async def add_card(
+    rt: Runtime, key: Key, entry: identity_pb2.Card, caller: str
+) -> identity_pb2.Card:
+    """RegisterCard, idempotent per (caller, request id)."""
+    now = rt.clock.now()
+    async with transaction(rt.db) as db:
+        replayed = await rt.requests.replay(
+            db, key, scope=caller, method=REGISTER_CARD, response_type=identity_pb2.Card
+        )
+        if replayed is not None:
+            return replayed
+        created = await register_card(db, entry, now)
+        await rt.requests.remember(
+            db, key, scope=caller, method=REGISTER_CARD, response=created, now=now
+        )
+    return created

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.identity.v1 import events_pb2
-from services.identity import events
+from services.identity import published
 from services.identity.models import accounts, refresh_tokens, sessions
 
 TOKEN_PREFIX = "dmprt_"  # noqa: S105 - a public prefix
@@ -170,9 +170,9 @@ async def revoke(
     )
     if getattr(result, "rowcount", 0) != 1:
         return False
-    await events.publish(
+    await published.publish(
         db,
-        events.SESSION_REVOKED,
+        published.SESSION_REVOKED,
         events_pb2.SessionRevoked(
             session_id=session_id, account=account_name(account_id), reason=_REASONS[reason]
         ),

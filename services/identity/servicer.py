@@ -148,21 +148,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def ListProfessionals(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.ListProfessionalsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListProfessionalsResponse:
-        size = pagination.page_size(
-            request.page_size, directory.DEFAULT_PAGE_SIZE, directory.MAX_PAGE_SIZE
-        )
-        profession = directory.profession_filter(request.filter)
-        bound = pagination.fingerprint(profession)  # a token is bound to its filter
-        position = self._page_tokens.read(request.page_token, bound)
-        after = "" if position is None else position.text("a")
-        async with transaction(self.rt.db) as db:
-            page, last = await directory.list_page(
-                db, profession=profession, after=after, page_size=size
-            )
-        next_token = self._page_tokens.issue({"a": last}, bound) if last else ""
-        return identity_pb2.ListProfessionalsResponse(
-            professionals=page, next_page_token=next_token
-        )
+        return await directory.list_professionals(self.rt, request, self._page_tokens)
 
     async def ResolveCertificate(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.ResolveCertificateRequest, context: grpc.aio.ServicerContext
@@ -187,22 +173,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             raise invalid_argument("FIELD_REQUIRED", "professional is required.", "professional")
         entry = directory.validated(request.professional)
         caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
-        now = self.rt.clock.now()
-        async with transaction(self.rt.db) as db:
-            replayed = await self.rt.requests.replay(
-                db,
-                key,
-                scope=caller,
-                method="CreateProfessional",
-                response_type=identity_pb2.Professional,
-            )
-            if replayed is not None:
-                return replayed
-            created = await directory.create(db, entry, now)
-            await self.rt.requests.remember(
-                db, key, scope=caller, method="CreateProfessional", response=created, now=now
-            )
-        return created
+        return await directory.create_professional(self.rt, key, entry, caller)
 
     async def RegisterCard(  # noqa: N802 - gRPC method name
         self, request: identity_pb2.RegisterCardRequest, context: grpc.aio.ServicerContext
@@ -212,15 +183,4 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             raise invalid_argument("FIELD_REQUIRED", "card is required.", "card")
         entry = directory.validated_card(request.card)
         caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
-        now = self.rt.clock.now()
-        async with transaction(self.rt.db) as db:
-            replayed = await self.rt.requests.replay(
-                db, key, scope=caller, method="RegisterCard", response_type=identity_pb2.Card
-            )
-            if replayed is not None:
-                return replayed
-            created = await directory.register_card(db, entry, now)
-            await self.rt.requests.remember(
-                db, key, scope=caller, method="RegisterCard", response=created, now=now
-            )
-        return created
+        return await directory.add_card(self.rt, key, entry, caller)

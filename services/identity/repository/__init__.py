@@ -1,0 +1,1 @@
+"""SQL of the identity service, one module per table family."""
