@@ -43,7 +43,7 @@ from tests.e2e.helpers import (
     upload,
 )
 from tests.fixtures.records import make_ins
-from tests.history.cda_sample import SAMPLE
+from tests.history.cda_sample import SAMPLE, SAMPLE_INS
 
 R = records_pb2
 C = consent_pb2
@@ -285,7 +285,9 @@ async def test_amo_feeder_deposits_the_reimbursement_history(stack: LiveStack) -
     document = R.Document(
         title="Historique des remboursements",
         type_code="REMB",
-        content=SAMPLE.read_bytes(),
+        # The sample written about this record's patient: a CDA naming someone else is
+        # refused CDA_PATIENT_MISMATCH (issue 15, tests/e2e/test_cda_upload.py).
+        content=SAMPLE.read_bytes().replace(SAMPLE_INS.encode(), ins.encode()),
         format=R.DOCUMENT_FORMAT_CDA_XML,
     )
     amo = records(stack.card_channel("amo"))
