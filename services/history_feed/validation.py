@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TypeVar
 
 from dmp.history.v1 import history_pb2
 from kit import ins as kit_ins
@@ -26,6 +26,8 @@ from kit import rpps as kit_rpps
 from kit.errors import ServiceError
 from services.history_feed import codes
 from services.history_feed.models import MAX_LINE_ID_LENGTH
+
+T = TypeVar("T")
 
 MIN_CARE_DATE = date(1900, 1, 1)
 MAX_AMOUNT_CENTS = 10_000_000_000  # 100 million euros: larger is a feeder bug
@@ -124,7 +126,7 @@ def _atc_ok(value: str) -> bool:
     return value in codes.AMO_PSEUDO_ATC or codes.ATC.fullmatch(value) is not None
 
 
-def _remember(known: set[Any], value: Any) -> None:
+def _remember(known: set[T], value: T) -> None:
     """Add a value found good; a full cache starts over (memory stays bounded)."""
     if len(known) >= CACHE_ENTRIES:
         known.clear()

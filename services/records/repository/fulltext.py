@@ -10,9 +10,17 @@ text. Deleting a row of a contentless FTS5 table needs the indexed text again
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, column, func, literal_column, table, text
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    FromClause,
+    column,
+    func,
+    literal_column,
+    table,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.errors import invalid_argument
@@ -102,13 +110,13 @@ def query_terms(query: str) -> list[str]:
 
 def match_clause(
     session: AsyncSession, query: str, dossier_pk: int
-) -> tuple[FromClause, ColumnElement[Any], ColumnElement[bool]]:
+) -> tuple[FromClause, ColumnElement[float], ColumnElement[bool]]:
     """(from-clause to join, score expression, where-clause) for this backend."""
     d = documents.c
     if is_postgres(session):
         tsq = func.websearch_to_tsquery(literal_column("'french'"), query)
         joined = documents.join(pg_search, pg_search.c.document_pk == d.id)
-        score: ColumnElement[Any] = func.ts_rank(pg_search.c.tsv, tsq)
+        score: ColumnElement[float] = func.ts_rank(pg_search.c.tsv, tsq, type_=Float)
         where = (pg_search.c.dossier_pk == dossier_pk) & pg_search.c.tsv.op("@@")(tsq)
         return joined, score, where
     joined = documents.join(fts, fts.c.rowid == d.id)
