@@ -28,7 +28,6 @@ from kit.idempotency import Ledger
 from kit.logs import get_logger
 from services.history_feed import repository
 from services.history_feed.models import processed_requests
-from services.history_feed.validation import LineError, to_date
 
 log = get_logger(__name__)
 
@@ -56,10 +55,13 @@ def check_dossier_name(name: str, field: str) -> str:
 def _since_date(request: history_pb2.BackfillDossierRequest) -> date | None:
     if not request.HasField("since_date"):
         return None
+    value = request.since_date
     try:
-        return to_date(request.since_date, "INVALID_SINCE_DATE", "since_date")
-    except LineError as exc:
-        raise invalid_argument("INVALID_SINCE_DATE", exc.detail, "since_date") from None
+        return date(value.year, value.month, value.day)
+    except ValueError:  # not a claim line: no LineError (its reasons are line rejections)
+        raise invalid_argument(
+            "INVALID_SINCE_DATE", "since_date is not a valid calendar date.", "since_date"
+        ) from None
 
 
 async def backfill(

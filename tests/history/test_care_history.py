@@ -140,6 +140,14 @@ async def test_backfill_is_internal_and_checks_input(history: HistoryClient) -> 
         info = error_info(caught.value)
         assert info is not None
         assert info.reason == reason
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await history.backfill(
+            dossier_name(), new_ins(), since_date=history_pb2.Date(year=2024, month=2, day=30)
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(caught.value)
+    assert info is not None
+    assert info.reason == "INVALID_SINCE_DATE"
 
 
 async def test_amo_never_reads(history: HistoryClient) -> None:
