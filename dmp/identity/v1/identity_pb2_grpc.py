@@ -33,7 +33,7 @@ class IdentityServiceStub:
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons shared by every method:
     - FIELD_REQUIRED, FIELD_TOO_LONG, ENUM_UNSPECIFIED, ENUM_UNKNOWN,
-    RESOURCE_NAME_INVALID, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
+    INVALID_NAME, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
     (INVALID_ARGUMENT): a field is empty, oversized, an enum is unset or
     unknown, a name or request id is missing or malformed. Nothing is written
     when a request is refused.
@@ -131,7 +131,7 @@ class IdentityServiceServicer:
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons shared by every method:
     - FIELD_REQUIRED, FIELD_TOO_LONG, ENUM_UNSPECIFIED, ENUM_UNKNOWN,
-    RESOURCE_NAME_INVALID, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
+    INVALID_NAME, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
     (INVALID_ARGUMENT): a field is empty, oversized, an enum is unset or
     unknown, a name or request id is missing or malformed. Nothing is written
     when a request is refused.
@@ -247,7 +247,7 @@ class IdentityServiceServicer:
     def GetProfessional(self, request, context):
         """Reads one entry of the professional directory.
         Errors: NOT_FOUND (PROFESSIONAL_NOT_FOUND), INVALID_ARGUMENT
-        (RPPS_MALFORMED, RPPS_CHECK_DIGIT).
+        (INVALID_RPPS, RPPS_CHECK_DIGIT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -256,7 +256,7 @@ class IdentityServiceServicer:
     def ListProfessionals(self, request, context):
         """Lists the directory by RPPS order, optionally one profession only
         (`filter`, AIP-160).
-        Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
+        Errors: INVALID_ARGUMENT (INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN,
         PROFESSION_UNKNOWN, INVALID_FILTER).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -278,7 +278,7 @@ class IdentityServiceServicer:
         """Adds a professional to the directory (internal: operators' and PKI
         tooling's directory population).
         Errors: ALREADY_EXISTS (PROFESSIONAL_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
-        INVALID_ARGUMENT (RPPS_MALFORMED, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
+        INVALID_ARGUMENT (INVALID_RPPS, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
         SPECIALTY_UNKNOWN, FINGERPRINT_MALFORMED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -291,7 +291,7 @@ class IdentityServiceServicer:
         feeder). Its kind and roles are what the gateway grants, never the
         certificate's own subject fields (internal: operators' and PKI tooling).
         Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
-        (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, RPPS_MALFORMED,
+        (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, INVALID_RPPS,
         RPPS_CHECK_DIGIT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -382,7 +382,7 @@ class IdentityService:
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons shared by every method:
     - FIELD_REQUIRED, FIELD_TOO_LONG, ENUM_UNSPECIFIED, ENUM_UNKNOWN,
-    RESOURCE_NAME_INVALID, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
+    INVALID_NAME, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
     (INVALID_ARGUMENT): a field is empty, oversized, an enum is unset or
     unknown, a name or request id is missing or malformed. Nothing is written
     when a request is refused.

@@ -34,7 +34,7 @@ class IdentityServiceStub:
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons shared by every method:
     - FIELD_REQUIRED, FIELD_TOO_LONG, ENUM_UNSPECIFIED, ENUM_UNKNOWN,
-      RESOURCE_NAME_INVALID, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
+      INVALID_NAME, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
       (INVALID_ARGUMENT): a field is empty, oversized, an enum is unset or
       unknown, a name or request id is missing or malformed. Nothing is written
       when a request is refused.
@@ -122,12 +122,12 @@ class IdentityServiceStub:
     GetProfessional: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetProfessionalRequest, _identity_pb2.Professional]
     """Reads one entry of the professional directory.
     Errors: NOT_FOUND (PROFESSIONAL_NOT_FOUND), INVALID_ARGUMENT
-    (RPPS_MALFORMED, RPPS_CHECK_DIGIT).
+    (INVALID_RPPS, RPPS_CHECK_DIGIT).
     """
     ListProfessionals: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListProfessionalsRequest, _identity_pb2.ListProfessionalsResponse]
     """Lists the directory by RPPS order, optionally one profession only
     (`filter`, AIP-160).
-    Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
+    Errors: INVALID_ARGUMENT (INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN,
     PROFESSION_UNKNOWN, INVALID_FILTER).
     """
     ResolveCertificate: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ResolveCertificateRequest, _identity_pb2.CertificateHolder]
@@ -141,7 +141,7 @@ class IdentityServiceStub:
     """Adds a professional to the directory (internal: operators' and PKI
     tooling's directory population).
     Errors: ALREADY_EXISTS (PROFESSIONAL_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
-    INVALID_ARGUMENT (RPPS_MALFORMED, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
+    INVALID_ARGUMENT (INVALID_RPPS, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
     SPECIALTY_UNKNOWN, FINGERPRINT_MALFORMED).
     """
     RegisterCard: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RegisterCardRequest, _identity_pb2.Card]
@@ -150,7 +150,7 @@ class IdentityServiceStub:
     feeder). Its kind and roles are what the gateway grants, never the
     certificate's own subject fields (internal: operators' and PKI tooling).
     Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
-    (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, RPPS_MALFORMED,
+    (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, INVALID_RPPS,
     RPPS_CHECK_DIGIT).
     """
 
@@ -163,7 +163,7 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons shared by every method:
     - FIELD_REQUIRED, FIELD_TOO_LONG, ENUM_UNSPECIFIED, ENUM_UNKNOWN,
-      RESOURCE_NAME_INVALID, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
+      INVALID_NAME, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
       (INVALID_ARGUMENT): a field is empty, oversized, an enum is unset or
       unknown, a name or request id is missing or malformed. Nothing is written
       when a request is refused.
@@ -248,12 +248,12 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     GetProfessional: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetProfessionalRequest, _identity_pb2.Professional]  # type: ignore[assignment]
     """Reads one entry of the professional directory.
     Errors: NOT_FOUND (PROFESSIONAL_NOT_FOUND), INVALID_ARGUMENT
-    (RPPS_MALFORMED, RPPS_CHECK_DIGIT).
+    (INVALID_RPPS, RPPS_CHECK_DIGIT).
     """
     ListProfessionals: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListProfessionalsRequest, _identity_pb2.ListProfessionalsResponse]  # type: ignore[assignment]
     """Lists the directory by RPPS order, optionally one profession only
     (`filter`, AIP-160).
-    Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
+    Errors: INVALID_ARGUMENT (INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN,
     PROFESSION_UNKNOWN, INVALID_FILTER).
     """
     ResolveCertificate: _aio.UnaryUnaryMultiCallable[_identity_pb2.ResolveCertificateRequest, _identity_pb2.CertificateHolder]  # type: ignore[assignment]
@@ -267,7 +267,7 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Adds a professional to the directory (internal: operators' and PKI
     tooling's directory population).
     Errors: ALREADY_EXISTS (PROFESSIONAL_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
-    INVALID_ARGUMENT (RPPS_MALFORMED, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
+    INVALID_ARGUMENT (INVALID_RPPS, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
     SPECIALTY_UNKNOWN, FINGERPRINT_MALFORMED).
     """
     RegisterCard: _aio.UnaryUnaryMultiCallable[_identity_pb2.RegisterCardRequest, _identity_pb2.Card]  # type: ignore[assignment]
@@ -276,7 +276,7 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     feeder). Its kind and roles are what the gateway grants, never the
     certificate's own subject fields (internal: operators' and PKI tooling).
     Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
-    (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, RPPS_MALFORMED,
+    (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, INVALID_RPPS,
     RPPS_CHECK_DIGIT).
     """
 
@@ -288,7 +288,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     whose reason is one of the UPPER_SNAKE reasons named on each method.
     Reasons shared by every method:
     - FIELD_REQUIRED, FIELD_TOO_LONG, ENUM_UNSPECIFIED, ENUM_UNKNOWN,
-      RESOURCE_NAME_INVALID, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
+      INVALID_NAME, REQUEST_ID_REQUIRED, REQUEST_ID_INVALID
       (INVALID_ARGUMENT): a field is empty, oversized, an enum is unset or
       unknown, a name or request id is missing or malformed. Nothing is written
       when a request is refused.
@@ -425,7 +425,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_pb2.Professional, _abc.Awaitable[_identity_pb2.Professional]]:
         """Reads one entry of the professional directory.
         Errors: NOT_FOUND (PROFESSIONAL_NOT_FOUND), INVALID_ARGUMENT
-        (RPPS_MALFORMED, RPPS_CHECK_DIGIT).
+        (INVALID_RPPS, RPPS_CHECK_DIGIT).
         """
 
     @_abc_1.abstractmethod
@@ -436,7 +436,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_pb2.ListProfessionalsResponse, _abc.Awaitable[_identity_pb2.ListProfessionalsResponse]]:
         """Lists the directory by RPPS order, optionally one profession only
         (`filter`, AIP-160).
-        Errors: INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID,
+        Errors: INVALID_ARGUMENT (INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN,
         PROFESSION_UNKNOWN, INVALID_FILTER).
         """
 
@@ -462,7 +462,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         """Adds a professional to the directory (internal: operators' and PKI
         tooling's directory population).
         Errors: ALREADY_EXISTS (PROFESSIONAL_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
-        INVALID_ARGUMENT (RPPS_MALFORMED, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
+        INVALID_ARGUMENT (INVALID_RPPS, RPPS_CHECK_DIGIT, PROFESSION_UNKNOWN,
         SPECIALTY_UNKNOWN, FINGERPRINT_MALFORMED).
         """
 
@@ -477,7 +477,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         feeder). Its kind and roles are what the gateway grants, never the
         certificate's own subject fields (internal: operators' and PKI tooling).
         Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
-        (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, RPPS_MALFORMED,
+        (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, INVALID_RPPS,
         RPPS_CHECK_DIGIT).
         """
 

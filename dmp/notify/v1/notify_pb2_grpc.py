@@ -96,7 +96,7 @@ class NotifyServiceServicer:
 
     def GetContactPreferences(self, request, context):
         """Read the patient's contact preferences (empty ones if never set).
-        Errors: INVALID_ARGUMENT (NAME_INVALID), PERMISSION_DENIED (PERMISSION_DENIED).
+        Errors: INVALID_ARGUMENT (INVALID_NAME), PERMISSION_DENIED (PERMISSION_DENIED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -60,7 +60,7 @@ class NotifyServiceStub:
     """
     GetContactPreferences: _grpc.UnaryUnaryMultiCallable[_notify_pb2.GetContactPreferencesRequest, _notify_pb2.ContactPreferences]
     """Read the patient's contact preferences (empty ones if never set).
-    Errors: INVALID_ARGUMENT (NAME_INVALID), PERMISSION_DENIED (PERMISSION_DENIED).
+    Errors: INVALID_ARGUMENT (INVALID_NAME), PERMISSION_DENIED (PERMISSION_DENIED).
     """
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notify_pb2.ListNotificationsRequest, _notify_pb2.ListNotificationsResponse]
     """List what was sent to the patient, newest first."""
@@ -97,7 +97,7 @@ class NotifyServiceAsyncStub(NotifyServiceStub):
     """
     GetContactPreferences: _aio.UnaryUnaryMultiCallable[_notify_pb2.GetContactPreferencesRequest, _notify_pb2.ContactPreferences]  # type: ignore[assignment]
     """Read the patient's contact preferences (empty ones if never set).
-    Errors: INVALID_ARGUMENT (NAME_INVALID), PERMISSION_DENIED (PERMISSION_DENIED).
+    Errors: INVALID_ARGUMENT (INVALID_NAME), PERMISSION_DENIED (PERMISSION_DENIED).
     """
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notify_pb2.ListNotificationsRequest, _notify_pb2.ListNotificationsResponse]  # type: ignore[assignment]
     """List what was sent to the patient, newest first."""
@@ -149,7 +149,7 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notify_pb2.ContactPreferences, _abc.Awaitable[_notify_pb2.ContactPreferences]]:
         """Read the patient's contact preferences (empty ones if never set).
-        Errors: INVALID_ARGUMENT (NAME_INVALID), PERMISSION_DENIED (PERMISSION_DENIED).
+        Errors: INVALID_ARGUMENT (INVALID_NAME), PERMISSION_DENIED (PERMISSION_DENIED).
         """
 
     @_abc_1.abstractmethod
