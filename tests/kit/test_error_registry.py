@@ -13,7 +13,8 @@ Checked: each reason has a row in its section of docs/errors.md with the gRPC co
 ErrorInfo domain(s) the code gives it; no row is stale; no two reasons are the same words
 in another order or with a synonym (INVALID_PAGE_TOKEN / PAGE_TOKEN_INVALID,
 MISSING_REQUEST_ID / REQUEST_ID_REQUIRED, RPPS_MALFORMED / INVALID_RPPS), except the pairs of
-`DISTINCT`, which mean different things.
+`DISTINCT`, which mean different things; and the reasons the protos' `Errors:` comments
+name, which vendors read, are registered ones.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ CODES = {
     "resource_exhausted": "RESOURCE_EXHAUSTED",
     "unavailable": "UNAVAILABLE",
 }
+#: `CODE (REASON, REASON)` in the protos' comments; enum values named there are no reasons.
+PROTO_ERRORS = re.compile(
+    r"(?:INVALID_ARGUMENT|NOT_FOUND|PERMISSION_DENIED|UNAUTHENTICATED|FAILED_PRECONDITION"
+    r"|ALREADY_EXISTS|RESOURCE_EXHAUSTED|UNAVAILABLE|ABORTED|INTERNAL|DATA_LOSS)\s*\(([^)]*)\)"
+)
+PROTO_REASON = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
+NOT_REASONS = ("MASQUE_PS",)
 SYNONYMS = {"MISSING": "REQUIRED", "MALFORMED": "INVALID", "BAD": "INVALID"}
 #: Reasons whose words are synonyms but whose meanings differ (the registry says how).
 DISTINCT = {
@@ -286,6 +294,24 @@ def test_no_registered_reason_is_stale(scan: Scan, section: str) -> None:
     stale = sorted(set(_registry()[section]) - set(scan.found[section]))
     if stale:
         pytest.fail("rows of reasons the code no longer raises: " + ", ".join(stale))
+
+
+def test_protos_name_only_registered_reasons() -> None:
+    """The `Errors: CODE (REASON, ...)` comments vendors read in protos/ name real reasons."""
+    registered = set(_registry()[ERROR])
+    unknown = []
+    for proto in sorted((ROOT / "protos" / "dmp").rglob("*.proto")):
+        comments = "\n".join(
+            line.strip().removeprefix("//")
+            for line in proto.read_text().splitlines()
+            if line.strip().startswith("//")
+        )
+        for group in PROTO_ERRORS.finditer(comments):
+            for word in PROTO_REASON.findall(group.group(1)):
+                if word not in registered and not word.startswith(NOT_REASONS):
+                    unknown.append(f"{proto.relative_to(ROOT)}: {word}")
+    if unknown:
+        pytest.fail("reasons in proto comments that the code does not raise: " + str(unknown))
 
 
 def test_each_reason_is_spelled_one_way(scan: Scan) -> None:

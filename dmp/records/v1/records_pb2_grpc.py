@@ -254,8 +254,8 @@ class RecordsServiceServicer:
 
     def ReactivateDossier(self, request, context):
         """Reactivates a closed record before its purge (patient or CPAM desk).
-        Errors: FAILED_PRECONDITION (DOSSIER_NOT_CLOSED, DOSSIER_PURGED,
-        PATIENT_DECEASED).
+        Errors: FAILED_PRECONDITION (DOSSIER_NOT_CLOSED, PATIENT_DECEASED);
+        NOT_FOUND once the record is purged (it no longer exists).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -427,7 +427,7 @@ class RecordsServiceServicer:
         reads them before asking consent about a call that names the document, so
         consent decides on what records will enforce. Internal to the platform.
         Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
-        (INVALID_DOCUMENT_NAME).
+        (INVALID_NAME).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -102,8 +102,8 @@ class RecordsServiceStub:
     """
     ReactivateDossier: _grpc.UnaryUnaryMultiCallable[_records_pb2.ReactivateDossierRequest, _records_pb2.Dossier]
     """Reactivates a closed record before its purge (patient or CPAM desk).
-    Errors: FAILED_PRECONDITION (DOSSIER_NOT_CLOSED, DOSSIER_PURGED,
-    PATIENT_DECEASED).
+    Errors: FAILED_PRECONDITION (DOSSIER_NOT_CLOSED, PATIENT_DECEASED);
+    NOT_FOUND once the record is purged (it no longer exists).
     """
     AcceptTermsOfUse: _grpc.UnaryUnaryMultiCallable[_records_pb2.AcceptTermsOfUseRequest, _records_pb2.Dossier]
     """Records that the patient (or a legal representative) accepted a version
@@ -218,7 +218,7 @@ class RecordsServiceStub:
     reads them before asking consent about a call that names the document, so
     consent decides on what records will enforce. Internal to the platform.
     Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
-    (INVALID_DOCUMENT_NAME).
+    (INVALID_NAME).
     """
 
 @_typing.type_check_only
@@ -295,8 +295,8 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     """
     ReactivateDossier: _aio.UnaryUnaryMultiCallable[_records_pb2.ReactivateDossierRequest, _records_pb2.Dossier]  # type: ignore[assignment]
     """Reactivates a closed record before its purge (patient or CPAM desk).
-    Errors: FAILED_PRECONDITION (DOSSIER_NOT_CLOSED, DOSSIER_PURGED,
-    PATIENT_DECEASED).
+    Errors: FAILED_PRECONDITION (DOSSIER_NOT_CLOSED, PATIENT_DECEASED);
+    NOT_FOUND once the record is purged (it no longer exists).
     """
     AcceptTermsOfUse: _aio.UnaryUnaryMultiCallable[_records_pb2.AcceptTermsOfUseRequest, _records_pb2.Dossier]  # type: ignore[assignment]
     """Records that the patient (or a legal representative) accepted a version
@@ -411,7 +411,7 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     reads them before asking consent about a call that names the document, so
     consent decides on what records will enforce. Internal to the platform.
     Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
-    (INVALID_DOCUMENT_NAME).
+    (INVALID_NAME).
     """
 
 class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -509,8 +509,8 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_records_pb2.Dossier, _abc.Awaitable[_records_pb2.Dossier]]:
         """Reactivates a closed record before its purge (patient or CPAM desk).
-        Errors: FAILED_PRECONDITION (DOSSIER_NOT_CLOSED, DOSSIER_PURGED,
-        PATIENT_DECEASED).
+        Errors: FAILED_PRECONDITION (DOSSIER_NOT_CLOSED, PATIENT_DECEASED);
+        NOT_FOUND once the record is purged (it no longer exists).
         """
 
     @_abc_1.abstractmethod
@@ -709,7 +709,7 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         reads them before asking consent about a call that names the document, so
         consent decides on what records will enforce. Internal to the platform.
         Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
-        (INVALID_DOCUMENT_NAME).
+        (INVALID_NAME).
         """
 
 def add_RecordsServiceServicer_to_server(servicer: RecordsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
