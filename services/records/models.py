@@ -4,7 +4,7 @@ Content and health data are stored sealed with the record's data key (see
 `crypto.py`); metadata stays in clear so listings, filters and scope checks run
 in SQL. The full-text index (`document_search` on PostgreSQL, `document_fts`
 FTS5 on SQLite) is created by the migration only, because its column types
-differ per backend; `search.py` queries it with SQL text.
+differ per backend; `repository/fulltext.py` queries it with SQL text.
 """
 
 from __future__ import annotations
