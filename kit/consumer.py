@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind
 
@@ -159,6 +159,15 @@ class DurableConsumer:
 
     async def wait_subscribed(self) -> None:
         await self._subscribed.wait()
+
+    @property
+    def spec(self) -> ConsumerSpec:
+        return self._spec
+
+    async def info(self) -> ConsumerInfo | None:
+        """The server's view of the consumer (pending, acknowledged floor); None before it
+        is subscribed. Tests wait on its acknowledged floor to know a message was handled."""
+        return None if self._sub is None else await self._sub.consumer_info()
 
     async def stop(self) -> None:
         if self._task is None:

@@ -6,7 +6,6 @@ set-up through consent's own RPCs, then asks Authorize as the gateway would.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ import pytest
 
 from dmp.records.v1 import records_pb2
 from dmp_dev.testing import principals
+from kit import clock
 from tests.consent.helpers import A, C, P, attending, block, emergency, grant, oppose, pro, rid
 from tests.fixtures.consent import ConsentHarness, new_ins
 
@@ -648,8 +648,9 @@ async def test_rule7_emergency_expires(consent: ConsentHarness) -> None:
     allowed = await consent.authorize(doctor, READ, dossier, document_class_code="10")
     assert allowed.decision == ALLOWED
     assert allowed.cache_expire_time.ToDatetime(UTC) <= rule.expire_time.ToDatetime(UTC)
-    await asyncio.sleep(1.1)
-    expired = await consent.authorize(doctor, READ, dossier, document_class_code="10")
+    # 1.1 s later on the process clock consent reads (kit.clock), without waiting for it.
+    with clock.use(clock.ShiftedClock(timedelta(seconds=1.1))):
+        expired = await consent.authorize(doctor, READ, dossier, document_class_code="10")
     assert (expired.decision, expired.reason) == (DENIED, "NO_GRANT")
 
 

@@ -16,6 +16,9 @@ from services.history_feed.synthetic import Generator
 from tests.fixtures.history import MAX_LINES_PER_MESSAGE, HistoryClient, batches_of
 from tests.history.cda_sample import sample_lines
 from tests.history.lines import ago, drug, new_ins, pdate, prefix
+from tests.waits import finished_calls, until
+
+INGEST = "/dmp.history.v1.HistoryFeedService/IngestClaims"
 
 
 def synthetic(count: int, pfx: str) -> list[history_pb2.ClaimLine]:
@@ -287,16 +290,19 @@ async def test_cut_stream_keeps_committed_batches_and_resend_completes(
                 await hold.wait()  # never set: the call is cancelled here
             yield request
 
+    ended = finished_calls("history_feed", INGEST)
     call = history.ingest_call(cut_after_five())
     await sent_five.wait()
-    for _ in range(200):  # the first four batches commit while the fifth is written
-        if len(await history.stored(pfx)) >= 40:
-            break
-        await asyncio.sleep(0.02)
+
+    async def four_batches() -> bool:  # they commit while the fifth is written
+        return len(await history.stored(pfx)) >= 40
+
+    await until(four_batches, "the first four batches committed")
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    await asyncio.sleep(0.2)
+    # The server's handler has ended, the batches it had handed over written or not.
+    await until(lambda: finished_calls("history_feed", INGEST) > ended, "the cut call ended")
     committed = await history.stored(pfx)
     assert 40 <= len(committed) <= 50
     assert len(committed) % 10 == 0  # whole batches only

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from dmp.authz.v1 import principal_pb2
 from dmp.consent.v1 import events_pb2 as consent_events
@@ -129,9 +130,11 @@ def consent_changed(
 
 async def publish(
     js: JetStreamContext, subject: str, message: Message | bytes, msg_id: str | None = None
-) -> None:
+) -> PubAck:
+    """Publish as the owning service's outbox would; the acknowledgement says where the
+    message sits in its stream (`tests.waits.consumed_through` waits for it)."""
     data = message if isinstance(message, bytes) else message.SerializeToString()
-    await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id or new_id()})
+    return await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id or new_id()})
 
 
 def prefs(

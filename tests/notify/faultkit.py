@@ -185,18 +185,28 @@ async def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> No
 
 
 async def settle(rig: Rig, expected: int, timeout_s: float) -> None:
-    """Wait until every notification is recorded sent and the sink has them all, then 1 s more.
+    """Wait until every notification is recorded sent and the sink has them all.
 
-    The extra second lets any second copy (a resend after a lease expiry) show up.
+    No second copy can come after that: a resend is of a row still claimed ("sending")
+    when its lease expires, and a row is recorded sent only once the relay accepted its
+    e-mail, so with every row sent every copy is already in the sink.
     """
     deadline = time.monotonic() + timeout_s
     while True:
         statuses = await rig.statuses()
-        if statuses.get("sent", 0) >= expected and rig.distinct() >= expected:
-            break
+        if statuses == {"sent": expected} and rig.distinct() >= expected:
+            return
         assert time.monotonic() < deadline, f"timed out: {statuses}, {rig.distinct()} e-mails"
         await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)
+
+
+async def retried_while_down(rig: Rig, before: int, at_least: int, timeout_s: float) -> None:
+    """Until the process logged `at_least` more failed sends put back for a retry (the relay
+    is down and sends go on with backoff) than the `before` of earlier processes."""
+    deadline = time.monotonic() + timeout_s
+    while len(rig.log_events("notification_retry")) < before + at_least:
+        assert time.monotonic() < deadline, "timed out: no retries while the relay is down"
+        await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from dmp.notify.v1 import notify_pb2
 from dmp_cli.main import app as cli
+from kit import nats as kit_nats
 from services.notify import deadletters, models
 from tests.notify.conftest import EventsEnv
 from tests.notify.eventkit import (
@@ -22,7 +23,7 @@ from tests.notify.eventkit import (
     prefs,
     publish,
 )
-from tests.notify.test_event_notifications import newest_with_status, set_prefs
+from tests.notify.test_event_notifications import handled, newest_with_status, set_prefs, settled
 
 
 async def wait_dead(
@@ -89,16 +90,21 @@ async def test_delivery_failing_n_times_is_dead_lettered_then_replayed(
     assert len(env.smtp.messages_to(email)) == 1
 
     # Redelivery of the source event does not revive a failed notification...
-    await publish(env.js, "dmp.records.document.added", event, msg_id=new_id())
-    await asyncio.sleep(0.3)
+    again = await publish(env.js, "dmp.records.document.added", event, msg_id=new_id())
+    await handled(env, "dmp.records.document.added", again)
+    await settled(env, ins)
     assert len(env.smtp.messages_to(email)) == 1
     # ...an operator's replay does, once.
     await deadletters.replay(env.js, letter)
     await eventually(lambda: len(env.smtp.messages_to(email)) == 2, what="replayed e-mail")
     assert all(d.seq != letter.seq for d in await deadletters.list_dead(env.js))
     await newest_with_status(env, ins, notify_pb2.DELIVERY_STATUS_SENT)
-    await deadletters.replay(env.js, letter)  # the same dead letter again: de-duplicated
-    await asyncio.sleep(0.3)
+    replays = await env.js.stream_info(kit_nats.STREAMS["notify"].name)
+    await deadletters.replay(env.js, letter)  # the same dead letter again: de-duplicated...
+    # ...at publication: the stream holds no new message, so there is nothing to consume.
+    after = await env.js.stream_info(kit_nats.STREAMS["notify"].name)
+    assert after.state.last_seq == replays.state.last_seq
+    await settled(env, ins)
     assert len(env.smtp.messages_to(email)) == 2
     async with env.app.db() as session:
         row = (

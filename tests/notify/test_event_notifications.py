@@ -8,6 +8,8 @@ import uuid
 
 import grpc
 import pytest
+from nats.js.api import PubAck
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from dmp.notify.v1 import notify_pb2
@@ -15,6 +17,7 @@ from dmp.records.v1 import records_pb2
 from dmp_dev.testing import principals
 from dmp_dev.testing.databases import DatabaseFactory
 from kit import codes
+from kit.consumer import DurableConsumer
 from kit.errors import error_info
 from kit.server import start_app
 from services.notify import models
@@ -35,6 +38,7 @@ from tests.notify.eventkit import (
     prefs,
     publish,
 )
+from tests.waits import consumed_through, matches, until
 
 SET = "/dmp.notify.v1.NotifyService/SetContactPreferences"
 LIST = "/dmp.notify.v1.NotifyService/ListNotifications"
@@ -85,6 +89,34 @@ async def newest_with_status(
             return listed.notifications[0]
         assert time.monotonic() < deadline, f"newest notification never reached status {status}"
         await asyncio.sleep(0.02)
+
+
+async def settled(env: EventsEnv, ins: str) -> None:
+    """Until no notification of `ins` waits to be sent (each one SENT or FAILED): after the
+    events in question were consumed, nothing more can reach the patient."""
+
+    async def none_pending() -> bool:
+        listed = await list_for(env, ins)
+        return all(n.status != K.DELIVERY_STATUS_PENDING for n in listed.notifications)
+
+    await until(none_pending, f"notifications of {ins} sent")
+
+
+def consumer_of(env: EventsEnv, subject: str) -> DurableConsumer:
+    """notify's consumer of `subject` on its source stream."""
+    (found,) = [c for c in env.app.consumers if matches(c.spec.filter_subject, subject)]
+    return found
+
+
+def retries(env: EventsEnv, subject: str) -> float:
+    """Messages of `subject` NAKed for a retry by notify's consumer so far."""
+    labels = {"consumer": consumer_of(env, subject).spec.durable, "outcome": "retry"}
+    return REGISTRY.get_sample_value("dmp_consumer_messages_total", labels) or 0.0
+
+
+async def handled(env: EventsEnv, subject: str, ack: PubAck) -> None:
+    """Until notify's consumer of `subject` has handled the message `ack` acknowledged."""
+    await consumed_through(env.app.consumers, ack, subject)
 
 
 def forbidden_words() -> set[str]:
@@ -157,18 +189,21 @@ async def test_first_access_and_rule_change_follow_preferences(notify_events: Ev
     assert "reference" in sms
     assert_no_medical_content(sms["text"], "810000012345", dossier, ins)
     # Not a first access, not an emergency: nothing to say.
-    await publish(env.js, "dmp.consent.access.recorded", access(dossier))
+    silent = await publish(env.js, "dmp.consent.access.recorded", access(dossier))
     # Changes by the patient, or cache invalidations without a rule: nothing either.
     await publish(env.js, "dmp.consent.changed", consent_changed(dossier, by_patient=True))
     await publish(env.js, "dmp.consent.changed", consent_changed(dossier, rule=""))
-    await publish(env.js, "dmp.consent.changed", consent_changed(dossier, by_patient=False))
+    last = await publish(env.js, "dmp.consent.changed", consent_changed(dossier, by_patient=False))
     await eventually(lambda: len(sms_messages(env.sms_path, phone)) == 2, what="rules SMS")
     await eventually(lambda: len(env.smtp.messages_to(email)) == 2, what="rules e-mail")
     mail = env.smtp.messages_to(email)[-1]
     assert mail.subject == "Les règles d'accès à votre DMP ont changé"
     assert "par une autre personne que vous" in mail.text
     assert_no_medical_content(mail.text, "810000000042", dossier, ins)
-    await asyncio.sleep(0.3)
+    # Every event above handled (in order, per consumer) and nothing left to send.
+    await handled(env, "dmp.consent.access.recorded", silent)
+    await handled(env, "dmp.consent.changed", last)
+    await settled(env, ins)
     assert len(env.smtp.messages_to(email)) == 2
     assert len(sms_messages(env.sms_path, phone)) == 2
 
@@ -227,21 +262,25 @@ async def test_dossier_lifecycle_and_minor_representatives(notify_events: Events
 
 async def test_hidden_document_waits_for_its_release(notify_events: EventsEnv) -> None:
     env = notify_events
-    _, dossier, email = await patient_with_dossier(env)
+    ins, dossier, email = await patient_with_dossier(env)
     hidden = document(dossier, hidden=True)
     await publish(env.js, "dmp.records.document.added", hidden)
     # A visible document published after it arrives alone.
-    await publish(env.js, "dmp.records.document.added", document(dossier))
+    visible = await publish(env.js, "dmp.records.document.added", document(dossier))
     await eventually(lambda: len(env.smtp.messages_to(email)) == 2, what="visible document")
-    await asyncio.sleep(0.2)
+    await handled(env, "dmp.records.document.added", visible)
+    await settled(env, ins)
     assert len(env.smtp.messages_to(email)) == 2
     release = document(dossier, document_id=hidden.document.rsplit("/", 1)[1], hidden=False)
     await publish(env.js, "dmp.records.document.visibility_changed", release)
     await eventually(lambda: len(env.smtp.messages_to(email)) == 3, what="released document")
     # The release again (redelivered, or hidden then released once more): nothing new.
     await publish(env.js, "dmp.records.document.visibility_changed", release)
-    await publish(env.js, "dmp.records.document.visibility_changed", release, msg_id=new_id())
-    await asyncio.sleep(0.3)
+    again = await publish(
+        env.js, "dmp.records.document.visibility_changed", release, msg_id=new_id()
+    )
+    await handled(env, "dmp.records.document.visibility_changed", again)
+    await settled(env, ins)
     assert len(env.smtp.messages_to(email)) == 3
 
 
@@ -249,8 +288,15 @@ async def test_event_of_a_dossier_not_yet_known_is_retried(notify_events: Events
     env = notify_events
     ins, dossier, email = new_ins(), new_dossier(), new_email()
     await set_prefs(env, prefs(ins, email, choices={K.NOTIFICATION_KIND_DOSSIER_LIFECYCLE: []}))
-    await publish(env.js, "dmp.records.document.added", document(dossier))
-    await asyncio.sleep(0.3)  # consumed and NAKed at least once
+    retried = retries(env, "dmp.records.document.added")
+    early = await publish(env.js, "dmp.records.document.added", document(dossier))
+    # Consumed and NAKed at least once (a retry counted), and still not acknowledged.
+    await until(
+        lambda: retries(env, "dmp.records.document.added") > retried, "the document retried"
+    )
+    info = await consumer_of(env, "dmp.records.document.added").info()
+    assert info is not None
+    assert int(info.ack_floor.stream_seq or 0) < early.seq
     assert env.smtp.messages_to(email) == []
     await publish(env.js, "dmp.records.dossier.created", dossier_created(dossier, ins))
     await eventually(lambda: len(env.smtp.messages_to(email)) == 1, what="late document")
@@ -261,7 +307,7 @@ async def test_same_event_twice_and_a_full_redelivery_send_once(
     notify_events: EventsEnv, databases: DatabaseFactory
 ) -> None:
     env = notify_events
-    _, dossier, email = await patient_with_dossier(env)
+    ins, dossier, email = await patient_with_dossier(env)
     event = document(dossier)
     # Same event id in the payload, two different Nats-Msg-Id: JetStream keeps both.
     await publish(env.js, "dmp.records.document.added", event, msg_id=new_id())
@@ -289,11 +335,9 @@ async def test_same_event_twice_and_a_full_redelivery_send_once(
                     return False
             return True
 
-        for _ in range(300):
-            if await drained():
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
+        await until(drained, "every event delivered again and handled", within_s=15)
+        # Nothing the redelivery might have queued is left to send.
+        await settled(env, ins)
     finally:
         await running.stop(0.5)
     assert len(env.smtp.messages_to(email)) == 2
@@ -314,7 +358,16 @@ async def test_smtp_down_for_a_while_then_delivered(notify_events: EventsEnv) ->
     env.smtp.stop()
     try:
         await publish(env.js, "dmp.records.document.added", document(dossier))
-        await asyncio.sleep(0.6)
+
+        async def failed_once() -> bool:
+            newest = (await list_for(env, ins)).notifications[0]
+            return (
+                newest.kind == K.NOTIFICATION_KIND_DOCUMENT_ADDED
+                and newest.status == K.DELIVERY_STATUS_PENDING
+                and newest.attempts >= 1
+            )
+
+        await until(failed_once, "a send failed while SMTP is down")
     finally:
         env.smtp.start()
     await eventually(lambda: len(env.smtp.messages_to(email)) == 2, what="late e-mail")

@@ -1,11 +1,12 @@
-"""Fault tests: 1,000 documents while notify is stopped mid-batch twice and SMTP is down 5 s.
+"""Fault tests: 1,000 documents while notify is stopped mid-batch twice and SMTP goes down.
 
 notify runs as a real process against its own nats-server, database and SMTP
 sink. Two ways of stopping it, two guarantees:
 
 - SIGTERM (what an orchestrator sends first): notify drains — takes no new
   event, lets the sends in flight get their 250 and commits them, exits 0.
-  Across two such restarts and the SMTP outage the sink gets exactly 1,000
+  Across two such restarts and the SMTP outage (until the restarted process
+  has put two rounds of failed sends back for a retry) the sink gets exactly 1,000
   e-mails. The sink holds each message 20 ms before accepting it, so the test
   can check that sends really were in flight when the signal landed.
 - SIGKILL: a message the relay accepted just before the kill and not yet
@@ -17,20 +18,21 @@ sink. Two ways of stopping it, two guarantees:
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
 
 from dmp_dev.testing.databases import DatabaseFactory
-from tests.notify.faultkit import EMAIL, Rig, fault_rig, settle, wait_for
+from tests.notify.faultkit import EMAIL, Rig, fault_rig, retried_while_down, settle, wait_for
 
 pytestmark = pytest.mark.slow
 
 DOCUMENTS = 1000
 CONCURRENCY = 16
 GRACE_S = 10.0
-SMTP_DOWN_S = 5.0
+# Failed sends the restarted process puts back for a retry while the relay is down: two
+# rounds of its send slots, so the outage spans retries with backoff.
+RETRIES_WHILE_DOWN = 2 * CONCURRENCY
 
 
 async def signal_mid_batch(rig: Rig, at_least: int) -> int:
@@ -70,13 +72,13 @@ async def test_sigterm_twice_mid_batch_and_smtp_down_exactly_1000_emails(
         proc = rig.start()
         await publishing
 
-        # Stop 2 with the relay going down right after the signal, for 5 s: the
-        # sends in flight are cut, recorded for a retry, and the process exits.
+        # Stop 2 with the relay going down right after the signal: the sends in flight
+        # are cut, recorded for a retry, and the process exits.
         in_flight_2 = await signal_mid_batch(rig, 550)
-        down = time.monotonic()
         await rig.terminate(proc, GRACE_S, after_signal=rig.sink.stop)
+        retries = len(rig.log_events("notification_retry"))
         rig.start()  # comes up with the relay still down: retries with backoff
-        await asyncio.sleep(max(0.0, SMTP_DOWN_S - (time.monotonic() - down)))
+        await retried_while_down(rig, retries, RETRIES_WHILE_DOWN, 60)
         rig.sink.start()
 
         await settle(rig, DOCUMENTS, 90)
@@ -114,9 +116,9 @@ async def test_sigkill_twice_mid_batch_loses_nothing_and_resends_little(
         await wait_for(lambda: rig.raw() >= 550, 60, "550 e-mails")
         rig.kill(proc)
         await asyncio.to_thread(rig.sink.stop)
-        down = time.monotonic()
+        retries = len(rig.log_events("notification_retry"))
         rig.start()
-        await asyncio.sleep(max(0.0, SMTP_DOWN_S - (time.monotonic() - down)))
+        await retried_while_down(rig, retries, RETRIES_WHILE_DOWN, 60)
         rig.sink.start()
 
         await settle(rig, DOCUMENTS, 90)

@@ -106,6 +106,10 @@ async def test_sigterm_while_nats_is_unreachable_exits_within_grace(
         DMP_NATS_URL=f"nats://127.0.0.1:{free_port()}",
     ) as rig:
         proc = rig.start()
-        await asyncio.sleep(2.0)  # a few failed connection attempts
+        await wait_for(
+            lambda: rig.log_path.read_text().count("nats_connection_error") >= 3,
+            30,
+            "a few failed connection attempts",
+        )
         took = await rig.terminate(proc, grace)
         print(f"SIGTERM, NATS unreachable: exited in {took:.2f} s")

@@ -21,6 +21,7 @@ from services.notify import models
 from services.notify.delivery import RetryPolicy
 from services.notify.repository import deliveries
 from tests.fixtures.notify import NotifySinks, sms_messages
+from tests.waits import until
 
 METHOD = "/dmp.notify.v1.NotifyService/SendOneTimeCode"
 
@@ -63,6 +64,14 @@ async def delivery_row(server: RunningServer, request_id: str) -> dict[str, obje
         )
         row = result.mappings().first()
     return dict(row) if row is not None else None
+
+
+async def failed_attempts(server: RunningServer, request_id: str) -> bool:
+    """The delivery of `request_id` is recorded, still pending, with a failed attempt."""
+    row = await delivery_row(server, request_id)
+    return (
+        row is not None and row["status"] == models.STATUS_PENDING and int(row["attempts"]) >= 1  # type: ignore[call-overload]
+    )
 
 
 async def test_email_code_is_delivered(
@@ -277,7 +286,7 @@ async def test_smtp_down_for_a_while_then_delivered_once(
     smtp_sink.stop()
     try:
         call = asyncio.ensure_future(notify_stub.SendOneTimeCode(request, metadata=internal_md()))
-        await asyncio.sleep(1.0)
+        await until(lambda: failed_attempts(notify_server, request.request_id), "a failed send")
         assert not call.done()
         await asyncio.to_thread(smtp_sink.start)
         response = await call
@@ -390,7 +399,8 @@ async def test_cancelled_call_leaves_the_delivery_retryable(
     smtp_sink.stop()
     try:
         call = notify_stub.SendOneTimeCode(request, metadata=internal_md())
-        await asyncio.sleep(0.3)
+        # Cancelled while sending: its row is there and a send has failed already.
+        await until(lambda: failed_attempts(notify_server, request.request_id), "a failed send")
         call.cancel()
         row = None
         for _ in range(100):
