@@ -35,6 +35,25 @@ from kit.tokens import AccessTokenIssuer, load_private_key
 
 HOST = "localhost"  # the gateway certificate's SAN
 
+# Under every test stack's own settings: argon2 at its cheapest (production's costs, ~0.3 s
+# a hash on a busy 2-core machine, would dominate every sign-up and login of the suite;
+# identity's own tests and the benchmark check the real parameters).
+TEST_ENV: Mapping[str, Mapping[str, str]] = {
+    "identity": {
+        "DMP_ARGON2_TIME_COST": "1",
+        "DMP_ARGON2_MEMORY_COST": "1024",
+        "DMP_ARGON2_PARALLELISM": "1",
+    },
+}
+
+
+def stack_env(extra_env: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
+    """`TEST_ENV` with a test's own settings over it, per process."""
+    merged = {name: dict(env) for name, env in TEST_ENV.items()}
+    for name, env in (extra_env or {}).items():
+        merged.setdefault(name, {}).update(env)
+    return merged
+
 
 def free_port_block(size: int, *, low: int = 20000, high: int = 40000) -> int:
     """A base port followed by `size - 1` free ports (service ports are base + offset)."""
@@ -261,7 +280,7 @@ async def running_stack(
     cfg = dataclasses.replace(
         free_config(var_dir),
         database_urls=urls,
-        extra_env=dict(extra_env or {}),
+        extra_env=stack_env(extra_env),
         ready_timeout_s=ready_timeout_s,
         only=only,
     )
