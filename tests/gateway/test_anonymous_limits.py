@@ -2,42 +2,50 @@
 identifier.
 
 The limiter's parts are checked on their own (peer strings, memory bound). The rest goes
-through a launcher-started platform of this module alone, with low limits: the gateway allows
-ANONYMOUS_BURST calls without a credential per address (refill ANONYMOUS_PER_S), identity
-throttles an identifier after MAX_FAILURES wrong passwords. The gateway listens on `[::]`, so
-a test calls from two addresses: `::1` (the flood) and `127.0.0.1` (everything else, well
-under the burst). The throttle's end is tested on identity's fake clock
-(tests/identity/test_identity_login_throttle.py).
+through a gateway replica of each test's own (tests/gateway/replica.py: in this process, in
+front of the session's launcher-started services), with low limits: it allows
+ANONYMOUS_BURST calls without a credential per address (refill ANONYMOUS_PER_S); the
+session's identity throttles an identifier after its default MAX_FAILURES wrong passwords.
+The replica listens on `[::]`, so a test calls from two addresses: `::1` (the flood) and
+`127.0.0.1` (everything else, well under the burst). The bucket's refill is seen on a
+shifted process clock (kit.clock), not waited for; the throttle's end is tested on identity's
+manual clock (tests/identity/test_identity_login_throttle.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
 import pytest_asyncio
+import structlog.testing
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
-from dmp_dev.testing.databases import DatabaseFactory
-from dmp_dev.testing.stack import HOST, LiveStack, running_stack
+from dmp_dev.testing.stack import HOST, LiveStack
+from gateway.app import RunningGateway
 from gateway.ratelimit import RateLimiter, client_address
+from kit import clock
 from kit.errors import ServiceError, error_info
-from tests.e2e.helpers import bearer, eventually, mails_to, one_time_code, rid, rpps
+from services.identity.settings import IdentitySettings
+from tests.e2e.helpers import bearer, mails_to, one_time_code, rid, rpps
 from tests.fixtures.records import make_ins
+from tests.gateway.replica import replica
 
 ID = identity_pb2
 S = grpc.StatusCode
 ANONYMOUS_PER_S = 0.1  # slow: an exhausted bucket stays so for 10 s
 ANONYMOUS_BURST = 30
 FLOOD = 45
-MAX_FAILURES = 3
-THROTTLE_S = 600
+# The session stack's identity runs with its defaults.
+MAX_FAILURES: int = IdentitySettings.model_fields["login_max_failures"].default
+THROTTLE_S: int = IdentitySettings.model_fields["login_throttle_s"].default
 PASSWORD = "Correct-Horse-42-battery"
 V4, V6 = "127.0.0.1", "[::1]"
 
@@ -112,50 +120,62 @@ def test_memory_is_bounded_without_forgetting_a_debt() -> None:
 # -- through the gateway -------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def limited(
-    databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[LiveStack]:
-    extra_env = {
-        "gateway": {
-            "DMP_GRPC_HOST": "[::]",
-            "DMP_ANONYMOUS_RATE_LIMIT_PER_S": str(ANONYMOUS_PER_S),
-            "DMP_ANONYMOUS_RATE_LIMIT_BURST": str(ANONYMOUS_BURST),
-        },
-        "identity": {
-            "DMP_LOGIN_MAX_FAILURES": str(MAX_FAILURES),
-            "DMP_LOGIN_THROTTLE_S": str(THROTTLE_S),
-        },
-    }
-    var_dir = tmp_path_factory.mktemp("anonymous-limits") / "var"
-    async with running_stack(databases, var_dir, extra_env=extra_env) as stack:
-        yield stack
-        for channel in _opened:
+@dataclass
+class Limited:
+    """The session stack behind a gateway replica of this test with low anonymous limits."""
+
+    stack: LiveStack
+    gateway: RunningGateway
+    opened: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def card(self, stem: str) -> tuple[bytes, bytes]:
+        return self.stack.card(stem)
+
+    def token(self, ins: str) -> str:
+        return self.stack.token(ins)
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.stack.ca_pem
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.stack.mail_dir
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def limited(stack: LiveStack) -> AsyncIterator[Limited]:
+    async with replica(
+        stack,
+        grpc_host="[::]",
+        anonymous_rate_limit_per_s=ANONYMOUS_PER_S,
+        anonymous_rate_limit_burst=ANONYMOUS_BURST,
+    ) as gateway:
+        limited = Limited(stack, gateway)
+        yield limited
+        for channel in limited.opened:
             await channel.close()
 
 
-_opened: list[grpc.aio.Channel] = []
-
-
-def patient_port(stack: LiveStack, host: str) -> identity_pb2_grpc.IdentityServiceStub:
+def patient_port(limited: Limited, host: str) -> identity_pb2_grpc.IdentityServiceStub:
     """The patient port, from `host` (the certificate names `localhost`)."""
     channel = grpc.aio.secure_channel(
-        f"{host}:{stack.cfg.patient_port}",
-        grpc.ssl_channel_credentials(stack.ca_pem),
+        f"{host}:{limited.gateway.patient_port}",
+        grpc.ssl_channel_credentials(limited.ca_pem),
         options=[("grpc.ssl_target_name_override", HOST)],
     )
-    _opened.append(channel)
+    limited.opened.append(channel)
     return identity_pb2_grpc.IdentityServiceStub(channel)
 
 
-def card_port(stack: LiveStack, host: str, card: str) -> identity_pb2_grpc.IdentityServiceStub:
-    cert, key = stack.card(card)
+def card_port(limited: Limited, host: str, card: str) -> identity_pb2_grpc.IdentityServiceStub:
+    cert, key = limited.card(card)
     channel = grpc.aio.secure_channel(
-        f"{host}:{stack.cfg.gateway_port}",
-        grpc.ssl_channel_credentials(stack.ca_pem, private_key=key, certificate_chain=cert),
+        f"{host}:{limited.gateway.port}",
+        grpc.ssl_channel_credentials(limited.ca_pem, private_key=key, certificate_chain=cert),
         options=[("grpc.ssl_target_name_override", HOST)],
     )
-    _opened.append(channel)
+    limited.opened.append(channel)
     return identity_pb2_grpc.IdentityServiceStub(channel)
 
 
@@ -194,7 +214,7 @@ RATE_LIMITED = (S.RESOURCE_EXHAUSTED, "RATE_LIMITED", "gateway.dmp")
 
 
 async def test_a_flood_from_one_address_is_limited_and_others_are_not(
-    limited: LiveStack,
+    limited: Limited,
 ) -> None:
     flood = patient_port(limited, V6)
     answers = [await failing(refresh(flood)) for _ in range(FLOOD)]
@@ -227,30 +247,28 @@ async def test_a_flood_from_one_address_is_limited_and_others_are_not(
         )
     )
     assert reason(error) == RATE_LIMITED
-    # The address gets through again once its bucket has refilled.
-
-    async def anonymous_call_passes() -> None:
+    # The address gets through again once its bucket has refilled: the retry delay later on
+    # the process clock the replica's limiter reads.
+    shifted = clock.ShiftedClock()
+    with clock.use(shifted):
         error = await failing(refresh(flood))
-        if reason(error) == RATE_LIMITED:
-            await asyncio.sleep(retry_delay(error).total_seconds())
-            raise error
-        assert reason(error) == TOKEN_INVALID
-
-    await eventually(anonymous_call_passes, retry_on=(S.RESOURCE_EXHAUSTED,))
+        assert reason(error) == RATE_LIMITED
+        shifted.advance(retry_delay(error))
+        assert reason(await failing(refresh(flood))) == TOKEN_INVALID
 
 
 # -- wrong passwords ------------------------------------------------------------------------
 
 
-async def new_patient(stack: LiveStack) -> tuple[str, str]:
+async def new_patient(limited: Limited) -> tuple[str, str]:
     """(INS, e-mail) of an account signed up through the gateway (from 127.0.0.1)."""
     ins = make_ins()
     email = f"patient.{uuid.uuid4().hex[:10]}@exemple.fr"
-    desk = card_port(stack, V4, "desk")
+    desk = card_port(limited, V4, "desk")
     issued = await desk.IssueCreationCode(
         ID.IssueCreationCodeRequest(request_id=rid(), ins=ins), timeout=10
     )
-    await patient_port(stack, V4).RegisterPatientAccount(
+    await patient_port(limited, V4).RegisterPatientAccount(
         ID.RegisterPatientAccountRequest(
             request_id=rid(),
             ins=ins,
@@ -263,8 +281,8 @@ async def new_patient(stack: LiveStack) -> tuple[str, str]:
     return ins, email
 
 
-def start(stack: LiveStack, ins: str, password: str) -> object:
-    return patient_port(stack, V4).StartLogin(
+def start(limited: Limited, ins: str, password: str) -> object:
+    return patient_port(limited, V4).StartLogin(
         ID.StartLoginRequest(request_id=rid(), identifier=ins, password=password), timeout=15
     )
 
@@ -274,33 +292,33 @@ THROTTLED = (S.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED", "identity.dmp")
 
 
 async def test_wrong_passwords_throttle_an_identifier_with_or_without_account(
-    limited: LiveStack,
+    limited: Limited,
 ) -> None:
     ins, email = await new_patient(limited)
     unknown = make_ins()
-    for identifier in (ins, unknown):
-        for n in range(MAX_FAILURES):
-            error = await failing(start(limited, identifier, f"wrong-{n}-{PASSWORD}"))
-            assert reason(error) == INVALID, (identifier == ins, n)
-    # The right password is refused too, and no code is sent.
-    sent = len(mails_to(limited.mail_dir, email))
-    account = await failing(start(limited, ins, PASSWORD))
-    nobody = await failing(start(limited, unknown, PASSWORD))
-    for error in (account, nobody):
-        assert reason(error) == THROTTLED
-        assert timedelta(seconds=THROTTLE_S - 60) < retry_delay(error)
-        assert retry_delay(error) <= timedelta(seconds=THROTTLE_S)
-    assert account.details() == nobody.details()
-    assert reason(await failing(start(limited, ins, "wrong-" + PASSWORD))) == THROTTLED
-    assert len(mails_to(limited.mail_dir, email)) == sent
+    with structlog.testing.capture_logs() as gateway_logs:  # the replica logs here
+        for identifier in (ins, unknown):
+            for n in range(MAX_FAILURES):
+                error = await failing(start(limited, identifier, f"wrong-{n}-{PASSWORD}"))
+                assert reason(error) == INVALID, (identifier == ins, n)
+        # The right password is refused too, and no code is sent.
+        sent = len(mails_to(limited.mail_dir, email))
+        account = await failing(start(limited, ins, PASSWORD))
+        nobody = await failing(start(limited, unknown, PASSWORD))
+        for error in (account, nobody):
+            assert reason(error) == THROTTLED
+            assert timedelta(seconds=THROTTLE_S - 60) < retry_delay(error)
+            assert retry_delay(error) <= timedelta(seconds=THROTTLE_S)
+        assert account.details() == nobody.details()
+        assert reason(await failing(start(limited, ins, "wrong-" + PASSWORD))) == THROTTLED
+        assert len(mails_to(limited.mail_dir, email)) == sent
     # Neither the identifier without account nor a password reaches a log.
-    for name in ("identity", "gateway"):
-        text = limited.log_file(name).read_text()
+    for text in (limited.stack.log_file("identity").read_text(), repr(gateway_logs)):
         assert unknown not in text
         assert PASSWORD not in text
 
 
-async def test_other_identifiers_log_in_while_one_is_throttled(limited: LiveStack) -> None:
+async def test_other_identifiers_log_in_while_one_is_throttled(limited: Limited) -> None:
     throttled, _ = await new_patient(limited)
     for n in range(MAX_FAILURES):
         await failing(start(limited, throttled, f"wrong-{n}-{PASSWORD}"))

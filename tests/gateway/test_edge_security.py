@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import secrets
@@ -32,7 +31,6 @@ from typing import Any
 
 import grpc
 from cryptography import x509
-from pydantic import SecretStr
 
 from dmp.history.v1 import history_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -44,7 +42,6 @@ from dmp_dev.launcher.nats_server import wait_for_port
 from dmp_dev.testing.stack import LiveStack
 from gateway.app import start_gateway
 from gateway.revocations import RevokedSessions
-from gateway.settings import GatewaySettings
 from kit import principal as principals
 from kit.errors import ServiceError, error_info
 from tests.e2e.helpers import (
@@ -56,6 +53,7 @@ from tests.e2e.helpers import (
     until_refused,
 )
 from tests.fixtures.records import make_ins
+from tests.gateway.replica import second_gateway
 
 ID = identity_pb2
 R = records_pb2
@@ -378,27 +376,6 @@ async def test_undecodable_message_in_a_client_stream_is_refused(stack: LiveStac
         yield BAD_BYTES
 
     await expect(ingest(batches(), timeout=15), S.INVALID_ARGUMENT, "REQUEST_MALFORMED")
-
-
-def second_gateway(stack: LiveStack, **overrides: Any) -> GatewaySettings:
-    """Settings of another gateway replica in front of the stack (its PKI, NATS, keys)."""
-    key = base64.b64encode(stack.secrets.principal_key).decode()
-    fields: dict[str, Any] = {f"{name}_target": target for name, target in stack.targets.items()}
-    fields.update(
-        grpc_port=0,
-        patient_port=0,
-        tls_cert_file=str(stack.pki_dir / pki.SERVER_CERT),
-        tls_key_file=str(stack.pki_dir / pki.SERVER_KEY),
-        client_ca_file=str(stack.pki_dir / pki.CA_CERT),
-        client_crl_file=str(stack.pki_dir / pki.CRL),
-        token_public_key_file=str(stack.secrets.token_public_key_file),
-        principal_key_id=stack.secrets.principal_key_id,
-        principal_keys={stack.secrets.principal_key_id: SecretStr(key)},
-        nats_url=stack.nats_url,
-        log_json=False,
-    )
-    fields.update(overrides)
-    return GatewaySettings(**fields)
 
 
 class _FaultyIdentity(grpc.GenericRpcHandler):  # type: ignore[misc]
