@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from sqlalchemy import func, select
 
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
@@ -34,7 +35,9 @@ from dmp.records.v1 import records_pb2, records_pb2_grpc
 from dmp_dev import pki
 from dmp_dev.launcher.nats_server import wait_for_port
 from dmp_dev.testing.stack import LiveStack
+from services.notify import models as notify_models
 from tests.e2e.helpers import bearer, eventually
+from tests.fixtures import sql
 from tests.fixtures.records import make_ins
 from tests.records.helpers import create_request, doc
 
@@ -48,6 +51,11 @@ ALLOWED_DURING_FAULT = {S.OK, S.UNAVAILABLE}
 WARM_UP = 20
 # The gateway limits calls per principal; the load uses one doctor card.
 GATEWAY_ENV = {"DMP_RATE_LIMIT_PER_S": "100000", "DMP_RATE_LIMIT_BURST": "100000"}
+# notify's send slots: a killed notify may send again at most this many accepted e-mails.
+DISPATCH_CONCURRENCY = 16
+# history_feed commits claims per this many lines: one IngestClaims message of the drain
+# test, so its lines stored prove the stream is open at history_feed.
+CLAIM_COMMIT_LINES = 200
 
 
 def rid() -> str:
@@ -70,6 +78,7 @@ class Upload:
     codes: list[grpc.StatusCode] = field(default_factory=list)
     name: str = ""  # set once an attempt returned OK
     ok_at: float = 0.0  # event-loop time of the last OK
+    refused_at: dict[grpc.StatusCode, float] = field(default_factory=dict)  # last, per code
     unexpected: list[str] = field(default_factory=list)  # code and details of odd answers
 
     @property
@@ -100,6 +109,14 @@ class Ledger:
         """Seconds from `moment` to the first upload acknowledged after it."""
         after = [u.ok_at for u in self.uploads.values() if u.ok_at > moment]
         return min(after) - moment if after else None
+
+    def acknowledged_after(self, moment: float) -> int:
+        """Uploads whose last OK came after `moment` (event-loop time)."""
+        return sum(1 for u in self.uploads.values() if u.ok_at > moment)
+
+    def refused_after(self, moment: float, code: grpc.StatusCode) -> bool:
+        """Whether a caller was told `code` after `moment` (an outage felt)."""
+        return any(u.refused_at.get(code, 0.0) > moment for u in self.uploads.values())
 
 
 class Platform:
@@ -163,6 +180,7 @@ class Platform:
             created = await self.doctor.CreateDocument(upload.request, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as err:
             upload.codes.append(err.code())
+            upload.refused_at[err.code()] = asyncio.get_running_loop().time()
             if err.code() not in ALLOWED_DURING_FAULT:
                 upload.unexpected.append(f"{err.code().name}: {err.details()}")
             return err.code()
@@ -326,6 +344,19 @@ class Mailbox:
             if loop.time() > deadline:
                 raise AssertionError(f"announcements {got}, expected {expected}")
             await asyncio.sleep(0.2)
+
+
+async def unsent_notifications(stack: LiveStack) -> int:
+    """notify's rows still to send (pending, or claimed by a sender: a killed notify's
+    claims come back after their lease and are sent again)."""
+    n = notify_models.notifications
+    rows = await sql.fetch(
+        stack.database_url("notify"),
+        select(func.count())
+        .select_from(n)
+        .where(n.c.status.in_((notify_models.STATUS_PENDING, notify_models.STATUS_SENDING))),
+    )
+    return int(rows[0][0])
 
 
 def expected_announcements(ledger: Ledger) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """Graceful shutdown (SIGTERM, what Kubernetes sends first) drains the calls in flight.
 
-The platform runs as real processes, started by the launcher for this module alone.
+The platform runs as real processes, started by the launcher for the fault tests
+(tests/faults/conftest.py).
 
 - A claims stream (history_feed's client-streaming IngestClaims, the AMO's bulk feed) is
   open through the gateway when history_feed, then the gateway, receive SIGTERM. The test
@@ -23,44 +24,32 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import func, select
 
 from dmp.history.v1 import history_pb2, history_pb2_grpc
 from dmp.records.v1 import records_pb2
-from dmp_dev.testing.databases import DatabaseFactory
-from dmp_dev.testing.stack import LiveStack, running_stack
+from dmp_dev.testing.stack import LiveStack
+from services.history_feed.models import claim_lines
 from services.history_feed.synthetic import Generator
 from tests.faults.harness import (
     ALLOWED_DURING_FAULT,
     CALL_TIMEOUT_S,
-    GATEWAY_ENV,
+    CLAIM_COMMIT_LINES,
     Ledger,
     Platform,
     check_nothing_lost_or_doubled,
     settle,
 )
+from tests.fixtures import sql
+from tests.waits import until
 
 pytestmark = pytest.mark.slow
 
 BATCHES = 6
-LINES_PER_BATCH = 200
+LINES_PER_BATCH = CLAIM_COMMIT_LINES  # one commit per message
 BURST = 24
 R = records_pb2
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def live(
-    databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[LiveStack]:
-    """A platform of its own: these tests stop its processes. Grace long enough for a test
-    machine under load (the Deployments use 20 s)."""
-    grace = {"DMP_SHUTDOWN_GRACE_S": "20"}
-    extra_env = {name: grace for name in ("records", "history_feed")}
-    extra_env["gateway"] = {**GATEWAY_ENV, **grace}
-    var_dir = tmp_path_factory.mktemp("faults-drain") / "var"
-    async with running_stack(databases, var_dir, extra_env=extra_env) as stack:
-        yield stack
 
 
 async def stopped_serving(target: str) -> None:
@@ -78,6 +67,16 @@ async def stopped_serving(target: str) -> None:
                 return
             await asyncio.sleep(0.02)
     raise AssertionError(f"{target} still SERVING 15 s after SIGTERM")
+
+
+async def stored(live: LiveStack, batches: list[history_pb2.IngestClaimsRequest]) -> bool:
+    """Whether history_feed has committed every line of `batches`."""
+    ids = [line.line_id for batch in batches for line in batch.lines]
+    rows = await sql.fetch(
+        live.database_url("history_feed"),
+        select(func.count()).select_from(claim_lines).where(claim_lines.c.line_id.in_(ids)),
+    )
+    return int(rows[0][0]) == len(ids)
 
 
 def claim_batches(seed: int) -> list[history_pb2.IngestClaimsRequest]:
@@ -98,7 +97,12 @@ async def test_sigterm_drains_an_open_claims_stream(live: LiveStack, victim: str
     call = stub.IngestClaims(timeout=60)
     await call.write(batches[0])
     await call.write(batches[1])
-    await asyncio.sleep(0.3)  # the stream is open at history_feed, behind the gateway
+    # The stream is open at history_feed, behind the gateway: both batches are stored.
+    await until(
+        lambda: stored(live, batches[:2]),
+        "the first batches stored",
+        within_s=CALL_TIMEOUT_S,
+    )
 
     process = live.dev.process(victim)
     # The gateway's own port is TLS; its plaintext probe port shares its health.

@@ -1,36 +1,36 @@
 """SIGKILL under load: records, consent, notify and the nats-server, each killed and restarted.
 
 The whole platform runs as real processes, started by the launcher (`make run`'s code) for
-this module alone. A doctor uploads and reads back documents for three patients through the
-gateway (6 writers, 2 readers) while one part is SIGKILLed, left down, and started again the
-way a supervisor would (same command, same database; for NATS the same port and JetStream
-store). No manual step follows: the load goes on, then the checks of `tests.faults.harness`
-run (only OK or UNAVAILABLE seen, no wrong read, every acknowledged document readable, a
-retried request never doubled, each record holding exactly its requests' documents, every
-document announced to its patient).
+the fault tests (tests/faults/conftest.py). A doctor uploads and reads back documents for
+three patients through the gateway (6 writers, 2 readers) while one part is SIGKILLed, left
+down until the outage is felt (a caller told UNAVAILABLE where the part is in the request
+path, else uploads acknowledged meanwhile), and started again the way a supervisor would
+(same command, same database; for NATS the same port and JetStream store). No manual step
+follows: the load goes on, then the checks of `tests.faults.harness` run (only OK or
+UNAVAILABLE seen, no wrong read, every acknowledged document readable, a retried request
+never doubled, each record holding exactly its requests' documents, every document
+announced to its patient).
 
 E-mails: one document-added announcement per document, counted by distinct Message-ID. When
 notify itself is killed, a message the SMTP sink accepted just before the kill and not yet
 recorded as sent is sent again after the lease, with the same Message-ID (the documented
 at-least-once window of services/notify/dispatcher.py, at most `dispatch_concurrency` per
 kill): there the raw count may exceed the distinct count by that much. Everywhere else the
-raw count must equal it: exactly once.
+raw count must equal it: exactly once. The count is taken once notify has nothing left to
+send (no row pending or claimed), so no second copy can come after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
-from dmp_dev.testing.databases import DatabaseFactory
-from dmp_dev.testing.stack import LiveStack, running_stack
+from dmp_dev.testing.stack import LiveStack
 from tests.faults.harness import (
     ALLOWED_DURING_FAULT,
-    GATEWAY_ENV,
+    DISPATCH_CONCURRENCY,
     RECOVERY_S,
     Ledger,
     Mailbox,
@@ -42,33 +42,18 @@ from tests.faults.harness import (
     settle,
     start_nats,
     under_load,
+    unsent_notifications,
 )
+from tests.waits import until
 
 pytestmark = pytest.mark.slow
 
 PATIENTS = 3
-DOWN_S = 2.5  # longer than the gateway's decision cache below: the fault is felt
-AFTER_S = 2.0  # load after the restart, before the checks
-DISPATCH_CONCURRENCY = 16
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def live(
-    databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[LiveStack]:
-    """A platform of its own: these tests kill its processes."""
-    extra_env = {
-        "gateway": {**GATEWAY_ENV, "DMP_DECISION_CACHE_TTL_S": "1"},
-        # A killed notify's claimed-but-unsent messages come back after the lease.
-        "notify": {
-            "DMP_SENDING_LEASE_S": "8",
-            "DMP_SMTP_TIMEOUT_S": "5",
-            "DMP_DISPATCH_CONCURRENCY": str(DISPATCH_CONCURRENCY),
-        },
-    }
-    var_dir = tmp_path_factory.mktemp("faults-sigkill") / "var"
-    async with running_stack(databases, var_dir, extra_env=extra_env) as stack:
-        yield stack
+# Uploads acknowledged while a part out of the request path is down, and after the restart
+# before the checks: the load goes on through the outage and after it.
+DURING = 10
+AFTER = 10
+OUTAGE_S = 30.0  # deadline for the outage to be felt
 
 
 async def kill(live: LiveStack, victim: str) -> None:
@@ -100,16 +85,35 @@ async def test_sigkill_under_load_loses_and_doubles_nothing(live: LiveStack, vic
     patients = [await platform.new_patient(i) for i in range(PATIENTS)]
     ledger = Ledger()
 
+    loop = asyncio.get_running_loop()
     async with under_load(platform, patients, ledger):
         killed_pid = live.pid(victim) if victim != "nats-server" else 0
         await kill(live, victim)
-        await asyncio.sleep(DOWN_S)
+        killed_at = loop.time()
+        if victim in ("records", "consent"):
+            # In the request path: down until a caller is told UNAVAILABLE (consent's
+            # decisions first outlive it in the gateway's 1 s cache).
+            await until(
+                lambda: ledger.refused_after(killed_at, S.UNAVAILABLE),
+                f"a caller told UNAVAILABLE with {victim} down",
+                within_s=OUTAGE_S,
+            )
+        else:
+            await until(
+                lambda: ledger.acknowledged_after(killed_at) >= DURING,
+                f"{DURING} uploads acknowledged with {victim} down",
+                within_s=OUTAGE_S,
+            )
         await restart(live, victim)
-        restarted_at = asyncio.get_running_loop().time()
+        restarted_at = loop.time()
         if killed_pid:
             assert live.pid(victim) != killed_pid
         await recovered(ledger, restarted_at)
-        await asyncio.sleep(AFTER_S)
+        await until(
+            lambda: ledger.acknowledged_after(restarted_at) >= AFTER,
+            f"{AFTER} uploads acknowledged after the restart",
+            within_s=RECOVERY_S,
+        )
 
     codes = ledger.codes()
     assert set(codes) <= ALLOWED_DURING_FAULT, (dict(codes), ledger.unexpected()[:5])
@@ -125,7 +129,6 @@ async def test_sigkill_under_load_loses_and_doubles_nothing(live: LiveStack, vic
     recovery_s = ledger.first_ok_after(restarted_at)
     assert recovery_s is not None, "no upload succeeded after the restart"
 
-    loop = asyncio.get_running_loop()
     started = loop.time()
     await settle(platform, ledger)
     await check_nothing_lost_or_doubled(platform, ledger)
@@ -134,8 +137,13 @@ async def test_sigkill_under_load_loses_and_doubles_nothing(live: LiveStack, vic
     mailbox = Mailbox(live.mail_dir)
     expected = expected_announcements(ledger)
     await mailbox.wait_distinct(expected)
-    # Anything sent twice would show up now: give a resend the time of one dispatch poll.
-    await asyncio.sleep(1.0)
+
+    # Nothing left to send (a killed notify's claims resent after their lease): every copy,
+    # a second one included, is in the mailbox now.
+    async def nothing_to_send() -> bool:
+        return await unsent_notifications(live) == 0
+
+    await until(nothing_to_send, "notify has nothing left to send", within_s=RECOVERY_S)
     got = mailbox.announcements()
     resent = sum(len(got[to]) - len(set(got[to])) for to in expected)
     for to, count in expected.items():
