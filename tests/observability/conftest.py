@@ -3,8 +3,9 @@
 Spans of every in-process server land in one `InMemorySpanExporter`, so a test
 can follow one call from the gateway (real TLS, a real card) through records,
 its outbox relay, NATS, notify's consumer and dispatcher, to the e-mail
-accepted by an aiosmtpd sink. The assembly has its own nats-server: no other
-module's event backlog sits in front of its events. Records and the gateway
+accepted by an aiosmtpd sink. The assembly (package scope: one for the tracing and metrics
+modules, whose checks are deltas and their own traces) has its own nats-server: no other
+test area's event backlog sits in front of its events. Records and the gateway
 serve Prometheus endpoints on free ports.
 """
 
@@ -166,7 +167,7 @@ async def _register_card(identity: RunningServer, pki_dir: Path, stem: str) -> N
         )
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def assembly(
     databases: DatabaseFactory,
     tmp_path_factory: pytest.TempPathFactory,
