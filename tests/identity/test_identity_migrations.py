@@ -1,4 +1,5 @@
-"""identity's migrations: up, down, up again, and in step with the models."""
+"""identity's 0002 keeps the processed requests both ways (up, down, up and the models:
+tests/test_migrations.py)."""
 
 from __future__ import annotations
 
@@ -16,22 +17,9 @@ from kit.idempotency import Ledger
 from services.identity import models
 from tests.fixtures import sql
 
-TABLES = {t.name for t in models.metadata.sorted_tables}
 OLD_COLUMNS = ("request_id", "method", "caller", "response", "created_at")
 KEPT = "0b8f5a43-6f0e-4f7e-9a59-6a4d8f1f0e01"
 SECRET = "0b8f5a43-6f0e-4f7e-9a59-6a4d8f1f0e02"
-
-
-async def test_upgrade_downgrade_upgrade(databases: DatabaseFactory) -> None:
-    url = await databases.create("identity_migrations")
-    await migrations.upgrade("identity", url)
-    assert await sql.table_names(url) >= TABLES
-    assert await sql.schema_diff(url, "identity", models.metadata) == []
-    await migrations.downgrade("identity", url, "base")
-    assert await sql.table_names(url) & TABLES == set()
-    await migrations.upgrade("identity", url)
-    assert await sql.table_names(url) >= TABLES
-    assert await sql.schema_diff(url, "identity", models.metadata) == []
 
 
 async def test_processed_requests_keep_their_rows_both_ways(databases: DatabaseFactory) -> None:
