@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import grpc
@@ -16,6 +15,7 @@ from kit.errors import ServiceError, error_info
 from kit.tokens import AccessTokenVerifier, load_public_key, public_key_path
 from tests.fixtures.notify import NotifySinks
 from tests.identity.helpers import login, md, patient_principal, register_patient, rid
+from tests.waits import until
 
 
 def failure(exc: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> tuple[grpc.StatusCode, str]:
@@ -76,10 +76,7 @@ async def test_reused_refresh_token_revokes_the_session(
             "SESSION_REVOKED",
         )
         session_id = second.session.rsplit("/", 1)[1]
-        for _ in range(100):
-            if any(e.session_id == session_id for e in revoked):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: any(e.session_id == session_id for e in revoked), "the revocation")
         event = next(e for e in revoked if e.session_id == session_id)
         assert event.account == patient.account
         assert event.reason == events_pb2.REVOKE_REASON_REFRESH_TOKEN_REUSED
@@ -144,10 +141,14 @@ async def test_logout_revokes_the_session(stub, notify_sinks: NotifySinks, nats_
             identity_pb2.LogoutRequest(request_id=rid()), metadata=md(principal, "Logout")
         )
         session_id = tokens.session.rsplit("/", 1)[1]
-        for _ in range(100):
-            if any(e.session_id == session_id for e in seen):
-                break
-            await asyncio.sleep(0.05)
+        # A later revocation as a marker: identity's outbox publishes in order, so once the
+        # other session's event is in, any event of the second Logout would be too.
+        await stub.Logout(
+            identity_pb2.LogoutRequest(request_id=rid()),
+            metadata=md(patient_principal(patient, other), "Logout"),
+        )
+        marker = other.session.rsplit("/", 1)[1]
+        await until(lambda: any(e.session_id == marker for e in seen), "the marker's event")
         matching = [e for e in seen if e.session_id == session_id]
         assert len(matching) == 1
         assert matching[0].reason == events_pb2.REVOKE_REASON_LOGOUT

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import Column, Integer, String, Table, func, select
+from sqlalchemy import Column, Integer, String, Table, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.consent.v1 import consent_pb2
@@ -24,6 +26,7 @@ from kit.idempotency import (
     processed_requests_table,
     request_hash,
 )
+from tests.waits import until
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 METHOD = "GrantAccess"
@@ -89,6 +92,41 @@ async def _remember(
         await LEDGER.remember(
             session, key, scope="patient-1", method=METHOD, response=response, now=NOW
         )
+
+
+@contextmanager
+def statements_sent(sessions: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
+    """The SQL statements the sessions' engine sends meanwhile, as they are sent."""
+    engine = sessions.kw["bind"].sync_engine
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        sent.append(str(args[2]))  # (connection, cursor, statement, ...)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def waiting_twin(sessions: async_sessionmaker[AsyncSession], sent: list[str]) -> bool:
+    """The twin is blocked behind the first's open transaction: on SQLite once its first
+    write is sent (the file is locked by the first), on PostgreSQL once the server shows a
+    session waiting on a lock (the key's unique index entry)."""
+    if not any(statement.lstrip().upper().startswith("INSERT") for statement in sent):
+        return False
+    engine = sessions.kw["bind"]
+    if engine.dialect.name == "sqlite":
+        return True
+    async with engine.connect() as conn:
+        waiting = await conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(waiting.scalar_one()) > 0
 
 
 async def _count(sessions: async_sessionmaker[AsyncSession], table: Table) -> int:
@@ -232,8 +270,9 @@ async def test_concurrent_twin_is_aborted_and_writes_nothing(
         )
         # The twin writes while the first is still open: it waits on the key (PostgreSQL)
         # or on the write lock (SQLite), then loses once the first commits.
-        twin = asyncio.create_task(_remember(sessions, key, note="twin"))
-        await asyncio.sleep(0.2)
+        with statements_sent(sessions) as sent:
+            twin = asyncio.create_task(_remember(sessions, key, note="twin"))
+            await until(lambda: waiting_twin(sessions, sent), "the twin waiting on the first")
     with pytest.raises(ServiceError) as error:
         await twin
     assert refusal(error) == (grpc.StatusCode.ABORTED, "REQUEST_IN_PROGRESS")
