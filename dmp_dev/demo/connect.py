@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from email import policy
@@ -86,10 +87,13 @@ class Channels:
         return self._open[""]
 
     def check_reachable(self, timeout_s: float = 5.0) -> None:
-        """Fail early with a clear message when nothing listens on the patient port."""
+        """Fail early with a clear message when nothing listens on the patient port: at once
+        when the port refuses the connection, else after `timeout_s` without an answer."""
+        address = (self.endpoints.host, self.endpoints.patient_port)
         try:
+            socket.create_connection(address, timeout=timeout_s).close()
             grpc.channel_ready_future(self.patient()).result(timeout=timeout_s)
-        except grpc.FutureTimeoutError as exc:
+        except (OSError, grpc.FutureTimeoutError) as exc:
             raise DemoError(
                 f"the gateway does not answer on {self.endpoints.host}:"
                 f"{self.endpoints.patient_port}: start the platform with `make run` "
