@@ -63,7 +63,8 @@ NEW_PASSWORD = "Battery-Staple-73-horse"
 # The design bound is about a second after identity's relay publishes (a lingering pull);
 # the waits below are deadlines for a loaded two-core CI machine, not timings.
 REVOKED_WITHIN_S = 15.0
-# DMP_CRL_RELOAD_INTERVAL_S (5 s by default) plus the load, with the same slack.
+# DMP_CRL_RELOAD_INTERVAL_S (0.5 s on the test stack, 5 s by default) plus the load, with
+# the same slack.
 CRL_RELOADED_WITHIN_S = 20.0
 BAD_BYTES = b"\xff\xff\xff"
 IDENTITY = "/dmp.identity.v1.IdentityService/"
