@@ -7,10 +7,10 @@ moves time instead of waiting for it:
 - `SystemClock`: real time, what production runs on.
 - `ManualClock`: stands still until a test moves it (`advance`, `set`); for a unit under
   test that must see exactly the instant the test chose (identity's code and token expiry).
-- `ShiftedClock`: real time plus an offset a test can grow (`advance`): time still flows,
-  so everything that waits for real events keeps working, and a test jumps a rule's
-  duration (an emergency access's hour) in no time. `use(clock)` installs it as the process
-  clock for in-process services and puts the previous one back afterwards.
+- `ShiftedClock`: real time (or another clock) plus an offset a test can grow (`advance`):
+  time still flows, so everything that waits for real events keeps working, and a test
+  jumps a rule's duration (an emergency access's hour) in no time. `use(clock)` installs
+  it as the process clock for in-process services and puts the previous one back after.
 - `OffsetFileClock`: real time plus the number of seconds written in a file, re-read when
   the file changes. Processes started by the dev launcher or the test stack take it from
   `DMP_DEV_CLOCK_OFFSET_FILE`, so a test can say "30 days later" to the whole platform by
@@ -89,22 +89,24 @@ class ManualClock:
 
 
 class ShiftedClock:
-    """Real time plus an offset that only grows: time flows, and a test can jump ahead."""
+    """`base` (default: real time) plus an offset that only grows: time flows, and a test
+    can jump ahead."""
 
-    def __init__(self, offset: timedelta = timedelta(0)) -> None:
+    def __init__(self, offset: timedelta = timedelta(0), *, base: Clock | None = None) -> None:
         if offset < timedelta(0):
             raise ValueError("a clock does not go backwards")
         self._offset = offset
+        self._base = base if base is not None else SystemClock()
 
     @property
     def offset(self) -> timedelta:
         return self._offset
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
+        return self._base.now() + self._offset
 
     def monotonic(self) -> float:
-        return time.monotonic() + self._offset.total_seconds()
+        return self._base.monotonic() + self._offset.total_seconds()
 
     def advance(self, delta: timedelta) -> None:
         if delta < timedelta(0):

@@ -20,6 +20,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -30,6 +31,7 @@ from dmp_dev.launcher.nats_server import free_port
 from dmp_dev.launcher.secrets import DevSecrets
 from dmp_dev.launcher.stack import DevStack, StackConfig, database_url
 from dmp_dev.testing.databases import DatabaseFactory
+from kit import clock
 from kit import principal as principals
 from kit.tokens import AccessTokenIssuer, load_private_key
 
@@ -47,9 +49,19 @@ TEST_ENV: Mapping[str, Mapping[str, str]] = {
 }
 
 
-def stack_env(extra_env: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
-    """`TEST_ENV` with a test's own settings over it, per process."""
+# In the var directory: the seconds every process of a test stack adds to real time
+# (kit.clock.OffsetFileClock, DMP_DEV_CLOCK_OFFSET_FILE); `LiveStack.advance_clock` writes it.
+CLOCK_OFFSET_FILE = "clock-offset"
+
+
+def stack_env(
+    extra_env: Mapping[str, Mapping[str, str]] | None, clock_file: Path
+) -> dict[str, dict[str, str]]:
+    """`TEST_ENV`, the shared clock offset file, and a test's own settings over them, per
+    process."""
     merged = {name: dict(env) for name, env in TEST_ENV.items()}
+    for name in [spec.name for spec in catalog.available()] + [catalog.GATEWAY.name]:
+        merged.setdefault(name, {})[clock.OFFSET_FILE_ENV] = str(clock_file)
     for name, env in (extra_env or {}).items():
         merged.setdefault(name, {}).update(env)
     return merged
@@ -99,6 +111,24 @@ class LiveStack:
     dev: DevStack
     database_urls: Mapping[str, str]
     _channels: list[grpc.aio.Channel] = field(default_factory=list)
+    _offset: timedelta = timedelta(0)
+
+    # -- time -----------------------------------------------------------------------
+
+    @property
+    def clock(self) -> clock.OffsetFileClock:
+        """The platform's clock: real time plus what `advance_clock` added."""
+        return clock.OffsetFileClock(self.var_dir / CLOCK_OFFSET_FILE)
+
+    def advance_clock(self, delta: timedelta) -> None:
+        """Move every process's clock `delta` ahead (the next time rule each one reads sees
+        it); the stack's own tokens and signatures follow. Forwards only, for good: a
+        session's stack stays ahead for the tests after, so keep `delta` within what they
+        tolerate (principal signatures live 60 s)."""
+        if delta < timedelta(0):
+            raise ValueError("the clock only moves forwards")
+        self._offset += delta
+        clock.write_offset(self.var_dir / CLOCK_OFFSET_FILE, self._offset)
 
     # -- where things are ---------------------------------------------------------
 
@@ -211,17 +241,22 @@ class LiveStack:
         would issue it (for tests whose subject is not the login itself)."""
         issuer = AccessTokenIssuer(load_private_key(self.token_signing_key_file))
         issued = issuer.issue(
-            account=account or f"acct-{ins}", ins=ins, session_id=session_id or uuid.uuid4().hex
+            account=account or f"acct-{ins}",
+            ins=ins,
+            session_id=session_id or uuid.uuid4().hex,
+            now=self.clock.now(),
         )
         return issued.token
 
     def signed(
         self, principal: principal_pb2.Principal, method: str
     ) -> tuple[tuple[str, bytes], ...]:
-        """`dmp-principal-bin` metadata for a direct call to a service (full method path)."""
-        return principals.metadata_for(
-            principal, method, self.secrets.principal_key_id, self.secrets.principal_key
-        )
+        """`dmp-principal-bin` metadata for a direct call to a service (full method path),
+        stamped on the platform's clock."""
+        with clock.use(self.clock):
+            return principals.metadata_for(
+                principal, method, self.secrets.principal_key_id, self.secrets.principal_key
+            )
 
     async def close_channels(self) -> None:
         channels, self._channels = self._channels, []
@@ -280,7 +315,7 @@ async def running_stack(
     cfg = dataclasses.replace(
         free_config(var_dir),
         database_urls=urls,
-        extra_env=stack_env(extra_env),
+        extra_env=stack_env(extra_env, var_dir / CLOCK_OFFSET_FILE),
         ready_timeout_s=ready_timeout_s,
         only=only,
     )

@@ -649,7 +649,7 @@ async def test_rule7_emergency_expires(consent: ConsentHarness) -> None:
     assert allowed.decision == ALLOWED
     assert allowed.cache_expire_time.ToDatetime(UTC) <= rule.expire_time.ToDatetime(UTC)
     # 1.1 s later on the process clock consent reads (kit.clock), without waiting for it.
-    with clock.use(clock.ShiftedClock(timedelta(seconds=1.1))):
+    with clock.use(clock.ShiftedClock(timedelta(seconds=1.1), base=clock.current())):
         expired = await consent.authorize(doctor, READ, dossier, document_class_code="10")
     assert (expired.decision, expired.reason) == (DENIED, "NO_GRANT")
 

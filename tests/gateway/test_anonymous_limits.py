@@ -249,7 +249,7 @@ async def test_a_flood_from_one_address_is_limited_and_others_are_not(
     assert reason(error) == RATE_LIMITED
     # The address gets through again once its bucket has refilled: the retry delay later on
     # the process clock the replica's limiter reads.
-    shifted = clock.ShiftedClock()
+    shifted = clock.ShiftedClock(base=clock.current())
     with clock.use(shifted):
         error = await failing(refresh(flood))
         assert reason(error) == RATE_LIMITED

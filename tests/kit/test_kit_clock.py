@@ -45,6 +45,9 @@ def test_shifted_clock_flows_and_jumps() -> None:
     assert shifted.monotonic() >= 30 * 86400
     with pytest.raises(ValueError, match="backwards"):
         shifted.advance(-DAY)
+    start = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    on_manual = clock.ShiftedClock(DAY, base=clock.ManualClock(start))
+    assert on_manual.now() == start + DAY
 
 
 def test_the_process_clock_is_what_services_read() -> None:
