@@ -74,12 +74,20 @@ class DatabaseFactory:
         await migrations.upgrade(service, url)
         return url
 
-    async def drop_all(self) -> None:
+    async def drop_all(self, concurrency: int = 8) -> None:
+        """Drop every database of the run, a few at a time: each DROP DATABASE waits on the
+        server's file removal (~0.2 s), so one after the other they took ~15 s at the end of
+        a suite run."""
         if self.kind != "postgresql":
             return
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            for name in self._created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def drop(name: str) -> None:
+            async with gate:
+                conn = await asyncpg.connect(PG_ADMIN_DSN)
+                try:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                finally:
+                    await conn.close()
+
+        await asyncio.gather(*(drop(name) for name in self._created))
