@@ -8,7 +8,7 @@ One test per service with migrations (the launcher's catalog), on the run's back
   models; every column has the models' nullability and every unique constraint of the
   models exists (checked on their own: the comparison is lenient about both on SQLite);
 - after `downgrade base` none of them is left but the version table;
-- `upgrade head` again gives the same schema.
+- `upgrade head` again gives the same tables, and the comparison finds no difference.
 
 Data migrations (rows kept by a revision, both ways) have their own tests next to their
 service (tests/<service>/test_*migrations*.py).
@@ -78,12 +78,14 @@ def read_shape(
     return nullable, unique
 
 
-async def assert_at_head(url: str, service: str, kind: str) -> None:
+async def assert_at_head(url: str, service: str, kind: str, *, shape: bool = True) -> None:
     metadata = models_of(service)
     outside = OUTSIDE_MODELS.get(service, {}).get(kind, set())
     expected = set(metadata.tables) | {migrations.version_table(service)} | outside
     assert await sql.table_names(url) == expected
     assert await sql.schema_diff(url, service, metadata, ignore=outside) == []
+    if not shape:
+        return
     tables = sorted(metadata.tables)
     nullable, unique = await sql.inspect_tables(url, lambda i: read_shape(i, tables))
     for name, table in metadata.tables.items():
@@ -110,7 +112,7 @@ async def test_upgrade_matches_the_models_downgrade_empties_upgrade_again(
     await migrations.downgrade(service, url, "base")
     assert await sql.table_names(url) <= {migrations.version_table(service)}
     await migrations.upgrade(service, url)
-    await assert_at_head(url, service, databases.kind)
+    await assert_at_head(url, service, databases.kind, shape=False)  # same tables, no diff
 
 
 def test_every_service_with_migrations_is_covered() -> None:
