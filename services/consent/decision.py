@@ -339,7 +339,7 @@ def _patient(  # noqa: PLR0912 - one branch per access rule
     return _allow(reason, NORMAL, scope, cache_until=cache_until)
 
 
-def _professional(  # noqa: PLR0912 - one branch per access rule
+def _professional(  # noqa: PLR0912, PLR0915 - one branch per access rule
     matrix: Matrix,
     req: Request,
     record: RecordState | None,
@@ -393,6 +393,14 @@ def _professional(  # noqa: PLR0912 - one branch per access rule
         if class_code
         else rights.writes_anything
     )
+    # A resource the matrix's `record` key lets this profession record (a nurse's or a
+    # pharmacist's vaccination): only under an access to the record in normal mode, never
+    # on the strength of the write right alone (rule 5 is for writers of the whole class).
+    records_resource = (
+        action == A.ACTION_WRITE
+        and req.resource_kind != A.RESOURCE_KIND_DOCUMENT
+        and rights.records(req.resource_kind)
+    )
     if not (basis or writes or care_context_grant or action == A.ACTION_EMERGENCY_ACCESS):
         return _hidden("NO_GRANT")
 
@@ -421,6 +429,19 @@ def _professional(  # noqa: PLR0912 - one branch per access rule
             first_access=first,
         )
     if action in (A.ACTION_WRITE, A.ACTION_DELETE):
+        if not writes and records_resource:
+            if mode != NORMAL:  # an emergency opens reading, not recording
+                return Decision(
+                    False, "EMERGENCY_MODE_NO_RECORDING", "CLASS_NOT_WRITABLE", PERMISSION_DENIED
+                )
+            return _allow(
+                basis,
+                NORMAL,
+                _scope(matrix, NORMAL, rights, masked_visible=attending),
+                base_obligations,
+                first_access=first,
+                cache_until=cache_until,
+            )
         if not writes:
             return _deny("CLASS_NOT_WRITABLE", PERMISSION_DENIED)
         res = req.resource

@@ -41,7 +41,9 @@ _MODES = {
     "bris_de_glace": principal_pb2.ACCESS_MODE_BRIS_DE_GLACE,
     "centre_15": principal_pb2.ACCESS_MODE_CENTRE_15,
 }
-_RIGHT_KEYS = {"read", "read_types", "write", "write_types"}
+_DOCUMENT_KEYS = {"read", "read_types", "write", "write_types"}
+# `record` (resources recorded under an access) is a professional's right only.
+_RIGHT_KEYS = _DOCUMENT_KEYS | {"record"}
 
 
 class MatrixError(ValueError):
@@ -61,6 +63,10 @@ class Rights:
     read_types_sorted: tuple[str, ...] = field(default=(), compare=False)
     write_sorted: tuple[str, ...] = field(default=(), compare=False)
     write_types_sorted: tuple[str, ...] = field(default=(), compare=False)
+    #: Resource kinds (authz_pb2.ResourceKind) this row may record beyond its writable classes,
+    #: only on a record it has an access to in normal mode (the matrix's `record` key: a nurse
+    #: or a pharmacist records vaccinations without writing class 52 certificates).
+    record: frozenset[int] = frozenset()
 
     @staticmethod
     def of(
@@ -68,11 +74,24 @@ class Rights:
         read_types: Iterable[str] = (),
         write: Iterable[str] = (),
         write_types: Iterable[str] = (),
+        record: Iterable[int] = (),
     ) -> Rights:
         r, rt, w, wt = (frozenset(x) for x in (read, read_types, write, write_types))
         return Rights(
-            r, rt, w, wt, tuple(sorted(r)), tuple(sorted(rt)), tuple(sorted(w)), tuple(sorted(wt))
+            r,
+            rt,
+            w,
+            wt,
+            tuple(sorted(r)),
+            tuple(sorted(rt)),
+            tuple(sorted(w)),
+            tuple(sorted(wt)),
+            frozenset(record),
         )
+
+    def records(self, resource_kind: int) -> bool:
+        """Whether the row's `record` key names this resource kind."""
+        return resource_kind in self.record
 
     def can_read(self, class_code: str, type_code: str = "") -> bool:
         return class_code in self.read or (bool(type_code) and type_code in self.read_types)
@@ -158,12 +177,27 @@ def _codes(value: Any, table: str, where: str) -> list[str]:
     return out
 
 
+def _resources(value: Any, where: str) -> list[int]:
+    """The `record` key: resource names of `resource_classes` (e.g. `vaccination`)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MatrixError(f"{where}: expected a list of resource names")
+    out: list[int] = []
+    for item in value:
+        if item not in _RESOURCE_KINDS:
+            raise MatrixError(f"{where}: unknown resource {item!r}")
+        out.append(_RESOURCE_KINDS[item])
+    return out
+
+
 def _rights(raw: Mapping[str, Any], where: str) -> Rights:
     return Rights.of(
         _codes(raw.get("read"), "document_classes", f"{where}.read"),
         _codes(raw.get("read_types"), "document_types", f"{where}.read_types"),
         _codes(raw.get("write"), "document_classes", f"{where}.write"),
         _codes(raw.get("write_types"), "document_types", f"{where}.write_types"),
+        _resources(raw.get("record"), f"{where}.record"),
     )
 
 
@@ -200,7 +234,7 @@ def parse(data: bytes, source: str = "") -> Matrix:  # noqa: PLR0912, PLR0915 - 
         )[0]
 
     patient_raw = _mapping(doc.get("patient"), "patient")
-    _check_keys(patient_raw, _RIGHT_KEYS, "patient")
+    _check_keys(patient_raw, _DOCUMENT_KEYS, "patient")
     patient = _rights(patient_raw, "patient")
 
     professions: dict[str, ProfessionRow] = {}
@@ -234,7 +268,7 @@ def parse(data: bytes, source: str = "") -> Matrix:  # noqa: PLR0912, PLR0915 - 
         raise MatrixError(f"professions: no explicit row for TRE_G15 codes {missing}")
 
     roles: dict[str, RoleRow] = {}
-    role_keys = _RIGHT_KEYS | {"excluded", "administrative", "manage_record", "emergency_mode"}
+    role_keys = _DOCUMENT_KEYS | {"excluded", "administrative", "manage_record", "emergency_mode"}
     for key, value in _mapping(doc.get("roles"), "roles").items():
         name = str(key)
         where = f"roles.{name}"

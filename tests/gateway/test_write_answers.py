@@ -124,7 +124,8 @@ TABLE: dict[str, frozenset[str]] = {
     "RecordsService/DeleteDocument": frozenset(
         {"patient", "doctor+grant", *DOCTORS, "pharmacist", "nurse"}
     ),
-    # Health profile (class 11) and vaccinations (class 52): médecins and the patient.
+    # Health profile (class 11) and vaccinations (class 52): médecins and the patient (nurses
+    # and pharmacists record vaccinations only under an access, which they have not here).
     "RecordsService/UpdateHealthProfile": frozenset({"patient", "doctor+grant", *DOCTORS}),
     "RecordsService/CreateVaccination": frozenset({"patient", "doctor+grant", *DOCTORS}),
     # A professional grants themself through a care context (doctor+grant already holds one).
