@@ -1,0 +1,140 @@
+"""Journey 6 of issue 15, through the launcher-started gateway: a nurse, who knows nothing but
+the patient's INS, records a flu vaccination with its lot and booster date; the patient sees it
+in their vaccination book, and their access history names the nurse.
+
+The nurse's access is the patient's grant, given in the patient's app (the patient knows their
+own record); the nurse then finds the record from the INS alone (`patients/{ins}/dossier`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import grpc
+
+from dmp.authz.v1 import authz_pb2
+from dmp.consent.v1 import consent_pb2
+from dmp.records.v1 import records_pb2
+from dmp_dev.testing.stack import LiveStack
+from tests.e2e.helpers import (
+    consent,
+    eventually,
+    expect,
+    new_record,
+    patient_md,
+    records,
+    rid,
+    rpps,
+)
+
+R = records_pb2
+C = consent_pb2
+A = authz_pb2
+S = grpc.StatusCode
+FLU = R.CodedConcept(code="J07BB02", display="Influenza, inactivé, virion fragmenté")
+NURSE = "nurse"  # Julie Lambert, infirmière (tests/fixtures/stack.py)
+
+
+def _date(d: date) -> R.Date:
+    return R.Date(year=d.year, month=d.month, day=d.day)
+
+
+def _flu(today: date, lot: str) -> R.Vaccination:
+    booster = today + timedelta(days=365)
+    return R.Vaccination(
+        vaccine=FLU,
+        target_diseases=["grippe saisonnière"],
+        administration_date=_date(today),
+        lot_number=lot,
+        dose_number=1,
+        booster_date=_date(booster),
+    )
+
+
+async def test_journey6_nurse_records_a_flu_vaccination_from_the_ins(stack: LiveStack) -> None:
+    dossier, ins = await new_record(stack)
+    nurse = records(stack.card_channel(NURSE))
+    today = stack.clock.now().date()
+    by_ins = R.GetDossierRequest(name=f"patients/{ins}/dossier")
+
+    # Without an access, the INS opens nothing and nothing is recorded (NO_GRANT, AIP-211).
+    await expect(nurse.GetDossier(by_ins, timeout=10), S.NOT_FOUND)
+    refused = R.CreateVaccinationRequest(
+        parent=dossier, vaccination=_flu(today, "LOT-REFUSED"), request_id=rid()
+    )
+    await expect(nurse.CreateVaccination(refused, timeout=10), S.NOT_FOUND)
+
+    # The patient gives the nurse access in their app.
+    patient_consent = consent(stack.patient_channel())
+    md = patient_md(stack, ins)
+    await patient_consent.GrantAccess(
+        C.GrantAccessRequest(parent=dossier, professional_rpps=rpps(NURSE), request_id=rid()),
+        metadata=md,
+        timeout=10,
+    )
+
+    # The nurse finds the record from the INS, then records the vaccination.
+    found = await eventually(lambda: nurse.GetDossier(by_ins, timeout=10))
+    assert found.name == dossier
+    # A booster date that does not follow the administration is refused, nothing written.
+    early = _flu(today, "LOT-EARLY")
+    early.booster_date.CopyFrom(_date(today))
+    await expect(
+        nurse.CreateVaccination(
+            R.CreateVaccinationRequest(parent=found.name, vaccination=early, request_id=rid()),
+            timeout=10,
+        ),
+        S.INVALID_ARGUMENT,
+        "BOOSTER_BEFORE_ADMINISTRATION",
+    )
+    recorded = await nurse.CreateVaccination(
+        R.CreateVaccinationRequest(
+            parent=found.name, vaccination=_flu(today, "FLU-2026-A17"), request_id=rid()
+        ),
+        timeout=10,
+    )
+    assert recorded.name.startswith(f"{dossier}/vaccinations/")
+    assert recorded.professional.rpps == rpps(NURSE)
+    assert recorded.professional.profession_code == "60"
+
+    # The patient sees it in their vaccination book: vaccine, lot, dates, the nurse.
+    book = await records(stack.patient_channel()).ListVaccinations(
+        R.ListVaccinationsRequest(parent=dossier), metadata=md, timeout=10
+    )
+    assert [v.name for v in book.vaccinations] == [recorded.name]
+    entry = book.vaccinations[0]
+    assert entry.vaccine.code == FLU.code
+    assert entry.lot_number == "FLU-2026-A17"
+    assert entry.administration_date == _date(today)
+    assert entry.booster_date == _date(today + timedelta(days=365))
+    assert entry.professional.rpps == rpps(NURSE)
+    assert entry.provenance.author.rpps == rpps(NURSE)
+
+    # The access history names the nurse (directory), with her profession, for the recording.
+    history = await patient_consent.ListAccessHistory(
+        C.ListAccessHistoryRequest(
+            parent=dossier, filter=f'principal.rpps = "{rpps(NURSE)}"', page_size=50
+        ),
+        metadata=md,
+        timeout=10,
+    )
+    writes = [
+        e
+        for e in history.entries
+        if e.method.endswith("/CreateVaccination") and e.decision == C.DECISION_ALLOWED
+    ]
+    # The gateway may reuse one decision for both calls (the early booster and the recording).
+    assert writes, [(e.method, e.reason) for e in history.entries]
+    logged = writes[0]
+    assert logged.principal.display_name == "Julie Lambert"
+    assert logged.principal.profession_code == "60"
+    assert logged.resource_kind == A.RESOURCE_KIND_VACCINATION
+    assert logged.reason == "ACCESS_GRANTED"
+    # The refusal before the grant is there too, under the same name.
+    denied = [
+        e
+        for e in history.entries
+        if e.method.endswith("/CreateVaccination") and e.decision == C.DECISION_DENIED
+    ]
+    assert denied
+    assert all(e.principal.display_name == "Julie Lambert" for e in denied)
