@@ -12,8 +12,9 @@ Keys are ECDSA P-256: generation is instant and every gRPC stack accepts them.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kit.pki import (
     KINDS,
+    OID_FINESS,
     OID_PROFESSION,
     OID_ROLES,
     OID_SPECIALTY,
@@ -37,21 +39,29 @@ __all__ = [
     "CA_KEY",
     "CRL",
     "DEMO_CARDS",
+    "DEMO_ESTABLISHMENTS",
+    "ESTABLISHMENTS_DIR",
     "KINDS",
     "SERVER_CERT",
     "SERVER_KEY",
     "Authority",
     "CardFields",
+    "EstablishmentFields",
     "Issued",
+    "StaffMember",
     "card_fields",
     "create_authority",
     "create_crl",
+    "ensure_dev_establishments",
     "ensure_dev_pki",
     "fingerprint",
     "issue_card",
+    "issue_establishment",
     "issue_server",
     "load_authority",
+    "load_establishment_fields",
     "save_authority",
+    "save_establishment",
     "save_issued",
     "write_private",
 ]
@@ -61,6 +71,9 @@ CA_KEY = "ca.key"
 CRL = "ca.crl"
 SERVER_CERT = "gateway.crt"
 SERVER_KEY = "gateway.key"
+#: Under the PKI directory: `<stem>.crt`/`.key` of each establishment and `<stem>.json`, what
+#: the launcher registers for it (FINESS, name, kind, staff).
+ESTABLISHMENTS_DIR = "establishments"
 
 
 @dataclass(frozen=True)
@@ -308,3 +321,85 @@ def ensure_dev_pki(directory: Path, hosts: Sequence[str] = ("localhost", "127.0.
     for stem, fields in DEMO_CARDS.items():
         save_issued(issue_card(ca, fields), directory / "cards", stem)
     return True
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    """A professional of an establishment's staff. With a family name the launcher also
+    creates the directory entry (a professional without a CPS card of their own); with the
+    RPPS alone it names someone already in the directory (a demo card's holder)."""
+
+    rpps: str
+    family_name: str = ""
+    given_name: str = ""
+    profession_code: str = ""
+    specialty_code: str = ""
+
+
+@dataclass(frozen=True)
+class EstablishmentFields:
+    """An establishment's certificate subject and its registration (kind: hospital, clinic,
+    laboratory)."""
+
+    finess: str
+    name: str
+    kind: str = "hospital"
+    staff: tuple[StaffMember, ...] = ()
+
+
+def issue_establishment(ca: Authority, fields: EstablishmentFields) -> Issued:
+    """An establishment information system's client certificate (OU `establishment`)."""
+    attrs = [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, fields.name),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "establishment"),
+        x509.NameAttribute(NameOID.COMMON_NAME, fields.name),
+        x509.NameAttribute(OID_FINESS, fields.finess),
+    ]
+    return _leaf(ca, x509.Name(attrs), usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def save_establishment(
+    issued: Issued, fields: EstablishmentFields, directory: Path, stem: str
+) -> None:
+    """`<stem>.crt`, `<stem>.key` and `<stem>.json` (what the launcher registers)."""
+    save_issued(issued, directory, stem)
+    (directory / f"{stem}.json").write_text(
+        json.dumps(asdict(fields), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def load_establishment_fields(path: Path) -> EstablishmentFields:
+    """The registration written by `save_establishment` (`<stem>.json`)."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    staff = tuple(StaffMember(**member) for member in raw.get("staff", ()))
+    return EstablishmentFields(raw["finess"], raw["name"], raw.get("kind", "hospital"), staff)
+
+
+# The demo establishment: a hospital whose information system deposits discharge letters for
+# its doctors (the CI-SIS discharge-letter sample's author and establishment), and where the
+# demo doctor also works.
+DEMO_ESTABLISHMENTS: dict[str, EstablishmentFields] = {
+    "hospital": EstablishmentFields(
+        "750803447",
+        "Hôpital Européen Georges Pompidou",
+        "hospital",
+        (
+            StaffMember("01234567897", "DAVID", "Charles", "10", "SM27"),
+            StaffMember(DEMO_CARDS["doctor"].rpps),
+        ),
+    ),
+}
+
+
+def ensure_dev_establishments(directory: Path) -> bool:
+    """Issue the demo establishments' certificates that are missing (an older `var/pki` has
+    none). True when something was created."""
+    ca = load_authority(directory)
+    target = directory / ESTABLISHMENTS_DIR
+    created = False
+    for stem, fields in DEMO_ESTABLISHMENTS.items():
+        if not (target / f"{stem}.crt").exists():
+            save_establishment(issue_establishment(ca, fields), fields, target, stem)
+            created = True
+    return created

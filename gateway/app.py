@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from dmp.consent.v1 import consent_pb2_grpc, events_pb2
 from dmp.identity.v1 import identity_pb2_grpc
 from dmp.records.v1 import records_pb2_grpc
+from gateway.assertion import AssertionVerifier, ReplayCache
 from gateway.authn import Authenticator
 from gateway.authz import Decisions
 from gateway.crl import CrlWatcher
@@ -124,6 +125,12 @@ def _authentication(
         credentials,
         verifier,
         sessions=sessions,
+        assertions=AssertionVerifier(
+            ReplayCache(settings.assertion_replay_max_entries),
+            max_lifetime_s=settings.assertion_max_lifetime_s,
+            leeway_s=settings.assertion_leeway_s,
+        ),
+        member_cache_ttl_s=settings.establishment_member_cache_ttl_s,
         cache_ttl_s=settings.certificate_cache_ttl_s,
         timeout_s=settings.authorize_timeout_s,
     )

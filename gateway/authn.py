@@ -19,6 +19,19 @@ A patient token is refused once identity revoked its session
 One credential per call: two `authorization` headers, or a bearer token next
 to a client certificate, are refused (CREDENTIALS_AMBIGUOUS) rather than
 letting one of them silently win.
+
+An establishment's certificate (a hospital information system) is no caller by
+itself: each call must carry a user assertion (`gateway.assertion`) naming one
+of its staff, else ASSERTION_REQUIRED. The caller is then that professional
+"via" the establishment: the RPPS must be a member of the establishment's
+staff in identity's directory (GetEstablishmentMember, cached like
+certificates; ASSERTION_USER_NOT_STAFF), the asserted profession and specialty
+must be the directory's (ASSERTION_PROFESSION_MISMATCH), and the principal
+takes the directory's profession, specialty and roles, so consent decides on
+that professional's rights and the access log names both. An assertion sent
+on any other connection (a personal CPS card, the patient port) is refused
+(ASSERTION_UNEXPECTED): it would otherwise be ignored, and a client relying on
+it would act under another identity than it believes.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from cryptography import x509
 
 from dmp.authz.v1 import principal_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from gateway.assertion import AssertionVerifier, UserAssertion
 from gateway.revocations import RevokedSessions
 from kit import clock as kit_clock
 from kit import pki
@@ -44,6 +58,8 @@ log = get_logger(__name__)
 P = principal_pb2
 ID = identity_pb2
 RESOLVE = "/dmp.identity.v1.IdentityService/ResolveCertificate"
+MEMBER = "/dmp.identity.v1.IdentityService/GetEstablishmentMember"
+_MAX_MEMBERS = 100_000
 _ROLE_NAMES: dict[int, str] = {
     value: name.removeprefix("PROFESSIONAL_ROLE_").lower()
     for name, value in ID.ProfessionalRole.items()
@@ -60,11 +76,23 @@ _CARD_KINDS = {
 
 
 @dataclass(frozen=True)
+class EstablishmentConnection:
+    """A registered establishment's certificate on the connection: no caller until a user
+    assertion names one of its staff."""
+
+    finess: str
+    display_name: str
+    cert: x509.Certificate
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Caller:
     """A verified principal and the key its rate limit and decisions are cached under."""
 
     key: str
     principal: principal_pb2.Principal
+    establishment: EstablishmentConnection | None = None
 
 
 def ambiguous() -> Exception:
@@ -81,6 +109,8 @@ class Authenticator:
         verifier: AccessTokenVerifier | None,
         *,
         sessions: RevokedSessions,
+        assertions: AssertionVerifier | None = None,
+        member_cache_ttl_s: float = 60.0,
         revoked: frozenset[int] = frozenset(),
         cache_ttl_s: float = 300.0,
         timeout_s: float = 3.0,
@@ -90,6 +120,10 @@ class Authenticator:
         self._credentials = credentials
         self._verifier = verifier
         self.sessions = sessions
+        self.assertions = assertions
+        self._member_ttl = member_cache_ttl_s
+        # (FINESS, RPPS) -> (expires, member entry)
+        self._members: dict[tuple[str, str], tuple[float, identity_pb2.EstablishmentMember]] = {}
         self.revoked = revoked
         self._ttl = cache_ttl_s
         self._timeout = timeout_s
@@ -111,17 +145,97 @@ class Authenticator:
         context: grpc.aio.ServicerContext,
         authorizations: Sequence[str],
         traceparent: str | None = None,
+        assertions: Sequence[str] = (),
     ) -> Caller | None:
         """The caller, None when there is no credential; UNAUTHENTICATED when it is invalid
         or when more than one credential is presented."""
         pems = context.auth_context().get("x509_pem_cert")
-        if len(authorizations) > 1 or (pems and authorizations):
+        if len(authorizations) > 1 or (pems and authorizations) or len(assertions) > 1:
             raise ambiguous()
         if pems:
-            return await self._certificate(pems[0], traceparent)
+            caller = await self._certificate(pems[0], traceparent)
+            if caller.establishment is not None:
+                return await self._via(caller.establishment, assertions, traceparent)
+            if assertions:
+                raise unexpected_assertion()
+            return caller
+        if assertions:
+            raise unexpected_assertion()
         if authorizations:
             return self._token(authorizations[0])
         return None
+
+    async def _via(
+        self,
+        connection: EstablishmentConnection,
+        assertions: Sequence[str],
+        traceparent: str | None,
+    ) -> Caller:
+        """The professional an establishment's call acts for (see the module docstring)."""
+        if not assertions:
+            raise unauthenticated(
+                "ASSERTION_REQUIRED",
+                "An establishment's call must carry a user assertion (x-dmp-user-assertion).",
+            )
+        if self.assertions is None:
+            raise unauthenticated(
+                "ASSERTION_REQUIRED", "This gateway accepts no establishment connection."
+            )
+        claims = self.assertions.verify(assertions[0], connection.cert, connection.finess)
+        member = await self._member(connection.finess, claims.rpps, traceparent)
+        entry = member.professional
+        if (claims.profession_code, claims.specialty_code) != (
+            entry.profession_code,
+            entry.specialty_code,
+        ):
+            raise permission_denied(
+                "ASSERTION_PROFESSION_MISMATCH",
+                "The asserted profession or specialty is not the directory's for this RPPS.",
+            )
+        roles = _roles(entry.roles)
+        principal = P.Principal(
+            kind=_professional_kind(roles),
+            subject=entry.rpps,
+            rpps=entry.rpps,
+            profession_code=entry.profession_code,
+            specialty_code=entry.specialty_code,
+            roles=roles,
+            establishment=P.EstablishmentContext(
+                finess=connection.finess,
+                display_name=connection.display_name,
+                user_authentication=",".join(claims.amr),
+            ),
+        )
+        return Caller(_via_key(connection, claims), principal)
+
+    async def _member(
+        self, finess: str, rpps: str, traceparent: str | None
+    ) -> identity_pb2.EstablishmentMember:
+        now = self._clock()
+        cached = self._members.get((finess, rpps))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        metadata: tuple[tuple[str, str | bytes], ...] = self._credentials.metadata(MEMBER)
+        if traceparent:
+            metadata = (*metadata, (TRACEPARENT, traceparent))
+        try:
+            member: identity_pb2.EstablishmentMember = await self._identity.GetEstablishmentMember(
+                ID.GetEstablishmentMemberRequest(name=f"establishments/{finess}/members/{rpps}"),
+                metadata=metadata,
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise permission_denied(
+                    "ASSERTION_USER_NOT_STAFF",
+                    "The asserted professional is not on this establishment's staff.",
+                ) from exc
+            log.warning("establishment_member_failed", code=exc.code().name)
+            raise unavailable("IDENTITY_UNAVAILABLE", "Cannot verify the user now.") from exc
+        if len(self._members) >= _MAX_MEMBERS:
+            self._members.clear()
+        self._members[(finess, rpps)] = (now + self._member_ttl, member)
+        return member
 
     def _token(self, authorization: str) -> Caller:
         scheme, _, token = authorization.partition(" ")
@@ -188,6 +302,11 @@ class Authenticator:
                     roles=roles,
                 ),
             )
+        if which == "establishment" and holder.kind == ID.CARD_KIND_ESTABLISHMENT:
+            found = holder.establishment
+            connection = EstablishmentConnection(found.finess, found.display_name, cert, sha)
+            # Not a principal: `_via` builds one per call from the call's user assertion.
+            return Caller(f"establishment:{sha}", P.Principal(), connection)
         kind = _CARD_KINDS.get(holder.kind)
         if which == "card" and kind is not None:
             card = holder.card
@@ -203,6 +322,19 @@ class Authenticator:
             )
         log.warning("resolve_certificate_unexpected", kind=holder.kind, holder=which)
         raise permission_denied("CARD_KIND_UNKNOWN", "This card is of no kind the edge accepts.")
+
+
+def unexpected_assertion() -> Exception:
+    return unauthenticated(
+        "ASSERTION_UNEXPECTED",
+        "A user assertion is only accepted on an establishment's connection.",
+    )
+
+
+def _via_key(connection: EstablishmentConnection, claims: UserAssertion) -> str:
+    """Rate limit and decision cache key: the establishment, the user and how they logged in
+    (the principal carries it)."""
+    return f"establishment:{connection.sha256}:{claims.rpps}:{','.join(claims.amr)}"
 
 
 def _roles(values: Sequence[int]) -> list[str]:

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from gateway.assertion import HEADER as ASSERTION
 from gateway.authn import Authenticator, Caller
 from gateway.authz import Decisions
 from gateway.ratelimit import RateLimiter, client_address
@@ -41,19 +43,31 @@ from kit.logs import get_logger
 log = get_logger("dmp.gateway")
 DOMAIN = "gateway.dmp"
 _DROPPED_PREFIXES = ("dmp-", "authorization", "grpc-", ":")
-_REPLACED = frozenset({"user-agent", tracing.TRACEPARENT})
+# The user assertion is the edge's to check; a service never sees it (a bearer credential).
+_REPLACED = frozenset({"user-agent", tracing.TRACEPARENT, ASSERTION})
 Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the call presents besides its certificate: bearer tokens, user assertions."""
+
+    authorizations: list[str]
+    assertions: list[str]
 
 
 def _forward_metadata(
     context: grpc.aio.ServicerContext, signed: bytes | None
-) -> tuple[Metadata, list[str], str | None]:
-    """Outgoing metadata, every authorization value and the traceparent of the call."""
+) -> tuple[Metadata, Credentials, str | None]:
+    """Outgoing metadata, every authorization and user-assertion value and the traceparent of
+    the call."""
     out: list[tuple[str, str | bytes]] = []
-    authorizations: list[str] = []
+    found = Credentials([], [])
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
-            authorizations.append(value if isinstance(value, str) else value.decode())
+            found.authorizations.append(value if isinstance(value, str) else value.decode())
+        if key == ASSERTION:
+            found.assertions.append(value if isinstance(value, str) else value.decode())
         if key.startswith(_DROPPED_PREFIXES) or key in _REPLACED:
             continue
         out.append((key, value))
@@ -63,7 +77,7 @@ def _forward_metadata(
         out.append((tracing.TRACEPARENT, traceparent))
     if signed is not None:
         out.append((principals.METADATA_KEY, signed))
-    return tuple(out), authorizations, traceparent
+    return tuple(out), found, traceparent
 
 
 def check_decodes(route: Route, message: bytes) -> None:
@@ -118,8 +132,10 @@ class Gate:
             raise permission_denied("METHOD_NOT_EXPOSED", "This method is not exposed.")
         if option.internal:
             raise permission_denied("INTERNAL_METHOD", "This method is internal to the platform.")
-        base, authorizations, traceparent = _forward_metadata(context, None)
-        caller: Caller | None = await self.authn.authenticate(context, authorizations, traceparent)
+        base, found, traceparent = _forward_metadata(context, None)
+        caller: Caller | None = await self.authn.authenticate(
+            context, found.authorizations, traceparent, found.assertions
+        )
         if caller is None:
             self.anonymous.take(client_address(context.peer(), self.ipv6_prefix))
             if option.anonymous:

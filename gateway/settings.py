@@ -48,6 +48,31 @@ class GatewaySettings(ServiceSettings):
     certificate_cache_ttl_s: float = Field(
         default=300.0, ge=0, description="Reuse of a ResolveCertificate answer."
     )
+    assertion_max_lifetime_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=900,
+        description="Longest lifetime (exp - iat) of an establishment's user assertion.",
+    )
+    assertion_leeway_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="Clock difference tolerated on a user assertion's iat and exp.",
+    )
+    assertion_replay_max_entries: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="User-assertion ids remembered per replica until they expire (about 200 "
+        "bytes each); when full, establishment calls are refused (ASSERTION_REPLAY_CACHE_FULL) "
+        "until older ids expire.",
+    )
+    establishment_member_cache_ttl_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Reuse of a GetEstablishmentMember answer (staff membership of an "
+        "asserted RPPS).",
+    )
     authorize_timeout_s: float = Field(default=3.0, gt=0)
     default_deadline_s: float = Field(
         default=60.0, gt=0, description="Upstream deadline when the client sets none."

@@ -10,12 +10,14 @@ Card subject fields (documented in the README, "Certificates"):
 - serialNumber (2.5.4.5): RPPS number (professionals, and staff when they have one);
 - custom attributes under the dev arc 1.3.6.1.4.1.59999.1: `.1` profession code
   (TRE_G15), `.2` specialty code (TRE_R38), `.3` roles (comma-separated, e.g.
-  `regulateur`). Production CPS cards carry the same data in ANS fields; only
+  `regulateur`), `.4` FINESS number (establishment certificates, OU `establishment`,
+  O and CN the establishment's name). Production CPS cards carry the same data in ANS fields; only
   this module (and the dev issuer `dmp_dev.pki`) would change.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 
@@ -26,6 +28,8 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 OID_PROFESSION = ObjectIdentifier("1.3.6.1.4.1.59999.1.1")
 OID_SPECIALTY = ObjectIdentifier("1.3.6.1.4.1.59999.1.2")
 OID_ROLES = ObjectIdentifier("1.3.6.1.4.1.59999.1.3")
+#: An establishment certificate's FINESS number (dev arc; production: the ANS field).
+OID_FINESS = ObjectIdentifier("1.3.6.1.4.1.59999.1.4")
 
 KINDS = ("professional", "staff", "service")
 
@@ -40,6 +44,18 @@ class CardFields:
     profession_code: str = ""
     specialty_code: str = ""
     roles: tuple[str, ...] = ()
+
+
+def x5t_s256(cert: x509.Certificate) -> str:
+    """RFC 7515/8705 `x5t#S256`: base64url (no padding) of the DER bytes' SHA-256, as a
+    user assertion's `cnf` names the certificate it is bound to."""
+    digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def establishment_finess(cert: x509.Certificate) -> str:
+    """The FINESS number an establishment certificate carries ("" when none)."""
+    return _attr(cert.subject, OID_FINESS)
 
 
 def fingerprint(cert: x509.Certificate) -> str:

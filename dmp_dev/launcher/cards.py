@@ -116,6 +116,9 @@ class _Identity:
         call = getattr(self.stub, method)
         call(request, metadata=self._md(method), timeout=self.timeout_s)
 
+    def call(self, method: str, request: object) -> None:
+        getattr(self.stub, method)(request, metadata=self._md(method), timeout=self.timeout_s)
+
     def knows(self, sha: str) -> bool:
         request = identity_pb2.ResolveCertificateRequest(sha256_fingerprint=sha)
         try:
@@ -171,4 +174,98 @@ def register_cards(
                     f"registering card {stem} with identity failed: {code.name} {exc.details()}"
                 ) from exc
             result.created.append(stem)
+    return result
+
+
+def _establishment_kind(kind: str) -> int:
+    return {
+        "hospital": identity_pb2.ESTABLISHMENT_KIND_HOSPITAL,
+        "clinic": identity_pb2.ESTABLISHMENT_KIND_CLINIC,
+        "laboratory": identity_pb2.ESTABLISHMENT_KIND_LABORATORY,
+    }.get(kind, identity_pb2.ESTABLISHMENT_KIND_UNSPECIFIED)
+
+
+def establishment_requests(
+    cert: x509.Certificate, fields: pki.EstablishmentFields
+) -> list[tuple[str, object]]:
+    """The identity calls that register an establishment, the directory entries of its staff
+    who have none yet, and their memberships (in that order)."""
+    calls: list[tuple[str, object]] = [
+        (
+            "CreateEstablishment",
+            identity_pb2.CreateEstablishmentRequest(
+                request_id=str(uuid.uuid4()),
+                establishment=identity_pb2.Establishment(
+                    finess=fields.finess,
+                    display_name=fields.name,
+                    kind=_establishment_kind(fields.kind),  # type: ignore[arg-type]
+                    certificate_sha256=[pki.fingerprint(cert)],
+                ),
+            ),
+        )
+    ]
+    for member in fields.staff:
+        if member.family_name:
+            calls.append(
+                (
+                    "CreateProfessional",
+                    identity_pb2.CreateProfessionalRequest(
+                        request_id=str(uuid.uuid4()),
+                        professional=identity_pb2.Professional(
+                            rpps=member.rpps,
+                            family_name=member.family_name,
+                            given_name=member.given_name or "-",
+                            profession_code=member.profession_code,
+                            specialty_code=member.specialty_code,
+                        ),
+                    ),
+                )
+            )
+        calls.append(
+            (
+                "AddEstablishmentMember",
+                identity_pb2.AddEstablishmentMemberRequest(
+                    request_id=str(uuid.uuid4()),
+                    parent=f"establishments/{fields.finess}",
+                    professional=f"professionals/{member.rpps}",
+                ),
+            )
+        )
+    return calls
+
+
+def register_establishments(
+    directory: Path, identity_target: str, secrets: DevSecrets, timeout_s: float = 10.0
+) -> Registration:
+    """CreateEstablishment + its staff for each `<stem>.crt` / `<stem>.json` of `directory`;
+    idempotent across restarts (ALREADY_EXISTS is the normal case of a second start). A
+    refusal becomes a warning (that establishment's calls will be refused); identity
+    unreachable is a StartupError."""
+    result = Registration()
+    if not directory.is_dir():
+        return result
+    with grpc.insecure_channel(identity_target) as channel:
+        identity = _Identity(channel, secrets, timeout_s)
+        for path in sorted(directory.glob("*.crt")):
+            stem = path.stem
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+            fields = pki.load_establishment_fields(path.with_suffix(".json"))
+            created = False
+            for method, request in establishment_requests(cert, fields):
+                try:
+                    identity.call(method, request)
+                    created = created or method == "CreateEstablishment"
+                except grpc.RpcError as exc:
+                    code = exc.code()
+                    if code == grpc.StatusCode.ALREADY_EXISTS:
+                        continue
+                    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+                        result.warnings.append(
+                            f"establishment {stem}: {method} refused: {exc.details()}"
+                        )
+                        continue
+                    raise StartupError(
+                        f"registering establishment {stem} failed: {code.name} {exc.details()}"
+                    ) from exc
+            (result.created if created else result.present).append(f"establishment {stem}")
     return result

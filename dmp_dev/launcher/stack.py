@@ -16,7 +16,7 @@ from pathlib import Path
 from dmp_cli import catalog
 from dmp_cli.catalog import GATEWAY, ServiceSpec
 from dmp_dev import pki
-from dmp_dev.launcher.cards import Registration, register_cards
+from dmp_dev.launcher.cards import Registration, register_cards, register_establishments
 from dmp_dev.launcher.mailsink import MailSink
 from dmp_dev.launcher.nats_server import NatsServer, port_in_use
 from dmp_dev.launcher.processes import (
@@ -229,6 +229,7 @@ class DevStack:
         self.secrets = load_or_create(self.cfg.var_dir / "secrets")
         if self.with_gateway:
             self.pki_created = pki.ensure_dev_pki(self.cfg.pki_dir)
+            pki.ensure_dev_establishments(self.cfg.pki_dir)
         for spec in self.specs:
             if not spec.has_migrations():
                 continue
@@ -268,6 +269,13 @@ class DevStack:
         if any(s.name == "identity" for s in self.specs):
             identity = self.cfg.target(catalog.spec("identity"))
             self.cards = register_cards(self.cfg.cards_dir, identity, secrets)
+            # After the cards: an establishment's staff may name a card holder's RPPS.
+            establishments = register_establishments(
+                self.cfg.pki_dir / pki.ESTABLISHMENTS_DIR, identity, secrets
+            )
+            self.cards.created += establishments.created
+            self.cards.present += establishments.present
+            self.cards.warnings += establishments.warnings
         gateway = ServiceProcess(
             name=GATEWAY.name,
             module=GATEWAY.module,

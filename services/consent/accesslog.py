@@ -45,6 +45,9 @@ HASHED_FIELDS = (
     "time",
     "previous_hash",
 )
+# Hashed too, but only when set: entries written before establishments existed (and every
+# call made with a professional's own card) keep the serialization they were chained with.
+OPTIONAL_HASHED_FIELDS = ("establishment_finess", "establishment_name")
 
 
 def _canonical_value(value: Any) -> Any:
@@ -56,8 +59,13 @@ def _canonical_value(value: Any) -> Any:
 
 
 def canonical_bytes(row: Mapping[str, Any]) -> bytes:
-    """UTF-8 JSON of the hashed fields, sorted keys, no whitespace."""
+    """UTF-8 JSON of the hashed fields (the optional ones when non-empty), sorted keys, no
+    whitespace."""
     doc = {name: _canonical_value(row[name]) for name in HASHED_FIELDS}
+    for name in OPTIONAL_HASHED_FIELDS:
+        value = row.get(name)
+        if value:
+            doc[name] = value
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

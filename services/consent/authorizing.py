@@ -223,4 +223,6 @@ def log_values(
         "request_id": request_id[:64],
         "trace_id": trace_id[:64],
         "time": now,
+        "establishment_finess": principal.establishment.finess[:9],
+        "establishment_name": principal.establishment.display_name[:100],
     }

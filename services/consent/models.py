@@ -117,6 +117,9 @@ access_log = Table(
     Column("time", UTCDateTime, nullable=False),
     Column("previous_hash", String(64), nullable=False),
     Column("entry_hash", String(64), nullable=False),
+    # The establishment a professional acted through ("" for their own card): FINESS, name.
+    Column("establishment_finess", String(9), nullable=False, server_default=""),
+    Column("establishment_name", String(100), nullable=False, server_default=""),
     UniqueConstraint("dossier", "sequence"),
     Index("ix_access_log_dossier_request_id", "dossier", "request_id"),
 )

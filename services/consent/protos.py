@@ -78,6 +78,8 @@ def entry_proto(row: Row[Any], display_name: str) -> consent_pb2.AccessLogEntry:
             profession_code=row.profession_code,
             specialty_code=row.specialty_code,
             roles=[r for r in row.roles.split(",") if r],
+            establishment_finess=row.establishment_finess,
+            establishment_name=row.establishment_name,
         ),
         mode=row.mode,
         action=row.action,

@@ -127,6 +127,35 @@ cards = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Health establishments (hospital, clinic, laboratory): FINESS, name, kind; their information
+# systems' certificates; their staff (directory professionals they may assert, see
+# docs/SECURITY.md "Establishments").
+establishments = Table(
+    "establishments",
+    metadata,
+    Column("finess", String(9), primary_key=True),
+    Column("display_name", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+establishment_certificates = Table(
+    "establishment_certificates",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("finess", String(9), ForeignKey("establishments.finess"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_establishment_certificates_finess", "finess"),
+)
+
+establishment_members = Table(
+    "establishment_members",
+    metadata,
+    Column("finess", String(9), ForeignKey("establishments.finess"), primary_key=True),
+    Column("rpps", String(11), ForeignKey("professionals.rpps"), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 # Login attempts per identifier (services/identity/login_throttle.py): the INS only as
 # HMAC-SHA256 under the pepper, whether or not an account has it.
 login_failures = Table(
@@ -149,6 +178,9 @@ __all__ = [
     "cards",
     "challenges",
     "creation_codes",
+    "establishment_certificates",
+    "establishment_members",
+    "establishments",
     "login_failures",
     "metadata",
     "outbox",

@@ -19,6 +19,7 @@ from services.identity import (
     accounts,
     creation_codes,
     directory,
+    establishments,
     login,
     otp,
     passwords,
@@ -163,6 +164,11 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 "FIELD_REQUIRED", "A certificate or its fingerprint is required.", "certificate"
             )
         async with transaction(self.rt.db) as db:
+            establishment = await establishments.holder(db, sha)
+            if establishment is not None:
+                return identity_pb2.CertificateHolder(
+                    kind=identity_pb2.CARD_KIND_ESTABLISHMENT, establishment=establishment
+                )
             return await directory.resolve(db, sha)
 
     async def CreateProfessional(  # noqa: N802 - gRPC method name
@@ -184,3 +190,35 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         entry = directory.validated_card(request.card)
         caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
         return await directory.add_card(self.rt, key, entry, caller)
+
+    async def CreateEstablishment(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.CreateEstablishmentRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Establishment:
+        key = self.rt.requests.key(request)
+        if not request.HasField("establishment"):
+            raise invalid_argument("FIELD_REQUIRED", "establishment is required.", "establishment")
+        entry = establishments.validated(request.establishment)
+        caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
+        return await establishments.create_establishment(self.rt, key, entry, caller)
+
+    async def AddEstablishmentMember(  # noqa: N802 - gRPC method name
+        self,
+        request: identity_pb2.AddEstablishmentMemberRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> identity_pb2.EstablishmentMember:
+        key = self.rt.requests.key(request)
+        number = establishments.finess_from_name(request.parent, "parent")
+        rpps_number = directory.rpps_from_name(request.professional, "professional")
+        caller = require_kind(current_principal(), principal_pb2.PRINCIPAL_KIND_INTERNAL).subject
+        return await establishments.add_establishment_member(
+            self.rt, key, number, rpps_number, caller
+        )
+
+    async def GetEstablishmentMember(  # noqa: N802 - gRPC method name
+        self,
+        request: identity_pb2.GetEstablishmentMemberRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> identity_pb2.EstablishmentMember:
+        number, rpps_number = establishments.member_from_name(request.name)
+        async with transaction(self.rt.db) as db:
+            return await establishments.get_member(db, number, rpps_number)

@@ -60,6 +60,12 @@ def _author(caller: Caller, given: R.Author) -> R.Author:
         author.display_name = given.display_name
         author.institution_id = given.institution_id
         author.institution_name = given.institution_name
+        via = principal.establishment
+        if via.finess:
+            # Deposited through an establishment's information system: the institution is the
+            # one the gateway verified, whatever the client or the CDA header says.
+            author.institution_id = via.finess
+            author.institution_name = via.display_name
     elif caller.role is Role.PATIENT:
         author.kind = R.AUTHOR_KIND_PATIENT
         author.display_name = "Patient"

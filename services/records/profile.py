@@ -55,6 +55,8 @@ def caller_author(caller: Caller) -> R.Author:
             rpps=p.rpps,
             profession_code=p.profession_code,
             specialty_code=p.specialty_code,
+            institution_id=p.establishment.finess,
+            institution_name=p.establishment.display_name,
         )
     if caller.role is Role.REPRESENTATIVE:
         return R.Author(kind=R.AUTHOR_KIND_LEGAL_REPRESENTATIVE, display_name="Représentant légal")

@@ -169,6 +169,7 @@ class Principal(_message.Message):
     ISSUE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     BINDING_FIELD_NUMBER: _builtins.int
+    ESTABLISHMENT_FIELD_NUMBER: _builtins.int
     kind: Global___PrincipalKind.ValueType
     """What kind of caller this is."""
     subject: _builtins.str
@@ -213,6 +214,14 @@ class Principal(_message.Message):
         against another patient.
         """
 
+    @_builtins.property
+    def establishment(self) -> Global___EstablishmentContext:
+        """The establishment the professional acts through ("Dr X via établissement
+        Y"), when the call came from an establishment's information system with a
+        user assertion instead of the professional's own CPS card. The rights are
+        the professional's; the establishment is recorded with them.
+        """
+
     def __init__(
         self,
         *,
@@ -229,14 +238,47 @@ class Principal(_message.Message):
         issue_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         binding: Global___Binding | None = ...,
+        establishment: Global___EstablishmentContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "expire_time", b"expire_time", "issue_time", b"issue_time", "scope", b"scope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "establishment", b"establishment", "expire_time", b"expire_time", "issue_time", b"issue_time", "scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "expire_time", b"expire_time", "issue_time", b"issue_time", "kind", b"kind", "method", b"method", "patient_ins", b"patient_ins", "profession_code", b"profession_code", "roles", b"roles", "rpps", b"rpps", "scope", b"scope", "session_id", b"session_id", "specialty_code", b"specialty_code", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "establishment", b"establishment", "expire_time", b"expire_time", "issue_time", b"issue_time", "kind", b"kind", "method", b"method", "patient_ins", b"patient_ins", "profession_code", b"profession_code", "roles", b"roles", "rpps", b"rpps", "scope", b"scope", "session_id", b"session_id", "specialty_code", b"specialty_code", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Principal: _TypeAlias = Principal  # noqa: Y015
+
+@_typing.final
+class EstablishmentContext(_message.Message):
+    """The establishment a professional's call came through, as the gateway verified it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINESS_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    USER_AUTHENTICATION_FIELD_NUMBER: _builtins.int
+    finess: _builtins.str
+    """FINESS number (9 digits) of the establishment."""
+    display_name: _builtins.str
+    """The establishment's name in the directory."""
+    user_authentication: _builtins.str
+    """How the establishment authenticated the user (the assertion's `amr`
+    values, e.g. "pwd", "otp", "sc"), comma-separated.
+    """
+    def __init__(
+        self,
+        *,
+        finess: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        user_authentication: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "finess", b"finess", "user_authentication", b"user_authentication"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EstablishmentContext: _TypeAlias = EstablishmentContext  # noqa: Y015
 
 @_typing.final
 class Binding(_message.Message):

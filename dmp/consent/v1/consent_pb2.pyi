@@ -1038,6 +1038,8 @@ class LoggedPrincipal(_message.Message):
     PROFESSION_CODE_FIELD_NUMBER: _builtins.int
     SPECIALTY_CODE_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
+    ESTABLISHMENT_FINESS_FIELD_NUMBER: _builtins.int
+    ESTABLISHMENT_NAME_FIELD_NUMBER: _builtins.int
     kind: _principal_pb2.PrincipalKind.ValueType
     """What kind of caller it was."""
     subject: _builtins.str
@@ -1050,6 +1052,12 @@ class LoggedPrincipal(_message.Message):
     """Profession code (TRE_G15), professionals only."""
     specialty_code: _builtins.str
     """Specialty code (TRE_R38), if any."""
+    establishment_finess: _builtins.str
+    """FINESS of the establishment the professional acted through; empty for a
+    call made with the professional's own card.
+    """
+    establishment_name: _builtins.str
+    """That establishment's name in the directory."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Roles carried by the certificate."""
@@ -1064,10 +1072,12 @@ class LoggedPrincipal(_message.Message):
         profession_code: _builtins.str = ...,
         specialty_code: _builtins.str = ...,
         roles: _abc.Iterable[_builtins.str] | None = ...,
+        establishment_finess: _builtins.str = ...,
+        establishment_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "kind", b"kind", "profession_code", b"profession_code", "roles", b"roles", "rpps", b"rpps", "specialty_code", b"specialty_code", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "establishment_finess", b"establishment_finess", "establishment_name", b"establishment_name", "kind", b"kind", "profession_code", b"profession_code", "roles", b"roles", "rpps", b"rpps", "specialty_code", b"specialty_code", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1081,7 +1091,9 @@ class AccessLogEntry(_message.Message):
     `entry_hash` = SHA-256 over a canonical serialization of the stored entry
     (UTF-8 JSON, sorted keys, no spaces, times as RFC 3339 with microseconds)
     without `entry_hash` and `display_name` (hence including `previous_hash`
-    and `sequence`), so any language can recompute it.
+    and `sequence`), so any language can recompute it. The establishment
+    (`establishment_finess`, `establishment_name`) is part of it only when set,
+    so entries written before establishments existed keep their hashes.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -34,6 +34,10 @@ class _CardKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CardKind.Val
     """A staff member's card (CPAM desk, institution administration)."""
     CARD_KIND_SERVICE: _CardKind.ValueType  # 3
     """A platform-to-platform service certificate (e.g. the AMO feeder)."""
+    CARD_KIND_ESTABLISHMENT: _CardKind.ValueType  # 4
+    """A health establishment's certificate (hospital, clinic, laboratory
+    information system), acting for its members through user assertions.
+    """
 
 class CardKind(_CardKind, metaclass=_CardKindEnumTypeWrapper):
     """What kind of holder a client certificate belongs to."""
@@ -46,7 +50,39 @@ CARD_KIND_STAFF: CardKind.ValueType  # 2
 """A staff member's card (CPAM desk, institution administration)."""
 CARD_KIND_SERVICE: CardKind.ValueType  # 3
 """A platform-to-platform service certificate (e.g. the AMO feeder)."""
+CARD_KIND_ESTABLISHMENT: CardKind.ValueType  # 4
+"""A health establishment's certificate (hospital, clinic, laboratory
+information system), acting for its members through user assertions.
+"""
 Global___CardKind: _TypeAlias = CardKind  # noqa: Y015
+
+class _EstablishmentKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EstablishmentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EstablishmentKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ESTABLISHMENT_KIND_UNSPECIFIED: _EstablishmentKind.ValueType  # 0
+    """Never valid."""
+    ESTABLISHMENT_KIND_HOSPITAL: _EstablishmentKind.ValueType  # 1
+    """Hospital (public or private)."""
+    ESTABLISHMENT_KIND_CLINIC: _EstablishmentKind.ValueType  # 2
+    """Clinic or health centre."""
+    ESTABLISHMENT_KIND_LABORATORY: _EstablishmentKind.ValueType  # 3
+    """Medical biology laboratory."""
+
+class EstablishmentKind(_EstablishmentKind, metaclass=_EstablishmentKindEnumTypeWrapper):
+    """What kind of health establishment."""
+
+ESTABLISHMENT_KIND_UNSPECIFIED: EstablishmentKind.ValueType  # 0
+"""Never valid."""
+ESTABLISHMENT_KIND_HOSPITAL: EstablishmentKind.ValueType  # 1
+"""Hospital (public or private)."""
+ESTABLISHMENT_KIND_CLINIC: EstablishmentKind.ValueType  # 2
+"""Clinic or health centre."""
+ESTABLISHMENT_KIND_LABORATORY: EstablishmentKind.ValueType  # 3
+"""Medical biology laboratory."""
+Global___EstablishmentKind: _TypeAlias = EstablishmentKind  # noqa: Y015
 
 class _DeliveryChannel:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -938,6 +974,7 @@ class CertificateHolder(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     PROFESSIONAL_FIELD_NUMBER: _builtins.int
     CARD_FIELD_NUMBER: _builtins.int
+    ESTABLISHMENT_FIELD_NUMBER: _builtins.int
     kind: Global___CardKind.ValueType
     """The kind of card."""
     @_builtins.property
@@ -948,18 +985,23 @@ class CertificateHolder(_message.Message):
     def card(self) -> Global___Card:
         """A staff or service card (kind CARD_KIND_STAFF or CARD_KIND_SERVICE)."""
 
+    @_builtins.property
+    def establishment(self) -> Global___Establishment:
+        """A health establishment (kind CARD_KIND_ESTABLISHMENT)."""
+
     def __init__(
         self,
         *,
         kind: Global___CardKind.ValueType = ...,
         professional: Global___Professional | None = ...,
         card: Global___Card | None = ...,
+        establishment: Global___Establishment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card", "holder", b"holder", "professional", b"professional"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card", "establishment", b"establishment", "holder", b"holder", "professional", b"professional"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card", b"card", "holder", b"holder", "kind", b"kind", "professional", b"professional"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card", b"card", "establishment", b"establishment", "holder", b"holder", "kind", b"kind", "professional", b"professional"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_holder: _TypeAlias = _typing.Literal["professional", "card"]  # noqa: Y015
+    _WhichOneofReturnType_holder: _TypeAlias = _typing.Literal["professional", "card", "establishment"]  # noqa: Y015
     _WhichOneofArgType_holder: _TypeAlias = _typing.Literal["holder", b"holder"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_holder) -> _WhichOneofReturnType_holder | None: ...
 
@@ -1020,3 +1062,169 @@ class CreateProfessionalRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateProfessionalRequest: _TypeAlias = CreateProfessionalRequest  # noqa: Y015
+
+@_typing.final
+class Establishment(_message.Message):
+    """A health establishment; {establishment} is its FINESS number."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FINESS_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_SHA256_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name `establishments/{finess}`; ignored on create."""
+    finess: _builtins.str
+    """FINESS number: 9 digits, the last one a Luhn check digit."""
+    display_name: _builtins.str
+    """Name shown to patients (at most 100 characters)."""
+    kind: Global___EstablishmentKind.ValueType
+    """What kind of establishment."""
+    @_builtins.property
+    def certificate_sha256(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """SHA-256 fingerprints (64 lowercase hex; colons and case ignored on input)
+        of the certificates its information system connects with (at least one).
+        """
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Creation time."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        finess: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        kind: Global___EstablishmentKind.ValueType = ...,
+        certificate_sha256: _abc.Iterable[_builtins.str] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_sha256", b"certificate_sha256", "create_time", b"create_time", "display_name", b"display_name", "finess", b"finess", "kind", b"kind", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Establishment: _TypeAlias = Establishment  # noqa: Y015
+
+@_typing.final
+class EstablishmentMember(_message.Message):
+    """A professional of an establishment's staff; {member} is the RPPS number."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ESTABLISHMENT_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PROFESSIONAL_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name `establishments/{finess}/members/{rpps}`."""
+    establishment_display_name: _builtins.str
+    """The establishment's display name."""
+    @_builtins.property
+    def professional(self) -> Global___Professional:
+        """The member's directory entry."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the professional joined the staff."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        establishment_display_name: _builtins.str = ...,
+        professional: Global___Professional | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "professional", b"professional"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "establishment_display_name", b"establishment_display_name", "name", b"name", "professional", b"professional"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EstablishmentMember: _TypeAlias = EstablishmentMember  # noqa: Y015
+
+@_typing.final
+class CreateEstablishmentRequest(_message.Message):
+    """Request of CreateEstablishment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESTABLISHMENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
+    @_builtins.property
+    def establishment(self) -> Global___Establishment:
+        """The establishment; `name` and `create_time` are ignored."""
+
+    def __init__(
+        self,
+        *,
+        establishment: Global___Establishment | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["establishment", b"establishment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["establishment", b"establishment", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEstablishmentRequest: _TypeAlias = CreateEstablishmentRequest  # noqa: Y015
+
+@_typing.final
+class AddEstablishmentMemberRequest(_message.Message):
+    """Request of AddEstablishmentMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PROFESSIONAL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The establishment: `establishments/{finess}`."""
+    professional: _builtins.str
+    """The professional: `professionals/{rpps}` (already in the directory)."""
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        professional: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "professional", b"professional", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddEstablishmentMemberRequest: _TypeAlias = AddEstablishmentMemberRequest  # noqa: Y015
+
+@_typing.final
+class GetEstablishmentMemberRequest(_message.Message):
+    """Request of GetEstablishmentMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`establishments/{finess}/members/{rpps}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEstablishmentMemberRequest: _TypeAlias = GetEstablishmentMemberRequest  # noqa: Y015

@@ -121,6 +121,21 @@ class IdentityServiceStub:
                 request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.RegisterCardRequest.SerializeToString,
                 response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Card.FromString,
                 _registered_method=True)
+        self.CreateEstablishment = channel.unary_unary(
+                '/dmp.identity.v1.IdentityService/CreateEstablishment',
+                request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.CreateEstablishmentRequest.SerializeToString,
+                response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Establishment.FromString,
+                _registered_method=True)
+        self.AddEstablishmentMember = channel.unary_unary(
+                '/dmp.identity.v1.IdentityService/AddEstablishmentMember',
+                request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.AddEstablishmentMemberRequest.SerializeToString,
+                response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.EstablishmentMember.FromString,
+                _registered_method=True)
+        self.GetEstablishmentMember = channel.unary_unary(
+                '/dmp.identity.v1.IdentityService/GetEstablishmentMember',
+                request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.GetEstablishmentMemberRequest.SerializeToString,
+                response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.EstablishmentMember.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -298,6 +313,41 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateEstablishment(self, request, context):
+        """Registers a health establishment (hospital, clinic, laboratory) and the
+        certificate its information system connects with. The establishment acts
+        only for its registered members (AddEstablishmentMember), each call
+        carrying a signed assertion of the end user (docs/SECURITY.md). Internal:
+        operators' and PKI tooling.
+        Errors: ALREADY_EXISTS (ESTABLISHMENT_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
+        INVALID_ARGUMENT (FINESS_MALFORMED, FINESS_CHECK_DIGIT,
+        ESTABLISHMENT_KIND_INVALID, FINGERPRINT_MALFORMED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddEstablishmentMember(self, request, context):
+        """Makes a directory professional a member of an establishment's staff: the
+        establishment may then assert that professional (internal).
+        Errors: NOT_FOUND (ESTABLISHMENT_NOT_FOUND, PROFESSIONAL_NOT_FOUND),
+        ALREADY_EXISTS (MEMBER_EXISTS), INVALID_ARGUMENT (INVALID_NAME,
+        INVALID_RPPS, RPPS_CHECK_DIGIT, FINESS_MALFORMED, FINESS_CHECK_DIGIT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEstablishmentMember(self, request, context):
+        """One member of an establishment's staff with their directory entry
+        (internal: the gateway checks an asserted RPPS with it).
+        Errors: NOT_FOUND (MEMBER_NOT_FOUND), INVALID_ARGUMENT (INVALID_NAME,
+        INVALID_RPPS, FINESS_MALFORMED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -365,6 +415,21 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.RegisterCard,
                     request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.RegisterCardRequest.FromString,
                     response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Card.SerializeToString,
+            ),
+            'CreateEstablishment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEstablishment,
+                    request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.CreateEstablishmentRequest.FromString,
+                    response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.Establishment.SerializeToString,
+            ),
+            'AddEstablishmentMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddEstablishmentMember,
+                    request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.AddEstablishmentMemberRequest.FromString,
+                    response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.EstablishmentMember.SerializeToString,
+            ),
+            'GetEstablishmentMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEstablishmentMember,
+                    request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.GetEstablishmentMemberRequest.FromString,
+                    response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.EstablishmentMember.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -740,6 +805,87 @@ class IdentityService:
             '/dmp.identity.v1.IdentityService/RegisterCard',
             dmp_dot_identity_dot_v1_dot_identity__pb2.RegisterCardRequest.SerializeToString,
             dmp_dot_identity_dot_v1_dot_identity__pb2.Card.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEstablishment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.identity.v1.IdentityService/CreateEstablishment',
+            dmp_dot_identity_dot_v1_dot_identity__pb2.CreateEstablishmentRequest.SerializeToString,
+            dmp_dot_identity_dot_v1_dot_identity__pb2.Establishment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddEstablishmentMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.identity.v1.IdentityService/AddEstablishmentMember',
+            dmp_dot_identity_dot_v1_dot_identity__pb2.AddEstablishmentMemberRequest.SerializeToString,
+            dmp_dot_identity_dot_v1_dot_identity__pb2.EstablishmentMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEstablishmentMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.identity.v1.IdentityService/GetEstablishmentMember',
+            dmp_dot_identity_dot_v1_dot_identity__pb2.GetEstablishmentMemberRequest.SerializeToString,
+            dmp_dot_identity_dot_v1_dot_identity__pb2.EstablishmentMember.FromString,
             options,
             channel_credentials,
             insecure,

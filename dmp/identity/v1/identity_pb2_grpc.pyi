@@ -153,6 +153,29 @@ class IdentityServiceStub:
     (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, INVALID_RPPS,
     RPPS_CHECK_DIGIT).
     """
+    CreateEstablishment: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateEstablishmentRequest, _identity_pb2.Establishment]
+    """Registers a health establishment (hospital, clinic, laboratory) and the
+    certificate its information system connects with. The establishment acts
+    only for its registered members (AddEstablishmentMember), each call
+    carrying a signed assertion of the end user (docs/SECURITY.md). Internal:
+    operators' and PKI tooling.
+    Errors: ALREADY_EXISTS (ESTABLISHMENT_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
+    INVALID_ARGUMENT (FINESS_MALFORMED, FINESS_CHECK_DIGIT,
+    ESTABLISHMENT_KIND_INVALID, FINGERPRINT_MALFORMED).
+    """
+    AddEstablishmentMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.AddEstablishmentMemberRequest, _identity_pb2.EstablishmentMember]
+    """Makes a directory professional a member of an establishment's staff: the
+    establishment may then assert that professional (internal).
+    Errors: NOT_FOUND (ESTABLISHMENT_NOT_FOUND, PROFESSIONAL_NOT_FOUND),
+    ALREADY_EXISTS (MEMBER_EXISTS), INVALID_ARGUMENT (INVALID_NAME,
+    INVALID_RPPS, RPPS_CHECK_DIGIT, FINESS_MALFORMED, FINESS_CHECK_DIGIT).
+    """
+    GetEstablishmentMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetEstablishmentMemberRequest, _identity_pb2.EstablishmentMember]
+    """One member of an establishment's staff with their directory entry
+    (internal: the gateway checks an asserted RPPS with it).
+    Errors: NOT_FOUND (MEMBER_NOT_FOUND), INVALID_ARGUMENT (INVALID_NAME,
+    INVALID_RPPS, FINESS_MALFORMED).
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -278,6 +301,29 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
     (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, INVALID_RPPS,
     RPPS_CHECK_DIGIT).
+    """
+    CreateEstablishment: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateEstablishmentRequest, _identity_pb2.Establishment]  # type: ignore[assignment]
+    """Registers a health establishment (hospital, clinic, laboratory) and the
+    certificate its information system connects with. The establishment acts
+    only for its registered members (AddEstablishmentMember), each call
+    carrying a signed assertion of the end user (docs/SECURITY.md). Internal:
+    operators' and PKI tooling.
+    Errors: ALREADY_EXISTS (ESTABLISHMENT_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
+    INVALID_ARGUMENT (FINESS_MALFORMED, FINESS_CHECK_DIGIT,
+    ESTABLISHMENT_KIND_INVALID, FINGERPRINT_MALFORMED).
+    """
+    AddEstablishmentMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.AddEstablishmentMemberRequest, _identity_pb2.EstablishmentMember]  # type: ignore[assignment]
+    """Makes a directory professional a member of an establishment's staff: the
+    establishment may then assert that professional (internal).
+    Errors: NOT_FOUND (ESTABLISHMENT_NOT_FOUND, PROFESSIONAL_NOT_FOUND),
+    ALREADY_EXISTS (MEMBER_EXISTS), INVALID_ARGUMENT (INVALID_NAME,
+    INVALID_RPPS, RPPS_CHECK_DIGIT, FINESS_MALFORMED, FINESS_CHECK_DIGIT).
+    """
+    GetEstablishmentMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetEstablishmentMemberRequest, _identity_pb2.EstablishmentMember]  # type: ignore[assignment]
+    """One member of an establishment's staff with their directory entry
+    (internal: the gateway checks an asserted RPPS with it).
+    Errors: NOT_FOUND (MEMBER_NOT_FOUND), INVALID_ARGUMENT (INVALID_NAME,
+    INVALID_RPPS, FINESS_MALFORMED).
     """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -479,6 +525,47 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: ALREADY_EXISTS (CERTIFICATE_ALREADY_REGISTERED), INVALID_ARGUMENT
         (CARD_KIND_INVALID, ROLE_REQUIRED, FINGERPRINT_MALFORMED, INVALID_RPPS,
         RPPS_CHECK_DIGIT).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateEstablishment(
+        self,
+        request: _identity_pb2.CreateEstablishmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Establishment, _abc.Awaitable[_identity_pb2.Establishment]]:
+        """Registers a health establishment (hospital, clinic, laboratory) and the
+        certificate its information system connects with. The establishment acts
+        only for its registered members (AddEstablishmentMember), each call
+        carrying a signed assertion of the end user (docs/SECURITY.md). Internal:
+        operators' and PKI tooling.
+        Errors: ALREADY_EXISTS (ESTABLISHMENT_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
+        INVALID_ARGUMENT (FINESS_MALFORMED, FINESS_CHECK_DIGIT,
+        ESTABLISHMENT_KIND_INVALID, FINGERPRINT_MALFORMED).
+        """
+
+    @_abc_1.abstractmethod
+    def AddEstablishmentMember(
+        self,
+        request: _identity_pb2.AddEstablishmentMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.EstablishmentMember, _abc.Awaitable[_identity_pb2.EstablishmentMember]]:
+        """Makes a directory professional a member of an establishment's staff: the
+        establishment may then assert that professional (internal).
+        Errors: NOT_FOUND (ESTABLISHMENT_NOT_FOUND, PROFESSIONAL_NOT_FOUND),
+        ALREADY_EXISTS (MEMBER_EXISTS), INVALID_ARGUMENT (INVALID_NAME,
+        INVALID_RPPS, RPPS_CHECK_DIGIT, FINESS_MALFORMED, FINESS_CHECK_DIGIT).
+        """
+
+    @_abc_1.abstractmethod
+    def GetEstablishmentMember(
+        self,
+        request: _identity_pb2.GetEstablishmentMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.EstablishmentMember, _abc.Awaitable[_identity_pb2.EstablishmentMember]]:
+        """One member of an establishment's staff with their directory entry
+        (internal: the gateway checks an asserted RPPS with it).
+        Errors: NOT_FOUND (MEMBER_NOT_FOUND), INVALID_ARGUMENT (INVALID_NAME,
+        INVALID_RPPS, FINESS_MALFORMED).
         """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,7 +12,12 @@ from datetime import datetime
 from sqlalchemy import RowMapping, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identity.models import cards, professional_certificates, professionals
+from services.identity.models import (
+    cards,
+    establishment_certificates,
+    professional_certificates,
+    professionals,
+)
 
 certs = professional_certificates.c
 
@@ -45,12 +50,15 @@ async def rpps_taken(session: AsyncSession, rpps: str) -> bool:
 
 
 async def certificates_taken(session: AsyncSession, prints: list[str]) -> bool:
-    """Whether any of these fingerprints is registered, to a professional or to a card."""
+    """Whether any of these fingerprints is registered: to a professional, a card or an
+    establishment."""
     by_professionals = select(func.count()).where(certs.sha256.in_(prints))
     by_cards = select(func.count()).where(cards.c.sha256.in_(prints))
+    by_establishments = select(func.count()).where(establishment_certificates.c.sha256.in_(prints))
     return bool(
         (await session.execute(by_professionals)).scalar_one()
         + (await session.execute(by_cards)).scalar_one()
+        + (await session.execute(by_establishments)).scalar_one()
     )
 
 
