@@ -6,10 +6,10 @@ professional at the keyboard (metadata `x-dmp-user-assertion`), signed with the 
 of that same certificate. The gateway accepts the call as that professional "via" the
 establishment only if, in this order:
 
-1. the token is a JWT of type `dmp-user-assertion+jwt`, at most `MAX_BYTES` (ASSERTION_MALFORMED);
+1. the token is a JWT of type `dmp-user-assertion+jwt`, at most `MAX_BYTES` (INVALID_ASSERTION);
 2. its signature verifies with the connection certificate's public key, with the one
    algorithm that key type allows (ES256 for P-256, ...; never `none`, never HMAC)
-   (ASSERTION_SIGNATURE_INVALID): a token signed by another establishment's key fails here;
+   (ASSERTION_BAD_SIGNATURE): a token signed by another establishment's key fails here;
 3. its `cnf` claim names the connection certificate (`x5t#S256`, RFC 8705) (ASSERTION_UNBOUND):
    an assertion minted for another certificate of the same key is not accepted;
 4. `iss` is the establishment's FINESS and `aud` the gateway (ASSERTION_ISSUER_MISMATCH,
@@ -91,7 +91,7 @@ def _refused(reason: str, message: str) -> ServiceError:
 
 
 def _malformed(detail: str = "The user assertion is malformed.") -> ServiceError:
-    return _refused("ASSERTION_MALFORMED", detail)
+    return _refused("INVALID_ASSERTION", detail)
 
 
 class ReplayCache:
@@ -174,7 +174,7 @@ class AssertionVerifier:
             )
         except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError) as exc:
             raise _refused(
-                "ASSERTION_SIGNATURE_INVALID",
+                "ASSERTION_BAD_SIGNATURE",
                 "The user assertion is not signed with this connection's certificate key.",
             ) from exc
         except jwt.PyJWTError as exc:

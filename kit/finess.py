@@ -2,7 +2,7 @@
 
 A FINESS number is 9 ASCII digits: the first two name the département, the last one is a
 Luhn check digit over the first eight (the same key as RPPS numbers, `kit.rpps`). Anything
-else is INVALID_ARGUMENT `FINESS_MALFORMED`; a wrong key is `FINESS_CHECK_DIGIT`. Corsican
+else is INVALID_ARGUMENT `INVALID_FINESS`; a wrong key is `FINESS_CHECK_DIGIT`. Corsican
 numbers written with "2A"/"2B" are not accepted (the directory stores the numeric form).
 """
 
@@ -30,9 +30,9 @@ def valid(value: str) -> bool:
 
 
 def validate(value: str, field: str = "finess") -> str:
-    """The FINESS number, or INVALID_ARGUMENT FINESS_MALFORMED / FINESS_CHECK_DIGIT."""
+    """The FINESS number, or INVALID_ARGUMENT INVALID_FINESS / FINESS_CHECK_DIGIT."""
     if SHAPE.fullmatch(value) is None:
-        raise invalid_argument("FINESS_MALFORMED", "A FINESS number is 9 digits.", field)
+        raise invalid_argument("INVALID_FINESS", "A FINESS number is 9 digits.", field)
     if not luhn_valid(value):
         raise invalid_argument(
             "FINESS_CHECK_DIGIT", "The FINESS check digit does not match.", field

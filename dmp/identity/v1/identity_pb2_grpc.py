@@ -320,7 +320,7 @@ class IdentityServiceServicer:
         carrying a signed assertion of the end user (docs/SECURITY.md). Internal:
         operators' and PKI tooling.
         Errors: ALREADY_EXISTS (ESTABLISHMENT_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
-        INVALID_ARGUMENT (FINESS_MALFORMED, FINESS_CHECK_DIGIT,
+        INVALID_ARGUMENT (INVALID_FINESS, FINESS_CHECK_DIGIT,
         ESTABLISHMENT_KIND_INVALID, FINGERPRINT_MALFORMED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -332,7 +332,7 @@ class IdentityServiceServicer:
         establishment may then assert that professional (internal).
         Errors: NOT_FOUND (ESTABLISHMENT_NOT_FOUND, PROFESSIONAL_NOT_FOUND),
         ALREADY_EXISTS (MEMBER_EXISTS), INVALID_ARGUMENT (INVALID_NAME,
-        INVALID_RPPS, RPPS_CHECK_DIGIT, FINESS_MALFORMED, FINESS_CHECK_DIGIT).
+        INVALID_RPPS, RPPS_CHECK_DIGIT, INVALID_FINESS, FINESS_CHECK_DIGIT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -342,7 +342,7 @@ class IdentityServiceServicer:
         """One member of an establishment's staff with their directory entry
         (internal: the gateway checks an asserted RPPS with it).
         Errors: NOT_FOUND (MEMBER_NOT_FOUND), INVALID_ARGUMENT (INVALID_NAME,
-        INVALID_RPPS, FINESS_MALFORMED).
+        INVALID_RPPS, INVALID_FINESS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -160,7 +160,7 @@ class IdentityServiceStub:
     carrying a signed assertion of the end user (docs/SECURITY.md). Internal:
     operators' and PKI tooling.
     Errors: ALREADY_EXISTS (ESTABLISHMENT_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
-    INVALID_ARGUMENT (FINESS_MALFORMED, FINESS_CHECK_DIGIT,
+    INVALID_ARGUMENT (INVALID_FINESS, FINESS_CHECK_DIGIT,
     ESTABLISHMENT_KIND_INVALID, FINGERPRINT_MALFORMED).
     """
     AddEstablishmentMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.AddEstablishmentMemberRequest, _identity_pb2.EstablishmentMember]
@@ -168,13 +168,13 @@ class IdentityServiceStub:
     establishment may then assert that professional (internal).
     Errors: NOT_FOUND (ESTABLISHMENT_NOT_FOUND, PROFESSIONAL_NOT_FOUND),
     ALREADY_EXISTS (MEMBER_EXISTS), INVALID_ARGUMENT (INVALID_NAME,
-    INVALID_RPPS, RPPS_CHECK_DIGIT, FINESS_MALFORMED, FINESS_CHECK_DIGIT).
+    INVALID_RPPS, RPPS_CHECK_DIGIT, INVALID_FINESS, FINESS_CHECK_DIGIT).
     """
     GetEstablishmentMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetEstablishmentMemberRequest, _identity_pb2.EstablishmentMember]
     """One member of an establishment's staff with their directory entry
     (internal: the gateway checks an asserted RPPS with it).
     Errors: NOT_FOUND (MEMBER_NOT_FOUND), INVALID_ARGUMENT (INVALID_NAME,
-    INVALID_RPPS, FINESS_MALFORMED).
+    INVALID_RPPS, INVALID_FINESS).
     """
 
 @_typing.type_check_only
@@ -309,7 +309,7 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     carrying a signed assertion of the end user (docs/SECURITY.md). Internal:
     operators' and PKI tooling.
     Errors: ALREADY_EXISTS (ESTABLISHMENT_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
-    INVALID_ARGUMENT (FINESS_MALFORMED, FINESS_CHECK_DIGIT,
+    INVALID_ARGUMENT (INVALID_FINESS, FINESS_CHECK_DIGIT,
     ESTABLISHMENT_KIND_INVALID, FINGERPRINT_MALFORMED).
     """
     AddEstablishmentMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.AddEstablishmentMemberRequest, _identity_pb2.EstablishmentMember]  # type: ignore[assignment]
@@ -317,13 +317,13 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     establishment may then assert that professional (internal).
     Errors: NOT_FOUND (ESTABLISHMENT_NOT_FOUND, PROFESSIONAL_NOT_FOUND),
     ALREADY_EXISTS (MEMBER_EXISTS), INVALID_ARGUMENT (INVALID_NAME,
-    INVALID_RPPS, RPPS_CHECK_DIGIT, FINESS_MALFORMED, FINESS_CHECK_DIGIT).
+    INVALID_RPPS, RPPS_CHECK_DIGIT, INVALID_FINESS, FINESS_CHECK_DIGIT).
     """
     GetEstablishmentMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetEstablishmentMemberRequest, _identity_pb2.EstablishmentMember]  # type: ignore[assignment]
     """One member of an establishment's staff with their directory entry
     (internal: the gateway checks an asserted RPPS with it).
     Errors: NOT_FOUND (MEMBER_NOT_FOUND), INVALID_ARGUMENT (INVALID_NAME,
-    INVALID_RPPS, FINESS_MALFORMED).
+    INVALID_RPPS, INVALID_FINESS).
     """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -539,7 +539,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         carrying a signed assertion of the end user (docs/SECURITY.md). Internal:
         operators' and PKI tooling.
         Errors: ALREADY_EXISTS (ESTABLISHMENT_EXISTS, CERTIFICATE_ALREADY_REGISTERED),
-        INVALID_ARGUMENT (FINESS_MALFORMED, FINESS_CHECK_DIGIT,
+        INVALID_ARGUMENT (INVALID_FINESS, FINESS_CHECK_DIGIT,
         ESTABLISHMENT_KIND_INVALID, FINGERPRINT_MALFORMED).
         """
 
@@ -553,7 +553,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         establishment may then assert that professional (internal).
         Errors: NOT_FOUND (ESTABLISHMENT_NOT_FOUND, PROFESSIONAL_NOT_FOUND),
         ALREADY_EXISTS (MEMBER_EXISTS), INVALID_ARGUMENT (INVALID_NAME,
-        INVALID_RPPS, RPPS_CHECK_DIGIT, FINESS_MALFORMED, FINESS_CHECK_DIGIT).
+        INVALID_RPPS, RPPS_CHECK_DIGIT, INVALID_FINESS, FINESS_CHECK_DIGIT).
         """
 
     @_abc_1.abstractmethod
@@ -565,7 +565,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         """One member of an establishment's staff with their directory entry
         (internal: the gateway checks an asserted RPPS with it).
         Errors: NOT_FOUND (MEMBER_NOT_FOUND), INVALID_ARGUMENT (INVALID_NAME,
-        INVALID_RPPS, FINESS_MALFORMED).
+        INVALID_RPPS, INVALID_FINESS).
         """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
