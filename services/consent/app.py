@@ -17,12 +17,12 @@ from nats.aio.subscription import Subscription
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc, events_pb2
 from kit.consumer import DurableConsumer
 from kit.db import is_sqlite
+from kit.directory import DirectoryClient
 from kit.logs import get_logger
 from kit.pagination import PageTokens
 from kit.server import ServiceApp
 from services.consent import matrix, published
 from services.consent.cache import SnapshotCache
-from services.consent.directory_client import DirectoryClient
 from services.consent.log_writer import LogWriter
 from services.consent.models import outbox
 from services.consent.projection import RecordProjection, consumer_spec
@@ -43,7 +43,12 @@ class ConsentApp(ServiceApp):
         super().__init__(settings)
         self.consent_settings = settings
         self.matrix = matrix.load(settings.policy_path or None)
-        self.directory = DirectoryClient(settings)
+        self.directory = DirectoryClient(
+            "consent",
+            settings.identity_target,
+            settings.principal_key_id,
+            settings.principal_key_bytes(),
+        )
         self._runtime: Runtime | None = None
         self.consumer: DurableConsumer | None = None
         self._changes: Subscription | None = None

@@ -17,6 +17,7 @@ from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2
 from kit import codes
 from kit.db import utcnow
+from kit.directory import ProfessionalNotFoundError
 from kit.errors import (
     ServiceError,
     failed_precondition,
@@ -26,7 +27,6 @@ from kit.errors import (
 )
 from services.consent import authorizing, guard, published, rules
 from services.consent.decision import Request
-from services.consent.directory_client import ProfessionalNotFoundError
 from services.consent.log_writer import LogAppender
 from services.consent.parse import dossier_named
 from services.consent.parse import rpps as check_rpps

@@ -6,7 +6,6 @@ log; so does the platform (an internal principal), on a record in any state.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -119,16 +118,10 @@ async def list_history(
         )
     more = len(rows) > size
     rows = rows[:size]
-    rpps_set = sorted({r.rpps for r in rows if r.rpps})
-    names = dict(
-        zip(
-            rpps_set,
-            await asyncio.gather(*(rt.directory.display_name(r) for r in rpps_set)),
-            strict=True,
-        )
-    )
+    # Names and specialties of the directory; an RPPS it does not know stays an RPPS.
+    people = await rt.directory.describe_many(r.rpps for r in rows)
     response = C.ListAccessHistoryResponse(
-        entries=[entry_proto(r, names.get(r.rpps, r.rpps)) for r in rows]
+        entries=[entry_proto(r, people.get(r.rpps)) for r in rows]
     )
     if more:
         response.next_page_token = rt.page_tokens.issue({"sequence": int(rows[-1].sequence)}, bound)

@@ -14,6 +14,7 @@ from google.protobuf import timestamp_pb2
 from sqlalchemy import Row
 
 from dmp.consent.v1 import consent_pb2
+from kit.directory import ProfessionalInfo, profession_label, specialty_label
 
 C = consent_pb2
 
@@ -66,7 +67,9 @@ def rule_proto(row: Row[Any], now: datetime) -> consent_pb2.AccessRule:
     return rule
 
 
-def entry_proto(row: Row[Any], display_name: str) -> consent_pb2.AccessLogEntry:
+def entry_proto(row: Row[Any], person: ProfessionalInfo | None) -> consent_pb2.AccessLogEntry:
+    """An access-log entry; `person`: the directory's entry of its RPPS, when it knows it."""
+    specialty = row.specialty_code or (person.specialty_code if person else "")
     return C.AccessLogEntry(
         name=f"{row.dossier}/accessLog/{row.entry_id}",
         sequence=row.sequence,
@@ -74,12 +77,14 @@ def entry_proto(row: Row[Any], display_name: str) -> consent_pb2.AccessLogEntry:
             kind=row.principal_kind,
             subject=row.principal_subject,
             rpps=row.rpps,
-            display_name=display_name if row.rpps else "",
+            display_name=(person.display_name if person else row.rpps) if row.rpps else "",
             profession_code=row.profession_code,
             specialty_code=row.specialty_code,
             roles=[r for r in row.roles.split(",") if r],
             establishment_finess=row.establishment_finess,
             establishment_name=row.establishment_name,
+            profession_display=profession_label(row.profession_code),
+            specialty_display=specialty_label(specialty) if row.rpps else "",
         ),
         mode=row.mode,
         action=row.action,

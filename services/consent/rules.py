@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import consent_pb2
 from kit.db import utcnow
+from kit.directory import ProfessionalNotFoundError
 from kit.errors import (
     ServiceError,
     already_exists,
@@ -28,7 +29,6 @@ from kit.errors import (
 )
 from kit.idempotency import Key
 from services.consent import guard, published, repository
-from services.consent.directory_client import ProfessionalNotFoundError
 from services.consent.log_writer import LogAppender
 from services.consent.parse import dossier_of, rule_of
 from services.consent.parse import rpps as check_rpps

@@ -17,10 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
+from kit.directory import DirectoryClient
 from kit.idempotency import Key, Ledger
 from kit.pagination import PageTokens
 from services.consent.cache import SnapshotCache
-from services.consent.directory_client import DirectoryClient
 from services.consent.log_writer import LogAppender, LogWriter
 from services.consent.matrix import Matrix
 from services.consent.models import processed_requests

@@ -10,9 +10,10 @@ import grpc
 from dmp.history.v1 import history_pb2, history_pb2_grpc
 from kit import nats as kit_nats
 from kit.consumer import DurableConsumer
+from kit.directory import DirectoryClient
 from kit.pagination import PageTokens
 from kit.server import ServiceApp
-from services.history_feed import consumed, materialize
+from services.history_feed import consumed, display, materialize
 from services.history_feed.ingest import today_in_france
 from services.history_feed.servicer import HistoryFeedServicer
 from services.history_feed.settings import HistoryFeedSettings
@@ -29,6 +30,13 @@ class HistoryFeedApp(ServiceApp):
         self.history_settings = settings
         self._writer: ClaimWriter | None = None
         self._consumer: DurableConsumer | None = None
+        keys = settings.principal_key_bytes()
+        self.directory = DirectoryClient(
+            "history_feed", settings.identity_target, settings.principal_key_id, keys
+        )
+        self.book = display.VaccinationBook(
+            settings.records_target, settings.principal_key_id, keys
+        )
 
     def needs_nats(self) -> bool:
         return self.history_settings.history_consume_dossier_events
@@ -65,6 +73,8 @@ class HistoryFeedApp(ServiceApp):
             await self._consumer.stop()
         if self._writer is not None:
             await self._writer.close()
+        await self.directory.close()
+        await self.book.close()
         await super().stop()
 
     async def _backfill(
@@ -84,6 +94,8 @@ class HistoryFeedApp(ServiceApp):
             self.writer,
             self.history_settings,
             PageTokens.for_service(self.settings, self.name),
+            directory=self.directory,
+            book=self.book,
         )
         history_pb2_grpc.add_HistoryFeedServiceServicer_to_server(servicer, server)
         return [history_pb2.DESCRIPTOR.services_by_name["HistoryFeedService"].full_name]

@@ -35,6 +35,12 @@ log = get_logger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
 
 
+def _clear_output_only(line: history_pb2.ClaimLine) -> None:
+    """What GetCareHistory fills is never taken from the feeder (nor part of a line's hash)."""
+    for name in ("receive_time", "prescriber_display", "performer_display", "vaccination"):
+        line.ClearField(name)
+
+
 def today_in_france() -> date:
     """Dates of care are French calendar dates: 'the future' starts at Paris midnight."""
     return clock.now().astimezone(PARIS).date()
@@ -121,8 +127,13 @@ class IngestRun:
             except LineError as exc:
                 self._reject(line.line_id, batch, index, exc.reason, exc.detail)
                 continue
-            if line.HasField("receive_time"):
-                line.ClearField("receive_time")
+            if (
+                line.HasField("receive_time")
+                or line.HasField("prescriber_display")
+                or line.HasField("performer_display")
+                or line.vaccination
+            ):
+                _clear_output_only(line)
             payload = line.SerializeToString(deterministic=True)
             if len(payload) > MAX_LINE_BYTES:
                 self._reject(line_id, batch, index, "LINE_TOO_LARGE", "The line exceeds 8 KiB.")

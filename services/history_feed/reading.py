@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2
 from kit import filtering, names, pagination
+from kit.directory import DirectoryClient
 from kit.errors import ServiceError, invalid_argument, permission_denied
-from services.history_feed import codes, repository
+from services.history_feed import codes, display, repository
 from services.history_feed.materialize import window_start
 
 HISTORY_CLASS_CODE = "60"
@@ -209,8 +210,11 @@ async def care_history(
     today: date,
     window_months: int,
     max_lines: int,
+    directory: DirectoryClient,
+    book: display.VaccinationBook,
 ) -> history_pb2.GetCareHistoryResponse:
-    """The response for an allowed caller (`readable`: the scope includes class 60)."""
+    """The response for an allowed caller (`readable`: the scope includes class 60), its
+    lines shown with names and vaccination links (services.history_feed.display)."""
     query = parse_request(request, tokens)
     response = history_pb2.GetCareHistoryResponse(name=request.name)
     if not readable:
@@ -244,6 +248,7 @@ async def care_history(
         response.next_page_token = tokens.issue(
             {"o": query.offset + query.page_size}, pagination.request_fingerprint(request)
         )
+    await display.decorate(response, query.dossier, directory, book)
     return response
 
 

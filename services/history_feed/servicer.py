@@ -11,9 +11,10 @@ from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2, history_pb2_grpc
 from kit import pagination
 from kit.context import require_principal
+from kit.directory import DirectoryClient
 from kit.errors import permission_denied
 from kit.principal import require_kind
-from services.history_feed import materialize, reading
+from services.history_feed import display, materialize, reading
 from services.history_feed.ingest import run_ingest, today_in_france
 from services.history_feed.settings import HistoryFeedSettings
 from services.history_feed.writers import ClaimWriter
@@ -33,8 +34,13 @@ class HistoryFeedServicer(history_pb2_grpc.HistoryFeedServiceServicer):
         writer: ClaimWriter,
         settings: HistoryFeedSettings,
         page_tokens: pagination.PageTokens,
+        *,
+        directory: DirectoryClient,
+        book: display.VaccinationBook,
     ) -> None:
         self._db = db
+        self._directory = directory
+        self._book = book
         self._writer = writer
         self._settings = settings
         self._page_tokens = page_tokens
@@ -59,6 +65,8 @@ class HistoryFeedServicer(history_pb2_grpc.HistoryFeedServiceServicer):
             today=today_in_france(),
             window_months=self._settings.history_window_months,
             max_lines=self._settings.history_max_lines_per_read,
+            directory=self._directory,
+            book=self._book,
         )
 
     async def BackfillDossier(  # noqa: N802 - gRPC method name

@@ -57,3 +57,11 @@ class HistoryFeedSettings(ServiceSettings):
     history_consumer_durable: str = Field(
         default="history_feed_dossier_created", description="JetStream durable consumer name."
     )
+    identity_target: str = Field(
+        default="",
+        description="identity's address, to show professionals' names (empty: the ids stay).",
+    )
+    records_target: str = Field(
+        default="",
+        description="records' address, to link vaccine lines to the vaccination book.",
+    )

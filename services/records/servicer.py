@@ -318,6 +318,20 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
 
         return await self.tx.mutate("CreateVaccination", request, R.Vaccination, body)
 
+    async def ResolveVaccinations(  # noqa: N802 - gRPC method name
+        self, request: R.ResolveVaccinationsRequest, context: grpc.aio.ServicerContext
+    ) -> R.ResolveVaccinationsResponse:
+        dossier_id = names.parse_dossier(request.parent, "parent")
+
+        async def body(
+            session: AsyncSession, principal: Principal, now: datetime
+        ) -> R.ResolveVaccinationsResponse:
+            return await vaccinations.resolve_vaccinations(
+                session, principal, dossier_id, request, self.settings
+            )
+
+        return await self.tx.read(body)
+
     async def ListVaccinations(  # noqa: N802 - gRPC method name
         self, request: R.ListVaccinationsRequest, context: grpc.aio.ServicerContext
     ) -> R.ListVaccinationsResponse:

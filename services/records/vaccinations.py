@@ -11,17 +11,19 @@ from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dmp.authz.v1 import principal_pb2
 from dmp.records.v1 import records_pb2
 from kit import pagination
-from kit.errors import already_exists, invalid_argument
+from kit.errors import already_exists, invalid_argument, not_found, permission_denied
 from services.records import answers, crypto, names
 from services.records.access import Caller, RecordContext, Role
 from services.records.keys import data_key, open_content
 from services.records.profile import caller_author, require_read, require_write
-from services.records.repository import health
+from services.records.repository import dossiers, health
 from services.records.settings import RecordsSettings
 
 R = records_pb2
+MAX_PROBES = 200
 
 
 def _date(value: R.Date, field: str, *, required: bool) -> date | None:
@@ -135,5 +137,53 @@ async def list_vaccinations(
         last_row = rows[size - 1]
         out.next_page_token = tokens.issue(
             {"d": last_row.administration_date, "i": last_row.id}, bound
+        )
+    return out
+
+
+def _probe_day(probe: R.VaccinationProbe) -> str:
+    """The probe's ISO date, "" when it is not a full valid date (it then matches nothing)."""
+    d = probe.administration_date
+    try:
+        return date(d.year, d.month, d.day).isoformat()
+    except ValueError:
+        return ""
+
+
+async def resolve_vaccinations(
+    session: AsyncSession,
+    principal: principal_pb2.Principal,
+    dossier_id: str,
+    request: R.ResolveVaccinationsRequest,
+    settings: RecordsSettings,
+) -> R.ResolveVaccinationsResponse:
+    """For each probe, the name of the first-recorded entry with one of its vaccine codes
+    given on its date, or "". Internal: history_feed links the insurer's vaccine lines to
+    the book; only names leave, nothing of the entries."""
+    if principal.kind != principal_pb2.PRINCIPAL_KIND_INTERNAL:
+        raise permission_denied("INTERNAL_METHOD", "This method is internal to the platform.")
+    if len(request.probes) > MAX_PROBES:
+        raise invalid_argument(
+            "TOO_MANY_PROBES", f"At most {MAX_PROBES} probes per call.", "probes"
+        )
+    row = await dossiers.find(session, dossier_id=dossier_id)
+    if row is None:
+        raise not_found("NOT_FOUND", "Record not found.")
+    days = [_probe_day(p) for p in request.probes]
+    entries = await health.vaccinations_given_on(session, row.id, sorted({d for d in days if d}))
+    dek = data_key(row, settings) if entries else b""
+    book: dict[
+        str, list[tuple[str, str]]
+    ] = {}  # day → [(vaccine code, name)], first recorded first
+    for entry in entries:
+        vac = R.Vaccination.FromString(open_content(dek, entry.sealed, entry.vaccination_id))
+        code = vac.vaccine.code.strip().upper()
+        if code:
+            book.setdefault(entry.administration_date, []).append((code, vac.name))
+    out = R.ResolveVaccinationsResponse()
+    for probe, day in zip(request.probes, days, strict=True):
+        wanted = {c.strip().upper() for c in probe.vaccine_codes if c.strip()}
+        out.vaccinations.append(
+            next((name for code, name in book.get(day, []) if code in wanted), "")
         )
     return out

@@ -75,6 +75,7 @@ CALL_GRAPH = {
     "identity": {"notify"},
     "consent": {"identity"},
     "records": {"identity"},
+    "history-feed": {"identity", "records"},
 }
 NATS = "dmp-nats"
 PG = "dmp-pg"

@@ -1,6 +1,7 @@
 """Journey 6 of issue 15, through the launcher-started gateway: a nurse, who knows nothing but
 the patient's INS, records a flu vaccination with its lot and booster date; the patient sees it
-in their vaccination book, and their access history names the nurse.
+in their vaccination book, their access history names the nurse, and the insurer's line for
+that vaccination in the care history links to the book's entry.
 
 The nurse's access is the patient's grant, given in the patient's app (the patient knows their
 own record); the nurse then finds the record from the INS alone (`patients/{ins}/dossier`).
@@ -8,14 +9,17 @@ own record); the nurse then finds the record from the INS alone (`patients/{ins}
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
 import grpc
 
 from dmp.authz.v1 import authz_pb2
 from dmp.consent.v1 import consent_pb2
+from dmp.history.v1 import history_pb2, history_pb2_grpc
 from dmp.records.v1 import records_pb2
 from dmp_dev.testing.stack import LiveStack
+from services.history_feed.synthetic import cip13
 from tests.e2e.helpers import (
     consent,
     eventually,
@@ -31,8 +35,10 @@ R = records_pb2
 C = consent_pb2
 A = authz_pb2
 S = grpc.StatusCode
+H = history_pb2
 FLU = R.CodedConcept(code="J07BB02", display="Influenza, inactivé, virion fragmenté")
 NURSE = "nurse"  # Julie Lambert, infirmière (tests/fixtures/stack.py)
+FLU_CIP13 = cip13("340093008129")  # history_feed checks a CIP13's shape and key, not the list
 
 
 def _date(d: date) -> R.Date:
@@ -128,6 +134,7 @@ async def test_journey6_nurse_records_a_flu_vaccination_from_the_ins(stack: Live
     logged = writes[0]
     assert logged.principal.display_name == "Julie Lambert"
     assert logged.principal.profession_code == "60"
+    assert logged.principal.profession_display == "Infirmier"
     assert logged.resource_kind == A.RESOURCE_KIND_VACCINATION
     assert logged.reason == "ACCESS_GRANTED"
     # The refusal before the grant is there too, under the same name.
@@ -138,3 +145,73 @@ async def test_journey6_nurse_records_a_flu_vaccination_from_the_ins(stack: Live
     ]
     assert denied
     assert all(e.principal.display_name == "Julie Lambert" for e in denied)
+
+
+def _vaccine_line(ins: str, care: date, line_id: str) -> H.ClaimLine:
+    line = H.ClaimLine(
+        line_id=line_id, patient_ins=ins, billed_amount_cents=1100, reimbursed_amount_cents=1100
+    )
+    line.care_date.CopyFrom(H.Date(year=care.year, month=care.month, day=care.day))
+    line.vaccine.cip13 = FLU_CIP13
+    line.vaccine.atc_code = FLU.code
+    line.vaccine.label = "VAXIGRIPTETRA SUSP INJ SRG 0,5ML"
+    line.vaccine.quantity = 1
+    line.performer.system = H.ACTOR_ID_SYSTEM_RPPS
+    line.performer.id = rpps(NURSE)
+    return line
+
+
+async def test_journey6_the_insurers_vaccine_line_links_to_the_book(stack: LiveStack) -> None:
+    dossier, ins = await new_record(stack)
+    md = patient_md(stack, ins)
+    await consent(stack.patient_channel()).GrantAccess(
+        C.GrantAccessRequest(parent=dossier, professional_rpps=rpps(NURSE), request_id=rid()),
+        metadata=md,
+        timeout=10,
+    )
+    nurse = records(stack.card_channel(NURSE))
+    today = stack.clock.now().date()
+    recorded = await eventually(
+        lambda: nurse.CreateVaccination(
+            R.CreateVaccinationRequest(
+                parent=dossier, vaccination=_flu(today, "FLU-2026-B02"), request_id=rid()
+            ),
+            timeout=10,
+        )
+    )
+    # The AMO sends the vaccine it reimbursed that day, and one of another day (not in the book).
+    tag = rid()[:8]
+    matching = _vaccine_line(ins, today, f"VAC-{tag}-1")
+    other_day = _vaccine_line(ins, today - timedelta(days=40), f"VAC-{tag}-2")
+    amo = history_pb2_grpc.HistoryFeedServiceStub(stack.card_channel("amo"))
+
+    async def lines() -> AsyncIterator[H.IngestClaimsRequest]:
+        yield H.IngestClaimsRequest(lines=[matching, other_day], request_id=rid())
+
+    sent = await amo.IngestClaims(lines(), timeout=15)
+    assert sent.accepted_count == 2, sent
+
+    patient = history_pb2_grpc.HistoryFeedServiceStub(stack.patient_channel())
+    request = H.GetCareHistoryRequest(name=f"{dossier}/careHistory", filter="kind = VACCINE")
+
+    async def both() -> H.GetCareHistoryResponse:
+        reply: H.GetCareHistoryResponse = await patient.GetCareHistory(
+            request, metadata=md, timeout=10
+        )
+        if len(reply.entries) < 2:  # the record's history is materialized from an event
+            raise grpc.aio.AioRpcError(S.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata())
+        return reply
+
+    reply = await eventually(both)
+    by_id = {e.line.line_id: e.line for e in reply.entries}
+    assert by_id[matching.line_id].vaccination == recorded.name
+    assert by_id[other_day.line_id].vaccination == ""
+    # The performer reads as the nurse, from the directory.
+    shown = by_id[matching.line_id].performer_display
+    assert (shown.display_name, shown.profession_display) == ("Julie Lambert", "Infirmier")
+    assert by_id[matching.line_id].performer.id == rpps(NURSE)  # the id is still there
+    # The link opens the book's entry for the patient.
+    book = await records(stack.patient_channel()).ListVaccinations(
+        R.ListVaccinationsRequest(parent=dossier), metadata=md, timeout=10
+    )
+    assert by_id[matching.line_id].vaccination in {v.name for v in book.vaccinations}

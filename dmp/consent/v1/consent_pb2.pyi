@@ -1040,6 +1040,8 @@ class LoggedPrincipal(_message.Message):
     ROLES_FIELD_NUMBER: _builtins.int
     ESTABLISHMENT_FINESS_FIELD_NUMBER: _builtins.int
     ESTABLISHMENT_NAME_FIELD_NUMBER: _builtins.int
+    PROFESSION_DISPLAY_FIELD_NUMBER: _builtins.int
+    SPECIALTY_DISPLAY_FIELD_NUMBER: _builtins.int
     kind: _principal_pb2.PrincipalKind.ValueType
     """What kind of caller it was."""
     subject: _builtins.str
@@ -1047,7 +1049,10 @@ class LoggedPrincipal(_message.Message):
     rpps: _builtins.str
     """RPPS number, for professionals and staff."""
     display_name: _builtins.str
-    """Display name from the directory, for professionals."""
+    """Name from the directory ("given family"), for professionals; the RPPS
+    itself when the directory does not know it or cannot be reached (reading
+    the log never fails for a name). Not hashed.
+    """
     profession_code: _builtins.str
     """Profession code (TRE_G15), professionals only."""
     specialty_code: _builtins.str
@@ -1058,6 +1063,14 @@ class LoggedPrincipal(_message.Message):
     """
     establishment_name: _builtins.str
     """That establishment's name in the directory."""
+    profession_display: _builtins.str
+    """Label of `profession_code` (TRE_G15, e.g. "Infirmier"), for people to read;
+    the code itself when no table knows it. Not hashed.
+    """
+    specialty_display: _builtins.str
+    """Label of `specialty_code` (TRE_R38), or of the directory's specialty of this
+    RPPS when the entry carries none; empty when there is none. Not hashed.
+    """
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Roles carried by the certificate."""
@@ -1074,10 +1087,12 @@ class LoggedPrincipal(_message.Message):
         roles: _abc.Iterable[_builtins.str] | None = ...,
         establishment_finess: _builtins.str = ...,
         establishment_name: _builtins.str = ...,
+        profession_display: _builtins.str = ...,
+        specialty_display: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "establishment_finess", b"establishment_finess", "establishment_name", b"establishment_name", "kind", b"kind", "profession_code", b"profession_code", "roles", b"roles", "rpps", b"rpps", "specialty_code", b"specialty_code", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "establishment_finess", b"establishment_finess", "establishment_name", b"establishment_name", "kind", b"kind", "profession_code", b"profession_code", "profession_display", b"profession_display", "roles", b"roles", "rpps", b"rpps", "specialty_code", b"specialty_code", "specialty_display", b"specialty_display", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1090,10 +1105,12 @@ class AccessLogEntry(_message.Message):
 
     `entry_hash` = SHA-256 over a canonical serialization of the stored entry
     (UTF-8 JSON, sorted keys, no spaces, times as RFC 3339 with microseconds)
-    without `entry_hash` and `display_name` (hence including `previous_hash`
-    and `sequence`), so any language can recompute it. The establishment
-    (`establishment_finess`, `establishment_name`) is part of it only when set,
-    so entries written before establishments existed keep their hashes.
+    without `entry_hash` and the principal's display fields (`display_name`,
+    `profession_display`, `specialty_display`, looked up when the log is read;
+    hence including `previous_hash` and `sequence`), so any language can
+    recompute it. The establishment (`establishment_finess`,
+    `establishment_name`) is part of it only when set, so entries written
+    before establishments existed keep their hashes.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

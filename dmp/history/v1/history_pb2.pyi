@@ -453,6 +453,9 @@ class ClaimLine(_message.Message):
     HOSPITAL_STAY_FIELD_NUMBER: _builtins.int
     VACCINE_FIELD_NUMBER: _builtins.int
     RECEIVE_TIME_FIELD_NUMBER: _builtins.int
+    PRESCRIBER_DISPLAY_FIELD_NUMBER: _builtins.int
+    PERFORMER_DISPLAY_FIELD_NUMBER: _builtins.int
+    VACCINATION_FIELD_NUMBER: _builtins.int
     line_id: _builtins.str
     """AMO's unique id of the line; the idempotency key of ingestion. Required."""
     patient_ins: _builtins.str
@@ -461,6 +464,13 @@ class ClaimLine(_message.Message):
     """Amount billed, in euro cents (non-negative)."""
     reimbursed_amount_cents: _builtins.int
     """Amount reimbursed by the AMO, in euro cents (non-negative)."""
+    vaccination: _builtins.str
+    """Output only. For a vaccine line: the entry of the record's vaccination book
+    that records the same vaccination (same patient, vaccine code = the line's
+    CIP13 or ATC code, administration date = care date), resolved by records
+    when the history is read; empty when the book holds none, or records could
+    not be asked. Ignored on ingest.
+    """
     @_builtins.property
     def care_date(self) -> Global___Date:
         """Date of care (date des soins); for a hospital stay, the admission date."""
@@ -501,6 +511,14 @@ class ClaimLine(_message.Message):
     def receive_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the platform received the line; ignored on ingest."""
 
+    @_builtins.property
+    def prescriber_display(self) -> Global___ActorDisplay:
+        """Output only. The prescriber as people read it (GetCareHistory); ignored on ingest."""
+
+    @_builtins.property
+    def performer_display(self) -> Global___ActorDisplay:
+        """Output only. The performer as people read it (GetCareHistory); ignored on ingest."""
+
     def __init__(
         self,
         *,
@@ -518,16 +536,61 @@ class ClaimLine(_message.Message):
         hospital_stay: Global___HospitalStay | None = ...,
         vaccine: Global___VaccineDispensation | None = ...,
         receive_time: _timestamp_pb2.Timestamp | None = ...,
+        prescriber_display: Global___ActorDisplay | None = ...,
+        performer_display: Global___ActorDisplay | None = ...,
+        vaccination: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["biology", b"biology", "care_date", b"care_date", "details", b"details", "drug", b"drug", "hospital_stay", b"hospital_stay", "medical_act", b"medical_act", "medical_device", b"medical_device", "performer", b"performer", "prescriber", b"prescriber", "receive_time", b"receive_time", "vaccine", b"vaccine"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["biology", b"biology", "care_date", b"care_date", "details", b"details", "drug", b"drug", "hospital_stay", b"hospital_stay", "medical_act", b"medical_act", "medical_device", b"medical_device", "performer", b"performer", "performer_display", b"performer_display", "prescriber", b"prescriber", "prescriber_display", b"prescriber_display", "receive_time", b"receive_time", "vaccine", b"vaccine"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["billed_amount_cents", b"billed_amount_cents", "biology", b"biology", "care_date", b"care_date", "details", b"details", "drug", b"drug", "hospital_stay", b"hospital_stay", "line_id", b"line_id", "medical_act", b"medical_act", "medical_device", b"medical_device", "patient_ins", b"patient_ins", "performer", b"performer", "prescriber", b"prescriber", "receive_time", b"receive_time", "reimbursed_amount_cents", b"reimbursed_amount_cents", "vaccine", b"vaccine"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billed_amount_cents", b"billed_amount_cents", "biology", b"biology", "care_date", b"care_date", "details", b"details", "drug", b"drug", "hospital_stay", b"hospital_stay", "line_id", b"line_id", "medical_act", b"medical_act", "medical_device", b"medical_device", "patient_ins", b"patient_ins", "performer", b"performer", "performer_display", b"performer_display", "prescriber", b"prescriber", "prescriber_display", b"prescriber_display", "receive_time", b"receive_time", "reimbursed_amount_cents", b"reimbursed_amount_cents", "vaccination", b"vaccination", "vaccine", b"vaccine"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["drug", "medical_act", "biology", "medical_device", "hospital_stay", "vaccine"]  # noqa: Y015
     _WhichOneofArgType_details: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_details) -> _WhichOneofReturnType_details | None: ...
 
 Global___ClaimLine: _TypeAlias = ClaimLine  # noqa: Y015
+
+@_typing.final
+class ActorDisplay(_message.Message):
+    """A prescriber or performer of a care line as people read it. Professionals
+    known by RPPS are looked up in identity's directory; an identifier the
+    directory does not know (or that is not an RPPS) stays as it is.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PROFESSION_DISPLAY_FIELD_NUMBER: _builtins.int
+    SPECIALTY_DISPLAY_FIELD_NUMBER: _builtins.int
+    ESTABLISHMENT_DISPLAY_FIELD_NUMBER: _builtins.int
+    display_name: _builtins.str
+    """The professional's name from the directory ("given family"), an
+    institution's name for a FINESS actor when known, or else the identifier.
+    """
+    profession_display: _builtins.str
+    """Profession label (TRE_G15, e.g. "Médecin"), when known."""
+    specialty_display: _builtins.str
+    """Specialty label (TRE_R38), when known."""
+    establishment_display: _builtins.str
+    """The establishment the care was given in, when there is one and its name
+    is known (a hospital stay's institution; for other FINESS actors once the
+    directory names establishments).
+    """
+    def __init__(
+        self,
+        *,
+        display_name: _builtins.str = ...,
+        profession_display: _builtins.str = ...,
+        specialty_display: _builtins.str = ...,
+        establishment_display: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "establishment_display", b"establishment_display", "profession_display", b"profession_display", "specialty_display", b"specialty_display"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActorDisplay: _TypeAlias = ActorDisplay  # noqa: Y015
 
 @_typing.final
 class IngestClaimsRequest(_message.Message):

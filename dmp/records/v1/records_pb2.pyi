@@ -2517,3 +2517,90 @@ class ListVaccinationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListVaccinationsResponse: _TypeAlias = ListVaccinationsResponse  # noqa: Y015
+
+@_typing.final
+class VaccinationProbe(_message.Message):
+    """A vaccination given, as another record of it knows it (an insurer's care line)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VACCINE_CODES_FIELD_NUMBER: _builtins.int
+    ADMINISTRATION_DATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vaccine_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Codes the vaccine may be recorded under (e.g. the line's CIP13 and ATC
+        codes); an entry matches when its vaccine code is one of them.
+        """
+
+    @_builtins.property
+    def administration_date(self) -> Global___Date:
+        """Date the vaccine was given."""
+
+    def __init__(
+        self,
+        *,
+        vaccine_codes: _abc.Iterable[_builtins.str] | None = ...,
+        administration_date: Global___Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["administration_date", b"administration_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administration_date", b"administration_date", "vaccine_codes", b"vaccine_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VaccinationProbe: _TypeAlias = VaccinationProbe  # noqa: Y015
+
+@_typing.final
+class ResolveVaccinationsRequest(_message.Message):
+    """Request of ResolveVaccinations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PROBES_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Record whose vaccination book to look in: `dossiers/{dossier}`."""
+    @_builtins.property
+    def probes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VaccinationProbe]:
+        """The vaccinations to find (at most 200)."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        probes: _abc.Iterable[Global___VaccinationProbe] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "probes", b"probes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveVaccinationsRequest: _TypeAlias = ResolveVaccinationsRequest  # noqa: Y015
+
+@_typing.final
+class ResolveVaccinationsResponse(_message.Message):
+    """Response of ResolveVaccinations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VACCINATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vaccinations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One per probe, in the probes' order: the name of the matching entry
+        (`dossiers/{dossier}/vaccinations/{vaccination}`, the earliest recorded
+        when several match), or empty.
+        """
+
+    def __init__(
+        self,
+        *,
+        vaccinations: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["vaccinations", b"vaccinations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveVaccinationsResponse: _TypeAlias = ResolveVaccinationsResponse  # noqa: Y015

@@ -168,6 +168,11 @@ class RecordsServiceStub:
                 request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.GetDocumentAttributesRequest.SerializeToString,
                 response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.DocumentAttributes.FromString,
                 _registered_method=True)
+        self.ResolveVaccinations = channel.unary_unary(
+                '/dmp.records.v1.RecordsService/ResolveVaccinations',
+                request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsRequest.SerializeToString,
+                response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsResponse.FromString,
+                _registered_method=True)
 
 
 class RecordsServiceServicer:
@@ -433,6 +438,19 @@ class RecordsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveVaccinations(self, request, context):
+        """Which entries of a record's vaccination book record given vaccinations
+        (a vaccine code and an administration date each): history_feed links the
+        insurer's vaccine lines to the book with it when a care history is read.
+        Answers resource names only, nothing of the entries. Internal to the
+        platform. Errors: NOT_FOUND (no such record), INVALID_ARGUMENT
+        (INVALID_NAME, TOO_MANY_PROBES: more than 200), PERMISSION_DENIED
+        (INTERNAL_METHOD).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecordsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -525,6 +543,11 @@ def add_RecordsServiceServicer_to_server(servicer, server):
                     servicer.GetDocumentAttributes,
                     request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.GetDocumentAttributesRequest.FromString,
                     response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.DocumentAttributes.SerializeToString,
+            ),
+            'ResolveVaccinations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveVaccinations,
+                    request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsRequest.FromString,
+                    response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1057,6 +1080,33 @@ class RecordsService:
             '/dmp.records.v1.RecordsService/GetDocumentAttributes',
             dmp_dot_records_dot_v1_dot_records__pb2.GetDocumentAttributesRequest.SerializeToString,
             dmp_dot_records_dot_v1_dot_records__pb2.DocumentAttributes.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveVaccinations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.records.v1.RecordsService/ResolveVaccinations',
+            dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsRequest.SerializeToString,
+            dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -220,6 +220,15 @@ class RecordsServiceStub:
     Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
     (INVALID_NAME).
     """
+    ResolveVaccinations: _grpc.UnaryUnaryMultiCallable[_records_pb2.ResolveVaccinationsRequest, _records_pb2.ResolveVaccinationsResponse]
+    """Which entries of a record's vaccination book record given vaccinations
+    (a vaccine code and an administration date each): history_feed links the
+    insurer's vaccine lines to the book with it when a care history is read.
+    Answers resource names only, nothing of the entries. Internal to the
+    platform. Errors: NOT_FOUND (no such record), INVALID_ARGUMENT
+    (INVALID_NAME, TOO_MANY_PROBES: more than 200), PERMISSION_DENIED
+    (INTERNAL_METHOD).
+    """
 
 @_typing.type_check_only
 class RecordsServiceAsyncStub(RecordsServiceStub):
@@ -412,6 +421,15 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     consent decides on what records will enforce. Internal to the platform.
     Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
     (INVALID_NAME).
+    """
+    ResolveVaccinations: _aio.UnaryUnaryMultiCallable[_records_pb2.ResolveVaccinationsRequest, _records_pb2.ResolveVaccinationsResponse]  # type: ignore[assignment]
+    """Which entries of a record's vaccination book record given vaccinations
+    (a vaccine code and an administration date each): history_feed links the
+    insurer's vaccine lines to the book with it when a care history is read.
+    Answers resource names only, nothing of the entries. Internal to the
+    platform. Errors: NOT_FOUND (no such record), INVALID_ARGUMENT
+    (INVALID_NAME, TOO_MANY_PROBES: more than 200), PERMISSION_DENIED
+    (INTERNAL_METHOD).
     """
 
 class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -710,6 +728,21 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         consent decides on what records will enforce. Internal to the platform.
         Errors: NOT_FOUND (no such document, or deleted), INVALID_ARGUMENT
         (INVALID_NAME).
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveVaccinations(
+        self,
+        request: _records_pb2.ResolveVaccinationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_records_pb2.ResolveVaccinationsResponse, _abc.Awaitable[_records_pb2.ResolveVaccinationsResponse]]:
+        """Which entries of a record's vaccination book record given vaccinations
+        (a vaccine code and an administration date each): history_feed links the
+        insurer's vaccine lines to the book with it when a care history is read.
+        Answers resource names only, nothing of the entries. Internal to the
+        platform. Errors: NOT_FOUND (no such record), INVALID_ARGUMENT
+        (INVALID_NAME, TOO_MANY_PROBES: more than 200), PERMISSION_DENIED
+        (INTERNAL_METHOD).
         """
 
 def add_RecordsServiceServicer_to_server(servicer: RecordsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -102,3 +102,17 @@ async def vaccinations_page(
         .limit(limit)
     )
     return [typed(VaccinationRow, row) for row in rows]
+
+
+async def vaccinations_given_on(
+    session: AsyncSession, dossier_pk: int, days: list[str]
+) -> list[VaccinationRow]:
+    """The record's entries administered on one of `days` (ISO dates), earliest recorded first."""
+    if not days:
+        return []
+    rows = await session.execute(
+        select(vaccinations)
+        .where(v.dossier_pk == dossier_pk, v.administration_date.in_(days))
+        .order_by(v.id)
+    )
+    return [typed(VaccinationRow, row) for row in rows]
