@@ -35,6 +35,14 @@ DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_TTL_S = 300.0
 #: An RPPS the directory does not know is asked again sooner: it may be registered any time.
 UNKNOWN_TTL_S = 30.0
+#: Directory calls in flight per client: a care-history page may name hundreds of prescribers
+#: and pharmacists the cache does not hold yet; identity is not asked for all at once.
+MAX_CONCURRENT_CALLS = 16
+#: Most distinct RPPS one `describe_many` looks up; beyond them the ids stay ids.
+MAX_LOOKUPS_PER_READ = 1000
+#: After the directory failed to answer, reads stop asking it for this long (ids stay ids):
+#: an outage of identity costs one timeout, not one per page.
+PAUSE_AFTER_FAILURE_S = 5.0
 
 
 def profession_label(code: str) -> str:
@@ -118,6 +126,8 @@ class DirectoryClient:
         self._timeout_s = timeout_s
         self._channel: grpc.aio.Channel | None = None
         self._credentials: InternalCredentials | None = None
+        self._calls = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
+        self._paused_until: datetime | None = None
         self._cache = _TtlLru(
             cache_size, timedelta(seconds=ttl_s), timedelta(seconds=min(ttl_s, UNKNOWN_TTL_S))
         )
@@ -148,17 +158,21 @@ class DirectoryClient:
             if cached is None:
                 raise ProfessionalNotFoundError(rpps)
             return cached
+        if self._paused_until is not None and now < self._paused_until:
+            return None
         try:
-            pro = await self._stub().GetProfessional(
-                identity_pb2.GetProfessionalRequest(name=f"professionals/{rpps}"),
-                metadata=self._credentials.metadata(_GET_PROFESSIONAL),
-                timeout=self._timeout_s,
-            )
+            async with self._calls:
+                pro = await self._stub().GetProfessional(
+                    identity_pb2.GetProfessionalRequest(name=f"professionals/{rpps}"),
+                    metadata=self._credentials.metadata(_GET_PROFESSIONAL),
+                    timeout=self._timeout_s,
+                )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 self._cache.put(rpps, None, now)
                 raise ProfessionalNotFoundError(rpps) from exc
             log.warning("directory_unavailable", code=exc.code().name)
+            self._paused_until = now + timedelta(seconds=PAUSE_AFTER_FAILURE_S)
             return None
         info = ProfessionalInfo(
             rpps=rpps,
@@ -182,8 +196,9 @@ class DirectoryClient:
             return None
 
     async def describe_many(self, rpps_numbers: Iterable[str]) -> dict[str, ProfessionalInfo]:
-        """The professionals the directory knows among `rpps_numbers` (each asked once)."""
-        wanted = sorted({r for r in rpps_numbers if r})
+        """The professionals the directory knows among `rpps_numbers` (each asked once, at most
+        MAX_LOOKUPS_PER_READ of them)."""
+        wanted = sorted({r for r in rpps_numbers if r})[:MAX_LOOKUPS_PER_READ]
         found = await asyncio.gather(*(self.describe(r) for r in wanted))
         return {r: info for r, info in zip(wanted, found, strict=True) if info is not None}
 

@@ -4,6 +4,7 @@ a small cache with a time to live."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from kit.clock import ManualClock
@@ -72,7 +73,14 @@ async def test_an_unreachable_or_unconfigured_directory_leaves_the_ids(
     try:
         rpps = new_rpps()
         assert await nowhere.describe(rpps) is None
+        # After a failure the directory is not asked for a while: no second timeout.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await nowhere.display_name(new_rpps()) != ""
+        assert loop.time() - started < 0.5
         assert await nowhere.display_name(rpps) == rpps
+        clock.advance(timedelta(seconds=6))  # the pause is over: asked (and failing) again
+        assert await nowhere.describe(rpps) is None
         assert not unconfigured.configured
         assert await unconfigured.describe_many([rpps]) == {}
         assert await unconfigured.display_name(rpps) == rpps
