@@ -302,6 +302,7 @@ DEMO_CARDS: dict[str, CardFields] = {
     ),
     "admin": CardFields("staff", "Admin CHU", "", "", "", ("administratif",)),
     "desk": CardFields("staff", "Agent CPAM 75", "", "", "", ("guichet_amo",)),
+    "support": CardFields("staff", "Agent DMP Info Service", "", "", "", ("info_service",)),
     "amo": CardFields("service", "AMO feeder", "", "", "", ("alimentation_amo",)),
 }
 

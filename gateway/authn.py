@@ -67,7 +67,7 @@ _ROLE_NAMES: dict[int, str] = {
 }
 # A directory professional holding a staff or service role acts as staff / service (as before
 # every card was registered).
-_STAFF_ROLES = frozenset({"administratif", "guichet_amo"})
+_STAFF_ROLES = frozenset({"administratif", "guichet_amo", "info_service"})
 _SERVICE_ROLES = frozenset({"alimentation_amo"})
 _CARD_KINDS = {
     ID.CARD_KIND_STAFF: P.PRINCIPAL_KIND_STAFF,

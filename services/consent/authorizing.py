@@ -2,7 +2,8 @@
 
 Each decision on a record is appended to its access log in the transaction
 that acts on it; a professional's first allowed access and every emergency
-access also publish `dmp.consent.access.recorded` (the patient is told).
+access, and a DMP Info Service reissue, also publish `dmp.consent.access.recorded`
+(the patient is told).
 """
 
 from __future__ import annotations
@@ -179,6 +180,21 @@ async def record_decision(
                     emergency=decision.emergency,
                     when=now,
                 )
+        elif decision.allowed and req.action == A.ACTION_REISSUE_ACTIVATION:
+            # DMP Info Service reissued the activation path: the patient is told at once.
+            appender.emitted = True
+            await published.access_recorded(
+                appender.session,
+                dossier,
+                entry_name=name,
+                principal_kind=principal.kind,
+                subject=principal.subject,
+                mode=decision.mode,
+                first_access=False,
+                emergency=False,
+                when=now,
+                activation_reissued=True,
+            )
         if extra is not None:
             await extra(appender, name)
         return name

@@ -247,7 +247,7 @@ def _decide_kind(  # noqa: PLR0917 - the inputs of `decide`, passed on
         return _professional(matrix, req, record, rules, now, rights=rights, regulateur=regulateur)
     if not role_rows:
         return _deny("ROLE_REQUIRED", PERMISSION_DENIED)
-    return _staff_or_service(matrix, req, record, role_rows)
+    return _staff_or_service(matrix, req, record, role_rows, now)
 
 
 def _own_account(matrix: Matrix, req: Request) -> Decision:
@@ -313,7 +313,7 @@ def _patient(  # noqa: PLR0912 - one branch per access rule
     if state_denial is not None:
         return state_denial
     action = req.action
-    if action in (A.ACTION_EMERGENCY_ACCESS, A.ACTION_INGEST_HISTORY):
+    if action in (A.ACTION_EMERGENCY_ACCESS, A.ACTION_INGEST_HISTORY, A.ACTION_REISSUE_ACTIVATION):
         return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
     rights = matrix.patient
     res = req.resource
@@ -521,7 +521,7 @@ def _emergency_request(
 
 
 def _staff_or_service(
-    matrix: Matrix, req: Request, record: RecordState | None, rows: list[RoleRow]
+    matrix: Matrix, req: Request, record: RecordState | None, rows: list[RoleRow], now: datetime
 ) -> Decision:
     """Staff and services: what the role may do is decided before whether the record exists,
     so a role without standing (the AMO reading, an administrative agent writing) gets one
@@ -532,6 +532,13 @@ def _staff_or_service(
     manage_record = any(r.manage_record for r in rows)
     action = req.action
     admin_scope = _scope(matrix, NORMAL, Rights.of(), administrative_only=True)
+    if action == A.ACTION_REISSUE_ACTIVATION:
+        if record is None:
+            return _hidden("NO_GRANT")
+        # Never cached at the edge: every reissue is decided, logged and alerted.
+        return _allow(
+            "SUPPORT_REISSUE", NORMAL, _scope(matrix, NORMAL, Rights.of()), cache_until=now
+        )
     if action == A.ACTION_ISSUE_CREATION_CODE:
         return _allow("ADMINISTRATIVE", NORMAL, admin_scope)
     if action == A.ACTION_INGEST_HISTORY:
@@ -559,6 +566,9 @@ def _staff_capability(  # noqa: PLR0912 - one answer per action family
     write_classes: frozenset[str] = frozenset().union(*(r.rights.write for r in rows))
     action = req.action
     name = req.method_name
+    if action == A.ACTION_REISSUE_ACTIVATION:
+        reissues = any(r.reissue_activation for r in rows)
+        return None if reissues else _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
     if action == A.ACTION_ISSUE_CREATION_CODE:
         return None if manage_record else _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
     if action == A.ACTION_INGEST_HISTORY:

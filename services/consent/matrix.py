@@ -30,6 +30,7 @@ REQUIRED_ROLES = (
     "regulateur",
     "medecin_du_travail",
     "medecin_conseil",
+    "info_service",
 )
 
 _RESOURCE_KINDS = {
@@ -132,6 +133,8 @@ class RoleRow:
     excluded: bool = False
     administrative: bool = False
     manage_record: bool = False
+    #: DMP Info Service: may reissue a patient's activation path (and nothing else).
+    reissue_activation: bool = False
     rights: Rights = NO_RIGHTS
     emergency_mode: int = principal_pb2.ACCESS_MODE_UNSPECIFIED
 
@@ -268,7 +271,13 @@ def parse(data: bytes, source: str = "") -> Matrix:  # noqa: PLR0912, PLR0915 - 
         raise MatrixError(f"professions: no explicit row for TRE_G15 codes {missing}")
 
     roles: dict[str, RoleRow] = {}
-    role_keys = _DOCUMENT_KEYS | {"excluded", "administrative", "manage_record", "emergency_mode"}
+    role_keys = _DOCUMENT_KEYS | {
+        "excluded",
+        "administrative",
+        "manage_record",
+        "reissue_activation",
+        "emergency_mode",
+    }
     for key, value in _mapping(doc.get("roles"), "roles").items():
         name = str(key)
         where = f"roles.{name}"
@@ -282,6 +291,7 @@ def parse(data: bytes, source: str = "") -> Matrix:  # noqa: PLR0912, PLR0915 - 
             excluded=bool(row.get("excluded", False)),
             administrative=bool(row.get("administrative", False)),
             manage_record=bool(row.get("manage_record", False)),
+            reissue_activation=bool(row.get("reissue_activation", False)),
             rights=_rights(row, where),
             emergency_mode=_MODES[mode_name] if mode_name else 0,
         )

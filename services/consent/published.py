@@ -54,6 +54,7 @@ async def access_recorded(
     first_access: bool,
     emergency: bool,
     when: datetime,
+    activation_reissued: bool = False,
 ) -> str:
     event_id = new_event_id()
     message = events_pb2.AccessRecorded(
@@ -66,5 +67,6 @@ async def access_recorded(
         first_access=first_access,
         emergency=emergency,
         occur_time=_ts(when),
+        activation_reissued=activation_reissued,
     )
     return await add_event(session, outbox, ACCESS_RECORDED, message, event_id=event_id)

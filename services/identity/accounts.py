@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.authz.v1 import principal_pb2
 from dmp.identity.v1 import events_pb2, identity_pb2
@@ -16,6 +19,7 @@ from kit.logs import get_logger
 from kit.principal import require_kind
 from services.identity import (
     creation_codes,
+    letter,
     login_sessions,
     otp,
     passwords,
@@ -38,6 +42,7 @@ from services.identity.runtime import Runtime
 log = get_logger(__name__)
 
 ISSUE = "IssueCreationCode"
+ISSUE_LETTER = "IssueActivationLetter"
 REGISTER = "RegisterPatientAccount"
 CHANGE_PASSWORD = "ChangePassword"  # noqa: S105 - a method name
 RECOVER = "RecoverCredentials"
@@ -62,33 +67,87 @@ def may_issue_creation_code(principal: principal_pb2.Principal | None) -> princi
 async def issue_creation_code(
     rt: Runtime, key: Key, ins: str, caller: principal_pb2.Principal
 ) -> identity_pb2.IssueCreationCodeResponse:
+    code, expires = await _issue(
+        rt,
+        key,
+        ins,
+        caller,
+        method=ISSUE,
+        purpose=creation_codes.CREATION,
+        ttl=rt.settings.creation_code_ttl,
+    )
+    return identity_pb2.IssueCreationCodeResponse(
+        creation_code=code, expire_time=timestamp(expires)
+    )
+
+
+async def issue_activation_letter(
+    rt: Runtime, key: Key, ins: str, caller: principal_pb2.Principal
+) -> identity_pb2.ActivationLetter:
+    ttl = rt.settings.activation_letter_ttl
+    code, expires = await _issue(
+        rt, key, ins, caller, method=ISSUE_LETTER, purpose=creation_codes.LETTER, ttl=ttl
+    )
+    return await activation_letter(rt, ins, code, expires, letter.CREATED)
+
+
+async def activation_letter(
+    rt: Runtime, ins: str, code: str, expires: datetime, purpose: str
+) -> identity_pb2.ActivationLetter:
+    """The rendered letter (off the event loop: laying out a page takes a few 100 ms)."""
+    facts = letter.LetterFacts(
+        ins=ins,
+        code=code,
+        expires_at=expires,
+        portal_url=rt.settings.portal_url,
+        info_service_phone=rt.settings.info_service_phone,
+        purpose=purpose,
+    )
+    pdf = await asyncio.to_thread(letter.render, facts)
+    return identity_pb2.ActivationLetter(
+        pdf=pdf,
+        media_type=letter.MEDIA_TYPE,
+        file_name=letter.FILE_NAME,
+        expire_time=timestamp(expires),
+    )
+
+
+async def _issue(
+    rt: Runtime,
+    key: Key,
+    ins: str,
+    caller: principal_pb2.Principal,
+    *,
+    method: str,
+    purpose: str,
+    ttl: timedelta,
+) -> tuple[str, datetime]:
+    """A code for `ins`, whether or not it has an account (the answer is no oracle: a code
+    for an existing account can never register), cancelling no other code."""
     now = rt.clock.now()
     async with transaction(rt.db) as db:
         await rt.requests.replay(
             db,
             key,
             scope=caller.subject,
-            method=ISSUE,
+            method=method,
             response_type=identity_pb2.IssueCreationCodeResponse,
         )
-        exists = (await db.execute(select(func.count()).where(accounts.c.ins == ins))).scalar_one()
-        if exists:
-            raise already_exists("ACCOUNT_EXISTS", "This patient already has an account.")
         code, expires = await creation_codes.issue(
             db,
             ins=ins,
             issued_by=caller.subject,
             pepper=rt.pepper,
             now=now,
-            ttl=rt.settings.creation_code_ttl,
+            ttl=ttl,
+            purpose=purpose,
         )
+        # The response holds the code, which is not kept: a retry is told so.
         await rt.requests.remember(
-            db, key, scope=caller.subject, method=ISSUE, response=None, now=now
+            db, key, scope=caller.subject, method=method, response=None, now=now
         )
-    log.info("creation_code_issued", issued_by_kind=caller.kind)
-    return identity_pb2.IssueCreationCodeResponse(
-        creation_code=code, expire_time=timestamp(expires)
-    )
+    log.info("creation_code_issued", issued_by_kind=caller.kind, purpose=purpose)
+    return code, expires
 
 
 def account_message(
@@ -126,9 +185,10 @@ async def register(
     account_id = uuid.uuid4().hex
     async with transaction(rt.db) as db:
         # The code first: without a valid code nobody learns whether an account exists.
-        outcome = await creation_codes.consume(
+        used = await creation_codes.consume(
             db, ins=ins, code=code, account_id=account_id, pepper=rt.pepper, now=now
         )
+        outcome = used.outcome
         if outcome is Consume.INVALID:
             raise unauthenticated("CREATION_CODE_INVALID", "Wrong creation code for this INS.")
         if outcome is Consume.USED:
@@ -139,34 +199,102 @@ async def register(
             raise failed_precondition(
                 "CREATION_CODE_EXPIRED", "This creation code has expired; ask for a new one."
             )
-        exists = (await db.execute(select(func.count()).where(accounts.c.ins == ins))).scalar_one()
-        if exists:
-            raise already_exists("ACCOUNT_EXISTS", "This patient already has an account.")
-        try:
-            await db.execute(
-                accounts.insert().values(
-                    id=account_id,
-                    ins=ins,
-                    password_hash=password_hash,
-                    email=email or None,
-                    mobile_phone=mobile_phone or None,
-                    created_at=now,
-                    password_changed_at=now,
-                )
-            )
-        except IntegrityError as exc:  # a concurrent sign-up of the same INS won
-            raise already_exists("ACCOUNT_EXISTS", "This patient already has an account.") from exc
-        await published.publish(
+        if used.purpose == creation_codes.REISSUE:
+            target = used.account_id
+            make = _reactivate
+        else:
+            target = account_id
+            make = _create
+        response = await make(
             db,
-            published.ACCOUNT_REGISTERED,
-            events_pb2.AccountRegistered(account=account_name(account_id), ins=ins),
+            target,
+            ins=ins,
+            password_hash=password_hash,
+            email=email,
+            mobile_phone=mobile_phone,
+            now=now,
         )
-        response = account_message(account_id, ins, email, mobile_phone, now)
         await rt.requests.remember(
             db, key, scope=ANONYMOUS, method=REGISTER, response=response, now=now
         )
-    log.info("account_registered", account=account_id)
+    log.info("account_registered", account=response.name, reissue=used.purpose == "reissue")
     return response
+
+
+async def _create(
+    db: AsyncSession,
+    account_id: str,
+    *,
+    ins: str,
+    password_hash: str,
+    email: str,
+    mobile_phone: str,
+    now: datetime,
+) -> identity_pb2.Account:
+    exists = (await db.execute(select(func.count()).where(accounts.c.ins == ins))).scalar_one()
+    if exists:
+        raise already_exists("ACCOUNT_EXISTS", "This patient already has an account.")
+    try:
+        await db.execute(
+            accounts.insert().values(
+                id=account_id,
+                ins=ins,
+                password_hash=password_hash,
+                email=email or None,
+                mobile_phone=mobile_phone or None,
+                created_at=now,
+                password_changed_at=now,
+            )
+        )
+    except IntegrityError as exc:  # a concurrent sign-up of the same INS won
+        raise already_exists("ACCOUNT_EXISTS", "This patient already has an account.") from exc
+    await published.publish(
+        db,
+        published.ACCOUNT_REGISTERED,
+        events_pb2.AccountRegistered(account=account_name(account_id), ins=ins),
+    )
+    return account_message(account_id, ins, email, mobile_phone, now)
+
+
+async def _reactivate(
+    db: AsyncSession,
+    account_id: str,
+    *,
+    ins: str,
+    password_hash: str,
+    email: str,
+    mobile_phone: str,
+    now: datetime,
+) -> identity_pb2.Account:
+    """A DMP Info Service reissue's code: the account gets the new password and contacts
+    (the old ones were lost), every session ends, and no throttle is left."""
+    changed = await db.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id, accounts.c.ins == ins)
+        .values(
+            password_hash=password_hash,
+            password_changed_at=now,
+            email=email or None,
+            mobile_phone=mobile_phone or None,
+            throttled_until=None,
+        )
+    )
+    if getattr(changed, "rowcount", 0) != 1:  # the account is gone: the code is worthless
+        raise unauthenticated("CREATION_CODE_INVALID", "Wrong creation code for this INS.")
+    await login_sessions.revoke_all(db, account_id, "CREDENTIALS_RECOVERED", now)
+    await published.publish(
+        db,
+        published.CREDENTIALS_CHANGED,
+        events_pb2.CredentialsChanged(
+            account=account_name(account_id),
+            ins=ins,
+            change=events_pb2.CREDENTIAL_CHANGE_REACTIVATED,
+        ),
+    )
+    created = (
+        await db.execute(select(accounts.c.created_at).where(accounts.c.id == account_id))
+    ).scalar_one()
+    return account_message(account_id, ins, email, mobile_phone, created)
 
 
 async def change_password(

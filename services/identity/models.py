@@ -88,7 +88,26 @@ creation_codes = Table(
     Column("used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("account_id", String(32), nullable=True),
+    # "creation" (on screen), "letter" (printed at creation) or "reissue" (DMP Info Service:
+    # account_id is then the account it re-activates).
+    Column("purpose", String(16), nullable=False, server_default="creation"),
     Index("ix_creation_codes_ins", "ins"),
+)
+
+# DMP Info Service reissues, with the identity check the agent recorded (never answers).
+support_reissues = Table(
+    "support_reissues",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("agent_subject", String(128), nullable=False),
+    Column("ins", String(15), nullable=False),
+    Column("account_id", String(32), nullable=False),
+    Column("checked", String(200), nullable=False),
+    Column("call_reference", String(64), nullable=False),
+    Column("delivery", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_support_reissues_agent", "agent_subject", "created_at"),
+    Index("ix_support_reissues_ins", "ins", "created_at"),
 )
 
 professionals = Table(

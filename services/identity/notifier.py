@@ -19,7 +19,12 @@ SEND_METHOD = "/dmp.notify.v1.NotifyService/SendOneTimeCode"
 SMS = "sms"
 EMAIL = "email"
 _CHANNELS = {SMS: notify_pb2.CHANNEL_SMS, EMAIL: notify_pb2.CHANNEL_EMAIL}
-PURPOSES = {"login": notify_pb2.CODE_PURPOSE_LOGIN, "recovery": notify_pb2.CODE_PURPOSE_RECOVERY}
+PURPOSES = {
+    "login": notify_pb2.CODE_PURPOSE_LOGIN,
+    "recovery": notify_pb2.CODE_PURPOSE_RECOVERY,
+    # A DMP Info Service reissue to a new contact (the code is XXXX-XXXX-XXXX).
+    "activation": notify_pb2.CODE_PURPOSE_ACTIVATION,
+}
 
 
 class Notifier:

@@ -23,6 +23,7 @@ from services.identity import (
     login,
     otp,
     passwords,
+    support,
 )
 from services.identity import validation as check
 from services.identity.runtime import Runtime
@@ -96,6 +97,41 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         key = self.rt.requests.key(request)
         patient_ins = _identifier(request.ins, "ins")
         return await accounts.issue_creation_code(self.rt, key, patient_ins, caller)
+
+    async def IssueActivationLetter(  # noqa: N802 - gRPC method name
+        self,
+        request: identity_pb2.IssueActivationLetterRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> identity_pb2.ActivationLetter:
+        caller = accounts.may_issue_creation_code(current_principal())
+        key = self.rt.requests.key(request)
+        patient_ins = _identifier(request.ins, "ins")
+        return await accounts.issue_activation_letter(self.rt, key, patient_ins, caller)
+
+    async def ReissueActivation(  # noqa: N802 - gRPC method name
+        self, request: identity_pb2.ReissueActivationRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ReissueActivationResponse:
+        caller = support.may_reissue(current_principal())
+        key = self.rt.requests.key(request)
+        patient_ins = _identifier(request.ins, "ins")
+        if not request.HasField("identity_check"):
+            raise invalid_argument(
+                "IDENTITY_CHECK_REQUIRED",
+                "The identity check made during the call is required.",
+                "identity_check",
+            )
+        checked = support.checked_items(request.identity_check)
+        reference = support.call_reference(request.identity_check.call_reference)
+        delivery = support.delivery_of(request)
+        return await support.reissue(
+            self.rt,
+            key,
+            caller,
+            patient_ins,
+            checked=checked,
+            reference=reference,
+            delivery=delivery,
+        )
 
     async def RegisterPatientAccount(  # noqa: N802 - gRPC method name
         self,

@@ -60,6 +60,38 @@ class IdentitySettings(ServiceSettings):
         default=900, gt=0, description="How long a login identifier stays throttled."
     )
     creation_code_ttl_s: int = Field(default=72 * 3600, gt=0)
+    activation_letter_ttl_s: int = Field(
+        default=42 * 24 * 3600,
+        gt=0,
+        le=180 * 24 * 3600,
+        description="How long the code of a printed activation letter (creation, or a DMP Info "
+        "Service postal reissue) works: long enough for a letter to be handed over or posted.",
+    )
+    portal_url: str = Field(
+        default="https://www.dmp.fr",
+        min_length=8,
+        max_length=100,
+        description="Where the letter sends the patient to activate their access.",
+    )
+    info_service_phone: str = Field(
+        default="3422",
+        min_length=2,
+        max_length=30,
+        description="DMP Info Service's number, printed on the letter.",
+    )
+    support_reissue_agent_max: int = Field(
+        default=20,
+        ge=1,
+        description="Reissues one DMP Info Service agent may make per "
+        "support_reissue_agent_window_s.",
+    )
+    support_reissue_agent_window_s: int = Field(default=24 * 3600, gt=0)
+    support_reissue_patient_max: int = Field(
+        default=2,
+        ge=1,
+        description="Reissues for one patient (by anyone) per support_reissue_patient_window_s.",
+    )
+    support_reissue_patient_window_s: int = Field(default=7 * 24 * 3600, gt=0)
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost: int = Field(default=65536, ge=8, description="KiB.")
     argon2_parallelism: int = Field(default=4, ge=1)
@@ -111,3 +143,7 @@ class IdentitySettings(ServiceSettings):
     @property
     def creation_code_ttl(self) -> timedelta:
         return timedelta(seconds=self.creation_code_ttl_s)
+
+    @property
+    def activation_letter_ttl(self) -> timedelta:
+        return timedelta(seconds=self.activation_letter_ttl_s)

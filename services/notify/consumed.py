@@ -221,7 +221,11 @@ def _access(subject: str, data: bytes, fallback: str) -> Event | None:
     eid = access.event_id or fallback
     _check(eid, access.dossier)
     when = _time(access.occur_time, access.HasField("occur_time"))
-    if access.emergency:
+    if access.activation_reissued:
+        notice = Notice(
+            notify_pb2.NOTIFICATION_KIND_ACTIVATION_REISSUED, event_templates.DEFAULT, urgent=True
+        )
+    elif access.emergency:
         notice = Notice(
             notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS, event_templates.DEFAULT, urgent=True
         )

@@ -92,6 +92,16 @@ _TEMPLATES: dict[tuple[int, str], _Template] = {
         sms="DMP : les règles d'accès à {dmp_short} ont été modifiées. "
         "Vérifiez-les dans votre espace DMP.",
     ),
+    (notify_pb2.NOTIFICATION_KIND_ACTIVATION_REISSUED, DEFAULT): _Template(
+        subject="Votre accès en ligne au DMP a été réémis par DMP Info Service",
+        fact="À la suite d'un appel à DMP Info Service le {when}, un nouveau code "
+        "d'activation de l'accès en ligne à {dmp} a été émis. Votre mot de passe actuel "
+        "cessera de fonctionner quand ce code sera utilisé.",
+        where="Si vous n'êtes pas à l'origine de cet appel, contactez sans attendre DMP Info "
+        "Service. Le détail figure dans votre espace DMP, rubrique « Historique des accès ».",
+        sms="DMP URGENT : un nouveau code d'accès à {dmp_short} a été émis par DMP Info "
+        "Service. Si ce n'est pas vous, appelez DMP Info Service.",
+    ),
 }
 
 _FOOTER = (

@@ -47,6 +47,15 @@ log = get_logger(__name__)
 NOT_FOR_REPRESENTATIVES = frozenset({notify_pb2.NOTIFICATION_KIND_DOCUMENT_ADDED})
 
 
+#: Kinds sent on every channel the patient has, whatever their preferences say.
+ALL_CHANNELS = frozenset(
+    {
+        notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS,
+        notify_pb2.NOTIFICATION_KIND_ACTIVATION_REISSUED,
+    }
+)
+
+
 class DossierNotKnownError(Exception):
     """The dossier's creation event has not been projected yet: retry later."""
 
@@ -54,7 +63,7 @@ class DossierNotKnownError(Exception):
 def channels_for(kind: int, email: str | None, phone: str | None, choices_json: str) -> list[str]:
     """Channels of `kind` for these preferences.
 
-    Emergencies go to every channel the patient has. A kind the patient never
+    Emergencies and support reissues go to every channel the patient has. A kind the patient never
     configured goes by e-mail (else SMS); an empty choice means "do not tell me".
     """
     available = [
@@ -62,7 +71,7 @@ def channels_for(kind: int, email: str | None, phone: str | None, choices_json: 
         for channel, contact in ((models.CHANNEL_EMAIL, email), (models.CHANNEL_SMS, phone))
         if contact
     ]
-    if kind == notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS:
+    if kind in ALL_CHANNELS:
         return available
     choices: dict[str, list[str]] = json.loads(choices_json or "{}")
     name = notify_pb2.NotificationKind.Name(kind)  # type: ignore[arg-type]

@@ -49,6 +49,7 @@ CHANNELS: dict[int, str] = {
 PURPOSES: dict[int, str] = {
     notify_pb2.CODE_PURPOSE_LOGIN: "login",
     notify_pb2.CODE_PURPOSE_RECOVERY: "recovery",
+    notify_pb2.CODE_PURPOSE_ACTIVATION: "activation",
 }
 
 
@@ -79,13 +80,17 @@ def validate(request: notify_pb2.SendOneTimeCodeRequest, now: datetime) -> CodeR
         raise invalid_argument(
             "DESTINATION_INVALID", f"destination must be {expected}.", "destination"
         )
-    if not validation.is_valid_code(request.code):
-        raise invalid_argument("CODE_MALFORMED", "code must be exactly 6 digits.", "code")
     if request.purpose not in PURPOSES:
         raise invalid_argument(
             "PURPOSE_UNSPECIFIED",
-            "purpose must be CODE_PURPOSE_LOGIN or CODE_PURPOSE_RECOVERY.",
+            "purpose must be CODE_PURPOSE_LOGIN, CODE_PURPOSE_RECOVERY or CODE_PURPOSE_ACTIVATION.",
             "purpose",
+        )
+    if not validation.is_valid_code(request.code, request.purpose):
+        raise invalid_argument(
+            "CODE_MALFORMED",
+            "code must be exactly 6 digits (XXXX-XXXX-XXXX for an activation code).",
+            "code",
         )
     expire_time = request.expire_time.ToDatetime(UTC) if request.HasField("expire_time") else None
     if expire_time is not None and expire_time <= now:

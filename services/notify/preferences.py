@@ -30,7 +30,13 @@ _NAME = re.compile(r"patients/([A-Za-z0-9]{1,64})/contactPreferences")
 METHOD = "SetContactPreferences"
 REQUESTS = Ledger(models.processed_requests)
 #: Kinds a patient cannot silence.
-MANDATORY_KINDS = frozenset({notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS})
+MANDATORY_KINDS = frozenset(
+    {
+        notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS,
+        # Someone reissued the activation path: the real patient must be able to react.
+        notify_pb2.NOTIFICATION_KIND_ACTIVATION_REISSUED,
+    }
+)
 #: Kinds that are not event notifications (codes go where identity says).
 NOT_CONFIGURABLE = frozenset({notify_pb2.NOTIFICATION_KIND_ONE_TIME_CODE})
 

@@ -27,6 +27,7 @@ class EmailText:
 _PURPOSE: dict[int, str] = {
     notify_pb2.CODE_PURPOSE_LOGIN: "de connexion",
     notify_pb2.CODE_PURPOSE_RECOVERY: "de récupération de compte",
+    notify_pb2.CODE_PURPOSE_ACTIVATION: "d'activation",
 }
 
 _EMAIL_BODY = """Bonjour,
@@ -56,6 +57,9 @@ def validity_minutes(expire_time: datetime | None, now: datetime) -> int:
 
 
 def _validity(minutes: int, short: bool = False) -> str:
+    if minutes > 120:  # an activation code lives hours or days: whole hours read better
+        hours = math.ceil(minutes / 60)
+        return f"{hours} h" if short else f"{hours} heures"
     if short:
         return f"{minutes} min"
     return f"{minutes} minute" + ("s" if minutes > 1 else "")
@@ -63,7 +67,10 @@ def _validity(minutes: int, short: bool = False) -> str:
 
 def _until(expire_time: datetime | None, now: datetime) -> str:
     moment = (expire_time or now + DEFAULT_VALIDITY).astimezone(PARIS)
-    return f"{moment.hour:02d} h {moment.minute:02d}"
+    time = f"{moment.hour:02d} h {moment.minute:02d}"
+    if moment.date() != now.astimezone(PARIS).date():
+        return f"{moment.day:02d}/{moment.month:02d}/{moment.year} {time}"
+    return time
 
 
 def one_time_code_email(

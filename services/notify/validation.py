@@ -19,6 +19,8 @@ _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _TLD = re.compile(r"[A-Za-z]{2,63}")
 _PHONE = re.compile(r"\+[1-9][0-9]{7,14}")
 _CODE = re.compile(r"[0-9]{6}")
+# identity's activation codes: 12 Crockford base32 characters in groups of 4.
+_ACTIVATION_CODE = re.compile(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}")
 
 MAX_EMAIL_LENGTH = 254
 MAX_LOCAL_LENGTH = 64
@@ -48,7 +50,9 @@ def is_valid_phone(value: str) -> bool:
     return bool(_PHONE.fullmatch(value))
 
 
-def is_valid_code(value: str) -> bool:
+def is_valid_code(value: str, purpose: int = notify_pb2.CODE_PURPOSE_LOGIN) -> bool:
+    if purpose == notify_pb2.CODE_PURPOSE_ACTIVATION:
+        return bool(_ACTIVATION_CODE.fullmatch(value))
     return bool(_CODE.fullmatch(value))
 
 

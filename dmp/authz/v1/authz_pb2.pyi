@@ -57,6 +57,10 @@ class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Action.ValueTy
     """Read the patient's access rules (grants, blocks, oppositions, attending doctor)."""
     ACTION_DECIDE: _Action.ValueType  # 15
     """Ask the policy decision point for a decision (internal to the platform)."""
+    ACTION_REISSUE_ACTIVATION: _Action.ValueType  # 16
+    """Reissue a patient's activation path after an identity check (DMP Info
+    Service support agents only; never grants any read of the record).
+    """
 
 class Action(_Action, metaclass=_ActionEnumTypeWrapper):
     """What a call does to the record, as the policy decision point understands it.
@@ -95,6 +99,10 @@ ACTION_READ_ACCESS_RULES: Action.ValueType  # 14
 """Read the patient's access rules (grants, blocks, oppositions, attending doctor)."""
 ACTION_DECIDE: Action.ValueType  # 15
 """Ask the policy decision point for a decision (internal to the platform)."""
+ACTION_REISSUE_ACTIVATION: Action.ValueType  # 16
+"""Reissue a patient's activation path after an identity check (DMP Info
+Service support agents only; never grants any read of the record).
+"""
 Global___Action: _TypeAlias = Action  # noqa: Y015
 
 class _ResourceKind:

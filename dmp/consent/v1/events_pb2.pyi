@@ -71,7 +71,8 @@ Global___ConsentChanged: _TypeAlias = ConsentChanged  # noqa: Y015
 @_typing.final
 class AccessRecorded(_message.Message):
     """Subject `dmp.consent.access.recorded`: an access worth telling the patient
-    about (a professional's first access, or any emergency access).
+    about (a professional's first access, any emergency access, or a support
+    agent's reissue of the activation path).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -85,6 +86,7 @@ class AccessRecorded(_message.Message):
     FIRST_ACCESS_FIELD_NUMBER: _builtins.int
     EMERGENCY_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    ACTIVATION_REISSUED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (also `Nats-Msg-Id`)."""
     dossier: _builtins.str
@@ -101,6 +103,10 @@ class AccessRecorded(_message.Message):
     """First access of this professional to this record."""
     emergency: _builtins.bool
     """Emergency access (bris de glace or centre 15): notify at once, on every channel."""
+    activation_reissued: _builtins.bool
+    """A DMP Info Service agent reissued the patient's activation path: notify
+    at once, on every channel.
+    """
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
         """When the access happened."""
@@ -117,10 +123,11 @@ class AccessRecorded(_message.Message):
         first_access: _builtins.bool = ...,
         emergency: _builtins.bool = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        activation_reissued: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "dossier", b"dossier", "emergency", b"emergency", "event_id", b"event_id", "first_access", b"first_access", "mode", b"mode", "occur_time", b"occur_time", "principal_kind", b"principal_kind", "principal_subject", b"principal_subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "activation_reissued", b"activation_reissued", "dossier", b"dossier", "emergency", b"emergency", "event_id", b"event_id", "first_access", b"first_access", "mode", b"mode", "occur_time", b"occur_time", "principal_kind", b"principal_kind", "principal_subject", b"principal_subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

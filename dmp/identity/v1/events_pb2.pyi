@@ -67,6 +67,10 @@ class _CredentialChangeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Cred
     """The patient changed the password while logged in."""
     CREDENTIAL_CHANGE_RECOVERED: _CredentialChange.ValueType  # 2
     """The password was reset by recovery."""
+    CREDENTIAL_CHANGE_REACTIVATED: _CredentialChange.ValueType  # 3
+    """The account was re-activated with a DMP Info Service reissue's code (new
+    password and contacts).
+    """
 
 class CredentialChange(_CredentialChange, metaclass=_CredentialChangeEnumTypeWrapper):
     """How the credentials changed."""
@@ -77,6 +81,10 @@ CREDENTIAL_CHANGE_PASSWORD_CHANGED: CredentialChange.ValueType  # 1
 """The patient changed the password while logged in."""
 CREDENTIAL_CHANGE_RECOVERED: CredentialChange.ValueType  # 2
 """The password was reset by recovery."""
+CREDENTIAL_CHANGE_REACTIVATED: CredentialChange.ValueType  # 3
+"""The account was re-activated with a DMP Info Service reissue's code (new
+password and contacts).
+"""
 Global___CredentialChange: _TypeAlias = CredentialChange  # noqa: Y015
 
 @_typing.final

@@ -128,6 +128,10 @@ class _ProfessionalRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Prof
     """Occupational doctor ("medecin_du_travail"): always refused by policy."""
     PROFESSIONAL_ROLE_MEDECIN_CONSEIL: _ProfessionalRole.ValueType  # 6
     """Insurance médecin-conseil ("medecin_conseil"): always refused by policy."""
+    PROFESSIONAL_ROLE_INFO_SERVICE: _ProfessionalRole.ValueType  # 7
+    """DMP Info Service support agent ("info_service"): reissues activation
+    paths after an identity check; never reads any record.
+    """
 
 class ProfessionalRole(_ProfessionalRole, metaclass=_ProfessionalRoleEnumTypeWrapper):
     """A role carried by a professional's or staff member's certificate. In
@@ -149,7 +153,51 @@ PROFESSIONAL_ROLE_MEDECIN_DU_TRAVAIL: ProfessionalRole.ValueType  # 5
 """Occupational doctor ("medecin_du_travail"): always refused by policy."""
 PROFESSIONAL_ROLE_MEDECIN_CONSEIL: ProfessionalRole.ValueType  # 6
 """Insurance médecin-conseil ("medecin_conseil"): always refused by policy."""
+PROFESSIONAL_ROLE_INFO_SERVICE: ProfessionalRole.ValueType  # 7
+"""DMP Info Service support agent ("info_service"): reissues activation
+paths after an identity check; never reads any record.
+"""
 Global___ProfessionalRole: _TypeAlias = ProfessionalRole  # noqa: Y015
+
+class _IdentityCheckItem:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IdentityCheckItemEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IdentityCheckItem.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IDENTITY_CHECK_ITEM_UNSPECIFIED: _IdentityCheckItem.ValueType  # 0
+    """Never valid."""
+    IDENTITY_CHECK_ITEM_NAMES: _IdentityCheckItem.ValueType  # 1
+    """Family and given names, as on the record."""
+    IDENTITY_CHECK_ITEM_BIRTH_DATE: _IdentityCheckItem.ValueType  # 2
+    """Date of birth."""
+    IDENTITY_CHECK_ITEM_BIRTH_PLACE: _IdentityCheckItem.ValueType  # 3
+    """Place (commune or country) of birth."""
+    IDENTITY_CHECK_ITEM_VITALE_CARD: _IdentityCheckItem.ValueType  # 4
+    """The social security number read from the caller's carte Vitale."""
+    IDENTITY_CHECK_ITEM_POSTAL_ADDRESS: _IdentityCheckItem.ValueType  # 5
+    """The postal address on file."""
+    IDENTITY_CHECK_ITEM_IDENTITY_DOCUMENT: _IdentityCheckItem.ValueType  # 6
+    """An identity document shown at a CPAM desk or sent by post."""
+
+class IdentityCheckItem(_IdentityCheckItem, metaclass=_IdentityCheckItemEnumTypeWrapper):
+    """A question a DMP Info Service agent checked with the caller."""
+
+IDENTITY_CHECK_ITEM_UNSPECIFIED: IdentityCheckItem.ValueType  # 0
+"""Never valid."""
+IDENTITY_CHECK_ITEM_NAMES: IdentityCheckItem.ValueType  # 1
+"""Family and given names, as on the record."""
+IDENTITY_CHECK_ITEM_BIRTH_DATE: IdentityCheckItem.ValueType  # 2
+"""Date of birth."""
+IDENTITY_CHECK_ITEM_BIRTH_PLACE: IdentityCheckItem.ValueType  # 3
+"""Place (commune or country) of birth."""
+IDENTITY_CHECK_ITEM_VITALE_CARD: IdentityCheckItem.ValueType  # 4
+"""The social security number read from the caller's carte Vitale."""
+IDENTITY_CHECK_ITEM_POSTAL_ADDRESS: IdentityCheckItem.ValueType  # 5
+"""The postal address on file."""
+IDENTITY_CHECK_ITEM_IDENTITY_DOCUMENT: IdentityCheckItem.ValueType  # 6
+"""An identity document shown at a CPAM desk or sent by post."""
+Global___IdentityCheckItem: _TypeAlias = IdentityCheckItem  # noqa: Y015
 
 @_typing.final
 class Account(_message.Message):
@@ -568,6 +616,231 @@ class IssueCreationCodeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IssueCreationCodeResponse: _TypeAlias = IssueCreationCodeResponse  # noqa: Y015
+
+@_typing.final
+class IssueActivationLetterRequest(_message.Message):
+    """Request of IssueActivationLetter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ins: _builtins.str
+    """INS of the patient whose record was just created."""
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
+    def __init__(
+        self,
+        *,
+        ins: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ins", b"ins", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueActivationLetterRequest: _TypeAlias = IssueActivationLetterRequest  # noqa: Y015
+
+@_typing.final
+class ActivationLetter(_message.Message):
+    """A printable activation letter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PDF_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    pdf: _builtins.bytes
+    """The PDF (A4, French, embedded DejaVu Sans font); holds the one-time
+    activation code, which is never shown again.
+    """
+    media_type: _builtins.str
+    """"application/pdf"."""
+    file_name: _builtins.str
+    """A file name for the vendor's software, without the INS or any name."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the activation code stops being valid."""
+
+    def __init__(
+        self,
+        *,
+        pdf: _builtins.bytes = ...,
+        media_type: _builtins.str = ...,
+        file_name: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "file_name", b"file_name", "media_type", b"media_type", "pdf", b"pdf"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivationLetter: _TypeAlias = ActivationLetter  # noqa: Y015
+
+@_typing.final
+class IdentityCheck(_message.Message):
+    """The identity check of a support call: recorded with the reissue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKED_FIELD_NUMBER: _builtins.int
+    CALL_REFERENCE_FIELD_NUMBER: _builtins.int
+    call_reference: _builtins.str
+    """The call's reference in the support desk's own tool (4 to 64 letters,
+    digits, '-', '_', '/', '.'): no medical data, no free text.
+    """
+    @_builtins.property
+    def checked(self) -> _containers.RepeatedScalarFieldContainer[Global___IdentityCheckItem.ValueType]:
+        """The questions checked (at least 3 distinct, NAMES and BIRTH_DATE among
+        them); answers are never sent.
+        """
+
+    def __init__(
+        self,
+        *,
+        checked: _abc.Iterable[Global___IdentityCheckItem.ValueType] | None = ...,
+        call_reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_reference", b"call_reference", "checked", b"checked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentityCheck: _TypeAlias = IdentityCheck  # noqa: Y015
+
+@_typing.final
+class NewContact(_message.Message):
+    """A new contact the patient gave on the phone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    MOBILE_PHONE_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """E-mail address (optional if a mobile phone is given)."""
+    mobile_phone: _builtins.str
+    """Mobile phone in E.164 form (preferred when both are given)."""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        mobile_phone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "mobile_phone", b"mobile_phone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NewContact: _TypeAlias = NewContact  # noqa: Y015
+
+@_typing.final
+class PostalLetter(_message.Message):
+    """Delivery by post: the response's letter is printed and posted to the
+    address on file.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostalLetter: _TypeAlias = PostalLetter  # noqa: Y015
+
+@_typing.final
+class ReissueActivationRequest(_message.Message):
+    """Request of ReissueActivation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INS_FIELD_NUMBER: _builtins.int
+    IDENTITY_CHECK_FIELD_NUMBER: _builtins.int
+    POSTAL_LETTER_FIELD_NUMBER: _builtins.int
+    NEW_CONTACT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ins: _builtins.str
+    """INS of the patient."""
+    request_id: _builtins.str
+    """Idempotency key (UUID)."""
+    @_builtins.property
+    def identity_check(self) -> Global___IdentityCheck:
+        """The identity check made during the call."""
+
+    @_builtins.property
+    def postal_letter(self) -> Global___PostalLetter:
+        """A letter to post."""
+
+    @_builtins.property
+    def new_contact(self) -> Global___NewContact:
+        """A new contact: the code is sent there at once."""
+
+    def __init__(
+        self,
+        *,
+        ins: _builtins.str = ...,
+        identity_check: Global___IdentityCheck | None = ...,
+        postal_letter: Global___PostalLetter | None = ...,
+        new_contact: Global___NewContact | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "identity_check", b"identity_check", "new_contact", b"new_contact", "postal_letter", b"postal_letter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "identity_check", b"identity_check", "ins", b"ins", "new_contact", b"new_contact", "postal_letter", b"postal_letter", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_delivery: _TypeAlias = _typing.Literal["postal_letter", "new_contact"]  # noqa: Y015
+    _WhichOneofArgType_delivery: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_delivery) -> _WhichOneofReturnType_delivery | None: ...
+
+Global___ReissueActivationRequest: _TypeAlias = ReissueActivationRequest  # noqa: Y015
+
+@_typing.final
+class ReissueActivationResponse(_message.Message):
+    """Response of ReissueActivation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REISSUE_FIELD_NUMBER: _builtins.int
+    LETTER_FIELD_NUMBER: _builtins.int
+    MASKED_DESTINATION_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    reissue: _builtins.str
+    """The reissue: `accounts/{account}/reissues/{reissue}`."""
+    masked_destination: _builtins.str
+    """Where the code went, most characters hidden (new-contact delivery only)."""
+    @_builtins.property
+    def letter(self) -> Global___ActivationLetter:
+        """The letter to post (postal delivery only)."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the new activation code stops being valid."""
+
+    def __init__(
+        self,
+        *,
+        reissue: _builtins.str = ...,
+        letter: Global___ActivationLetter | None = ...,
+        masked_destination: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "letter", b"letter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "letter", b"letter", "masked_destination", b"masked_destination", "reissue", b"reissue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReissueActivationResponse: _TypeAlias = ReissueActivationResponse  # noqa: Y015
 
 @_typing.final
 class RegisterPatientAccountRequest(_message.Message):

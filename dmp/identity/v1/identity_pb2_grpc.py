@@ -86,6 +86,16 @@ class IdentityServiceStub:
                 request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.IssueCreationCodeRequest.SerializeToString,
                 response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.IssueCreationCodeResponse.FromString,
                 _registered_method=True)
+        self.IssueActivationLetter = channel.unary_unary(
+                '/dmp.identity.v1.IdentityService/IssueActivationLetter',
+                request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.IssueActivationLetterRequest.SerializeToString,
+                response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.ActivationLetter.FromString,
+                _registered_method=True)
+        self.ReissueActivation = channel.unary_unary(
+                '/dmp.identity.v1.IdentityService/ReissueActivation',
+                request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.ReissueActivationRequest.SerializeToString,
+                response_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.ReissueActivationResponse.FromString,
+                _registered_method=True)
         self.RegisterPatientAccount = channel.unary_unary(
                 '/dmp.identity.v1.IdentityService/RegisterPatientAccount',
                 request_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.RegisterPatientAccountRequest.SerializeToString,
@@ -222,11 +232,51 @@ class IdentityServiceServicer:
     def IssueCreationCode(self, request, context):
         """Issues a creation code for online sign-up of the patient `ins`. Callers:
         CPAM desk staff (role `guichet_amo`) or a health professional. The code is
-        in this response only; the service keeps a keyed hash. A new code makes the
-        previous unused one of the same INS invalid.
+        in this response only; the service keeps a keyed hash. The answer is the
+        same whether or not the patient already has an account (a code issued for
+        an existing account can never register), and earlier unused codes of the
+        same INS keep working: issuing tells nothing and takes nothing away.
         Errors: PERMISSION_DENIED (ROLE_REQUIRED, ROLE_EXCLUDED,
         PRINCIPAL_KIND_NOT_ALLOWED), INVALID_ARGUMENT (INS_MALFORMED,
-        INS_KEY_MISMATCH), ALREADY_EXISTS (ACCOUNT_EXISTS).
+        INS_KEY_MISMATCH).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueActivationLetter(self, request, context):
+        """The "credentials on paper" of a record created at a CPAM desk or by a
+        professional: a printable PDF letter in French holding the patient's
+        identifier (INS), a one-time activation code valid for weeks (identity's
+        `activation_letter_ttl_s`, 6 weeks by default), where to activate and how
+        to oppose emergency access; no medical content. Same callers and same
+        no-oracle rules as IssueCreationCode. The letter is in this response
+        only: the service keeps a keyed hash of the code, so a retry of the same
+        request fails (REQUEST_ALREADY_PROCESSED) and a lost letter needs a new
+        call (which does not cancel the first letter's code).
+        Errors: as IssueCreationCode.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReissueActivation(self, request, context):
+        """DMP Info Service: a support agent (staff card, role `info_service`)
+        reissues an activation path to a patient who lost phone and mailbox,
+        after an identity check recorded with the call (which questions were
+        checked, the call's reference; no medical data). The new code goes in a
+        postal letter (the PDF is in this response only) or to a new contact the
+        patient gave on the phone. The patient activates it with
+        RegisterPatientAccount: their account gets the new password and contacts
+        and every session ends. The edge logs the call in the record's access
+        history and notify tells the patient on every channel it knows. Limited
+        per agent and per patient (`support_reissue_*` settings).
+        Errors: PERMISSION_DENIED (ROLE_REQUIRED, PRINCIPAL_KIND_NOT_ALLOWED),
+        INVALID_ARGUMENT (INS_MALFORMED, INS_KEY_MISMATCH, IDENTITY_CHECK_REQUIRED,
+        IDENTITY_CHECK_INSUFFICIENT, INVALID_CALL_REFERENCE, EMAIL_INVALID,
+        PHONE_INVALID, CONTACT_REQUIRED), NOT_FOUND (ACCOUNT_NOT_FOUND),
+        RESOURCE_EXHAUSTED (SUPPORT_RATE_LIMITED, with RetryInfo), UNAVAILABLE
+        (CODE_DELIVERY_FAILED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,7 +285,10 @@ class IdentityServiceServicer:
     def RegisterPatientAccount(self, request, context):
         """Creates the patient account of `ins` with a creation code (consumed), a
         password and at least one contact (e-mail and/or mobile phone) for the
-        one-time codes. One account per INS.
+        one-time codes. One account per INS. The code may come from
+        IssueCreationCode, an activation letter, or a DMP Info Service reissue;
+        a reissue's code re-activates the existing account instead (new password
+        and contacts, every session revoked).
         Errors: UNAUTHENTICATED (CREATION_CODE_INVALID), FAILED_PRECONDITION
         (CREATION_CODE_EXPIRED, CREATION_CODE_ALREADY_USED), ALREADY_EXISTS
         (ACCOUNT_EXISTS), INVALID_ARGUMENT (INS_MALFORMED, INS_KEY_MISMATCH,
@@ -380,6 +433,16 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.IssueCreationCode,
                     request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.IssueCreationCodeRequest.FromString,
                     response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.IssueCreationCodeResponse.SerializeToString,
+            ),
+            'IssueActivationLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueActivationLetter,
+                    request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.IssueActivationLetterRequest.FromString,
+                    response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.ActivationLetter.SerializeToString,
+            ),
+            'ReissueActivation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReissueActivation,
+                    request_deserializer=dmp_dot_identity_dot_v1_dot_identity__pb2.ReissueActivationRequest.FromString,
+                    response_serializer=dmp_dot_identity_dot_v1_dot_identity__pb2.ReissueActivationResponse.SerializeToString,
             ),
             'RegisterPatientAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterPatientAccount,
@@ -616,6 +679,60 @@ class IdentityService:
             '/dmp.identity.v1.IdentityService/IssueCreationCode',
             dmp_dot_identity_dot_v1_dot_identity__pb2.IssueCreationCodeRequest.SerializeToString,
             dmp_dot_identity_dot_v1_dot_identity__pb2.IssueCreationCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueActivationLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.identity.v1.IdentityService/IssueActivationLetter',
+            dmp_dot_identity_dot_v1_dot_identity__pb2.IssueActivationLetterRequest.SerializeToString,
+            dmp_dot_identity_dot_v1_dot_identity__pb2.ActivationLetter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReissueActivation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.identity.v1.IdentityService/ReissueActivation',
+            dmp_dot_identity_dot_v1_dot_identity__pb2.ReissueActivationRequest.SerializeToString,
+            dmp_dot_identity_dot_v1_dot_identity__pb2.ReissueActivationResponse.FromString,
             options,
             channel_credentials,
             insecure,

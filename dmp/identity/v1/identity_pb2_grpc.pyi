@@ -94,16 +94,51 @@ class IdentityServiceStub:
     IssueCreationCode: _grpc.UnaryUnaryMultiCallable[_identity_pb2.IssueCreationCodeRequest, _identity_pb2.IssueCreationCodeResponse]
     """Issues a creation code for online sign-up of the patient `ins`. Callers:
     CPAM desk staff (role `guichet_amo`) or a health professional. The code is
-    in this response only; the service keeps a keyed hash. A new code makes the
-    previous unused one of the same INS invalid.
+    in this response only; the service keeps a keyed hash. The answer is the
+    same whether or not the patient already has an account (a code issued for
+    an existing account can never register), and earlier unused codes of the
+    same INS keep working: issuing tells nothing and takes nothing away.
     Errors: PERMISSION_DENIED (ROLE_REQUIRED, ROLE_EXCLUDED,
     PRINCIPAL_KIND_NOT_ALLOWED), INVALID_ARGUMENT (INS_MALFORMED,
-    INS_KEY_MISMATCH), ALREADY_EXISTS (ACCOUNT_EXISTS).
+    INS_KEY_MISMATCH).
+    """
+    IssueActivationLetter: _grpc.UnaryUnaryMultiCallable[_identity_pb2.IssueActivationLetterRequest, _identity_pb2.ActivationLetter]
+    """The "credentials on paper" of a record created at a CPAM desk or by a
+    professional: a printable PDF letter in French holding the patient's
+    identifier (INS), a one-time activation code valid for weeks (identity's
+    `activation_letter_ttl_s`, 6 weeks by default), where to activate and how
+    to oppose emergency access; no medical content. Same callers and same
+    no-oracle rules as IssueCreationCode. The letter is in this response
+    only: the service keeps a keyed hash of the code, so a retry of the same
+    request fails (REQUEST_ALREADY_PROCESSED) and a lost letter needs a new
+    call (which does not cancel the first letter's code).
+    Errors: as IssueCreationCode.
+    """
+    ReissueActivation: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ReissueActivationRequest, _identity_pb2.ReissueActivationResponse]
+    """DMP Info Service: a support agent (staff card, role `info_service`)
+    reissues an activation path to a patient who lost phone and mailbox,
+    after an identity check recorded with the call (which questions were
+    checked, the call's reference; no medical data). The new code goes in a
+    postal letter (the PDF is in this response only) or to a new contact the
+    patient gave on the phone. The patient activates it with
+    RegisterPatientAccount: their account gets the new password and contacts
+    and every session ends. The edge logs the call in the record's access
+    history and notify tells the patient on every channel it knows. Limited
+    per agent and per patient (`support_reissue_*` settings).
+    Errors: PERMISSION_DENIED (ROLE_REQUIRED, PRINCIPAL_KIND_NOT_ALLOWED),
+    INVALID_ARGUMENT (INS_MALFORMED, INS_KEY_MISMATCH, IDENTITY_CHECK_REQUIRED,
+    IDENTITY_CHECK_INSUFFICIENT, INVALID_CALL_REFERENCE, EMAIL_INVALID,
+    PHONE_INVALID, CONTACT_REQUIRED), NOT_FOUND (ACCOUNT_NOT_FOUND),
+    RESOURCE_EXHAUSTED (SUPPORT_RATE_LIMITED, with RetryInfo), UNAVAILABLE
+    (CODE_DELIVERY_FAILED).
     """
     RegisterPatientAccount: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RegisterPatientAccountRequest, _identity_pb2.Account]
     """Creates the patient account of `ins` with a creation code (consumed), a
     password and at least one contact (e-mail and/or mobile phone) for the
-    one-time codes. One account per INS.
+    one-time codes. One account per INS. The code may come from
+    IssueCreationCode, an activation letter, or a DMP Info Service reissue;
+    a reissue's code re-activates the existing account instead (new password
+    and contacts, every session revoked).
     Errors: UNAUTHENTICATED (CREATION_CODE_INVALID), FAILED_PRECONDITION
     (CREATION_CODE_EXPIRED, CREATION_CODE_ALREADY_USED), ALREADY_EXISTS
     (ACCOUNT_EXISTS), INVALID_ARGUMENT (INS_MALFORMED, INS_KEY_MISMATCH,
@@ -243,16 +278,51 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     IssueCreationCode: _aio.UnaryUnaryMultiCallable[_identity_pb2.IssueCreationCodeRequest, _identity_pb2.IssueCreationCodeResponse]  # type: ignore[assignment]
     """Issues a creation code for online sign-up of the patient `ins`. Callers:
     CPAM desk staff (role `guichet_amo`) or a health professional. The code is
-    in this response only; the service keeps a keyed hash. A new code makes the
-    previous unused one of the same INS invalid.
+    in this response only; the service keeps a keyed hash. The answer is the
+    same whether or not the patient already has an account (a code issued for
+    an existing account can never register), and earlier unused codes of the
+    same INS keep working: issuing tells nothing and takes nothing away.
     Errors: PERMISSION_DENIED (ROLE_REQUIRED, ROLE_EXCLUDED,
     PRINCIPAL_KIND_NOT_ALLOWED), INVALID_ARGUMENT (INS_MALFORMED,
-    INS_KEY_MISMATCH), ALREADY_EXISTS (ACCOUNT_EXISTS).
+    INS_KEY_MISMATCH).
+    """
+    IssueActivationLetter: _aio.UnaryUnaryMultiCallable[_identity_pb2.IssueActivationLetterRequest, _identity_pb2.ActivationLetter]  # type: ignore[assignment]
+    """The "credentials on paper" of a record created at a CPAM desk or by a
+    professional: a printable PDF letter in French holding the patient's
+    identifier (INS), a one-time activation code valid for weeks (identity's
+    `activation_letter_ttl_s`, 6 weeks by default), where to activate and how
+    to oppose emergency access; no medical content. Same callers and same
+    no-oracle rules as IssueCreationCode. The letter is in this response
+    only: the service keeps a keyed hash of the code, so a retry of the same
+    request fails (REQUEST_ALREADY_PROCESSED) and a lost letter needs a new
+    call (which does not cancel the first letter's code).
+    Errors: as IssueCreationCode.
+    """
+    ReissueActivation: _aio.UnaryUnaryMultiCallable[_identity_pb2.ReissueActivationRequest, _identity_pb2.ReissueActivationResponse]  # type: ignore[assignment]
+    """DMP Info Service: a support agent (staff card, role `info_service`)
+    reissues an activation path to a patient who lost phone and mailbox,
+    after an identity check recorded with the call (which questions were
+    checked, the call's reference; no medical data). The new code goes in a
+    postal letter (the PDF is in this response only) or to a new contact the
+    patient gave on the phone. The patient activates it with
+    RegisterPatientAccount: their account gets the new password and contacts
+    and every session ends. The edge logs the call in the record's access
+    history and notify tells the patient on every channel it knows. Limited
+    per agent and per patient (`support_reissue_*` settings).
+    Errors: PERMISSION_DENIED (ROLE_REQUIRED, PRINCIPAL_KIND_NOT_ALLOWED),
+    INVALID_ARGUMENT (INS_MALFORMED, INS_KEY_MISMATCH, IDENTITY_CHECK_REQUIRED,
+    IDENTITY_CHECK_INSUFFICIENT, INVALID_CALL_REFERENCE, EMAIL_INVALID,
+    PHONE_INVALID, CONTACT_REQUIRED), NOT_FOUND (ACCOUNT_NOT_FOUND),
+    RESOURCE_EXHAUSTED (SUPPORT_RATE_LIMITED, with RetryInfo), UNAVAILABLE
+    (CODE_DELIVERY_FAILED).
     """
     RegisterPatientAccount: _aio.UnaryUnaryMultiCallable[_identity_pb2.RegisterPatientAccountRequest, _identity_pb2.Account]  # type: ignore[assignment]
     """Creates the patient account of `ins` with a creation code (consumed), a
     password and at least one contact (e-mail and/or mobile phone) for the
-    one-time codes. One account per INS.
+    one-time codes. One account per INS. The code may come from
+    IssueCreationCode, an activation letter, or a DMP Info Service reissue;
+    a reissue's code re-activates the existing account instead (new password
+    and contacts, every session revoked).
     Errors: UNAUTHENTICATED (CREATION_CODE_INVALID), FAILED_PRECONDITION
     (CREATION_CODE_EXPIRED, CREATION_CODE_ALREADY_USED), ALREADY_EXISTS
     (ACCOUNT_EXISTS), INVALID_ARGUMENT (INS_MALFORMED, INS_KEY_MISMATCH,
@@ -425,11 +495,55 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_pb2.IssueCreationCodeResponse, _abc.Awaitable[_identity_pb2.IssueCreationCodeResponse]]:
         """Issues a creation code for online sign-up of the patient `ins`. Callers:
         CPAM desk staff (role `guichet_amo`) or a health professional. The code is
-        in this response only; the service keeps a keyed hash. A new code makes the
-        previous unused one of the same INS invalid.
+        in this response only; the service keeps a keyed hash. The answer is the
+        same whether or not the patient already has an account (a code issued for
+        an existing account can never register), and earlier unused codes of the
+        same INS keep working: issuing tells nothing and takes nothing away.
         Errors: PERMISSION_DENIED (ROLE_REQUIRED, ROLE_EXCLUDED,
         PRINCIPAL_KIND_NOT_ALLOWED), INVALID_ARGUMENT (INS_MALFORMED,
-        INS_KEY_MISMATCH), ALREADY_EXISTS (ACCOUNT_EXISTS).
+        INS_KEY_MISMATCH).
+        """
+
+    @_abc_1.abstractmethod
+    def IssueActivationLetter(
+        self,
+        request: _identity_pb2.IssueActivationLetterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ActivationLetter, _abc.Awaitable[_identity_pb2.ActivationLetter]]:
+        """The "credentials on paper" of a record created at a CPAM desk or by a
+        professional: a printable PDF letter in French holding the patient's
+        identifier (INS), a one-time activation code valid for weeks (identity's
+        `activation_letter_ttl_s`, 6 weeks by default), where to activate and how
+        to oppose emergency access; no medical content. Same callers and same
+        no-oracle rules as IssueCreationCode. The letter is in this response
+        only: the service keeps a keyed hash of the code, so a retry of the same
+        request fails (REQUEST_ALREADY_PROCESSED) and a lost letter needs a new
+        call (which does not cancel the first letter's code).
+        Errors: as IssueCreationCode.
+        """
+
+    @_abc_1.abstractmethod
+    def ReissueActivation(
+        self,
+        request: _identity_pb2.ReissueActivationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ReissueActivationResponse, _abc.Awaitable[_identity_pb2.ReissueActivationResponse]]:
+        """DMP Info Service: a support agent (staff card, role `info_service`)
+        reissues an activation path to a patient who lost phone and mailbox,
+        after an identity check recorded with the call (which questions were
+        checked, the call's reference; no medical data). The new code goes in a
+        postal letter (the PDF is in this response only) or to a new contact the
+        patient gave on the phone. The patient activates it with
+        RegisterPatientAccount: their account gets the new password and contacts
+        and every session ends. The edge logs the call in the record's access
+        history and notify tells the patient on every channel it knows. Limited
+        per agent and per patient (`support_reissue_*` settings).
+        Errors: PERMISSION_DENIED (ROLE_REQUIRED, PRINCIPAL_KIND_NOT_ALLOWED),
+        INVALID_ARGUMENT (INS_MALFORMED, INS_KEY_MISMATCH, IDENTITY_CHECK_REQUIRED,
+        IDENTITY_CHECK_INSUFFICIENT, INVALID_CALL_REFERENCE, EMAIL_INVALID,
+        PHONE_INVALID, CONTACT_REQUIRED), NOT_FOUND (ACCOUNT_NOT_FOUND),
+        RESOURCE_EXHAUSTED (SUPPORT_RATE_LIMITED, with RetryInfo), UNAVAILABLE
+        (CODE_DELIVERY_FAILED).
         """
 
     @_abc_1.abstractmethod
@@ -440,7 +554,10 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_pb2.Account, _abc.Awaitable[_identity_pb2.Account]]:
         """Creates the patient account of `ins` with a creation code (consumed), a
         password and at least one contact (e-mail and/or mobile phone) for the
-        one-time codes. One account per INS.
+        one-time codes. One account per INS. The code may come from
+        IssueCreationCode, an activation letter, or a DMP Info Service reissue;
+        a reissue's code re-activates the existing account instead (new password
+        and contacts, every session revoked).
         Errors: UNAUTHENTICATED (CREATION_CODE_INVALID), FAILED_PRECONDITION
         (CREATION_CODE_EXPIRED, CREATION_CODE_ALREADY_USED), ALREADY_EXISTS
         (ACCOUNT_EXISTS), INVALID_ARGUMENT (INS_MALFORMED, INS_KEY_MISMATCH,

@@ -56,6 +56,8 @@ class _CodePurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CodePurpo
     """Second factor of a login."""
     CODE_PURPOSE_RECOVERY: _CodePurpose.ValueType  # 2
     """Credential recovery."""
+    CODE_PURPOSE_ACTIVATION: _CodePurpose.ValueType  # 3
+    """A new activation code reissued by DMP Info Service to a new contact."""
 
 class CodePurpose(_CodePurpose, metaclass=_CodePurposeEnumTypeWrapper):
     """Why a one-time code is sent; selects the message template."""
@@ -66,6 +68,8 @@ CODE_PURPOSE_LOGIN: CodePurpose.ValueType  # 1
 """Second factor of a login."""
 CODE_PURPOSE_RECOVERY: CodePurpose.ValueType  # 2
 """Credential recovery."""
+CODE_PURPOSE_ACTIVATION: CodePurpose.ValueType  # 3
+"""A new activation code reissued by DMP Info Service to a new contact."""
 Global___CodePurpose: _TypeAlias = CodePurpose  # noqa: Y015
 
 class _NotificationKind:
@@ -88,6 +92,10 @@ class _NotificationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Noti
     """The record was created, closed or reactivated."""
     NOTIFICATION_KIND_ACCESS_RULES_CHANGED: _NotificationKind.ValueType  # 6
     """Someone else changed the record's access rules."""
+    NOTIFICATION_KIND_ACTIVATION_REISSUED: _NotificationKind.ValueType  # 7
+    """DMP Info Service reissued the patient's activation path (sent on every
+    channel, like an emergency).
+    """
 
 class NotificationKind(_NotificationKind, metaclass=_NotificationKindEnumTypeWrapper):
     """What a notification tells the patient about."""
@@ -106,6 +114,10 @@ NOTIFICATION_KIND_DOSSIER_LIFECYCLE: NotificationKind.ValueType  # 5
 """The record was created, closed or reactivated."""
 NOTIFICATION_KIND_ACCESS_RULES_CHANGED: NotificationKind.ValueType  # 6
 """Someone else changed the record's access rules."""
+NOTIFICATION_KIND_ACTIVATION_REISSUED: NotificationKind.ValueType  # 7
+"""DMP Info Service reissued the patient's activation path (sent on every
+channel, like an emergency).
+"""
 Global___NotificationKind: _TypeAlias = NotificationKind  # noqa: Y015
 
 class _DeliveryStatus:
