@@ -420,6 +420,11 @@ def _professional(  # noqa: PLR0912, PLR0915 - one branch per access rule
             base_obligations=base_obligations,
             first=first,
         )
+    if action == A.ACTION_ISSUE_CREATION_CODE and basis and mode == NORMAL:
+        # A professional the patient's record admits (the creator who keeps access, a granted
+        # or attending doctor; not an emergency access) may print the patient's activation
+        # letter: identity's answer says nothing about the account and cancels no other code.
+        return _allow(basis, mode, _scope(matrix, mode, rights, masked_visible=attending))
     if care_context_grant:
         return _allow(
             "CARE_CONTEXT_ATTESTATION",

@@ -142,6 +142,7 @@ TABLE: dict[str, frozenset[str]] = {
     "IdentityService/Logout": frozenset({"patient"}),
     "IdentityService/ChangePassword": frozenset({"patient"}),
     "IdentityService/IssueCreationCode": frozenset({"doctor+grant", *PROFESSIONALS, "desk"}),
+    "IdentityService/IssueActivationLetter": frozenset({"doctor+grant", *PROFESSIONALS, "desk"}),
     "HistoryFeedService/IngestClaims": frozenset({"amo"}),
 }
 
@@ -861,6 +862,12 @@ async def _account_cells(sweep: Sweep) -> None:
         "IdentityService/IssueCreationCode",
         lambda: identity.IssueCreationCode(issue, metadata=id_md, timeout=10),
         stamps=me.stamps("creation_code", "expire_time"),
+    )
+    letter = ID.IssueActivationLetterRequest(request_id=rid(), ins=make_ins())
+    await sweep.cell(
+        "IdentityService/IssueActivationLetter",
+        lambda: identity.IssueActivationLetter(letter, metadata=id_md, timeout=10),
+        stamps=me.stamps("pdf", "media_type", "file_name", "expire_time"),
     )
     change = ID.ChangePasswordRequest(
         request_id=rid(), current_password=PASSWORD, new_password=PASSWORD + "-new"

@@ -57,7 +57,7 @@ class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Action.ValueTy
     """Read the patient's access rules (grants, blocks, oppositions, attending doctor)."""
     ACTION_DECIDE: _Action.ValueType  # 15
     """Ask the policy decision point for a decision (internal to the platform)."""
-    ACTION_REISSUE_ACTIVATION: _Action.ValueType  # 16
+    ACTION_REISSUE_ACTIVATION: _Action.ValueType  # 18
     """Reissue a patient's activation path after an identity check (DMP Info
     Service support agents only; never grants any read of the record).
     """
@@ -99,7 +99,7 @@ ACTION_READ_ACCESS_RULES: Action.ValueType  # 14
 """Read the patient's access rules (grants, blocks, oppositions, attending doctor)."""
 ACTION_DECIDE: Action.ValueType  # 15
 """Ask the policy decision point for a decision (internal to the platform)."""
-ACTION_REISSUE_ACTIVATION: Action.ValueType  # 16
+ACTION_REISSUE_ACTIVATION: Action.ValueType  # 18
 """Reissue a patient's activation path after an identity check (DMP Info
 Service support agents only; never grants any read of the record).
 """
