@@ -42,8 +42,10 @@ async def test_the_support_agent_reissues_on_an_existing_record_logged_and_alert
     assert entries[0].decision == C.DECISION_ALLOWED
     assert list(entries[0].principal.roles) == ["info_service"]
     alerts = await consent.wait_events(
-        lambda subject, m: isinstance(m, events_pb2.AccessRecorded)
-        and m.access_log_entry == response.access_log_entry
+        lambda subject, m: (
+            isinstance(m, events_pb2.AccessRecorded)
+            and m.access_log_entry == response.access_log_entry
+        )
     )
     assert len(alerts) == 1
     assert alerts[0].activation_reissued
