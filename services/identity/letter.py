@@ -119,7 +119,7 @@ def render(facts: LetterFacts) -> bytes:
     para(_OPENING[facts.purpose])
 
     heading("Vos informations d'activation")
-    para("Votre identifiant (matricule INS, celui de votre carte Vitale) :")
+    para("Votre identifiant (matricule INS, en général votre numéro de sécurité sociale) :")
     pdf.set_font(FAMILY, "B", 15)
     pdf.multi_cell(width, 8, _spaced_ins(facts.ins), new_x="LMARGIN", new_y="NEXT", align="L")
     pdf.set_font(FAMILY, "", 12)

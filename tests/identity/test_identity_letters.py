@@ -172,7 +172,11 @@ async def test_the_letter_is_returned_once(stub) -> None:
     [
         (principals.staff("clerk", ("administratif",)), "ROLE_REQUIRED"),
         (principals.staff("info", ("info_service",)), "ROLE_REQUIRED"),
-        (principals.professional("10000000009", "10", "SM25"), None),
+        (principals.professional("10000000009", "21"), None),
+        (
+            principals.professional("10000000017", "10", roles=("medecin_du_travail",)),
+            "ROLE_EXCLUDED",
+        ),
     ],
 )
 async def test_who_may_issue_a_letter(stub, principal, reason) -> None:  # type: ignore[no-untyped-def]
