@@ -148,7 +148,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             nc = await nats.connect(nats_server.url)
             js = nc.jetstream()
             # The publishers' streams (records and consent would create them).
-            for owner in ("records", "consent"):
+            for owner in ("records", "consent", "identity"):
                 await kit_nats.ensure_stream(js, kit_nats.STREAMS[owner])
             await migrations.upgrade("notify", settings.database_url)
             engine = create_engine(settings.database_url)

@@ -47,7 +47,7 @@ HASHED_FIELDS = (
 )
 # Hashed too, but only when set: entries written before establishments existed (and every
 # call made with a professional's own card) keep the serialization they were chained with.
-OPTIONAL_HASHED_FIELDS = ("establishment_finess", "establishment_name")
+OPTIONAL_HASHED_FIELDS = ("establishment_finess", "establishment_name", "emergency_access_rule")
 
 
 def _canonical_value(value: Any) -> Any:

@@ -131,13 +131,17 @@ async def record_decision(
     trace_id: str = "",
     justification: str = "",
     extra: Extra | None = None,
+    emergency_rule: str = "",
 ) -> str:
     """Append the decision to the log (+ first-access / emergency events); its entry name.
 
     `extra` runs in the same transaction (a rule the decision allowed to write): the
-    record's cached rules are then dropped.
+    record's cached rules are then dropped. An emergency-mode entry is linked to the
+    EMERGENCY_ACCESS rule it relies on (`emergency_rule`: the one being opened, else the
+    decision's), and so is its event: notify alerts once per emergency session.
     """
     rpps = principal.rpps or principal.subject
+    session_rule = (emergency_rule or decision.emergency_rule) if decision.emergency else ""
     professional = principal.kind == P.PRINCIPAL_KIND_PROFESSIONAL
     marked: list[bool] = []
 
@@ -159,6 +163,7 @@ async def record_decision(
             request_id=request_id,
             trace_id=trace_id,
             justification=justification,
+            emergency_rule=session_rule,
         )
         row = await appender.append(values)
         name = f"{dossier}/accessLog/{row['entry_id']}"
@@ -179,6 +184,9 @@ async def record_decision(
                     first_access=first,
                     emergency=decision.emergency,
                     when=now,
+                    emergency_access_rule=(
+                        f"{dossier}/accessRules/{session_rule}" if session_rule else ""
+                    ),
                 )
         elif decision.allowed and req.action == A.ACTION_REISSUE_ACTIVATION:
             # DMP Info Service reissued the activation path: the patient is told at once.
@@ -216,6 +224,7 @@ def log_values(
     request_id: str = "",
     trace_id: str = "",
     justification: str = "",
+    emergency_rule: str = "",
 ) -> dict[str, Any]:
     """Stored columns of an access-log entry (the chain fields are added on append)."""
     return {
@@ -241,4 +250,5 @@ def log_values(
         "time": now,
         "establishment_finess": principal.establishment.finess[:9],
         "establishment_name": principal.establishment.display_name[:100],
+        "emergency_access_rule": emergency_rule or None,
     }

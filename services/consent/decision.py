@@ -110,6 +110,8 @@ class Decision:
     obligations: tuple[int, ...] = ()
     first_access: bool = False
     cache_until: datetime | None = None  # earliest end of what the decision relied on
+    #: Rule id of the EMERGENCY_ACCESS rule an emergency-mode access relies on (its session).
+    emergency_rule: str = ""
 
     @property
     def emergency(self) -> bool:
@@ -184,8 +186,20 @@ def _allow(
     *,
     first_access: bool = False,
     cache_until: datetime | None = None,
+    emergency_rule: str = "",
 ) -> Decision:
-    return Decision(True, reason, reason, OK, mode, scope, obligations, first_access, cache_until)
+    return Decision(
+        True,
+        reason,
+        reason,
+        OK,
+        mode,
+        scope,
+        obligations,
+        first_access,
+        cache_until,
+        emergency_rule=emergency_rule,
+    )
 
 
 def decide(
@@ -478,7 +492,21 @@ def _professional(  # noqa: PLR0912, PLR0915 - one branch per access rule
         return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
     obligations = base_obligations + ((OB_EMERGENCY,) if mode in EMERGENCY_MODES else ())
     scope = _scope(matrix, mode, rights, masked_visible=attending)
-    return _allow(basis, mode, scope, obligations, first_access=first, cache_until=cache_until)
+    return _allow(
+        basis,
+        mode,
+        scope,
+        obligations,
+        first_access=first,
+        cache_until=cache_until,
+        emergency_rule=_session_rule(rules, rpps, now, basis),
+    )
+
+
+def _session_rule(rules: RecordRules, rpps: str, now: datetime, basis: str) -> str:
+    """The EMERGENCY_ACCESS rule an access based on it relies on (its emergency session)."""
+    session = rules.emergency(rpps, now) if basis == "EMERGENCY_ACCESS" else None
+    return session.rule_id if session is not None else ""
 
 
 def _emergency_request(

@@ -6,6 +6,7 @@ allowed one, which opens an EMERGENCY_ACCESS rule and alerts the patient.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
@@ -107,6 +108,8 @@ async def start(
         mode=request.mode, reason=request.reason, justification=justification
     )
     result: list[consent_pb2.AccessRule] = []
+    # Known before the rule is written: the opening's log entry and alert name it too.
+    rule_id = uuid.uuid4().hex
 
     async def write(appender: LogAppender, entry: str) -> None:
         out = await rules.new_rule(
@@ -119,6 +122,7 @@ async def start(
             now=now,
             profession=principal.profession_code,
             expire=now + timedelta(seconds=seconds),
+            rule_id=rule_id,
         )
         await published.consent_changed(
             appender.session, dossier, out.name, principal.subject, by_patient=False, when=now
@@ -139,5 +143,6 @@ async def start(
         request_id=request.request_id,
         justification=justification,
         extra=write,
+        emergency_rule=rule_id,
     )
     return result[-1]

@@ -6,6 +6,7 @@ log; so does the platform (an internal principal), on a record in any state.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -46,7 +47,9 @@ HISTORY_FILTER = {
     "principal.rpps": filtering.Field("string"),
     "mode": filtering.Field("enum", filtering.EQUALITY, P.AccessMode.DESCRIPTOR),
     "decision": filtering.Field("enum", filtering.EQUALITY, C.Decision.DESCRIPTOR),
+    "emergency_access_rule": filtering.Field("string"),
 }
+_RULE_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 _TICK = timedelta(microseconds=1)  # entry times are stored to the microsecond
 
 
@@ -57,6 +60,7 @@ class _LogFilter:
     rpps: str
     modes: list[int]
     decision: int
+    emergency_rule: str = ""
 
 
 def _single(conditions: list[filtering.Condition], field: str) -> str | int:
@@ -66,7 +70,7 @@ def _single(conditions: list[filtering.Condition], field: str) -> str | int:
     return values[0] if values and isinstance(values[0], str | int) else ""
 
 
-def _log_filter(text: str) -> _LogFilter:
+def _log_filter(text: str, dossier: str) -> _LogFilter:
     conditions = filtering.parse(text, HISTORY_FILTER)
     start: datetime | None = None
     end: datetime | None = None
@@ -85,7 +89,29 @@ def _log_filter(text: str) -> _LogFilter:
         check_rpps(rpps, "filter")
     modes = sorted({m for m in filtering.one_of(conditions, "mode") if isinstance(m, int)})
     decision = _single(conditions, "decision")
-    return _LogFilter(start, end, rpps, modes, decision if isinstance(decision, int) else 0)
+    return _LogFilter(
+        start,
+        end,
+        rpps,
+        modes,
+        decision if isinstance(decision, int) else 0,
+        _emergency_rule(dossier, str(_single(conditions, "emergency_access_rule"))),
+    )
+
+
+def _emergency_rule(dossier: str, name: str) -> str:
+    """The rule id of `dossiers/{dossier}/accessRules/{rule}` (a rule of this record)."""
+    if not name:
+        return ""
+    prefix = f"{dossier}/accessRules/"
+    rule = name.removeprefix(prefix)
+    if not name.startswith(prefix) or not _RULE_ID.fullmatch(rule):
+        raise invalid_argument(
+            filtering.REASON,
+            "Invalid filter: emergency_access_rule must name an access rule of this record.",
+            "filter",
+        )
+    return rule
 
 
 async def list_history(
@@ -96,10 +122,17 @@ async def list_history(
     """The record's entries newest first, with the professionals' names of the directory."""
     dossier = dossier_of(request.parent, "parent")
     size = pagination.page_size(request.page_size, 50, 500)
-    flt = _log_filter(request.filter)
+    flt = _log_filter(request.filter, dossier)
     # A token continues one caller's reading of one filter.
     bound = pagination.fingerprint(
-        dossier, flt.start, flt.end, flt.rpps, flt.modes, flt.decision, principal.subject
+        dossier,
+        flt.start,
+        flt.end,
+        flt.rpps,
+        flt.modes,
+        flt.decision,
+        flt.emergency_rule,
+        principal.subject,
     )
     position = rt.page_tokens.read(request.page_token, bound)
     after = None if position is None else position.integer("sequence")
@@ -113,6 +146,7 @@ async def list_history(
             rpps=flt.rpps,
             modes=flt.modes,
             decision=flt.decision,
+            emergency_rule=flt.emergency_rule,
             before=after,
             limit=size + 1,
         )

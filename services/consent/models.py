@@ -120,8 +120,12 @@ access_log = Table(
     # The establishment a professional acted through ("" for their own card): FINESS, name.
     Column("establishment_finess", String(9), nullable=False, server_default=""),
     Column("establishment_name", String(100), nullable=False, server_default=""),
+    #: Rule id of the EMERGENCY_ACCESS rule (the emergency session) an emergency-mode
+    #: entry was decided under; null otherwise. Hashed when set (accesslog.py).
+    Column("emergency_access_rule", String(32), nullable=True),
     UniqueConstraint("dossier", "sequence"),
     Index("ix_access_log_dossier_request_id", "dossier", "request_id"),
+    Index("ix_access_log_dossier_emergency_access_rule", "dossier", "emergency_access_rule"),
 )
 
 outbox = outbox_table(metadata)

@@ -100,4 +100,9 @@ def entry_proto(row: Row[Any], person: ProfessionalInfo | None) -> consent_pb2.A
         time=timestamp(row.time),
         previous_hash=row.previous_hash,
         entry_hash=row.entry_hash,
+        emergency_access_rule=(
+            f"{row.dossier}/accessRules/{row.emergency_access_rule}"
+            if row.emergency_access_rule
+            else ""
+        ),
     )

@@ -55,6 +55,7 @@ async def access_recorded(
     emergency: bool,
     when: datetime,
     activation_reissued: bool = False,
+    emergency_access_rule: str = "",
 ) -> str:
     event_id = new_event_id()
     message = events_pb2.AccessRecorded(
@@ -68,5 +69,6 @@ async def access_recorded(
         emergency=emergency,
         occur_time=_ts(when),
         activation_reissued=activation_reissued,
+        emergency_access_rule=emergency_access_rule,
     )
     return await add_event(session, outbox, ACCESS_RECORDED, message, event_id=event_id)

@@ -319,6 +319,7 @@ async def history_page(
     decision: int,
     before: int | None,
     limit: int,
+    emergency_rule: str = "",
 ) -> list[Row[Any]]:
     """The record's entries newest first, filtered, below sequence `before`."""
     query = select(access_log).where(access_log.c.dossier == dossier)
@@ -332,6 +333,8 @@ async def history_page(
         query = query.where(access_log.c.mode.in_(modes))
     if decision:
         query = query.where(access_log.c.decision == decision)
+    if emergency_rule:
+        query = query.where(access_log.c.emergency_access_rule == emergency_rule)
     if before is not None:
         query = query.where(access_log.c.sequence < before)
     return list(

@@ -214,6 +214,19 @@ async def register(
             mobile_phone=mobile_phone,
             now=now,
         )
+        # Notifications are on by default, to what the patient gave here: notify keeps
+        # its own copy (it never reads identity's tables).
+        await published.publish(
+            db,
+            published.CONTACT_GIVEN,
+            events_pb2.ContactGiven(
+                account=account_name(target),
+                ins=ins,
+                email=email or "",
+                mobile_phone=mobile_phone or "",
+                reactivation=used.purpose == creation_codes.REISSUE,
+            ),
+        )
         await rt.requests.remember(
             db, key, scope=ANONYMOUS, method=REGISTER, response=response, now=now
         )

@@ -12,6 +12,8 @@ SESSION_REVOKED = "dmp.identity.session.revoked"
 ACCOUNT_REGISTERED = "dmp.identity.account.registered"
 CREDENTIALS_CHANGED = "dmp.identity.credentials.changed"
 PROFESSIONAL_CREATED = "dmp.identity.professional.created"
+#: The contact given at sign-up, for notify (the only identity event with contact data).
+CONTACT_GIVEN = "dmp.identity.contact.given"
 
 
 async def publish(session: AsyncSession, subject: str, payload: Message) -> str:

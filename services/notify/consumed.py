@@ -1,4 +1,4 @@
-"""What notify reads from records and consent events, and on which subjects.
+"""What notify reads from records, consent and identity events, and on which subjects.
 
 Each source subject has its own durable consumer, its own dead-letter subject
 (`dmp.notify.deadletter.<source>`) and a replay subject
@@ -8,6 +8,7 @@ can push a dead letter through the normal path again.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,11 +17,12 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dmp.consent.v1 import events_pb2 as consent_events
+from dmp.identity.v1 import events_pb2 as identity_events
 from dmp.notify.v1 import notify_pb2
 from dmp.records.v1 import events_pb2 as records_events
 from kit import clock
 from kit.consumer import PermanentFailureError
-from services.notify import event_templates
+from services.notify import event_templates, models, validation
 
 REPLAY_PREFIX = "dmp.notify.replay."
 DEADLETTER_PREFIX = "dmp.notify.deadletter."
@@ -33,6 +35,7 @@ DOCUMENT_ADDED = "dmp.records.document.added"
 DOCUMENT_VISIBILITY_CHANGED = "dmp.records.document.visibility_changed"
 ACCESS_RECORDED = "dmp.consent.access.recorded"
 CONSENT_CHANGED = "dmp.consent.changed"
+CONTACT_GIVEN = "dmp.identity.contact.given"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ SOURCES: tuple[Source, ...] = (
     Source("records-document", "records", "dmp.records.document.>", "document_added"),
     Source("consent-access", "consent", ACCESS_RECORDED, "access_recorded"),
     Source("consent-changed", "consent", CONSENT_CHANGED, "access_rules_changed"),
+    Source("identity-contact", "identity", CONTACT_GIVEN, "contact_given"),
 )
 
 
@@ -100,6 +104,16 @@ class DossierFacts:
 
 
 @dataclass(frozen=True)
+class GivenContact:
+    """Contact data given for a patient (at sign-up or at the record's creation)."""
+
+    ins: str
+    email: str
+    mobile_phone: str
+    source: str  # models.SOURCE_*
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the patient should be told about."""
 
@@ -121,6 +135,11 @@ class Event:
     #: For document events: the document and whether it is hidden from the patient.
     document: str = ""
     hidden: bool = False
+    #: Contact data the event gives (stored before any notice of the same event is queued).
+    contacts: tuple[GivenContact, ...] = ()
+    #: Idempotency key of the notice when it is not the event id: one emergency session
+    #: is alerted once (per recipient and channel), whatever number of accesses it holds.
+    notice_key: str = ""
 
 
 def _time(ts: Timestamp, has: bool) -> datetime:
@@ -130,6 +149,25 @@ def _time(ts: Timestamp, has: bool) -> datetime:
 def _check(event_id: str, dossier: str) -> None:
     if not _EVENT_ID.fullmatch(event_id) or not _DOSSIER.fullmatch(dossier):
         raise PermanentFailureError("event id or dossier missing or malformed")
+
+
+def _given(ins: str, email: str, phone: str, source: str) -> GivenContact | None:
+    """The well-formed part of contact data from an event; None when nothing usable.
+
+    A malformed value is dropped (never logged: it is personal data), the rest kept.
+    """
+    email = email.strip()
+    phone = phone.strip()
+    email = email if email and validation.is_valid_email(email) else ""
+    phone = phone if phone and validation.is_valid_phone(phone) else ""
+    if not _INS.fullmatch(ins) or not (email or phone):
+        return None
+    return GivenContact(ins, email, phone, source)
+
+
+def emergency_key(access_rule: str) -> str:
+    """Notice key of an emergency session (fits notifications.event_id)."""
+    return "emergency." + hashlib.sha256(access_rule.encode()).hexdigest()[:40]
 
 
 def decode(subject: str, data: bytes, fallback_event_id: str) -> Event | None:
@@ -152,7 +190,21 @@ def _decode(subject: str, data: bytes, fallback: str) -> Event | None:
         return _access(subject, data, fallback)
     if subject == CONSENT_CHANGED:
         return _consent(subject, data, fallback)
+    if subject == CONTACT_GIVEN:
+        return _contact(subject, data, fallback)
     return None
+
+
+def _contact(subject: str, data: bytes, fallback: str) -> Event | None:
+    given = identity_events.ContactGiven.FromString(data)
+    if not _EVENT_ID.fullmatch(fallback):
+        raise PermanentFailureError("event id missing or malformed")
+    # At a re-activation the patient replaces the contacts they lost, preferences included.
+    source = models.SOURCE_PATIENT if given.reactivation else models.SOURCE_SIGN_UP
+    contact = _given(given.ins, given.email, given.mobile_phone, source)
+    if contact is None:
+        return None
+    return Event(subject, fallback, "", clock.now(), contacts=(contact,))
 
 
 def _dossier(subject: str, data: bytes, fallback: str) -> Event | None:
@@ -170,6 +222,20 @@ def _dossier(subject: str, data: bytes, fallback: str) -> Event | None:
             for r in created.legal_representatives
             if _INS.fullmatch(r.ins)
         )
+        given = [
+            _given(
+                created.patient_ins,
+                created.contact_email,
+                created.contact_mobile_phone,
+                models.SOURCE_RECORD_CREATION,
+            ),
+            *(
+                _given(
+                    r.ins, r.contact_email, r.contact_mobile_phone, models.SOURCE_RECORD_CREATION
+                )
+                for r in created.legal_representatives
+            ),
+        ]
         return Event(
             subject,
             eid,
@@ -177,6 +243,7 @@ def _dossier(subject: str, data: bytes, fallback: str) -> Event | None:
             _time(created.header.occur_time, created.header.HasField("occur_time")),
             notice=Notice(notify_pb2.NOTIFICATION_KIND_DOSSIER_LIFECYCLE, event_templates.CREATED),
             facts=DossierFacts(created.patient_ins, created.minor, reps),
+            contacts=tuple(c for c in given if c is not None),
         )
     if subject not in (DOSSIER_CLOSED, DOSSIER_REACTIVATED, DOSSIER_TERMS_ACCEPTED):
         return None
@@ -221,6 +288,7 @@ def _access(subject: str, data: bytes, fallback: str) -> Event | None:
     eid = access.event_id or fallback
     _check(eid, access.dossier)
     when = _time(access.occur_time, access.HasField("occur_time"))
+    key = ""
     if access.activation_reissued:
         notice = Notice(
             notify_pb2.NOTIFICATION_KIND_ACTIVATION_REISSUED, event_templates.DEFAULT, urgent=True
@@ -229,11 +297,16 @@ def _access(subject: str, data: bytes, fallback: str) -> Event | None:
         notice = Notice(
             notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS, event_templates.DEFAULT, urgent=True
         )
+        rule = access.emergency_access_rule
+        if rule:
+            if not rule.startswith(access.dossier + "/accessRules/"):
+                raise PermanentFailureError("emergency access rule malformed")
+            key = emergency_key(rule)
     elif access.first_access:
         notice = Notice(notify_pb2.NOTIFICATION_KIND_FIRST_ACCESS, event_templates.DEFAULT)
     else:
         return None
-    return Event(subject, eid, access.dossier, when, notice=notice)
+    return Event(subject, eid, access.dossier, when, notice=notice, notice_key=key)
 
 
 def _consent(subject: str, data: bytes, fallback: str) -> Event | None:

@@ -10,6 +10,13 @@ Events name the dossier only: the recipients come from notify's own
 projection of `dossier.created`. An event whose dossier is not known yet
 raises `DossierNotKnownError`, so the consumer redelivers it later (NAK with
 backoff) instead of dropping it.
+
+Where to reach them comes from notify's own contact table, filled by default
+from the contact given at sign-up (`dmp.identity.contact.given`) or at the
+record's creation (`dossier.created` carries it: stored before that event's
+creation notice is queued, in the same transaction); SetContactPreferences
+only changes it. An emergency access is keyed by its emergency session
+(`Event.notice_key`), so a session is alerted once per recipient and channel.
 """
 
 from __future__ import annotations
@@ -130,10 +137,20 @@ class Intake:
     ) -> int:
         if event.facts is not None:
             await _project(session, event.dossier, event.facts)
+        for given in event.contacts:
+            stored = await preferences.give(
+                session,
+                given.ins,
+                email=given.email or None,
+                mobile_phone=given.mobile_phone or None,
+                source=given.source,
+                now=utcnow(),
+            )
+            log.info("contact_given", source=given.source, stored=stored)
         notice = event.notice
         if notice is None:
             return 0
-        key = event.event_id
+        key = event.notice_key or event.event_id
         if event.subject in (DOCUMENT_ADDED, DOCUMENT_VISIBILITY_CHANGED):
             # Checked first: a hidden document of an unknown dossier must wait too.
             await _recipients(session, event.dossier, notice.kind)

@@ -56,8 +56,20 @@ deliveries = Table(
     Column("last_error", String(64), nullable=True),
 )
 
+# Where the contact data of a row came from, weakest first: given for the patient
+# when the record was created (desk, professional, online), by the patient at
+# sign-up, by the patient in their preferences. An event never overwrites a
+# stronger source; the patient's own preferences are never overwritten by one.
+SOURCE_RECORD_CREATION = "records"
+SOURCE_SIGN_UP = "identity"
+SOURCE_PATIENT = "patient"
+SOURCE_RANK = {SOURCE_RECORD_CREATION: 1, SOURCE_SIGN_UP: 2, SOURCE_PATIENT: 3}
+
 # One row per patient: where and for what to notify them. `choices` is JSON
 # {"NOTIFICATION_KIND_…": ["CHANNEL_…", …]} (enum names: stable across renumbering).
+# Rows come from SetContactPreferences or, by default, from the contact given at
+# sign-up (`dmp.identity.contact.given`) or at the record's creation
+# (`dmp.records.dossier.created`): notifications are on without any call.
 contact_preferences = Table(
     "contact_preferences",
     metadata,
@@ -67,6 +79,8 @@ contact_preferences = Table(
     Column("choices", Text, nullable=False),
     Column("create_time", UTCDateTime, nullable=False),
     Column("update_time", UTCDateTime, nullable=False),
+    #: SOURCE_*: who gave the contact data now stored.
+    Column("source", String(16), nullable=False, server_default=SOURCE_PATIENT),
 )
 
 # Records' dossiers as notify needs them: whom to tell. Fed by

@@ -264,6 +264,7 @@ async def create(
         minor=minor,
         reps=reps,
         channel=channel,
+        contact=src.contact,
     )
     return to_proto(row, reps, settings, now), pk
 

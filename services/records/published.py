@@ -28,9 +28,13 @@ def _header(actor: str, now: datetime) -> events_pb2.EventHeader:
     return head
 
 
-def _rep_ref(rep: RepresentativeRow) -> events_pb2.RepresentativeRef:
+def _rep_ref(rep: RepresentativeRow, *, contact: bool = False) -> events_pb2.RepresentativeRef:
     ref = events_pb2.RepresentativeRef(representative_id=rep.representative_id, ins=rep.ins)
     ts(rep.access_end_time, ref.access_end_time)
+    if contact:
+        given = R.ContactDetails.FromString(rep.contact)
+        ref.contact_email = given.email.strip()
+        ref.contact_mobile_phone = given.mobile_phone.strip()
     return ref
 
 
@@ -45,8 +49,11 @@ async def dossier_created(
     minor: bool,
     reps: list[RepresentativeRow],
     channel: int,
+    contact: R.ContactDetails | None = None,
 ) -> None:
+    """`dmp.records.dossier.created`, with the e-mail and phone given at creation (for notify)."""
     head = _header(actor, now)
+    given = contact or R.ContactDetails()
     await add_event(
         session,
         outbox,
@@ -57,8 +64,10 @@ async def dossier_created(
             patient_ins=patient_ins,
             state=R.DossierState.ValueType(state),
             minor=minor,
-            legal_representatives=[_rep_ref(r) for r in reps],
+            legal_representatives=[_rep_ref(r, contact=True) for r in reps],
             creation_channel=R.CreationChannel.ValueType(channel),
+            contact_email=given.email.strip(),
+            contact_mobile_phone=given.mobile_phone.strip(),
         ),
         event_id=head.event_id,
     )

@@ -217,3 +217,59 @@ async def test_professional_cannot_manage_choices(consent: ConsentHarness) -> No
         grpc.StatusCode.NOT_FOUND,
         "NO_GRANT",
     )
+
+
+async def test_emergency_session_names_its_entries_and_events(consent: ConsentHarness) -> None:
+    """The opening and every read under it name the EMERGENCY_ACCESS rule (the session): in
+    the log (hashed, filterable) and in `access.recorded`; a grant-based read names none."""
+    dossier, ins = await consent.create_record()
+    regulateur = pro("10", roles=("regulateur",))
+    rule = await emergency(
+        consent,
+        dossier,
+        regulateur,
+        P.ACCESS_MODE_CENTRE_15,
+        reason=C.EMERGENCY_REASON_MEDICAL_REGULATION_CALL,
+    )
+    reads = [
+        await consent.authorize(
+            regulateur, A.ACTION_READ, dossier, document_class_code="11", request_id=rid()
+        )
+        for _ in range(3)
+    ]
+    doctor = pro("10")
+    await grant(consent, dossier, ins, doctor.rpps)
+    normal = await consent.authorize(doctor, A.ACTION_READ, dossier, document_class_code="11")
+    # The last one published (same outbox, in order): every earlier one is out too.
+    (first,) = await consent.wait_events(
+        lambda s, m: _recorded(dossier)(s, m) and m.access_log_entry == normal.access_log_entry
+    )
+    assert (first.first_access, first.emergency, first.emergency_access_rule) == (True, False, "")
+    events = await consent.wait_events(_recorded(dossier))
+    emergency_events = [m for m in events if m.emergency]
+    assert len(emergency_events) == 4
+    assert {m.emergency_access_rule for m in emergency_events} == {rule.name}
+    patient = principals.patient(ins)
+    listed = await consent.call(
+        "ListAccessHistory",
+        C.ListAccessHistoryRequest(parent=dossier, filter=f'emergency_access_rule = "{rule.name}"'),
+        patient,
+    )
+    assert {e.name for e in listed.entries} >= {r.access_log_entry for r in reads}
+    assert len(listed.entries) == 4  # the opening and three reads
+    assert {e.emergency_access_rule for e in listed.entries} == {rule.name}
+    everything = await consent.call(
+        "ListAccessHistory", C.ListAccessHistoryRequest(parent=dossier), patient
+    )
+    (by_grant,) = [e for e in everything.entries if e.name == normal.access_log_entry]
+    assert by_grant.emergency_access_rule == ""
+    verified = await consent.call(
+        "VerifyAccessLog", C.VerifyAccessLogRequest(parent=dossier), patient
+    )
+    assert verified.ok
+    for bad in (f'emergency_access_rule = "{rule.name}x!"', 'emergency_access_rule = "x"'):
+        assert await rpc_error(
+            consent.call(
+                "ListAccessHistory", C.ListAccessHistoryRequest(parent=dossier, filter=bad), patient
+            )
+        ) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FILTER")

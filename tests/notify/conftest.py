@@ -85,7 +85,7 @@ async def notify_events(
     nats_url = notify_nats_url
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    for owner in ("records", "consent", "notify"):
+    for owner in ("records", "consent", "identity", "notify"):
         await kit_nats.ensure_stream(js, kit_nats.STREAMS[owner])
     url = await databases.migrated("notify", "notify_events")
     app = NotifyApp(events_settings(url, nats_url, smtp_sink, sms_sink_path))

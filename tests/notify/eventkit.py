@@ -14,6 +14,7 @@ from nats.js.api import PubAck
 
 from dmp.authz.v1 import principal_pb2
 from dmp.consent.v1 import events_pb2 as consent_events
+from dmp.identity.v1 import events_pb2 as identity_events
 from dmp.notify.v1 import notify_pb2
 from dmp.records.v1 import events_pb2 as records_events
 from dmp.records.v1 import records_pb2
@@ -48,8 +49,12 @@ def dossier_created(
     minor: bool = False,
     representatives: tuple[str, ...] = (),
     event_id: str | None = None,
+    email: str = "",
+    phone: str = "",
 ) -> records_events.DossierCreated:
     return records_events.DossierCreated(
+        contact_email=email,
+        contact_mobile_phone=phone,
         header=header(event_id),
         dossier=dossier,
         patient_ins=ins,
@@ -97,6 +102,7 @@ def access(
     emergency: bool = False,
     rpps: str = "810000000042",
     event_id: str | None = None,
+    session: str = "",
 ) -> consent_events.AccessRecorded:
     message = consent_events.AccessRecorded(
         event_id=event_id or new_id(),
@@ -109,9 +115,16 @@ def access(
         else principal_pb2.ACCESS_MODE_NORMAL,
         first_access=first,
         emergency=emergency,
+        emergency_access_rule=f"{dossier}/accessRules/{session}" if session else "",
     )
     message.occur_time.FromDatetime(datetime.now(UTC))
     return message
+
+
+def contact_given(ins: str, email: str = "", phone: str = "") -> identity_events.ContactGiven:
+    return identity_events.ContactGiven(
+        account=f"accounts/{new_id()}", ins=ins, email=email, mobile_phone=phone
+    )
 
 
 def consent_changed(

@@ -1132,6 +1132,7 @@ class AccessLogEntry(_message.Message):
     TIME_FIELD_NUMBER: _builtins.int
     PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
     ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    EMERGENCY_ACCESS_RULE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. Resource name `dossiers/{dossier}/accessLog/{entry}`."""
     sequence: _builtins.int
@@ -1164,6 +1165,11 @@ class AccessLogEntry(_message.Message):
     """
     entry_hash: _builtins.str
     """Output only. SHA-256 of this entry (lowercase hex)."""
+    emergency_access_rule: _builtins.str
+    """Output only. For an emergency-mode entry: `dossiers/{dossier}/accessRules/{rule}`
+    of the EMERGENCY_ACCESS rule (the emergency session) it was decided under,
+    the opening included; empty otherwise.
+    """
     @_builtins.property
     def principal(self) -> Global___LoggedPrincipal:
         """Output only. Who called."""
@@ -1192,10 +1198,11 @@ class AccessLogEntry(_message.Message):
         time: _timestamp_pb2.Timestamp | None = ...,
         previous_hash: _builtins.str = ...,
         entry_hash: _builtins.str = ...,
+        emergency_access_rule: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["principal", b"principal", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "decision", b"decision", "entry_hash", b"entry_hash", "justification", b"justification", "method", b"method", "mode", b"mode", "name", b"name", "policy_version", b"policy_version", "previous_hash", b"previous_hash", "principal", b"principal", "reason", b"reason", "request_id", b"request_id", "resource", b"resource", "resource_kind", b"resource_kind", "sequence", b"sequence", "time", b"time", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "decision", b"decision", "emergency_access_rule", b"emergency_access_rule", "entry_hash", b"entry_hash", "justification", b"justification", "method", b"method", "mode", b"mode", "name", b"name", "policy_version", b"policy_version", "previous_hash", b"previous_hash", "principal", b"principal", "reason", b"reason", "request_id", b"request_id", "resource", b"resource", "resource_kind", b"resource_kind", "sequence", b"sequence", "time", b"time", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1224,7 +1231,9 @@ class ListAccessHistoryRequest(_message.Message):
     - `principal.rpps = "10000000071"` (entries of this professional);
     - `mode = BRIS_DE_GLACE` (AccessMode names, with or without the
       ACCESS_MODE_ prefix; alternatives with OR);
-    - `decision = DENIED` (Decision names, with or without the DECISION_ prefix).
+    - `decision = DENIED` (Decision names, with or without the DECISION_ prefix);
+    - `emergency_access_rule = "dossiers/…/accessRules/…"` (what was done during
+      that emergency session).
     Anything else is INVALID_ARGUMENT INVALID_FILTER.
     """
     def __init__(

@@ -86,6 +86,7 @@ class AccessRecorded(_message.Message):
     FIRST_ACCESS_FIELD_NUMBER: _builtins.int
     EMERGENCY_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    EMERGENCY_ACCESS_RULE_FIELD_NUMBER: _builtins.int
     ACTIVATION_REISSUED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (also `Nats-Msg-Id`)."""
@@ -103,6 +104,11 @@ class AccessRecorded(_message.Message):
     """First access of this professional to this record."""
     emergency: _builtins.bool
     """Emergency access (bris de glace or centre 15): notify at once, on every channel."""
+    emergency_access_rule: _builtins.str
+    """For an emergency access: `dossiers/{dossier}/accessRules/{rule}` of the
+    EMERGENCY_ACCESS rule (the emergency session) it happened under; notify
+    alerts once per session and channel.
+    """
     activation_reissued: _builtins.bool
     """A DMP Info Service agent reissued the patient's activation path: notify
     at once, on every channel.
@@ -123,11 +129,12 @@ class AccessRecorded(_message.Message):
         first_access: _builtins.bool = ...,
         emergency: _builtins.bool = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        emergency_access_rule: _builtins.str = ...,
         activation_reissued: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "activation_reissued", b"activation_reissued", "dossier", b"dossier", "emergency", b"emergency", "event_id", b"event_id", "first_access", b"first_access", "mode", b"mode", "occur_time", b"occur_time", "principal_kind", b"principal_kind", "principal_subject", b"principal_subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "activation_reissued", b"activation_reissued", "dossier", b"dossier", "emergency", b"emergency", "emergency_access_rule", b"emergency_access_rule", "event_id", b"event_id", "first_access", b"first_access", "mode", b"mode", "occur_time", b"occur_time", "principal_kind", b"principal_kind", "principal_subject", b"principal_subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

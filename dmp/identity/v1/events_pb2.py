@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64mp/identity/v1/events.proto\x12\x0f\x64mp.identity.v1\"d\n\x0eSessionRevoked\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12-\n\x06reason\x18\x03 \x01(\x0e\x32\x1d.dmp.identity.v1.RevokeReason\"1\n\x11\x41\x63\x63ountRegistered\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x0b\n\x03ins\x18\x02 \x01(\t\"e\n\x12\x43redentialsChanged\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x0b\n\x03ins\x18\x02 \x01(\t\x12\x31\n\x06\x63hange\x18\x03 \x01(\x0e\x32!.dmp.identity.v1.CredentialChange\"+\n\x13ProfessionalCreated\x12\x14\n\x0cprofessional\x18\x01 \x01(\t*\xbc\x01\n\x0cRevokeReason\x12\x1d\n\x19REVOKE_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14REVOKE_REASON_LOGOUT\x10\x01\x12&\n\"REVOKE_REASON_REFRESH_TOKEN_REUSED\x10\x02\x12\"\n\x1eREVOKE_REASON_PASSWORD_CHANGED\x10\x03\x12\'\n#REVOKE_REASON_CREDENTIALS_RECOVERED\x10\x04*\xa1\x01\n\x10\x43redentialChange\x12!\n\x1d\x43REDENTIAL_CHANGE_UNSPECIFIED\x10\x00\x12&\n\"CREDENTIAL_CHANGE_PASSWORD_CHANGED\x10\x01\x12\x1f\n\x1b\x43REDENTIAL_CHANGE_RECOVERED\x10\x02\x12!\n\x1d\x43REDENTIAL_CHANGE_REACTIVATED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64mp/identity/v1/events.proto\x12\x0f\x64mp.identity.v1\"d\n\x0eSessionRevoked\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12-\n\x06reason\x18\x03 \x01(\x0e\x32\x1d.dmp.identity.v1.RevokeReason\"1\n\x11\x41\x63\x63ountRegistered\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x0b\n\x03ins\x18\x02 \x01(\t\"e\n\x12\x43redentialsChanged\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x0b\n\x03ins\x18\x02 \x01(\t\x12\x31\n\x06\x63hange\x18\x03 \x01(\x0e\x32!.dmp.identity.v1.CredentialChange\"+\n\x13ProfessionalCreated\x12\x14\n\x0cprofessional\x18\x01 \x01(\t\"g\n\x0c\x43ontactGiven\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x0b\n\x03ins\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x14\n\x0cmobile_phone\x18\x04 \x01(\t\x12\x14\n\x0creactivation\x18\x05 \x01(\x08*\xbc\x01\n\x0cRevokeReason\x12\x1d\n\x19REVOKE_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14REVOKE_REASON_LOGOUT\x10\x01\x12&\n\"REVOKE_REASON_REFRESH_TOKEN_REUSED\x10\x02\x12\"\n\x1eREVOKE_REASON_PASSWORD_CHANGED\x10\x03\x12\'\n#REVOKE_REASON_CREDENTIALS_RECOVERED\x10\x04*\xa1\x01\n\x10\x43redentialChange\x12!\n\x1d\x43REDENTIAL_CHANGE_UNSPECIFIED\x10\x00\x12&\n\"CREDENTIAL_CHANGE_PASSWORD_CHANGED\x10\x01\x12\x1f\n\x1b\x43REDENTIAL_CHANGE_RECOVERED\x10\x02\x12!\n\x1d\x43REDENTIAL_CHANGE_REACTIVATED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dmp.identity.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REVOKEREASON']._serialized_start=351
-  _globals['_REVOKEREASON']._serialized_end=539
-  _globals['_CREDENTIALCHANGE']._serialized_start=542
-  _globals['_CREDENTIALCHANGE']._serialized_end=703
+  _globals['_REVOKEREASON']._serialized_start=456
+  _globals['_REVOKEREASON']._serialized_end=644
+  _globals['_CREDENTIALCHANGE']._serialized_start=647
+  _globals['_CREDENTIALCHANGE']._serialized_end=808
   _globals['_SESSIONREVOKED']._serialized_start=49
   _globals['_SESSIONREVOKED']._serialized_end=149
   _globals['_ACCOUNTREGISTERED']._serialized_start=151
@@ -43,4 +43,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREDENTIALSCHANGED']._serialized_end=303
   _globals['_PROFESSIONALCREATED']._serialized_start=305
   _globals['_PROFESSIONALCREATED']._serialized_end=348
+  _globals['_CONTACTGIVEN']._serialized_start=350
+  _globals['_CONTACTGIVEN']._serialized_end=453
 # @@protoc_insertion_point(module_scope)

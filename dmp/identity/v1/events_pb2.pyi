@@ -36,9 +36,10 @@ class _RevokeReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RevokeRe
 
 class RevokeReason(_RevokeReason, metaclass=_RevokeReasonEnumTypeWrapper):
     """Events published by identity through its outbox on `dmp.identity.<entity>.<verb>`.
-    They carry identifiers only: never passwords, codes, tokens or contact data.
+    They carry identifiers only: never passwords, codes or tokens, and contact
+    data in `ContactGiven` only (notify's sole input for where to reach a patient).
     Consumers: the gateway (refuses access tokens of revoked sessions), notify
-    (tells the patient of credential changes).
+    (tells the patient of credential changes; stores the contact given at sign-up).
 
     Why a session ended.
     """
@@ -196,3 +197,48 @@ class ProfessionalCreated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProfessionalCreated: _TypeAlias = ProfessionalCreated  # noqa: Y015
+
+@_typing.final
+class ContactGiven(_message.Message):
+    """Subject `dmp.identity.contact.given`: the contact data a patient gave at
+    sign-up, for notify's own contact table (notifications are on by default,
+    to these). The only identity event carrying contact data; consumed by notify
+    alone.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    INS_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    MOBILE_PHONE_FIELD_NUMBER: _builtins.int
+    REACTIVATION_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    """`accounts/{account}`."""
+    ins: _builtins.str
+    """INS of the patient."""
+    email: _builtins.str
+    """E-mail address given at sign-up; empty when none."""
+    mobile_phone: _builtins.str
+    """Mobile phone (E.164) given at sign-up; empty when none."""
+    reactivation: _builtins.bool
+    """Given when re-activating the account with a code DMP Info Service reissued
+    (the old contacts were lost): replaces the contacts of the patient's own
+    preferences too.
+    """
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        ins: _builtins.str = ...,
+        email: _builtins.str = ...,
+        mobile_phone: _builtins.str = ...,
+        reactivation: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "email", b"email", "ins", b"ins", "mobile_phone", b"mobile_phone", "reactivation", b"reactivation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContactGiven: _TypeAlias = ContactGiven  # noqa: Y015

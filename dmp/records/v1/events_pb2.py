@@ -26,7 +26,7 @@ from dmp.records.v1 import records_pb2 as dmp_dot_records_dot_v1_dot_records__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64mp/records/v1/events.proto\x12\x0e\x64mp.records.v1\x1a\x1c\x64mp/records/v1/records.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n\x0b\x45ventHeader\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\noccur_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"p\n\x11RepresentativeRef\x12\x19\n\x11representative_id\x18\x01 \x01(\t\x12\x0b\n\x03ins\x18\x02 \x01(\t\x12\x33\n\x0f\x61\x63\x63\x65ss_end_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x02\n\x0e\x44ossierCreated\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.dmp.records.v1.EventHeader\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x13\n\x0bpatient_ins\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.dmp.records.v1.DossierState\x12\r\n\x05minor\x18\x05 \x01(\x08\x12@\n\x15legal_representatives\x18\x06 \x03(\x0b\x32!.dmp.records.v1.RepresentativeRef\x12\x39\n\x10\x63reation_channel\x18\x07 \x01(\x0e\x32\x1f.dmp.records.v1.CreationChannel\"\x95\x01\n\x13\x44ossierStateChanged\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.dmp.records.v1.EventHeader\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x13\n\x0bpatient_ins\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.dmp.records.v1.DossierState\"\xa5\x01\n\x0f\x44ocumentChanged\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.dmp.records.v1.EventHeader\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x10\n\x08\x64ocument\x18\x03 \x01(\t\x12\x12\n\nclass_code\x18\x04 \x01(\t\x12\x10\n\x08replaces\x18\x05 \x01(\t\x12\x1c\n\x14invisible_to_patient\x18\x06 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64mp/records/v1/events.proto\x12\x0e\x64mp.records.v1\x1a\x1c\x64mp/records/v1/records.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n\x0b\x45ventHeader\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\noccur_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"\xa5\x01\n\x11RepresentativeRef\x12\x19\n\x11representative_id\x18\x01 \x01(\t\x12\x0b\n\x03ins\x18\x02 \x01(\t\x12\x33\n\x0f\x61\x63\x63\x65ss_end_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcontact_email\x18\x04 \x01(\t\x12\x1c\n\x14\x63ontact_mobile_phone\x18\x05 \x01(\t\"\xd1\x02\n\x0e\x44ossierCreated\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.dmp.records.v1.EventHeader\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x13\n\x0bpatient_ins\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.dmp.records.v1.DossierState\x12\r\n\x05minor\x18\x05 \x01(\x08\x12@\n\x15legal_representatives\x18\x06 \x03(\x0b\x32!.dmp.records.v1.RepresentativeRef\x12\x39\n\x10\x63reation_channel\x18\x07 \x01(\x0e\x32\x1f.dmp.records.v1.CreationChannel\x12\x15\n\rcontact_email\x18\x08 \x01(\t\x12\x1c\n\x14\x63ontact_mobile_phone\x18\t \x01(\t\"\x95\x01\n\x13\x44ossierStateChanged\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.dmp.records.v1.EventHeader\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x13\n\x0bpatient_ins\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.dmp.records.v1.DossierState\"\xa5\x01\n\x0f\x44ocumentChanged\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.dmp.records.v1.EventHeader\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x10\n\x08\x64ocument\x18\x03 \x01(\t\x12\x12\n\nclass_code\x18\x04 \x01(\t\x12\x10\n\x08replaces\x18\x05 \x01(\t\x12\x1c\n\x14invisible_to_patient\x18\x06 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTHEADER']._serialized_start=110
   _globals['_EVENTHEADER']._serialized_end=204
-  _globals['_REPRESENTATIVEREF']._serialized_start=206
-  _globals['_REPRESENTATIVEREF']._serialized_end=318
-  _globals['_DOSSIERCREATED']._serialized_start=321
-  _globals['_DOSSIERCREATED']._serialized_end=605
-  _globals['_DOSSIERSTATECHANGED']._serialized_start=608
-  _globals['_DOSSIERSTATECHANGED']._serialized_end=757
-  _globals['_DOCUMENTCHANGED']._serialized_start=760
-  _globals['_DOCUMENTCHANGED']._serialized_end=925
+  _globals['_REPRESENTATIVEREF']._serialized_start=207
+  _globals['_REPRESENTATIVEREF']._serialized_end=372
+  _globals['_DOSSIERCREATED']._serialized_start=375
+  _globals['_DOSSIERCREATED']._serialized_end=712
+  _globals['_DOSSIERSTATECHANGED']._serialized_start=715
+  _globals['_DOSSIERSTATECHANGED']._serialized_end=864
+  _globals['_DOCUMENTCHANGED']._serialized_start=867
+  _globals['_DOCUMENTCHANGED']._serialized_end=1032
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class EventHeader(_message.Message):
     """Events published by records through its outbox on `dmp.records.<entity>.<verb>`.
     They carry identifiers and states only, never medical content (no titles,
-    no document bytes, no names). Consumers: consent (record state projection),
+    no document bytes, no names); `dossier.created` also carries the e-mail and
+    mobile phone given at creation, for notify's contact table. Consumers: consent (record state projection),
     notify (patient notifications), history_feed (backfill on creation).
 
     Common envelope fields of every records event.
@@ -67,10 +68,16 @@ class RepresentativeRef(_message.Message):
     REPRESENTATIVE_ID_FIELD_NUMBER: _builtins.int
     INS_FIELD_NUMBER: _builtins.int
     ACCESS_END_TIME_FIELD_NUMBER: _builtins.int
+    CONTACT_EMAIL_FIELD_NUMBER: _builtins.int
+    CONTACT_MOBILE_PHONE_FIELD_NUMBER: _builtins.int
     representative_id: _builtins.str
     """Stable id of the representative within the record."""
     ins: _builtins.str
     """INS of the representative, if known."""
+    contact_email: _builtins.str
+    """E-mail address given for them at creation (`dossier.created` only); empty when none."""
+    contact_mobile_phone: _builtins.str
+    """Mobile phone (E.164) given for them at creation (`dossier.created` only); empty when none."""
     @_builtins.property
     def access_end_time(self) -> _timestamp_pb2.Timestamp:
         """When their access ends (the patient's 18th birthday)."""
@@ -81,10 +88,12 @@ class RepresentativeRef(_message.Message):
         representative_id: _builtins.str = ...,
         ins: _builtins.str = ...,
         access_end_time: _timestamp_pb2.Timestamp | None = ...,
+        contact_email: _builtins.str = ...,
+        contact_mobile_phone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["access_end_time", b"access_end_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_end_time", b"access_end_time", "ins", b"ins", "representative_id", b"representative_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_end_time", b"access_end_time", "contact_email", b"contact_email", "contact_mobile_phone", b"contact_mobile_phone", "ins", b"ins", "representative_id", b"representative_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -103,6 +112,8 @@ class DossierCreated(_message.Message):
     MINOR_FIELD_NUMBER: _builtins.int
     LEGAL_REPRESENTATIVES_FIELD_NUMBER: _builtins.int
     CREATION_CHANNEL_FIELD_NUMBER: _builtins.int
+    CONTACT_EMAIL_FIELD_NUMBER: _builtins.int
+    CONTACT_MOBILE_PHONE_FIELD_NUMBER: _builtins.int
     dossier: _builtins.str
     """`dossiers/{dossier}`."""
     patient_ins: _builtins.str
@@ -113,6 +124,13 @@ class DossierCreated(_message.Message):
     """Whether the patient is a minor."""
     creation_channel: _records_pb2.CreationChannel.ValueType
     """How the record was created."""
+    contact_email: _builtins.str
+    """E-mail address given for the patient at creation (to the desk, the
+    professional or online); notify sends its notices there until the patient
+    changes it. Empty when none.
+    """
+    contact_mobile_phone: _builtins.str
+    """Mobile phone (E.164) given for the patient at creation; empty when none."""
     @_builtins.property
     def header(self) -> Global___EventHeader:
         """Envelope."""
@@ -131,10 +149,12 @@ class DossierCreated(_message.Message):
         minor: _builtins.bool = ...,
         legal_representatives: _abc.Iterable[Global___RepresentativeRef] | None = ...,
         creation_channel: _records_pb2.CreationChannel.ValueType = ...,
+        contact_email: _builtins.str = ...,
+        contact_mobile_phone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creation_channel", b"creation_channel", "dossier", b"dossier", "header", b"header", "legal_representatives", b"legal_representatives", "minor", b"minor", "patient_ins", b"patient_ins", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_email", b"contact_email", "contact_mobile_phone", b"contact_mobile_phone", "creation_channel", b"creation_channel", "dossier", b"dossier", "header", b"header", "legal_representatives", b"legal_representatives", "minor", b"minor", "patient_ins", b"patient_ins", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
