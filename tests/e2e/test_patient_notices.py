@@ -274,7 +274,7 @@ async def test_centre_15_session_alerts_once_per_channel_and_lists_its_reads(
 
     urgent = [m for m in mails_to(stack.mail_dir, email) if m["Subject"].startswith("URGENT")]
     assert len(urgent) == 1
-    assert_nothing_medical(text_of(urgent[0]), ins, dossier, "regul", "15")
+    assert_nothing_medical(text_of(urgent[0]), ins, dossier, "régul", "Centre 15", "SAMU")
     texts = [m["text"] for m in sms_to(stack, phone)]
     assert len(texts) == 1
     assert texts[0].startswith("DMP URGENT :")
