@@ -9,7 +9,8 @@ requires a client certificate chaining to the configured CA; the patient port
 
 The health answers SERVING only once the revocation feed has replayed the
 revocations of the last token lifetime (`gateway.revocations`): until then a
-patient token cannot be checked, so the launcher and Kubernetes wait.
+patient token cannot be checked, so the launcher and Kubernetes wait; and
+once the shared bucket of user-assertion ids is open (`gateway.replay`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from gateway.authz import Decisions
 from gateway.crl import CrlWatcher
 from gateway.proxy import Gate, ProxyHandler
 from gateway.ratelimit import RateLimiter
+from gateway.replay import SharedReplayStore
 from gateway.revocations import CLOCK_MARGIN_S, RevocationFeed, RevokedSessions
 from gateway.routing import build_routes, targets
 from gateway.settings import GatewaySettings
@@ -64,6 +66,7 @@ class RunningGateway:
     revocations: RevocationFeed | None = None
     crl: CrlWatcher | None = None
     serving: asyncio.Task[None] | None = None
+    replay: SharedReplayStore | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         if self.serving is not None:
@@ -76,6 +79,8 @@ class RunningGateway:
             await self.crl.stop()
         if self.revocations is not None:
             await self.revocations.stop()
+        if self.replay is not None:
+            await self.replay.stop()
         if self.probe is not None:
             await self.probe.stop(0)
         if self.metrics is not None:
@@ -129,6 +134,14 @@ def _authentication(
             ReplayCache(settings.assertion_replay_max_entries),
             max_lifetime_s=settings.assertion_max_lifetime_s,
             leeway_s=settings.assertion_leeway_s,
+        ),
+        shared_replay=(
+            SharedReplayStore(
+                settings.nats_url,
+                settings.assertion_max_lifetime_s + 2 * settings.assertion_leeway_s,
+            )
+            if settings.assertion_replay_shared
+            else None
         ),
         member_cache_ttl_s=settings.establishment_member_cache_ttl_s,
         cache_ttl_s=settings.certificate_cache_ttl_s,
@@ -206,6 +219,9 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
         crl=crl,
     )
     crl.start()
+    if authn.shared_replay is not None:
+        running.replay = authn.shared_replay
+        running.replay.start()
     feed = running.revocations = RevocationFeed(settings.nats_url, authn.sessions)
     feed.start()
     if settings.probe_port:
@@ -217,7 +233,7 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
     running.metrics = serve_metrics(settings.grpc_host, settings.metrics_port)
     if settings.invalidate_on_events:
         running.nc = await _subscribe_changes(settings.nats_url, decisions)
-    running.serving = asyncio.create_task(_serve_when_ready(feed, health_servicer))
+    running.serving = asyncio.create_task(_serve_when_ready(feed, health_servicer, running.replay))
     try:
         await asyncio.wait_for(asyncio.shield(running.serving), settings.revocation_start_wait_s)
     except TimeoutError:
@@ -232,9 +248,16 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
     return running
 
 
-async def _serve_when_ready(feed: RevocationFeed, servicer: health.aio.HealthServicer) -> None:
-    """SERVING once every revocation still relevant is known: patient tokens can be checked."""
+async def _serve_when_ready(
+    feed: RevocationFeed,
+    servicer: health.aio.HealthServicer,
+    replay: SharedReplayStore | None = None,
+) -> None:
+    """SERVING once every revocation still relevant is known (patient tokens can be checked)
+    and the shared assertion-id bucket is open (establishment calls can be checked)."""
     await feed.wait_ready()
+    if replay is not None:
+        await replay.ready.wait()
     await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
 
 

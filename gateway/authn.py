@@ -45,6 +45,7 @@ from cryptography import x509
 from dmp.authz.v1 import principal_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from gateway.assertion import AssertionVerifier, UserAssertion
+from gateway.replay import SharedReplayStore
 from gateway.revocations import RevokedSessions
 from kit import clock as kit_clock
 from kit import pki
@@ -110,6 +111,7 @@ class Authenticator:
         *,
         sessions: RevokedSessions,
         assertions: AssertionVerifier | None = None,
+        shared_replay: SharedReplayStore | None = None,
         member_cache_ttl_s: float = 60.0,
         revoked: frozenset[int] = frozenset(),
         cache_ttl_s: float = 300.0,
@@ -121,6 +123,7 @@ class Authenticator:
         self._verifier = verifier
         self.sessions = sessions
         self.assertions = assertions
+        self.shared_replay = shared_replay
         self._member_ttl = member_cache_ttl_s
         # (FINESS, RPPS) -> (expires, member entry)
         self._members: dict[tuple[str, str], tuple[float, identity_pb2.EstablishmentMember]] = {}
@@ -182,6 +185,8 @@ class Authenticator:
                 "ASSERTION_REQUIRED", "This gateway accepts no establishment connection."
             )
         claims = self.assertions.verify(assertions[0], connection.cert, connection.finess)
+        if self.shared_replay is not None:  # once across the replicas, not only this one
+            await self.shared_replay.claim(connection.finess, claims.jti)
         member = await self._member(connection.finess, claims.rpps, traceparent)
         entry = member.professional
         if (claims.profession_code, claims.specialty_code) != (

@@ -67,6 +67,12 @@ class GatewaySettings(ServiceSettings):
         "bytes each); when full, establishment calls are refused (ASSERTION_REPLAY_CACHE_FULL) "
         "until older ids expire.",
     )
+    assertion_replay_shared: bool = Field(
+        default=True,
+        description="Also claim every user-assertion id in the NATS KV bucket "
+        "DMP_ASSERTION_IDS, so an assertion is accepted once across all gateway replicas "
+        "(establishment calls are refused ASSERTION_REPLAY_UNCHECKED while NATS is away).",
+    )
     establishment_member_cache_ttl_s: float = Field(
         default=60.0,
         ge=0,

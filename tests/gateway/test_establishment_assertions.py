@@ -9,6 +9,7 @@ hospital information system would.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -26,6 +27,7 @@ from dmp_dev.testing.stack import LiveStack
 from kit import pki as kit_pki
 from tests.e2e.helpers import expect, new_record, records
 from tests.fixtures.stack import EXTRA_CARDS, OCCUPATIONAL_RPPS, test_card
+from tests.gateway.replica import replica
 
 I = identity_pb2  # noqa: E741 - the generated module
 R = records_pb2
@@ -253,3 +255,56 @@ async def test_revoked_and_unregistered_establishments_are_refused(stack: LiveSt
 
 def _thumbprint(cert_pem: bytes) -> str:
     return kit_pki.x5t_s256(x509.load_pem_x509_certificate(cert_pem))
+
+
+def _replica_channel(stack: LiveStack, port: int, pair: tuple[bytes, bytes]) -> grpc.aio.Channel:
+    creds = grpc.ssl_channel_credentials(
+        stack.ca_pem, private_key=pair[1], certificate_chain=pair[0]
+    )
+    return grpc.aio.secure_channel(f"localhost:{port}", creds)
+
+
+async def test_an_assertion_is_accepted_once_across_gateway_replicas(stack: LiveStack) -> None:
+    hospital = establishment(stack, "hospital")
+    async with replica(stack) as second:
+        assert second.replay is not None
+        await asyncio.wait_for(second.replay.ready.wait(), 10)
+        async with _replica_channel(stack, second.port, hospital) as channel:
+            other = directory(channel)
+            once = signed(hospital)
+            await listing(stack, hospital, once)  # the launcher's gateway accepts it
+            await expect(
+                other.ListProfessionals(
+                    I.ListProfessionalsRequest(page_size=1), metadata=once, timeout=10
+                ),
+                S.UNAUTHENTICATED,
+                "ASSERTION_REPLAYED",
+            )
+            fresh = signed(hospital)
+            await other.ListProfessionals(
+                I.ListProfessionalsRequest(page_size=1), metadata=fresh, timeout=10
+            )
+            await expect(listing(stack, hospital, fresh), S.UNAUTHENTICATED, "ASSERTION_REPLAYED")
+
+
+async def test_without_the_shared_id_store_establishment_calls_fail_closed(
+    stack: LiveStack,
+) -> None:
+    hospital = establishment(stack, "hospital")
+    dead_nats = "nats://127.0.0.1:9"  # nothing listens: the bucket never opens
+    async with replica(
+        stack, nats_url=dead_nats, revocation_start_wait_s=0, invalidate_on_events=False
+    ) as second:
+        async with _replica_channel(stack, second.port, hospital) as channel:
+            await expect(
+                directory(channel).ListProfessionals(
+                    I.ListProfessionalsRequest(page_size=1), metadata=signed(hospital), timeout=10
+                ),
+                S.UNAVAILABLE,
+                "ASSERTION_REPLAY_UNCHECKED",
+            )
+        # A personal CPS card does not depend on it.
+        async with _replica_channel(stack, second.port, stack.card("doctor")) as channel:
+            await directory(channel).ListProfessionals(
+                I.ListProfessionalsRequest(page_size=1), timeout=10
+            )
