@@ -26,6 +26,7 @@ from dmp_dev import assertions, pki
 from dmp_dev.testing.stack import LiveStack
 from tests.e2e.helpers import consent, expect, new_record, patient_md, records, rid
 from tests.fixtures.records import make_ins
+from tests.fixtures.stack import BIOLOGIST_RPPS, EXTRA_ESTABLISHMENTS
 from tests.records.cda_samples import SAMPLE_INS, SAMPLES, cda_document, for_patient, sample
 
 C = consent_pb2
@@ -36,9 +37,34 @@ HOSPITAL = pki.DEMO_ESTABLISHMENTS["hospital"]
 DAVID = "01234567897"
 
 
-def _hospital(stack: LiveStack) -> tuple[bytes, bytes]:
+def _establishment(stack: LiveStack, stem: str) -> tuple[bytes, bytes]:
     directory = stack.pki_dir / pki.ESTABLISHMENTS_DIR
-    return (directory / "hospital.crt").read_bytes(), (directory / "hospital.key").read_bytes()
+    return (directory / f"{stem}.crt").read_bytes(), (directory / f"{stem}.key").read_bytes()
+
+
+def _hospital(stack: LiveStack) -> tuple[bytes, bytes]:
+    return _establishment(stack, "hospital")
+
+
+async def _care_grant(
+    stack: LiveStack,
+    pair: tuple[bytes, bytes],
+    ins: str,
+    md: tuple[tuple[str, str], ...],
+    rpps: str,
+) -> C.AccessRule:
+    """The patient's consent, attested by the establishment's professional, by INS alone."""
+    rule: C.AccessRule = await consent(stack.card_channel(pair)).GrantAccess(
+        C.GrantAccessRequest(
+            parent=f"patients/{ins}/dossier",
+            professional_rpps=rpps,
+            care_context=C.CareContext(consent_attested=True),
+            request_id=rid(),
+        ),
+        metadata=md,
+        timeout=15,
+    )
+    return rule
 
 
 def _as_david(pair: tuple[bytes, bytes]) -> tuple[tuple[str, str], ...]:
@@ -150,3 +176,40 @@ async def test_hospital_deposits_a_discharge_letter_for_its_doctor_by_ins(
         R.ListDocumentsRequest(parent=dossier), metadata=patient_md(stack, ins), timeout=10
     )
     assert [d.name for d in listed.documents] == [created.name]
+
+
+async def test_a_laboratory_deposits_its_biologists_results(stack: LiveStack) -> None:
+    """The same path for a laboratory (issue 15: "a lab's biologist deposits results, within the
+    matrix"): the CI-SIS biology sample, written about this patient by the lab's biologist."""
+    bio = "BIO-CR-BIO_2024.01_TSH_1.xml"
+    lab = EXTRA_ESTABLISHMENTS["lab"]
+    pair = _establishment(stack, "lab")
+    dossier, ins = await new_record(stack)
+
+    def as_biologist() -> tuple[tuple[str, str], ...]:
+        token = assertions.user_assertion(
+            *pair, rpps=BIOLOGIST_RPPS, profession="10", specialty="SM03", amr=["sc"]
+        )
+        return assertions.metadata(token)
+
+    await _care_grant(stack, pair, ins, as_biologist(), BIOLOGIST_RPPS)
+    # The sample's author (RPPS 01234534765, no valid key) becomes the lab's biologist.
+    content = for_patient(bio, ins).replace(b"801234534765", f"8{BIOLOGIST_RPPS}".encode())
+    created = await records(stack.card_channel(pair)).CreateDocument(
+        R.CreateDocumentRequest(
+            parent=dossier,
+            document=cda_document(content, type_code="11502-2"),
+            request_id=rid(),
+        ),
+        metadata=as_biologist(),
+        timeout=15,
+    )
+    got = await records(stack.patient_channel()).GetDocument(
+        R.GetDocumentRequest(name=created.name, view=R.DOCUMENT_VIEW_BASIC),
+        metadata=patient_md(stack, ins),
+        timeout=10,
+    )
+    assert (got.type_code, got.class_code) == ("11502-2", "10")
+    assert (got.author.rpps, got.author.display_name) == (BIOLOGIST_RPPS, "Dr Marcel CAMPARINI")
+    # The header names the sample's laboratory; the document names the one that deposited it.
+    assert (got.author.institution_id, got.author.institution_name) == (lab.finess, lab.name)
