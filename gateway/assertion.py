@@ -156,7 +156,13 @@ class AssertionVerifier:
             raise _malformed() from exc
         if header.get("typ") != TOKEN_TYPE:
             raise _malformed(f"The user assertion's type must be {TOKEN_TYPE}.")
-        algorithm = algorithm_for(cert)
+        try:
+            algorithm = algorithm_for(cert)
+        except ValueError as exc:  # a key type no JWS algorithm fits: nothing can verify
+            raise _refused(
+                "ASSERTION_BAD_SIGNATURE",
+                "This connection's certificate key cannot sign user assertions.",
+            ) from exc
         try:
             # Expiry and issue time are checked below on the platform clock, not PyJWT's.
             payload: dict[str, Any] = jwt.decode(
