@@ -32,9 +32,20 @@ from dmp.records.v1 import records_pb2
 from dmp_dev.testing.databases import DatabaseFactory
 from dmp_dev.testing.stack import LiveStack, running_stack
 from kit import codes
-from tests.e2e.helpers import S, bearer, eventually, expect, one_time_code, records, rid
+from tests.e2e.helpers import (
+    WAIT_S,
+    S,
+    bearer,
+    eventually,
+    expect,
+    mails_to,
+    one_time_code,
+    records,
+    rid,
+)
 from tests.fixtures.records import make_ins
 from tests.records.helpers import create_request
+from tests.waits import until
 
 ID = identity_pb2
 R = records_pb2
@@ -88,6 +99,13 @@ async def test_a_pharmacist_s_letter_activates_the_patient_30_days_later(
     dossier = await records(stack.card_channel("pharmacist")).CreateDossier(creation, timeout=15)
     assert dossier.creation_channel == R.CREATION_CHANNEL_PROFESSIONAL
 
+    # The creation notice goes to the contact given at creation (no account, no preferences).
+    await until(
+        lambda: any("créé" in str(m["Subject"]) for m in mails_to(stack.mail_dir, email)),
+        "the creation notice at the address given at creation",
+        within_s=WAIT_S,
+    )
+
     # What is on paper: the identifier and the code, no name and nothing medical.
     assert letter.media_type == "application/pdf"
     text = text_of(letter.pdf)
@@ -111,10 +129,11 @@ async def test_a_pharmacist_s_letter_activates_the_patient_30_days_later(
         timeout=15,
     )
     assert account.create_time.ToDatetime(UTC) - issued_at >= timedelta(days=30)
+    seen = len(mails_to(stack.mail_dir, email))
     started = await anonymous.StartLogin(
         ID.StartLoginRequest(request_id=rid(), identifier=ins, password=PASSWORD), timeout=15
     )
-    otp = await one_time_code(stack.mail_dir, email)
+    otp = await one_time_code(stack.mail_dir, email, seen)
     verified = await anonymous.VerifyOneTimeCode(
         ID.VerifyOneTimeCodeRequest(request_id=rid(), challenge=started.challenge, code=otp),
         timeout=10,

@@ -64,8 +64,8 @@ def new_email(label: str) -> str:
 
 
 async def signed_up_patient(stack: LiveStack) -> tuple[str, str, str, str]:
-    """A record created at a desk, an account with a phone and an e-mail, and notify told of
-    both (until notify uses sign-up contacts by default); (dossier, ins, email, phone)."""
+    """A record created at a desk and an account with a phone and an e-mail (notify learns
+    both from the sign-up: no SetContactPreferences); (dossier, ins, email, phone)."""
     dossier, ins = await new_record(stack)
     email, phone = new_email("perdu"), new_phone()
     desk = identity_pb2_grpc.IdentityServiceStub(stack.card_channel("desk"))
@@ -84,17 +84,18 @@ async def signed_up_patient(stack: LiveStack) -> tuple[str, str, str, str]:
         ),
         timeout=15,
     )
+    # notify learns them from identity's events: both are known before anything happens.
     notify = notify_pb2_grpc.NotifyServiceStub(stack.patient_channel())
-    await notify.SetContactPreferences(
-        N.SetContactPreferencesRequest(
-            request_id=rid(),
-            contact_preferences=N.ContactPreferences(
-                name=f"patients/{ins}/contactPreferences", email=email, mobile_phone=phone
-            ),
-        ),
-        metadata=patient_md(stack, ins),
-        timeout=10,
-    )
+
+    async def known() -> bool:
+        got = await notify.GetContactPreferences(
+            N.GetContactPreferencesRequest(name=f"patients/{ins}/contactPreferences"),
+            metadata=patient_md(stack, ins),
+            timeout=10,
+        )
+        return (got.email, got.mobile_phone) == (email, phone)
+
+    await until(known, "the sign-up contacts known to notify", within_s=30)
     return dossier, ins, email, phone
 
 
