@@ -165,6 +165,20 @@ def _given(ins: str, email: str, phone: str, source: str) -> GivenContact | None
     return GivenContact(ins, email, phone, source)
 
 
+def kept_payload(subject: str, data: bytes) -> bytes:
+    """The event as kept in `notifications.source_payload` (for its dead letter): without the
+    contact data it carries, which lives in `contact_preferences` only."""
+    if subject != DOSSIER_CREATED:
+        return data
+    created = records_events.DossierCreated.FromString(data)
+    created.ClearField("contact_email")
+    created.ClearField("contact_mobile_phone")
+    for rep in created.legal_representatives:
+        rep.ClearField("contact_email")
+        rep.ClearField("contact_mobile_phone")
+    return created.SerializeToString(deterministic=True)
+
+
 def emergency_key(access_rule: str) -> str:
     """Notice key of an emergency session (fits notifications.event_id)."""
     return "emergency." + hashlib.sha256(access_rule.encode()).hexdigest()[:40]

@@ -42,6 +42,7 @@ from services.notify.consumed import (
     Event,
     Notice,
     decode,
+    kept_payload,
     original_subject,
 )
 from services.notify.repository import dossiers, notifications, preferences
@@ -158,7 +159,8 @@ class Intake:
             if released_key is None:
                 return 0
             key = released_key
-        return await _notify(session, event, notice, key=key, payload=payload, replay=replay)
+        kept = kept_payload(event.subject, payload)
+        return await _notify(session, event, notice, key=key, payload=kept, replay=replay)
 
 
 async def _project(session: AsyncSession, dossier: str, facts: DossierFacts) -> None:

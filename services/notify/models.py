@@ -113,7 +113,8 @@ held_documents = Table(
 # notifications, written (pending) before the consumer acks the event, then
 # claimed, sent and marked by the dispatcher. No message text, no full
 # destination (read from contact_preferences at send time); `source_payload`
-# is the event itself (ids only), kept to dead-letter it with its subject.
+# is the event itself (ids only: the contact data a `dossier.created` carries is
+# cleared first, consumed.kept_payload), kept to dead-letter it with its subject.
 notifications = Table(
     "notifications",
     metadata,

@@ -70,6 +70,18 @@ async def test_contact_given_at_creation_gets_the_creation_notice_once(
     assert sms_messages(env.sms_path, phone) == []
     given = await stored(env, ins)
     assert (given.email, given.mobile_phone, list(given.choices)) == (email, phone, [])
+    # The row keeps the event for its dead letter, not the contact data it carried.
+    async with env.app.db() as session:
+        (kept,) = (
+            await session.execute(
+                select(models.notifications.c.source_payload).where(
+                    models.notifications.c.recipient == ins
+                )
+            )
+        ).scalars()
+    assert email.encode() not in kept
+    assert phone.encode() not in kept
+    assert dossier.encode() in kept
     # A document follows the same default.
     await publish(env.js, "dmp.records.document.added", document(dossier))
     await eventually(lambda: len(env.smtp.messages_to(email)) == 2, what="document e-mail")
