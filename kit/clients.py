@@ -6,8 +6,9 @@ draining) is tried again, at most `MAX_ATTEMPTS` times in all with a short expon
 backoff, within the call's deadline, and only for methods a second attempt cannot harm:
 - requests with a `request_id` (AIP-155): the service deduplicates them, so a retry of an
   attempt that did commit gets the first answer back;
-- reads (`READ_VERBS`: AIP Get/List/Search and the custom reads Verify/Resolve), which
-  have no side effect.
+- reads (`READ_VERBS`: AIP Get/List/Search and the custom reads Verify/Resolve; and
+  `CUSTOM_READS` by name), which have no side effect (CheckDossierExistence appends an
+  access-log entry, which a retry repeats: a second line, not a second effect).
 Any other method is never retried (deny by default; tests/kit/test_kit_clients.py fails
 when a platform method is neither). Throttling stops retries while most calls to a peer
 fail, so an outage does not triple the load on the peer when it comes back. A call whose
@@ -47,6 +48,8 @@ PLATFORM_FILES: tuple[FileDescriptor, ...] = (
     history_pb2.DESCRIPTOR,
 )
 READ_VERBS = ("Get", "List", "Search", "Verify", "Resolve")
+#: Platform reads whose verb says less than a Get: the existence test, the creation counts.
+CUSTOM_READS = frozenset({"CheckDossierExistence", "CountDossierCreations"})
 MAX_ATTEMPTS = 3
 RETRY_POLICY = {
     "maxAttempts": MAX_ATTEMPTS,
@@ -61,7 +64,11 @@ RETRY_THROTTLING = {"maxTokens": 10, "tokenRatio": 0.1}
 
 def retry_safe(method: MethodDescriptor) -> bool:
     """Whether a second attempt of `method` cannot do harm (see the module docstring)."""
-    return "request_id" in method.input_type.fields_by_name or method.name.startswith(READ_VERBS)
+    return (
+        "request_id" in method.input_type.fields_by_name
+        or method.name.startswith(READ_VERBS)
+        or (method.name in CUSTOM_READS and method.containing_service.file in PLATFORM_FILES)
+    )
 
 
 def platform_methods() -> Iterator[MethodDescriptor]:

@@ -15,13 +15,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc, events_pb2
+from dmp.records.v1 import events_pb2 as records_events
 from kit.consumer import DurableConsumer
 from kit.db import is_sqlite
 from kit.directory import DirectoryClient
 from kit.logs import get_logger
 from kit.pagination import PageTokens
 from kit.server import ServiceApp
-from services.consent import matrix, published
+from services.consent import creation, matrix, published
 from services.consent.cache import SnapshotCache
 from services.consent.log_writer import LogWriter
 from services.consent.models import outbox
@@ -79,7 +80,14 @@ class ConsentApp(ServiceApp):
             wake_relay=self.wake_relay,
         )
         if self.js is not None and self.nc is not None:
-            projection = RecordProjection(self.db, self.cache.invalidate, self.wake_relay)
+            runtime = self.runtime
+
+            async def on_created(event: records_events.DossierCreated) -> None:
+                await creation.apply(runtime, event)
+
+            projection = RecordProjection(
+                self.db, self.cache.invalidate, self.wake_relay, on_created
+            )
             self.consumer = DurableConsumer(
                 self.js, consumer_spec(self.consent_settings.records_consumer), projection.handle
             )

@@ -46,6 +46,8 @@ REACTIVATE_DOSSIER = "ReactivateDossier"
 ACCEPT_TERMS = "AcceptTermsOfUse"
 CLOSE_DOSSIER = "CloseDossier"
 GRANT_ACCESS = "GrantAccess"
+#: Reason of an existence test (logged; the answer itself says what is open).
+EXISTENCE_TEST = "EXISTENCE_TEST"
 
 _CONTENT_ACTIONS = (A.ACTION_READ, A.ACTION_WRITE, A.ACTION_DELETE)
 
@@ -229,6 +231,10 @@ def decide(
             role_rows.append(row)
     if unknown_role:
         return _deny("ROLE_UNKNOWN", PERMISSION_DENIED)
+    if req.action == A.ACTION_CHECK_EXISTENCE:
+        return _existence_test(matrix, req)
+    if req.action == A.ACTION_COUNT_CREATIONS:
+        return _creation_counts(matrix, req, role_rows)
     if req.action == A.ACTION_READ_DIRECTORY and record is None:
         return _directory(matrix, req)
     if req.action == A.ACTION_MANAGE_ACCOUNT and not req.names_record:
@@ -262,6 +268,38 @@ def _decide_kind(  # noqa: PLR0917 - the inputs of `decide`, passed on
     if not role_rows:
         return _deny("ROLE_REQUIRED", PERMISSION_DENIED)
     return _staff_or_service(matrix, req, record, role_rows, now)
+
+
+def _existence_test(matrix: Matrix, req: Request) -> Decision:
+    """The existence test by INS: standing comes from the profession alone (one that may use a
+    record), decided before and without the record, so every other caller gets the same
+    refusal whether the record exists or not. What is open or openable on the record is the
+    handler's answer (`existence.py`), not part of this decision."""
+    p = req.principal
+    if p.kind != P.PRINCIPAL_KIND_PROFESSIONAL:
+        return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
+    rights = matrix.profession_rights(p.profession_code, p.specialty_code)
+    if rights is None:
+        return _deny("PROFESSION_EXCLUDED", PERMISSION_DENIED)
+    if not (rights.reads_anything or rights.writes_anything):
+        return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
+    return Decision(
+        True,
+        EXISTENCE_TEST,
+        EXISTENCE_TEST,
+        OK,
+        P.ACCESS_MODE_UNSPECIFIED,
+        _scope(matrix, P.ACCESS_MODE_UNSPECIFIED, Rights.of()),
+        (OB_AUDIT,),
+    )
+
+
+def _creation_counts(matrix: Matrix, req: Request, rows: list[RoleRow]) -> Decision:
+    """Records created per professional and per institution: the insurer's agents (a role
+    that manages records, the CPAM desk) only. No record is named: nothing to hide."""
+    if req.principal.kind == P.PRINCIPAL_KIND_STAFF and any(r.manage_record for r in rows):
+        return _allow("INSURER_COUNT", NORMAL, _scope(matrix, NORMAL, Rights.of()))
+    return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
 
 
 def _own_account(matrix: Matrix, req: Request) -> Decision:
@@ -312,6 +350,14 @@ def _patient(  # noqa: PLR0912 - one branch per access rule
             return _allow("PATIENT_SELF", NORMAL, _scope(matrix, NORMAL, matrix.patient))
         return _deny("ACTION_NOT_ALLOWED", PERMISSION_DENIED)
     if record is None:
+        if (
+            req.action == A.ACTION_MANAGE_ACCOUNT
+            and p.patient_ins
+            and p.patient_ins == req.patient_ins
+        ):
+            # Their own contact preferences before any record exists (a professional may
+            # create it later, and the patient is told): the INS is the caller's own.
+            return _allow("PATIENT_SELF", NORMAL, _scope(matrix, NORMAL, matrix.patient))
         return _hidden("NO_GRANT")
     representative = False
     cache_until = None

@@ -8,7 +8,7 @@ cached decisions for the record.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError
@@ -51,10 +51,15 @@ class RecordProjection:
         sessions: async_sessionmaker[AsyncSession],
         invalidate: Callable[[str], None],
         on_commit: Callable[[], None],
+        on_created: Callable[[records_events.DossierCreated], Awaitable[None]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._invalidate = invalidate
         self._on_commit = on_commit
+        # What a creation gives besides the state (the creator's grant, the oppositions
+        # asked at creation): run before the projection commits, idempotent, so a failure
+        # is redelivered and retried.
+        self._on_created = on_created
 
     async def handle(self, delivery: Delivery) -> None:
         subject = delivery.subject
@@ -72,6 +77,8 @@ class RecordProjection:
         event_id = delivery.event_id or header.event_id
         if not dossier or not event_id:
             raise PermanentFailureError(subject)
+        if subject == SUBJECT_CREATED and self._on_created is not None:
+            await self._on_created(created)
         now = utcnow()
         async with transaction(self._sessions) as session:
             seen = (

@@ -6,6 +6,7 @@
   SetAttendingPhysician, SetEmergencyPreferences;
 - rule_listing: ListAccessRules;
 - emergency: StartEmergencyAccess;
+- existence: CheckDossierExistence (the existence test by INS);
 - log_reading: ListAccessHistory, VerifyAccessLog.
 
 Handlers return protos and raise `ServiceError`; the kit interceptor does the
@@ -18,7 +19,15 @@ import grpc
 
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from kit.context import require_principal
-from services.consent import authorizing, emergency, grants, log_reading, rule_listing, rules
+from services.consent import (
+    authorizing,
+    emergency,
+    existence,
+    grants,
+    log_reading,
+    rule_listing,
+    rules,
+)
 from services.consent.runtime import Runtime
 
 
@@ -83,3 +92,10 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         self, request: consent_pb2.VerifyAccessLogRequest, context: grpc.aio.ServicerContext
     ) -> consent_pb2.VerifyAccessLogResponse:
         return await log_reading.verify(self.rt, require_principal(), request)
+
+    async def CheckDossierExistence(  # noqa: N802 - gRPC method name
+        self,
+        request: consent_pb2.CheckDossierExistenceRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> consent_pb2.DossierExistence:
+        return await existence.check(self.rt, require_principal(), request)

@@ -10,6 +10,7 @@ skipping entries.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -19,6 +20,7 @@ from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2
 from kit import filtering, names, pagination
 from kit.directory import DirectoryClient
+from kit import ins as kit_ins
 from kit.errors import ServiceError, invalid_argument, permission_denied
 from services.history_feed import codes, display, repository
 from services.history_feed.materialize import window_start
@@ -30,6 +32,9 @@ MAX_PAGE_SIZE = 200
 MAX_LINES_PER_GROUP = 50
 DEFAULT_ATC_LEVEL = 3
 _SUFFIX = "/careHistory"
+_PATIENT_DOSSIER = re.compile(r"patients/([0-9A-Za-z]{15})/dossier")
+#: `Query.dossier` of a request naming the patient by INS (the INS follows).
+PATIENT_PREFIX = "patients/"
 
 
 def is_amo_feeder(principal: principal_pb2.Principal) -> bool:
@@ -109,8 +114,14 @@ def parse_request(
 ) -> Query:
     name = request.name
     dossier = name.removesuffix(_SUFFIX)
-    if dossier == name or not names.DOSSIER.fullmatch(dossier):
-        raise names.invalid_name("Expected dossiers/{dossier}/careHistory.")
+    alias = _PATIENT_DOSSIER.fullmatch(dossier)
+    if alias is not None:
+        # `patients/{ins}/dossier/careHistory`: a professional who knows only the INS.
+        dossier = PATIENT_PREFIX + kit_ins.validate(alias.group(1), "name")
+    elif dossier == name or not names.DOSSIER.fullmatch(dossier):
+        raise names.invalid_name(
+            "Expected dossiers/{dossier}/careHistory or patients/{ins}/dossier/careHistory."
+        )
     conditions = filtering.parse(request.filter, FILTER_FIELDS)
     start, end = _care_dates(conditions)
     prefix = _atc_prefix(conditions)
@@ -220,7 +231,12 @@ async def care_history(
     if not readable:
         return response
     async with sessions() as session:
-        dossier = await repository.find_dossier(session, query.dossier)
+        if query.dossier.startswith(PATIENT_PREFIX):
+            dossier = await repository.find_dossier_of(
+                session, query.dossier.removeprefix(PATIENT_PREFIX)
+            )
+        else:
+            dossier = await repository.find_dossier(session, query.dossier)
         if dossier is None:
             return response  # not (yet) backfilled: nothing to show
         oldest = max(dossier.since_date, window_start(today, window_months))

@@ -29,6 +29,14 @@ async def find_dossier(session: AsyncSession, dossier: str) -> DossierHistory | 
     return DossierHistory(row.dossier, row.patient_ins, row.since_date)
 
 
+async def find_dossier_of(session: AsyncSession, ins: str) -> DossierHistory | None:
+    """The record of the patient `ins` (one record per INS)."""
+    row = (await session.execute(select(dossiers).where(dossiers.c.patient_ins == ins))).first()
+    if row is None:
+        return None
+    return DossierHistory(row.dossier, row.patient_ins, row.since_date)
+
+
 async def mark_dossier(
     session: AsyncSession, dossier: str, ins: str, since: date, now: datetime
 ) -> None:

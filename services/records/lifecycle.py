@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dmp.authz.v1 import principal_pb2
 from dmp.records.v1 import records_pb2
 from kit import ins as kit_ins
+from kit import structures
 from kit.errors import (
     ServiceError,
     already_exists,
@@ -218,6 +219,11 @@ async def create(
             "dossier.legal_representatives",
         )
     rep_ins = _representative_ins(src)
+    institution = ""
+    if channel == R.CREATION_CHANNEL_PROFESSIONAL and request.professional.institution_id:
+        institution = structures.validate_institution(
+            request.professional.institution_id, "professional.institution_id"
+        )
     if await dossiers.ins_taken(session, ins):
         raise already_exists("DOSSIER_ALREADY_EXISTS", "This patient already has a record.")
 
@@ -238,6 +244,7 @@ async def create(
         terms_accept_time=None if legacy else now,
         key=crypto.wrap(crypto.new_data_key(), dossier_id, settings.records_kek_id, keks),
         now=now,
+        institution=institution,
     )
     end = majority_time(born)
     for rep, rins in zip(src.legal_representatives, rep_ins, strict=True):
@@ -265,6 +272,14 @@ async def create(
         reps=reps,
         channel=channel,
         contact=src.contact,
+        creating_professional=(
+            published.creating_professional(principal, institution)
+            if channel == R.CREATION_CHANNEL_PROFESSIONAL
+            else None
+        ),
+        oppositions=(
+            request.emergency_oppositions if request.HasField("emergency_oppositions") else None
+        ),
     )
     return to_proto(row, reps, settings, now), pk
 

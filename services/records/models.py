@@ -54,7 +54,10 @@ dossiers = Table(
     Column("revision", Integer, nullable=False, default=1),
     Column("profile_revision", Integer, nullable=False, default=0),
     Column("profile_update_time", UTCDateTime, nullable=True),
+    # FINESS or SIRET a professional declared at creation (CountDossierCreations).
+    Column("creator_institution", String(32), nullable=False, server_default=""),
     Index("ix_dossiers_state_close", "state", "close_time"),
+    Index("ix_dossiers_channel_create", "creation_channel", "create_time"),
 )
 
 representatives = Table(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 
+from kit import ins as kit_ins
 from kit import names as kit_names
 
 _ID = r"[0-9a-f]{32}"
@@ -12,6 +14,16 @@ _DOSSIER = re.compile(rf"dossiers/({_ID})")
 _DOSSIER_ALIAS = re.compile(r"patients/([0-9A-Za-z ]{15,20})/dossier")
 _DOCUMENT = re.compile(rf"dossiers/({_ID})/documents/({_ID})")
 _PROFILE = re.compile(rf"dossiers/({_ID})/healthProfile")
+_PROFILE_ALIAS = re.compile(r"patients/([0-9A-Za-z ]{15,20})/dossier/healthProfile")
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """A record named by its id (`dossiers/{dossier}`) or by its patient's INS alias
+    (`patients/{ins}/dossier`): exactly one of the two is set."""
+
+    dossier_id: str | None = None
+    patient_ins: str | None = None
 
 
 def new_id() -> str:
@@ -68,3 +80,20 @@ def parse_profile(name: str, field: str = "name") -> str:
     if match is None:
         raise _bad(field)
     return match.group(1)
+
+
+def parse_record(name: str, field: str = "parent") -> RecordRef:
+    """`dossiers/{dossier}` or `patients/{ins}/dossier` (the INS checked: INS_MALFORMED,
+    INS_KEY_MISMATCH), for a caller in front of the patient who knows only the INS."""
+    kind, value = parse_dossier_or_alias(name, field)
+    if kind == "id":
+        return RecordRef(dossier_id=value)
+    return RecordRef(patient_ins=kit_ins.validate(value, field))
+
+
+def parse_profile_ref(name: str, field: str = "name") -> RecordRef:
+    """`dossiers/{dossier}/healthProfile` or `patients/{ins}/dossier/healthProfile`."""
+    alias = _PROFILE_ALIAS.fullmatch(name)
+    if alias is not None:
+        return RecordRef(patient_ins=kit_ins.validate(alias.group(1), field))
+    return RecordRef(dossier_id=parse_profile(name, field))

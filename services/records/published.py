@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dmp.authz.v1 import principal_pb2
 from dmp.records.v1 import events_pb2, records_pb2
 from kit.outbox import add_event, new_event_id
 from services.records import names
@@ -50,6 +51,8 @@ async def dossier_created(
     reps: list[RepresentativeRow],
     channel: int,
     contact: R.ContactDetails | None = None,
+    creating_professional: events_pb2.CreatingProfessional | None = None,
+    oppositions: records_pb2.EmergencyOppositions | None = None,
 ) -> None:
     """`dmp.records.dossier.created`, with the e-mail and phone given at creation (for notify)."""
     head = _header(actor, now)
@@ -68,8 +71,22 @@ async def dossier_created(
             creation_channel=R.CreationChannel.ValueType(channel),
             contact_email=given.email.strip(),
             contact_mobile_phone=given.mobile_phone.strip(),
+            creating_professional=creating_professional,
+            emergency_oppositions=oppositions,
         ),
         event_id=head.event_id,
+    )
+
+
+def creating_professional(
+    principal: principal_pb2.Principal, institution: str
+) -> events_pb2.CreatingProfessional:
+    """Who created a record as a professional: consent grants them access by that act."""
+    return events_pb2.CreatingProfessional(
+        rpps=principal.rpps or principal.subject,
+        profession_code=principal.profession_code,
+        specialty_code=principal.specialty_code,
+        institution_id=institution,
     )
 
 

@@ -20,6 +20,7 @@ from kit import pagination
 from kit.errors import failed_precondition
 from services.records import (
     attributes,
+    creations,
     documents,
     lifecycle,
     listing,
@@ -50,17 +51,20 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
         self,
         session: AsyncSession,
         principal: Principal,
-        dossier_id: str,
+        dossier: str | names.RecordRef,
         now: datetime,
         *,
         for_update: bool = False,
         allow_closed: bool = False,
         allow_terms: bool = False,
     ) -> RecordContext:
+        """The record by id, or by its patient's INS (`names.RecordRef`)."""
+        ref = dossier if isinstance(dossier, names.RecordRef) else names.RecordRef(dossier)
         return await open_record(
             session,
             principal,
-            dossier_id=dossier_id,
+            dossier_id=ref.dossier_id,
+            patient_ins=ref.patient_ins,
             now=now,
             for_update=for_update,
             allow_closed=allow_closed,
@@ -151,7 +155,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
     async def CreateDocument(  # noqa: N802 - gRPC method name
         self, request: R.CreateDocumentRequest, context: grpc.aio.ServicerContext
     ) -> R.Document:
-        dossier_id = names.parse_dossier(request.parent, "parent")
+        dossier_id = names.parse_record(request.parent, "parent")
 
         async def body(
             session: AsyncSession, principal: Principal, now: datetime
@@ -178,7 +182,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
     async def ListDocuments(  # noqa: N802 - gRPC method name
         self, request: R.ListDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> R.ListDocumentsResponse:
-        dossier_id = names.parse_dossier(request.parent, "parent")
+        dossier_id = names.parse_record(request.parent, "parent")
 
         async def body(
             session: AsyncSession, principal: Principal, now: datetime
@@ -191,7 +195,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
     async def SearchDocuments(  # noqa: N802 - gRPC method name
         self, request: R.SearchDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> R.SearchDocumentsResponse:
-        dossier_id = names.parse_dossier(request.parent, "parent")
+        dossier_id = names.parse_record(request.parent, "parent")
 
         async def body(
             session: AsyncSession, principal: Principal, now: datetime
@@ -276,7 +280,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
     async def GetHealthProfile(  # noqa: N802 - gRPC method name
         self, request: R.GetHealthProfileRequest, context: grpc.aio.ServicerContext
     ) -> R.HealthProfile:
-        dossier_id = names.parse_profile(request.name)
+        dossier_id = names.parse_profile_ref(request.name)
 
         async def body(
             session: AsyncSession, principal: Principal, now: datetime
@@ -335,7 +339,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
     async def ListVaccinations(  # noqa: N802 - gRPC method name
         self, request: R.ListVaccinationsRequest, context: grpc.aio.ServicerContext
     ) -> R.ListVaccinationsResponse:
-        dossier_id = names.parse_dossier(request.parent, "parent")
+        dossier_id = names.parse_record(request.parent, "parent")
 
         async def body(
             session: AsyncSession, principal: Principal, now: datetime
@@ -344,5 +348,17 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
             return await vaccinations.list_vaccinations(
                 session, record, request, self.page_tokens, self.settings
             )
+
+        return await self.tx.read(body)
+
+    # -- insurer ----------------------------------------------------------
+
+    async def CountDossierCreations(  # noqa: N802 - gRPC method name
+        self, request: R.CountDossierCreationsRequest, context: grpc.aio.ServicerContext
+    ) -> R.CountDossierCreationsResponse:
+        async def body(
+            session: AsyncSession, principal: Principal, now: datetime
+        ) -> R.CountDossierCreationsResponse:
+            return await creations.count(session, principal, request)
 
         return await self.tx.read(body)

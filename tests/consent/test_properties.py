@@ -138,7 +138,10 @@ def test_blocked_professional_never_allowed(
     record = replace(RECORD, state=state)
     decision = decide(MATRIX, req, record, rules, NOW)
     assert decision == decide(MATRIX, req, record, rules, NOW)  # deterministic
-    if req.principal.rpps in rules.blocks:
+    # The existence test is decided on the profession alone (before and without the record):
+    # a blocked professional learns that the record exists and that nothing opens for them
+    # (services/consent/existence.py); every access stays refused.
+    if req.principal.rpps in rules.blocks and req.action != A.ACTION_CHECK_EXISTENCE:
         assert not decision.allowed
         assert decision.status_code != 0
 

@@ -190,6 +190,12 @@ FAMILIES: dict[str, Call] = {
         metadata=_md(s, c),
         timeout=10,
     ),
+    # The existence test by INS (issue 15): standing is the profession, never the record.
+    "CheckDossierExistence": lambda s, c, t: _consent_stub(s, c).CheckDossierExistence(
+        C.CheckDossierExistenceRequest(name=f"patients/{t.ins}/dossier"),
+        metadata=_md(s, c),
+        timeout=10,
+    ),
     "StartEmergencyAccess": lambda s, c, t: _consent_stub(s, c).StartEmergencyAccess(
         C.StartEmergencyAccessRequest(
             parent=t.dossier,

@@ -57,6 +57,15 @@ class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Action.ValueTy
     """Read the patient's access rules (grants, blocks, oppositions, attending doctor)."""
     ACTION_DECIDE: _Action.ValueType  # 15
     """Ask the policy decision point for a decision (internal to the platform)."""
+    ACTION_CHECK_EXISTENCE: _Action.ValueType  # 16
+    """The DMP's existence test ("test d'existence"): whether a patient's record
+    exists, in which state, and what this caller may open on it; never medical
+    content.
+    """
+    ACTION_COUNT_CREATIONS: _Action.ValueType  # 17
+    """Count the records created per creating professional and per institution
+    (the insurer's per-record fee); names no record, no medical content.
+    """
     ACTION_REISSUE_ACTIVATION: _Action.ValueType  # 18
     """Reissue a patient's activation path after an identity check (DMP Info
     Service support agents only; never grants any read of the record).
@@ -99,6 +108,15 @@ ACTION_READ_ACCESS_RULES: Action.ValueType  # 14
 """Read the patient's access rules (grants, blocks, oppositions, attending doctor)."""
 ACTION_DECIDE: Action.ValueType  # 15
 """Ask the policy decision point for a decision (internal to the platform)."""
+ACTION_CHECK_EXISTENCE: Action.ValueType  # 16
+"""The DMP's existence test ("test d'existence"): whether a patient's record
+exists, in which state, and what this caller may open on it; never medical
+content.
+"""
+ACTION_COUNT_CREATIONS: Action.ValueType  # 17
+"""Count the records created per creating professional and per institution
+(the insurer's per-record fee); names no record, no medical content.
+"""
 ACTION_REISSUE_ACTIVATION: Action.ValueType  # 18
 """Reissue a patient's activation path after an identity check (DMP Info
 Service support agents only; never grants any read of the record).

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from dmp.authz.v1 import authz_pb2 as _authz_pb2
 from dmp.authz.v1 import principal_pb2 as _principal_pb2
+from dmp.records.v1 import records_pb2 as _records_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -198,6 +199,10 @@ class _GrantSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GrantSour
     """A legal representative of a minor granted it."""
     GRANT_SOURCE_CARE_CONTEXT: _GrantSource.ValueType  # 3
     """The professional attested the patient's consent during care."""
+    GRANT_SOURCE_RECORD_CREATION: _GrantSource.ValueType  # 4
+    """The professional created the record with the patient's consent and keeps
+    access by that act (revocable by the patient like any grant).
+    """
 
 class GrantSource(_GrantSource, metaclass=_GrantSourceEnumTypeWrapper):
     """Who a grant comes from."""
@@ -210,7 +215,75 @@ GRANT_SOURCE_LEGAL_REPRESENTATIVE: GrantSource.ValueType  # 2
 """A legal representative of a minor granted it."""
 GRANT_SOURCE_CARE_CONTEXT: GrantSource.ValueType  # 3
 """The professional attested the patient's consent during care."""
+GRANT_SOURCE_RECORD_CREATION: GrantSource.ValueType  # 4
+"""The professional created the record with the patient's consent and keeps
+access by that act (revocable by the patient like any grant).
+"""
 Global___GrantSource: _TypeAlias = GrantSource  # noqa: Y015
+
+class _AccessBasis:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessBasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessBasis.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_BASIS_UNSPECIFIED: _AccessBasis.ValueType  # 0
+    """Never used on output."""
+    ACCESS_BASIS_NONE: _AccessBasis.ValueType  # 1
+    """Nothing is open for this caller."""
+    ACCESS_BASIS_ATTENDING_PHYSICIAN: _AccessBasis.ValueType  # 2
+    """The caller is the patient's médecin traitant."""
+    ACCESS_BASIS_GRANT: _AccessBasis.ValueType  # 3
+    """A grant (from the patient, or the caller's attested care-context consent)."""
+    ACCESS_BASIS_RECORD_CREATION: _AccessBasis.ValueType  # 4
+    """The grant the caller got by creating the record with the patient's consent."""
+    ACCESS_BASIS_EMERGENCY_ACCESS: _AccessBasis.ValueType  # 5
+    """An emergency access the caller opened (bris de glace or centre 15)."""
+
+class AccessBasis(_AccessBasis, metaclass=_AccessBasisEnumTypeWrapper):
+    """Why the caller's access is open (or not)."""
+
+ACCESS_BASIS_UNSPECIFIED: AccessBasis.ValueType  # 0
+"""Never used on output."""
+ACCESS_BASIS_NONE: AccessBasis.ValueType  # 1
+"""Nothing is open for this caller."""
+ACCESS_BASIS_ATTENDING_PHYSICIAN: AccessBasis.ValueType  # 2
+"""The caller is the patient's médecin traitant."""
+ACCESS_BASIS_GRANT: AccessBasis.ValueType  # 3
+"""A grant (from the patient, or the caller's attested care-context consent)."""
+ACCESS_BASIS_RECORD_CREATION: AccessBasis.ValueType  # 4
+"""The grant the caller got by creating the record with the patient's consent."""
+ACCESS_BASIS_EMERGENCY_ACCESS: AccessBasis.ValueType  # 5
+"""An emergency access the caller opened (bris de glace or centre 15)."""
+Global___AccessBasis: _TypeAlias = AccessBasis  # noqa: Y015
+
+class _AccessPath:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessPathEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessPath.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_PATH_UNSPECIFIED: _AccessPath.ValueType  # 0
+    """Never used."""
+    ACCESS_PATH_CARE_CONTEXT_CONSENT: _AccessPath.ValueType  # 1
+    """GrantAccess with a care context attesting the patient's consent."""
+    ACCESS_PATH_BRIS_DE_GLACE: _AccessPath.ValueType  # 2
+    """StartEmergencyAccess in mode bris de glace (the patient did not oppose it)."""
+    ACCESS_PATH_CENTRE_15: _AccessPath.ValueType  # 3
+    """StartEmergencyAccess in mode centre 15 (régulateur role; not opposed)."""
+
+class AccessPath(_AccessPath, metaclass=_AccessPathEnumTypeWrapper):
+    """A way to open the record the caller may take now."""
+
+ACCESS_PATH_UNSPECIFIED: AccessPath.ValueType  # 0
+"""Never used."""
+ACCESS_PATH_CARE_CONTEXT_CONSENT: AccessPath.ValueType  # 1
+"""GrantAccess with a care context attesting the patient's consent."""
+ACCESS_PATH_BRIS_DE_GLACE: AccessPath.ValueType  # 2
+"""StartEmergencyAccess in mode bris de glace (the patient did not oppose it)."""
+ACCESS_PATH_CENTRE_15: AccessPath.ValueType  # 3
+"""StartEmergencyAccess in mode centre 15 (régulateur role; not opposed)."""
+Global___AccessPath: _TypeAlias = AccessPath  # noqa: Y015
 
 class _ChainBreak:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -1018,6 +1091,111 @@ class StartEmergencyAccessRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StartEmergencyAccessRequest: _TypeAlias = StartEmergencyAccessRequest  # noqa: Y015
+
+@_typing.final
+class CheckDossierExistenceRequest(_message.Message):
+    """---------------------------------------------------------------------------
+    Existence test
+    ---------------------------------------------------------------------------
+
+    Request of CheckDossierExistence.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`patients/{ins}/dossier` (the patient's INS, from the Carte Vitale or the
+    identity server), or `dossiers/{dossier}`.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckDossierExistenceRequest: _TypeAlias = CheckDossierExistenceRequest  # noqa: Y015
+
+@_typing.final
+class DossierExistence(_message.Message):
+    """The answer of the existence test: identifiers, states and rules only."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EXISTS_FIELD_NUMBER: _builtins.int
+    DOSSIER_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ACCESS_BASIS_FIELD_NUMBER: _builtins.int
+    ACCESS_RULE_FIELD_NUMBER: _builtins.int
+    ACCESS_MODE_FIELD_NUMBER: _builtins.int
+    ACCESS_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    AVAILABLE_PATHS_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    ACCESS_LOG_ENTRY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name as requested."""
+    exists: _builtins.bool
+    """Whether the patient has a record on the platform."""
+    dossier: _builtins.str
+    """The record's canonical name `dossiers/{dossier}`; empty when it does not exist."""
+    state: _records_pb2.DossierState.ValueType
+    """Lifecycle state (ACTIVE, TERMS_ACCEPTANCE_REQUIRED, CLOSED); UNSPECIFIED
+    when it does not exist. Nothing opens on a record that is not ACTIVE.
+    """
+    access_basis: Global___AccessBasis.ValueType
+    """Why the caller's access is open now; NONE when it is not."""
+    access_rule: _builtins.str
+    """The access rule that opens it (`dossiers/{dossier}/accessRules/{rule}`),
+    when there is one.
+    """
+    access_mode: _principal_pb2.AccessMode.ValueType
+    """Mode of the open access (normal, bris de glace, centre 15)."""
+    policy_version: _builtins.str
+    """Version of the profession matrix that answered."""
+    access_log_entry: _builtins.str
+    """The access-log entry of this test (`dossiers/{dossier}/accessLog/{entry}`);
+    empty when the record does not exist.
+    """
+    @_builtins.property
+    def access_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the open access ends by itself, if it does (grants with an end,
+        emergency accesses).
+        """
+
+    @_builtins.property
+    def available_paths(self) -> _containers.RepeatedScalarFieldContainer[Global___AccessPath.ValueType]:
+        """What the caller may open now, when nothing is open yet (empty when an
+        access is open, the record is not active, or the caller is blocked).
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        exists: _builtins.bool = ...,
+        dossier: _builtins.str = ...,
+        state: _records_pb2.DossierState.ValueType = ...,
+        access_basis: Global___AccessBasis.ValueType = ...,
+        access_rule: _builtins.str = ...,
+        access_mode: _principal_pb2.AccessMode.ValueType = ...,
+        access_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        available_paths: _abc.Iterable[Global___AccessPath.ValueType] | None = ...,
+        policy_version: _builtins.str = ...,
+        access_log_entry: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_expire_time", b"access_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_basis", b"access_basis", "access_expire_time", b"access_expire_time", "access_log_entry", b"access_log_entry", "access_mode", b"access_mode", "access_rule", b"access_rule", "available_paths", b"available_paths", "dossier", b"dossier", "exists", b"exists", "name", b"name", "policy_version", b"policy_version", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DossierExistence: _TypeAlias = DossierExistence  # noqa: Y015
 
 @_typing.final
 class LoggedPrincipal(_message.Message):

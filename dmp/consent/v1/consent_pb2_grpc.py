@@ -97,6 +97,11 @@ class ConsentServiceStub:
                 request_serializer=dmp_dot_consent_dot_v1_dot_consent__pb2.StartEmergencyAccessRequest.SerializeToString,
                 response_deserializer=dmp_dot_consent_dot_v1_dot_consent__pb2.AccessRule.FromString,
                 _registered_method=True)
+        self.CheckDossierExistence = channel.unary_unary(
+                '/dmp.consent.v1.ConsentService/CheckDossierExistence',
+                request_serializer=dmp_dot_consent_dot_v1_dot_consent__pb2.CheckDossierExistenceRequest.SerializeToString,
+                response_deserializer=dmp_dot_consent_dot_v1_dot_consent__pb2.DossierExistence.FromString,
+                _registered_method=True)
         self.ListAccessHistory = channel.unary_unary(
                 '/dmp.consent.v1.ConsentService/ListAccessHistory',
                 request_serializer=dmp_dot_consent_dot_v1_dot_consent__pb2.ListAccessHistoryRequest.SerializeToString,
@@ -249,6 +254,31 @@ class ConsentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckDossierExistence(self, request, context):
+        """The DMP's existence test ("test d'existence"), from the patient's INS
+        alone: whether the record exists, its state, and what this caller may do
+        on it now: the access already open and by which rule (médecin traitant,
+        grant, creator's grant, emergency access), and what an attested
+        care-context consent (GrantAccess) or an emergency mode
+        (StartEmergencyAccess: bris de glace, centre 15) would open. Never any
+        medical content. Allowed to a professional whose profession (and
+        specialty) may use a record (an establishment acting for one is the same
+        principal); logged in the record's access log when the record exists.
+        Every other caller (patients, staff, services, excluded professions and
+        roles, professions without any right) is refused whether the record
+        exists or not: PERMISSION_DENIED (ACTION_NOT_ALLOWED,
+        PROFESSION_EXCLUDED, ROLE_EXCLUDED). Errors: INVALID_ARGUMENT
+        (INVALID_NAME, INS_MALFORMED, INS_KEY_MISMATCH).
+        AIP-136: a custom method on the record, named by its INS alias
+        `patients/{ins}/dossier` (or `dossiers/{dossier}`); a missing record is
+        an answer (`exists` false), not NOT_FOUND. Consent owns it: the answer is
+        made of its rules and its projection of records' lifecycle events, the
+        same inputs every following decision uses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAccessHistory(self, request, context):
         """Lists the access log of a record (every decision, allowed or denied),
         newest first. Readable by the patient and legal representatives.
@@ -315,6 +345,11 @@ def add_ConsentServiceServicer_to_server(servicer, server):
                     servicer.StartEmergencyAccess,
                     request_deserializer=dmp_dot_consent_dot_v1_dot_consent__pb2.StartEmergencyAccessRequest.FromString,
                     response_serializer=dmp_dot_consent_dot_v1_dot_consent__pb2.AccessRule.SerializeToString,
+            ),
+            'CheckDossierExistence': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckDossierExistence,
+                    request_deserializer=dmp_dot_consent_dot_v1_dot_consent__pb2.CheckDossierExistenceRequest.FromString,
+                    response_serializer=dmp_dot_consent_dot_v1_dot_consent__pb2.DossierExistence.SerializeToString,
             ),
             'ListAccessHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAccessHistory,
@@ -588,6 +623,33 @@ class ConsentService:
             '/dmp.consent.v1.ConsentService/StartEmergencyAccess',
             dmp_dot_consent_dot_v1_dot_consent__pb2.StartEmergencyAccessRequest.SerializeToString,
             dmp_dot_consent_dot_v1_dot_consent__pb2.AccessRule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckDossierExistence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.consent.v1.ConsentService/CheckDossierExistence',
+            dmp_dot_consent_dot_v1_dot_consent__pb2.CheckDossierExistenceRequest.SerializeToString,
+            dmp_dot_consent_dot_v1_dot_consent__pb2.DossierExistence.FromString,
             options,
             channel_credentials,
             insecure,

@@ -134,6 +134,27 @@ class ConsentServiceStub:
     collection (AIP-133 semantics): `parent` is the record, the answer is the
     new rule with its own name.
     """
+    CheckDossierExistence: _grpc.UnaryUnaryMultiCallable[_consent_pb2.CheckDossierExistenceRequest, _consent_pb2.DossierExistence]
+    """The DMP's existence test ("test d'existence"), from the patient's INS
+    alone: whether the record exists, its state, and what this caller may do
+    on it now: the access already open and by which rule (médecin traitant,
+    grant, creator's grant, emergency access), and what an attested
+    care-context consent (GrantAccess) or an emergency mode
+    (StartEmergencyAccess: bris de glace, centre 15) would open. Never any
+    medical content. Allowed to a professional whose profession (and
+    specialty) may use a record (an establishment acting for one is the same
+    principal); logged in the record's access log when the record exists.
+    Every other caller (patients, staff, services, excluded professions and
+    roles, professions without any right) is refused whether the record
+    exists or not: PERMISSION_DENIED (ACTION_NOT_ALLOWED,
+    PROFESSION_EXCLUDED, ROLE_EXCLUDED). Errors: INVALID_ARGUMENT
+    (INVALID_NAME, INS_MALFORMED, INS_KEY_MISMATCH).
+    AIP-136: a custom method on the record, named by its INS alias
+    `patients/{ins}/dossier` (or `dossiers/{dossier}`); a missing record is
+    an answer (`exists` false), not NOT_FOUND. Consent owns it: the answer is
+    made of its rules and its projection of records' lifecycle events, the
+    same inputs every following decision uses.
+    """
     ListAccessHistory: _grpc.UnaryUnaryMultiCallable[_consent_pb2.ListAccessHistoryRequest, _consent_pb2.ListAccessHistoryResponse]
     """Lists the access log of a record (every decision, allowed or denied),
     newest first. Readable by the patient and legal representatives.
@@ -251,6 +272,27 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     AIP: a create of an emergency-access rule in the record's `accessRules`
     collection (AIP-133 semantics): `parent` is the record, the answer is the
     new rule with its own name.
+    """
+    CheckDossierExistence: _aio.UnaryUnaryMultiCallable[_consent_pb2.CheckDossierExistenceRequest, _consent_pb2.DossierExistence]  # type: ignore[assignment]
+    """The DMP's existence test ("test d'existence"), from the patient's INS
+    alone: whether the record exists, its state, and what this caller may do
+    on it now: the access already open and by which rule (médecin traitant,
+    grant, creator's grant, emergency access), and what an attested
+    care-context consent (GrantAccess) or an emergency mode
+    (StartEmergencyAccess: bris de glace, centre 15) would open. Never any
+    medical content. Allowed to a professional whose profession (and
+    specialty) may use a record (an establishment acting for one is the same
+    principal); logged in the record's access log when the record exists.
+    Every other caller (patients, staff, services, excluded professions and
+    roles, professions without any right) is refused whether the record
+    exists or not: PERMISSION_DENIED (ACTION_NOT_ALLOWED,
+    PROFESSION_EXCLUDED, ROLE_EXCLUDED). Errors: INVALID_ARGUMENT
+    (INVALID_NAME, INS_MALFORMED, INS_KEY_MISMATCH).
+    AIP-136: a custom method on the record, named by its INS alias
+    `patients/{ins}/dossier` (or `dossiers/{dossier}`); a missing record is
+    an answer (`exists` false), not NOT_FOUND. Consent owns it: the answer is
+    made of its rules and its projection of records' lifecycle events, the
+    same inputs every following decision uses.
     """
     ListAccessHistory: _aio.UnaryUnaryMultiCallable[_consent_pb2.ListAccessHistoryRequest, _consent_pb2.ListAccessHistoryResponse]  # type: ignore[assignment]
     """Lists the access log of a record (every decision, allowed or denied),
@@ -420,6 +462,33 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         AIP: a create of an emergency-access rule in the record's `accessRules`
         collection (AIP-133 semantics): `parent` is the record, the answer is the
         new rule with its own name.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckDossierExistence(
+        self,
+        request: _consent_pb2.CheckDossierExistenceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consent_pb2.DossierExistence, _abc.Awaitable[_consent_pb2.DossierExistence]]:
+        """The DMP's existence test ("test d'existence"), from the patient's INS
+        alone: whether the record exists, its state, and what this caller may do
+        on it now: the access already open and by which rule (médecin traitant,
+        grant, creator's grant, emergency access), and what an attested
+        care-context consent (GrantAccess) or an emergency mode
+        (StartEmergencyAccess: bris de glace, centre 15) would open. Never any
+        medical content. Allowed to a professional whose profession (and
+        specialty) may use a record (an establishment acting for one is the same
+        principal); logged in the record's access log when the record exists.
+        Every other caller (patients, staff, services, excluded professions and
+        roles, professions without any right) is refused whether the record
+        exists or not: PERMISSION_DENIED (ACTION_NOT_ALLOWED,
+        PROFESSION_EXCLUDED, ROLE_EXCLUDED). Errors: INVALID_ARGUMENT
+        (INVALID_NAME, INS_MALFORMED, INS_KEY_MISMATCH).
+        AIP-136: a custom method on the record, named by its INS alias
+        `patients/{ins}/dossier` (or `dossiers/{dossier}`); a missing record is
+        an answer (`exists` false), not NOT_FOUND. Consent owns it: the answer is
+        made of its rules and its projection of records' lifecycle events, the
+        same inputs every following decision uses.
         """
 
     @_abc_1.abstractmethod

@@ -114,6 +114,8 @@ class DossierCreated(_message.Message):
     CREATION_CHANNEL_FIELD_NUMBER: _builtins.int
     CONTACT_EMAIL_FIELD_NUMBER: _builtins.int
     CONTACT_MOBILE_PHONE_FIELD_NUMBER: _builtins.int
+    CREATING_PROFESSIONAL_FIELD_NUMBER: _builtins.int
+    EMERGENCY_OPPOSITIONS_FIELD_NUMBER: _builtins.int
     dossier: _builtins.str
     """`dossiers/{dossier}`."""
     patient_ins: _builtins.str
@@ -139,6 +141,16 @@ class DossierCreated(_message.Message):
     def legal_representatives(self) -> _containers.RepeatedCompositeFieldContainer[Global___RepresentativeRef]:
         """Legal representatives of a minor."""
 
+    @_builtins.property
+    def creating_professional(self) -> Global___CreatingProfessional:
+        """The creating professional (channel PROFESSIONAL only): consent grants
+        them access by this act ("the creator keeps access").
+        """
+
+    @_builtins.property
+    def emergency_oppositions(self) -> _records_pb2.EmergencyOppositions:
+        """The emergency oppositions the patient expressed at creation, if any."""
+
     def __init__(
         self,
         *,
@@ -151,14 +163,50 @@ class DossierCreated(_message.Message):
         creation_channel: _records_pb2.CreationChannel.ValueType = ...,
         contact_email: _builtins.str = ...,
         contact_mobile_phone: _builtins.str = ...,
+        creating_professional: Global___CreatingProfessional | None = ...,
+        emergency_oppositions: _records_pb2.EmergencyOppositions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["creating_professional", b"creating_professional", "emergency_oppositions", b"emergency_oppositions", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_email", b"contact_email", "contact_mobile_phone", b"contact_mobile_phone", "creation_channel", b"creation_channel", "dossier", b"dossier", "header", b"header", "legal_representatives", b"legal_representatives", "minor", b"minor", "patient_ins", b"patient_ins", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_email", b"contact_email", "contact_mobile_phone", b"contact_mobile_phone", "creating_professional", b"creating_professional", "creation_channel", b"creation_channel", "dossier", b"dossier", "emergency_oppositions", b"emergency_oppositions", "header", b"header", "legal_representatives", b"legal_representatives", "minor", b"minor", "patient_ins", b"patient_ins", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DossierCreated: _TypeAlias = DossierCreated  # noqa: Y015
+
+@_typing.final
+class CreatingProfessional(_message.Message):
+    """Who created a record as a professional (identifiers and codes only)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RPPS_FIELD_NUMBER: _builtins.int
+    PROFESSION_CODE_FIELD_NUMBER: _builtins.int
+    SPECIALTY_CODE_FIELD_NUMBER: _builtins.int
+    INSTITUTION_ID_FIELD_NUMBER: _builtins.int
+    rpps: _builtins.str
+    """RPPS number."""
+    profession_code: _builtins.str
+    """Profession code (TRE_G15)."""
+    specialty_code: _builtins.str
+    """Specialty code (TRE_R38), if any."""
+    institution_id: _builtins.str
+    """FINESS or SIRET declared at creation, if any."""
+    def __init__(
+        self,
+        *,
+        rpps: _builtins.str = ...,
+        profession_code: _builtins.str = ...,
+        specialty_code: _builtins.str = ...,
+        institution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["institution_id", b"institution_id", "profession_code", b"profession_code", "rpps", b"rpps", "specialty_code", b"specialty_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatingProfessional: _TypeAlias = CreatingProfessional  # noqa: Y015
 
 @_typing.final
 class DossierStateChanged(_message.Message):

@@ -983,7 +983,11 @@ class ProfessionalCreation(_message.Message):
     CONSENT_FIELD_NUMBER: _builtins.int
     INSTITUTION_ID_FIELD_NUMBER: _builtins.int
     institution_id: _builtins.str
-    """FINESS or SIRET of the institution where care took place, if any."""
+    """FINESS (9 characters) or SIRET (14 digits) of the institution where care
+    took place, if any: a pharmacy's FINESS for a record created at the
+    counter. Stored with the record and counted by CountDossierCreations;
+    anything else is INVALID_ARGUMENT INVALID_INSTITUTION_ID.
+    """
     @_builtins.property
     def consent(self) -> Global___ConsentAttestation:
         """The professional's attestation of the patient's consent."""
@@ -1003,6 +1007,35 @@ class ProfessionalCreation(_message.Message):
 Global___ProfessionalCreation: _TypeAlias = ProfessionalCreation  # noqa: Y015
 
 @_typing.final
+class EmergencyOppositions(_message.Message):
+    """The patient's two emergency oppositions, asked at creation by the
+    professional or the desk agent (consent keeps them as the record's
+    emergency preferences; the patient changes them later in their app).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPPOSE_BRIS_DE_GLACE_FIELD_NUMBER: _builtins.int
+    OPPOSE_CENTRE_15_FIELD_NUMBER: _builtins.int
+    oppose_bris_de_glace: _builtins.bool
+    """The patient opposes bris-de-glace access by professionals."""
+    oppose_centre_15: _builtins.bool
+    """The patient opposes access by SAMU centre 15 régulateurs."""
+    def __init__(
+        self,
+        *,
+        oppose_bris_de_glace: _builtins.bool = ...,
+        oppose_centre_15: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["oppose_bris_de_glace", b"oppose_bris_de_glace", "oppose_centre_15", b"oppose_centre_15"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmergencyOppositions: _TypeAlias = EmergencyOppositions  # noqa: Y015
+
+@_typing.final
 class CreateDossierRequest(_message.Message):
     """Request of CreateDossier."""
 
@@ -1012,6 +1045,7 @@ class CreateDossierRequest(_message.Message):
     ONLINE_FIELD_NUMBER: _builtins.int
     DESK_FIELD_NUMBER: _builtins.int
     PROFESSIONAL_FIELD_NUMBER: _builtins.int
+    EMERGENCY_OPPOSITIONS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (UUID) chosen by the client: a retry with the same key
@@ -1033,6 +1067,12 @@ class CreateDossierRequest(_message.Message):
     def professional(self) -> Global___ProfessionalCreation:
         """Creation by a professional."""
 
+    @_builtins.property
+    def emergency_oppositions(self) -> Global___EmergencyOppositions:
+        """The emergency oppositions the patient expressed at creation; unset: none
+        (both emergency modes allowed, the platform's default).
+        """
+
     def __init__(
         self,
         *,
@@ -1040,11 +1080,12 @@ class CreateDossierRequest(_message.Message):
         online: Global___OnlineCreation | None = ...,
         desk: Global___DeskCreation | None = ...,
         professional: Global___ProfessionalCreation | None = ...,
+        emergency_oppositions: Global___EmergencyOppositions | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "desk", b"desk", "dossier", b"dossier", "online", b"online", "professional", b"professional"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "desk", b"desk", "dossier", b"dossier", "emergency_oppositions", b"emergency_oppositions", "online", b"online", "professional", b"professional"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "desk", b"desk", "dossier", b"dossier", "online", b"online", "professional", b"professional", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "desk", b"desk", "dossier", b"dossier", "emergency_oppositions", b"emergency_oppositions", "online", b"online", "professional", b"professional", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_channel: _TypeAlias = _typing.Literal["online", "desk", "professional"]  # noqa: Y015
     _WhichOneofArgType_channel: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
@@ -1362,7 +1403,9 @@ class CreateDocumentRequest(_message.Message):
     DOCUMENT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Record to add the document to: `dossiers/{dossier}`."""
+    """Record to add the document to: `dossiers/{dossier}`, or
+    `patients/{ins}/dossier` for a caller who knows only the patient's INS.
+    """
     request_id: _builtins.str
     """Idempotency key (UUID) chosen by the client: a retry with the same key
     returns the first result instead of acting twice. Required.
@@ -1407,6 +1450,132 @@ class GetDocumentAttributesRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDocumentAttributesRequest: _TypeAlias = GetDocumentAttributesRequest  # noqa: Y015
+
+@_typing.final
+class CountDossierCreationsRequest(_message.Message):
+    """Request of CountDossierCreations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    CREATOR_RPPS_FIELD_NUMBER: _builtins.int
+    INSTITUTION_ID_FIELD_NUMBER: _builtins.int
+    creator_rpps: _builtins.str
+    """Only this professional's creations (RPPS, 11 digits); empty: every professional."""
+    institution_id: _builtins.str
+    """Only creations declared at this institution (FINESS or SIRET); empty: every one."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the window (inclusive), on the records' creation time. Required."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the window (exclusive); after `start_time`, at most 366 days later. Required."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        creator_rpps: _builtins.str = ...,
+        institution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_rpps", b"creator_rpps", "end_time", b"end_time", "institution_id", b"institution_id", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountDossierCreationsRequest: _TypeAlias = CountDossierCreationsRequest  # noqa: Y015
+
+@_typing.final
+class CreatorCount(_message.Message):
+    """Records created by one professional in the window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATOR_RPPS_FIELD_NUMBER: _builtins.int
+    DOSSIER_COUNT_FIELD_NUMBER: _builtins.int
+    creator_rpps: _builtins.str
+    """RPPS of the creating professional."""
+    dossier_count: _builtins.int
+    """Number of records they created."""
+    def __init__(
+        self,
+        *,
+        creator_rpps: _builtins.str = ...,
+        dossier_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_rpps", b"creator_rpps", "dossier_count", b"dossier_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatorCount: _TypeAlias = CreatorCount  # noqa: Y015
+
+@_typing.final
+class InstitutionCount(_message.Message):
+    """Records created at one institution in the window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_ID_FIELD_NUMBER: _builtins.int
+    DOSSIER_COUNT_FIELD_NUMBER: _builtins.int
+    institution_id: _builtins.str
+    """FINESS or SIRET declared at creation."""
+    dossier_count: _builtins.int
+    """Number of records created there."""
+    def __init__(
+        self,
+        *,
+        institution_id: _builtins.str = ...,
+        dossier_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dossier_count", b"dossier_count", "institution_id", b"institution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstitutionCount: _TypeAlias = InstitutionCount  # noqa: Y015
+
+@_typing.final
+class CountDossierCreationsResponse(_message.Message):
+    """Response of CountDossierCreations: creations by professionals only (the
+    online and desk channels carry no per-record fee).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATORS_FIELD_NUMBER: _builtins.int
+    INSTITUTIONS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    """Every record created by a professional in the window (with the filters)."""
+    @_builtins.property
+    def creators(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreatorCount]:
+        """Per creating professional, most creations first (ties by RPPS)."""
+
+    @_builtins.property
+    def institutions(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstitutionCount]:
+        """Per declared institution (creations without one are not listed), most first."""
+
+    def __init__(
+        self,
+        *,
+        creators: _abc.Iterable[Global___CreatorCount] | None = ...,
+        institutions: _abc.Iterable[Global___InstitutionCount] | None = ...,
+        total_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creators", b"creators", "institutions", b"institutions", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountDossierCreationsResponse: _TypeAlias = CountDossierCreationsResponse  # noqa: Y015
 
 @_typing.final
 class DocumentAttributes(_message.Message):
@@ -1494,7 +1663,7 @@ class ListDocumentsRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     ORDER_BY_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Record whose documents to list: `dossiers/{dossier}`."""
+    """Record whose documents to list: `dossiers/{dossier}` or `patients/{ins}/dossier`."""
     page_size: _builtins.int
     """Maximum documents to return; default 50, values above 200 are coerced to 200."""
     page_token: _builtins.str
@@ -1583,7 +1752,7 @@ class SearchDocumentsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Record to search in: `dossiers/{dossier}`."""
+    """Record to search in: `dossiers/{dossier}` or `patients/{ins}/dossier`."""
     query: _builtins.str
     """Keywords, French full-text syntax: words (stemmed), "quoted phrases",
     leading "-" excludes a word. Required, at most 256 characters.
@@ -2270,7 +2439,9 @@ class GetHealthProfileRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     MEASUREMENT_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name `dossiers/{dossier}/healthProfile`."""
+    """Resource name `dossiers/{dossier}/healthProfile`, or
+    `patients/{ins}/dossier/healthProfile` for a caller who knows only the INS.
+    """
     measurement_window_days: _builtins.int
     """How many days of measurements to return; 0 means 365, at most 3650."""
     def __init__(
@@ -2470,7 +2641,7 @@ class ListVaccinationsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Record whose vaccinations to list: `dossiers/{dossier}`."""
+    """Record whose vaccinations to list: `dossiers/{dossier}` or `patients/{ins}/dossier`."""
     page_size: _builtins.int
     """Maximum entries to return; default 50, values above 200 are coerced to 200."""
     page_token: _builtins.str

@@ -173,6 +173,11 @@ class RecordsServiceStub:
                 request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsRequest.SerializeToString,
                 response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsResponse.FromString,
                 _registered_method=True)
+        self.CountDossierCreations = channel.unary_unary(
+                '/dmp.records.v1.RecordsService/CountDossierCreations',
+                request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.CountDossierCreationsRequest.SerializeToString,
+                response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.CountDossierCreationsResponse.FromString,
+                _registered_method=True)
 
 
 class RecordsServiceServicer:
@@ -451,6 +456,21 @@ class RecordsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountDossierCreations(self, request, context):
+        """Counts the records created by professionals in a time window, per
+        creating professional (RPPS) and per institution declared at creation
+        (`ProfessionalCreation.institution_id`, e.g. a pharmacy's FINESS): what
+        the insurer pays the per-record fee on. Identifiers and numbers only, no
+        patient and no medical data. Allowed to the CPAM desk role (guichet_amo);
+        names no record, so nothing goes to an access log. Errors:
+        INVALID_ARGUMENT (WINDOW_REQUIRED, INVALID_WINDOW, WINDOW_TOO_LONG,
+        INVALID_RPPS, INVALID_INSTITUTION_ID), PERMISSION_DENIED
+        (ACTION_NOT_ALLOWED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecordsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -548,6 +568,11 @@ def add_RecordsServiceServicer_to_server(servicer, server):
                     servicer.ResolveVaccinations,
                     request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsRequest.FromString,
                     response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsResponse.SerializeToString,
+            ),
+            'CountDossierCreations': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountDossierCreations,
+                    request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.CountDossierCreationsRequest.FromString,
+                    response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.CountDossierCreationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1107,6 +1132,33 @@ class RecordsService:
             '/dmp.records.v1.RecordsService/ResolveVaccinations',
             dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsRequest.SerializeToString,
             dmp_dot_records_dot_v1_dot_records__pb2.ResolveVaccinationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountDossierCreations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.records.v1.RecordsService/CountDossierCreations',
+            dmp_dot_records_dot_v1_dot_records__pb2.CountDossierCreationsRequest.SerializeToString,
+            dmp_dot_records_dot_v1_dot_records__pb2.CountDossierCreationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

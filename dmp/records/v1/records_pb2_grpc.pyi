@@ -229,6 +229,17 @@ class RecordsServiceStub:
     (INVALID_NAME, TOO_MANY_PROBES: more than 200), PERMISSION_DENIED
     (INTERNAL_METHOD).
     """
+    CountDossierCreations: _grpc.UnaryUnaryMultiCallable[_records_pb2.CountDossierCreationsRequest, _records_pb2.CountDossierCreationsResponse]
+    """Counts the records created by professionals in a time window, per
+    creating professional (RPPS) and per institution declared at creation
+    (`ProfessionalCreation.institution_id`, e.g. a pharmacy's FINESS): what
+    the insurer pays the per-record fee on. Identifiers and numbers only, no
+    patient and no medical data. Allowed to the CPAM desk role (guichet_amo);
+    names no record, so nothing goes to an access log. Errors:
+    INVALID_ARGUMENT (WINDOW_REQUIRED, INVALID_WINDOW, WINDOW_TOO_LONG,
+    INVALID_RPPS, INVALID_INSTITUTION_ID), PERMISSION_DENIED
+    (ACTION_NOT_ALLOWED).
+    """
 
 @_typing.type_check_only
 class RecordsServiceAsyncStub(RecordsServiceStub):
@@ -430,6 +441,17 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     platform. Errors: NOT_FOUND (no such record), INVALID_ARGUMENT
     (INVALID_NAME, TOO_MANY_PROBES: more than 200), PERMISSION_DENIED
     (INTERNAL_METHOD).
+    """
+    CountDossierCreations: _aio.UnaryUnaryMultiCallable[_records_pb2.CountDossierCreationsRequest, _records_pb2.CountDossierCreationsResponse]  # type: ignore[assignment]
+    """Counts the records created by professionals in a time window, per
+    creating professional (RPPS) and per institution declared at creation
+    (`ProfessionalCreation.institution_id`, e.g. a pharmacy's FINESS): what
+    the insurer pays the per-record fee on. Identifiers and numbers only, no
+    patient and no medical data. Allowed to the CPAM desk role (guichet_amo);
+    names no record, so nothing goes to an access log. Errors:
+    INVALID_ARGUMENT (WINDOW_REQUIRED, INVALID_WINDOW, WINDOW_TOO_LONG,
+    INVALID_RPPS, INVALID_INSTITUTION_ID), PERMISSION_DENIED
+    (ACTION_NOT_ALLOWED).
     """
 
 class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -743,6 +765,23 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         platform. Errors: NOT_FOUND (no such record), INVALID_ARGUMENT
         (INVALID_NAME, TOO_MANY_PROBES: more than 200), PERMISSION_DENIED
         (INTERNAL_METHOD).
+        """
+
+    @_abc_1.abstractmethod
+    def CountDossierCreations(
+        self,
+        request: _records_pb2.CountDossierCreationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_records_pb2.CountDossierCreationsResponse, _abc.Awaitable[_records_pb2.CountDossierCreationsResponse]]:
+        """Counts the records created by professionals in a time window, per
+        creating professional (RPPS) and per institution declared at creation
+        (`ProfessionalCreation.institution_id`, e.g. a pharmacy's FINESS): what
+        the insurer pays the per-record fee on. Identifiers and numbers only, no
+        patient and no medical data. Allowed to the CPAM desk role (guichet_amo);
+        names no record, so nothing goes to an access log. Errors:
+        INVALID_ARGUMENT (WINDOW_REQUIRED, INVALID_WINDOW, WINDOW_TOO_LONG,
+        INVALID_RPPS, INVALID_INSTITUTION_ID), PERMISSION_DENIED
+        (ACTION_NOT_ALLOWED).
         """
 
 def add_RecordsServiceServicer_to_server(servicer: RecordsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -77,6 +77,7 @@ async def insert(
     terms_accept_time: datetime | None,
     key: WrappedKey,
     now: datetime,
+    institution: str = "",
 ) -> int:
     """A new record at revision 1; returns its primary key."""
     statement = (
@@ -91,6 +92,7 @@ async def insert(
             state=state,
             creation_channel=channel,
             creator=creator,
+            creator_institution=institution,
             accepted_terms_version=terms_version,
             terms_accept_time=terms_accept_time,
             create_time=now,
@@ -193,4 +195,42 @@ async def keys_not_wrapped_by(
 async def set_key(session: AsyncSession, pk: int, key: WrappedKey) -> None:
     await session.execute(
         update(dossiers).where(dossiers.c.id == pk).values(kek_id=key.kek_id, wrapped_dek=key.blob)
+    )
+
+
+async def creation_counts(
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    creator: str = "",
+    institution: str = "",
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """Records created by professionals in [start, end): (per creator, per institution),
+    most first. Purged records are gone and no longer counted."""
+    where = [
+        dossiers.c.creation_channel == R.CREATION_CHANNEL_PROFESSIONAL,
+        dossiers.c.create_time >= start,
+        dossiers.c.create_time < end,
+    ]
+    if creator:
+        where.append(dossiers.c.creator == creator)
+    if institution:
+        where.append(dossiers.c.creator_institution == institution)
+    count = func.count().label("n")
+    by_creator = await session.execute(
+        select(dossiers.c.creator, count)
+        .where(*where)
+        .group_by(dossiers.c.creator)
+        .order_by(count.desc(), dossiers.c.creator)
+    )
+    by_institution = await session.execute(
+        select(dossiers.c.creator_institution, count)
+        .where(*where, dossiers.c.creator_institution != "")
+        .group_by(dossiers.c.creator_institution)
+        .order_by(count.desc(), dossiers.c.creator_institution)
+    )
+    return (
+        [(str(r[0]), int(r[1])) for r in by_creator],
+        [(str(r[0]), int(r[1])) for r in by_institution],
     )
