@@ -9,7 +9,7 @@ side (their account, their e-mails in the dev mail sink) is set up for real.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -21,6 +21,7 @@ from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2
 from dmp_dev.testing.stack import LiveStack
+from kit import clock
 from tests.e2e.helpers import (
     consent,
     eventually,
@@ -310,7 +311,7 @@ async def test_journey4_pharmacist_creates_keeps_access_patient_told_and_counted
     ins, email = await _patient_with_account(stack)
     await _contacts(stack, ins, email)  # before any record: their own INS
     finess = f"75{uuid.uuid4().int % 10**7:07d}"
-    start = datetime.now(UTC) - timedelta(seconds=1)
+    start = clock.now() - timedelta(seconds=1)  # the platform's clock (tests move it)
     request = create_request(ins, "professional")
     request.professional.institution_id = finess
     request.emergency_oppositions.oppose_centre_15 = True
@@ -338,7 +339,7 @@ async def test_journey4_pharmacist_creates_keeps_access_patient_told_and_counted
     }
     await until(lambda: RULES_CHANGED in _subjects(stack, email), "the rules-changed e-mail")
     # Counted once for the pharmacy and for the pharmacist, by the insurer's agent.
-    end = datetime.now(UTC) + timedelta(seconds=1)
+    end = clock.now() + timedelta(seconds=1)
     counts_request = R.CountDossierCreationsRequest(institution_id=finess)
     counts_request.start_time.FromDatetime(start)
     counts_request.end_time.FromDatetime(end)
