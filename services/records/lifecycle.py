@@ -220,10 +220,14 @@ async def create(
         )
     rep_ins = _representative_ins(src)
     institution = ""
-    if channel == R.CREATION_CHANNEL_PROFESSIONAL and request.professional.institution_id:
-        institution = structures.validate_institution(
-            request.professional.institution_id, "professional.institution_id"
-        )
+    if channel == R.CREATION_CHANNEL_PROFESSIONAL:
+        if principal.HasField("establishment") and principal.establishment.finess:
+            # Through an establishment's system: the FINESS the gateway verified wins.
+            institution = principal.establishment.finess
+        elif request.professional.institution_id:
+            institution = structures.validate_institution(
+                request.professional.institution_id, "professional.institution_id"
+            )
     if await dossiers.ins_taken(session, ins):
         raise already_exists("DOSSIER_ALREADY_EXISTS", "This patient already has a record.")
 

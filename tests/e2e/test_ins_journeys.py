@@ -22,6 +22,7 @@ from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2
 from dmp_dev.testing.stack import LiveStack
 from kit import clock
+from kit import finess as kit_finess
 from tests.e2e.helpers import (
     consent,
     eventually,
@@ -278,6 +279,8 @@ async def test_journey3_gp_first_visit_grants_by_ins_reads_treatments_and_reimbu
     )
     assert rule.grant.source == C.GRANT_SOURCE_CARE_CONTEXT
     assert (await _existence(stack, gp, ins)).access_rule == rule.name
+    administrative = await gp_records.GetDossier(R.GetDossierRequest(name=_by_ins(ins)), timeout=10)
+    assert administrative.name == dossier
     read = await gp_records.GetHealthProfile(
         R.GetHealthProfileRequest(name=f"{_by_ins(ins)}/healthProfile"), timeout=10
     )
@@ -310,7 +313,8 @@ async def test_journey4_pharmacist_creates_keeps_access_patient_told_and_counted
 ) -> None:
     ins, email = await _patient_with_account(stack)
     await _contacts(stack, ins, email)  # before any record: their own INS
-    finess = f"75{uuid.uuid4().int % 10**7:07d}"
+    body = f"75{uuid.uuid4().int % 10**6:06d}"
+    finess = body + kit_finess.check_digit(body)
     start = clock.now() - timedelta(seconds=1)  # the platform's clock (tests move it)
     request = create_request(ins, "professional")
     request.professional.institution_id = finess

@@ -12,6 +12,8 @@ import grpc
 import nats
 
 from dmp.records.v1 import events_pb2, records_pb2
+from kit import finess
+from kit.rpps import luhn_valid
 from tests.fixtures.records import (
     RecordsCalls,
     admin_staff,
@@ -25,6 +27,16 @@ from tests.waits import until
 
 R = records_pb2
 C = grpc.StatusCode
+
+
+def a_finess(department: str = "75") -> str:
+    body = f"{department}{uuid.uuid4().int % 10**6:06d}"
+    return body + finess.check_digit(body)
+
+
+def a_siret() -> str:
+    body = f"{uuid.uuid4().int % 10**13:013d}"
+    return next(body + d for d in "0123456789" if luhn_valid(body + d))
 
 
 async def test_documents_profile_and_vaccinations_by_ins_name(records: RecordsCalls) -> None:
@@ -109,7 +121,8 @@ async def test_a_professional_creation_names_its_creator_and_the_oppositions(
     records: RecordsCalls, nats_url: str
 ) -> None:
     request = create_request(make_ins(), "professional")
-    request.professional.institution_id = " 2a0000017 "
+    pharmacy = a_finess("13")
+    request.professional.institution_id = f" {pharmacy} "
     request.emergency_oppositions.oppose_bris_de_glace = True
     creator = professional("10000000219")
 
@@ -121,7 +134,7 @@ async def test_a_professional_creation_names_its_creator_and_the_oppositions(
     assert event.creation_channel == R.CREATION_CHANNEL_PROFESSIONAL
     assert (event.creating_professional.rpps, event.creating_professional.institution_id) == (
         "10000000219",
-        "2A0000017",
+        pharmacy,
     )
     assert event.creating_professional.profession_code == creator.profession_code
     assert (
@@ -140,13 +153,21 @@ async def test_a_professional_creation_names_its_creator_and_the_oppositions(
 
 async def test_a_malformed_institution_writes_nothing(records: RecordsCalls) -> None:
     before = (await records.count("dossiers"), await records.count("outbox"))
-    request = create_request(make_ins(), "professional")
-    request.professional.institution_id = "PHARMACIE"
-    await expect_error(
-        records.call("CreateDossier", request, professional()),
-        C.INVALID_ARGUMENT,
-        "INVALID_INSTITUTION_ID",
-    )
+    good = a_finess()
+    wrong_key = good[:8] + str((int(good[8]) + 1) % 10)
+    siret = a_siret()
+    wrong_siret = siret[:13] + str((int(siret[13]) + 1) % 10)
+    for value, reason in (
+        ("PHARMACIE", "INVALID_INSTITUTION_ID"),
+        ("2A0000017", "INVALID_INSTITUTION_ID"),
+        (wrong_key, "FINESS_CHECK_DIGIT"),
+        (wrong_siret, "SIRET_CHECK_DIGIT"),
+    ):
+        request = create_request(make_ins(), "professional")
+        request.professional.institution_id = value
+        await expect_error(
+            records.call("CreateDossier", request, professional()), C.INVALID_ARGUMENT, reason
+        )
     assert (await records.count("dossiers"), await records.count("outbox")) == before
 
 
@@ -159,8 +180,8 @@ async def test_the_insurer_counts_creations_per_professional_and_institution(
     records: RecordsCalls,
 ) -> None:
     start = datetime.now(UTC) - timedelta(seconds=5)
-    pharmacy = f"13{uuid.uuid4().int % 10**7:07d}"
-    other = f"{uuid.uuid4().int % 10**14:014d}"
+    pharmacy = a_finess("13")
+    other = a_siret()
     first, second = professional("10000000227"), professional("10000000235")
     for creator, institution in ((first, pharmacy), (first, pharmacy), (second, other)):
         request = create_request(make_ins(), "professional")

@@ -983,10 +983,13 @@ class ProfessionalCreation(_message.Message):
     CONSENT_FIELD_NUMBER: _builtins.int
     INSTITUTION_ID_FIELD_NUMBER: _builtins.int
     institution_id: _builtins.str
-    """FINESS (9 characters) or SIRET (14 digits) of the institution where care
-    took place, if any: a pharmacy's FINESS for a record created at the
-    counter. Stored with the record and counted by CountDossierCreations;
-    anything else is INVALID_ARGUMENT INVALID_INSTITUTION_ID.
+    """FINESS (9 digits, Luhn key) or SIRET (14 digits, Luhn key) of the
+    institution where care took place, if any: a pharmacy's FINESS for a
+    record created at the counter. Stored with the record and counted by
+    CountDossierCreations (through an establishment's system, the FINESS the
+    gateway verified is stored instead). Errors: INVALID_ARGUMENT
+    (INVALID_FINESS, FINESS_CHECK_DIGIT, SIRET_CHECK_DIGIT,
+    INVALID_INSTITUTION_ID).
     """
     @_builtins.property
     def consent(self) -> Global___ConsentAttestation:
@@ -1464,7 +1467,7 @@ class CountDossierCreationsRequest(_message.Message):
     creator_rpps: _builtins.str
     """Only this professional's creations (RPPS, 11 digits); empty: every professional."""
     institution_id: _builtins.str
-    """Only creations declared at this institution (FINESS or SIRET); empty: every one."""
+    """Only creations at this institution (FINESS or SIRET); empty: every one."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the window (inclusive), on the records' creation time. Required."""

@@ -464,7 +464,8 @@ class RecordsServiceServicer:
         patient and no medical data. Allowed to the CPAM desk role (guichet_amo);
         names no record, so nothing goes to an access log. Errors:
         INVALID_ARGUMENT (WINDOW_REQUIRED, INVALID_WINDOW, WINDOW_TOO_LONG,
-        INVALID_RPPS, INVALID_INSTITUTION_ID), PERMISSION_DENIED
+        INVALID_RPPS, INVALID_FINESS, FINESS_CHECK_DIGIT, SIRET_CHECK_DIGIT,
+        INVALID_INSTITUTION_ID), PERMISSION_DENIED
         (ACTION_NOT_ALLOWED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
