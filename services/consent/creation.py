@@ -20,10 +20,10 @@ from dmp.consent.v1 import consent_pb2
 from dmp.records.v1 import events_pb2 as records_events
 from dmp.records.v1 import records_pb2
 from kit.db import utcnow
+from kit.directory import ProfessionalNotFoundError
 from kit.logs import get_logger
 from services.consent import authorizing, published, repository, rules
 from services.consent.decision import NORMAL, OB_AUDIT, OB_FIRST, OK, Decision, Request
-from services.consent.directory_client import ProfessionalNotFoundError
 from services.consent.log_writer import LogAppender
 from services.consent.runtime import Runtime
 

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dmp.authz.v1 import principal_pb2
 from dmp.history.v1 import history_pb2
 from kit import filtering, names, pagination
-from kit.directory import DirectoryClient
 from kit import ins as kit_ins
+from kit.directory import DirectoryClient
 from kit.errors import ServiceError, invalid_argument, permission_denied
 from services.history_feed import codes, display, repository
 from services.history_feed.materialize import window_start
