@@ -8,14 +8,18 @@ side (their account, their e-mails in the dev mail sink) is set up for real.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import grpc
+import nats
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from dmp.authz.v1 import principal_pb2
 from dmp.consent.v1 import consent_pb2
+from dmp.consent.v1 import events_pb2 as consent_events
 from dmp.history.v1 import history_pb2, history_pb2_grpc
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
@@ -23,6 +27,7 @@ from dmp.records.v1 import records_pb2
 from dmp_dev.testing.stack import LiveStack
 from kit import clock
 from kit import finess as kit_finess
+from kit import nats as kit_nats
 from tests.e2e.helpers import (
     consent,
     eventually,
@@ -36,6 +41,7 @@ from tests.e2e.helpers import (
     until_refused,
     upload,
 )
+from tests.e2e.test_patient_notices import notify_consumed, settled
 from tests.fixtures.records import make_ins
 from tests.history.lines import ago, drug
 from tests.records.helpers import create_request
@@ -48,6 +54,7 @@ ID = identity_pb2
 S = grpc.StatusCode
 PASSWORD = "Correct-Horse-42-battery"
 URGENT = "URGENT"
+JUSTIFICATION_15 = "Appel au 15 : douleur thoracique, antécédents nécessaires."
 RULES_CHANGED = "Les règles d'accès à votre DMP ont changé"
 
 
@@ -123,17 +130,50 @@ async def test_journey1_centre15_opens_by_ins_reads_reports_and_summary(stack: L
         stack, "doctor", dossier, title="CR d'hospitalisation", type_code="34133-9"
     )
     summary = await upload(stack, "doctor", dossier, title="VSM", type_code="60591-5")
-    # The régulateur knows the INS only.
+    # Every access event of this record from now on, as notify will consume them.
+    nc = await nats.connect(stack.nats_url)
+    stream = kit_nats.STREAMS["consent"].name
+    try:
+        watch = await nc.jetstream().pull_subscribe(
+            "dmp.consent.access.recorded",
+            stream=stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+        )
+        rule = await _centre_15_reads(stack, ins, dossier, [report.name, summary.name])
+        entries = await _history(stack, dossier, ins, f'emergency_access_rule = "{rule.name}"')
+        last_seq = await _until_events(watch, dossier, len(entries))
+        await watch.unsubscribe()
+    finally:
+        await nc.close()
+    # Notify has handled the last of them: the patient got one alert for the whole session.
+    await notify_consumed(stack, stream, "consent-access", last_seq)
+    await settled(stack, ins)
+    alerts = [s for s in _subjects(stack, email) if s.startswith(URGENT)]
+    assert len(alerts) == 1, alerts
+    # The access history shows the emergency mode with the régulateur's identity.
+    entries = await _history(stack, dossier, ins, "mode = CENTRE_15")
+    assert entries
+    assert {e.principal.rpps for e in entries} == {rpps("regulateur")}
+    assert all("regulateur" in e.principal.roles for e in entries)
+    assert any("Roux" in e.principal.display_name for e in entries)
+    started = [e for e in entries if e.method.endswith("/StartEmergencyAccess")]
+    assert [e.justification for e in started] == [JUSTIFICATION_15]
+
+
+async def _centre_15_reads(
+    stack: LiveStack, ins: str, dossier: str, documents: list[str]
+) -> C.AccessRule:
+    """The régulateur, from the INS only: existence test, centre 15, reads; the rule."""
     seen = await _existence(stack, "regulateur", ins)
     assert (seen.exists, seen.dossier, seen.state) == (True, dossier, R.DOSSIER_STATE_ACTIVE)
     assert seen.access_basis == C.ACCESS_BASIS_NONE
     assert C.ACCESS_PATH_CENTRE_15 in seen.available_paths
-    rule = await consent(stack.card_channel("regulateur")).StartEmergencyAccess(
+    rule: C.AccessRule = await consent(stack.card_channel("regulateur")).StartEmergencyAccess(
         C.StartEmergencyAccessRequest(
             parent=_by_ins(ins),
             mode=P.ACCESS_MODE_CENTRE_15,
             reason=C.EMERGENCY_REASON_MEDICAL_REGULATION_CALL,
-            justification="Appel au 15 : douleur thoracique, antécédents nécessaires.",
+            justification=JUSTIFICATION_15,
             request_id=rid(),
         ),
         timeout=10,
@@ -147,25 +187,29 @@ async def test_journey1_centre15_opens_by_ins_reads_reports_and_summary(stack: L
     )
     regulateur = records(stack.card_channel("regulateur"))
     listed = await regulateur.ListDocuments(R.ListDocumentsRequest(parent=_by_ins(ins)), timeout=10)
-    assert {report.name, summary.name} <= {d.name for d in listed.documents}
-    for name in (report.name, summary.name):
+    assert set(documents) <= {d.name for d in listed.documents}
+    for name in documents:
         got = await regulateur.GetDocument(R.GetDocumentRequest(name=name), timeout=10)
         assert got.content
-    # The patient is alerted (urgent). One alert per emergency session is issue 16's rule
-    # (notify); here each emergency-mode decision still raises its own alert.
-    await until(lambda: any(URGENT in s for s in _subjects(stack, email)), "an urgent alert")
-    alerts = [s for s in _subjects(stack, email) if URGENT in s]
-    assert alerts
-    # The access history shows the emergency mode with the régulateur's identity.
-    entries = await _history(stack, dossier, ins, "mode = CENTRE_15")
-    assert entries
-    assert {e.principal.rpps for e in entries} == {rpps("regulateur")}
-    assert all("regulateur" in e.principal.roles for e in entries)
-    assert any("Roux" in e.principal.display_name for e in entries)
-    started = [e for e in entries if e.method.endswith("/StartEmergencyAccess")]
-    assert [e.justification for e in started] == [
-        "Appel au 15 : douleur thoracique, antécédents nécessaires."
-    ]
+    return rule
+
+
+async def _until_events(watch: Any, dossier: str, count: int) -> int:
+    """The stream sequence of the last of `count` access events about `dossier`."""
+    seqs: list[int] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while len(seqs) < count:
+        assert loop.time() < deadline, f"{len(seqs)} access events of {count}"
+        try:
+            batch = await watch.fetch(10, timeout=1)
+        except TimeoutError:
+            continue
+        for msg in batch:
+            await msg.ack()
+            if consent_events.AccessRecorded.FromString(msg.data).dossier == dossier:
+                seqs.append(msg.metadata.sequence.stream)
+    return max(seqs)
 
 
 # ---------------------------------------------------------------- journey 2: bris de glace
