@@ -41,6 +41,10 @@ from tests.e2e.helpers import (
     until_refused,
     upload,
 )
+from tests.e2e.test_journey_hospital import DAVID, HOSPITAL
+from tests.e2e.test_journey_hospital import _as_david as as_david
+from tests.e2e.test_journey_hospital import _care_grant as care_grant
+from tests.e2e.test_journey_hospital import _hospital as hospital_pair
 from tests.e2e.test_patient_notices import notify_consumed, settled
 from tests.fixtures.records import make_ins
 from tests.history.lines import ago, drug
@@ -419,3 +423,36 @@ async def test_journey4_pharmacist_creates_keeps_access_patient_told_and_counted
         lambda: pharmacist.ListDocuments(R.ListDocumentsRequest(parent=_by_ins(ins)), timeout=10),
         S.NOT_FOUND,
     )
+
+
+# ---------------------------------------------------------------- through an establishment
+
+
+async def test_an_establishment_runs_the_existence_test_for_its_doctor(stack: LiveStack) -> None:
+    """The "via" principal of issue 15's establishments needs nothing of its own here."""
+    dossier, ins = await new_record(stack)
+    pair = hospital_pair(stack)
+    his_consent = consent(stack.card_channel(pair))
+    seen = await his_consent.CheckDossierExistence(
+        C.CheckDossierExistenceRequest(name=_by_ins(ins)), metadata=as_david(pair), timeout=15
+    )
+    assert (seen.exists, seen.dossier, seen.access_basis) == (
+        True,
+        dossier,
+        C.ACCESS_BASIS_NONE,
+    )
+    assert C.ACCESS_PATH_CARE_CONTEXT_CONSENT in seen.available_paths
+    rule = await care_grant(stack, pair, ins, as_david(pair), DAVID)
+    granted = await his_consent.CheckDossierExistence(
+        C.CheckDossierExistenceRequest(name=_by_ins(ins)), metadata=as_david(pair), timeout=15
+    )
+    assert (granted.access_basis, granted.access_rule) == (C.ACCESS_BASIS_GRANT, rule.name)
+    tests = [
+        e
+        for e in await _history(stack, dossier, ins)
+        if e.method.endswith("/CheckDossierExistence")
+    ]
+    assert {(e.principal.rpps, e.principal.establishment_finess) for e in tests} == {
+        (DAVID, HOSPITAL.finess)
+    }
+    assert len(tests) == 2
