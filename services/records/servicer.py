@@ -309,7 +309,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
     async def CreateVaccination(  # noqa: N802 - gRPC method name
         self, request: R.CreateVaccinationRequest, context: grpc.aio.ServicerContext
     ) -> R.Vaccination:
-        dossier_id = names.parse_dossier(request.parent, "parent")
+        dossier_id = names.parse_record(request.parent, "parent")
 
         async def body(
             session: AsyncSession, principal: Principal, now: datetime

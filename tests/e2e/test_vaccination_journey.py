@@ -3,8 +3,9 @@ the patient's INS, records a flu vaccination with its lot and booster date; the 
 in their vaccination book, their access history names the nurse, and the insurer's line for
 that vaccination in the care history links to the book's entry.
 
-The nurse's access is the patient's grant, given in the patient's app (the patient knows their
-own record); the nurse then finds the record from the INS alone (`patients/{ins}/dossier`).
+On the nurse's side everything goes by the INS (`patients/{ins}/dossier`): the existence
+test, the patient's consent she attests during care (the access the matrix requires of a nurse
+recording a vaccination), the vaccination itself.
 """
 
 from __future__ import annotations
@@ -59,49 +60,57 @@ def _flu(today: date, lot: str) -> R.Vaccination:
 
 async def test_journey6_nurse_records_a_flu_vaccination_from_the_ins(stack: LiveStack) -> None:
     dossier, ins = await new_record(stack)
+    by_ins = f"patients/{ins}/dossier"
     nurse = records(stack.card_channel(NURSE))
+    nurse_consent = consent(stack.card_channel(NURSE))
     today = stack.clock.now().date()
-    by_ins = R.GetDossierRequest(name=f"patients/{ins}/dossier")
 
-    # Without an access, the INS opens nothing and nothing is recorded (NO_GRANT, AIP-211).
-    await expect(nurse.GetDossier(by_ins, timeout=10), S.NOT_FOUND)
+    # The nurse knows the INS only. Without an access nothing is recorded (NO_GRANT, AIP-211).
     refused = R.CreateVaccinationRequest(
-        parent=dossier, vaccination=_flu(today, "LOT-REFUSED"), request_id=rid()
+        parent=by_ins, vaccination=_flu(today, "LOT-REFUSED"), request_id=rid()
     )
     await expect(nurse.CreateVaccination(refused, timeout=10), S.NOT_FOUND)
-
-    # The patient gives the nurse access in their app.
-    patient_consent = consent(stack.patient_channel())
-    md = patient_md(stack, ins)
-    await patient_consent.GrantAccess(
-        C.GrantAccessRequest(parent=dossier, professional_rpps=rpps(NURSE), request_id=rid()),
-        metadata=md,
+    # The existence test: the record exists, no access yet, a care-context consent opens one.
+    seen = await nurse_consent.CheckDossierExistence(
+        C.CheckDossierExistenceRequest(name=by_ins), timeout=10
+    )
+    assert (seen.exists, seen.dossier) == (True, dossier)
+    assert seen.access_basis == C.ACCESS_BASIS_NONE
+    assert C.ACCESS_PATH_CARE_CONTEXT_CONSENT in seen.available_paths
+    # The patient, in front of her, consents; she attests it, by INS.
+    await nurse_consent.GrantAccess(
+        C.GrantAccessRequest(
+            parent=by_ins,
+            professional_rpps=rpps(NURSE),
+            care_context=C.CareContext(consent_attested=True),
+            request_id=rid(),
+        ),
         timeout=10,
     )
-
-    # The nurse finds the record from the INS, then records the vaccination.
-    found = await eventually(lambda: nurse.GetDossier(by_ins, timeout=10))
-    assert found.name == dossier
     # A booster date that does not follow the administration is refused, nothing written.
     early = _flu(today, "LOT-EARLY")
     early.booster_date.CopyFrom(_date(today))
     await expect(
-        nurse.CreateVaccination(
-            R.CreateVaccinationRequest(parent=found.name, vaccination=early, request_id=rid()),
-            timeout=10,
+        eventually(
+            lambda: nurse.CreateVaccination(
+                R.CreateVaccinationRequest(parent=by_ins, vaccination=early, request_id=rid()),
+                timeout=10,
+            )
         ),
         S.INVALID_ARGUMENT,
         "BOOSTER_BEFORE_ADMINISTRATION",
     )
     recorded = await nurse.CreateVaccination(
         R.CreateVaccinationRequest(
-            parent=found.name, vaccination=_flu(today, "FLU-2026-A17"), request_id=rid()
+            parent=by_ins, vaccination=_flu(today, "FLU-2026-A17"), request_id=rid()
         ),
         timeout=10,
     )
     assert recorded.name.startswith(f"{dossier}/vaccinations/")
     assert recorded.professional.rpps == rpps(NURSE)
     assert recorded.professional.profession_code == "60"
+    md = patient_md(stack, ins)
+    patient_consent = consent(stack.patient_channel())
 
     # The patient sees it in their vaccination book: vaccine, lot, dates, the nurse.
     book = await records(stack.patient_channel()).ListVaccinations(

@@ -1,6 +1,6 @@
 """records' internal ResolveVaccinations: which book entries record given vaccinations (vaccine
 code among the probe's, same administration date), names only; history_feed links the
-insurer's vaccine lines with it."""
+insurer's vaccine lines with it. And CreateVaccination on a record named by the INS."""
 
 from __future__ import annotations
 
@@ -99,4 +99,42 @@ async def test_resolve_matches_code_and_date_names_only(records: RecordsCalls) -
         ),
         S.INVALID_ARGUMENT,
         "INVALID_NAME",
+    )
+
+
+async def test_a_vaccination_recorded_by_ins_name(records: RecordsCalls) -> None:
+    """A nurse in front of the patient knows the INS: `patients/{ins}/dossier` names the
+    record; a malformed INS is refused before anything is read."""
+    dossier, ins = await new_dossier(records)
+    today = datetime.now(UTC).date()
+    created = await records.call(
+        "CreateVaccination",
+        R.CreateVaccinationRequest(
+            parent=f"patients/{ins}/dossier",
+            vaccination=R.Vaccination(
+                vaccine=R.CodedConcept(code=FLU),
+                administration_date=_d(today),
+                lot_number="BY-INS",
+                booster_date=_d(today + timedelta(days=365)),
+            ),
+            request_id=rid(),
+        ),
+        professional("10000000132"),
+    )
+    assert created.name.startswith(f"{dossier}/vaccinations/")
+    wrong_key = ins[:-2] + f"{(int(ins[-2:]) + 1) % 97:02d}"
+    await expect_error(
+        records.call(
+            "CreateVaccination",
+            R.CreateVaccinationRequest(
+                parent=f"patients/{wrong_key}/dossier",
+                vaccination=R.Vaccination(
+                    vaccine=R.CodedConcept(code=FLU), administration_date=_d(today)
+                ),
+                request_id=rid(),
+            ),
+            professional("10000000132"),
+        ),
+        S.INVALID_ARGUMENT,
+        "INS_KEY_MISMATCH",
     )

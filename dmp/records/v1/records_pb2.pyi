@@ -2610,7 +2610,10 @@ class CreateVaccinationRequest(_message.Message):
     VACCINATION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Record to add to: `dossiers/{dossier}`."""
+    """Record to add to: `dossiers/{dossier}`, or `patients/{ins}/dossier` for a
+    professional in front of the patient who knows only the INS (a nurse or a
+    pharmacist vaccinating).
+    """
     request_id: _builtins.str
     """Idempotency key (UUID) chosen by the client: a retry with the same key
     returns the first result instead of acting twice. Required.

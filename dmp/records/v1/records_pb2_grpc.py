@@ -411,8 +411,11 @@ class RecordsServiceServicer:
 
     def CreateVaccination(self, request, context):
         """Records a vaccination given to the patient (by a professional, or
-        declared by the patient). Errors: INVALID_ARGUMENT (VACCINE_REQUIRED,
-        ADMINISTRATION_DATE_IN_FUTURE, BOOSTER_BEFORE_ADMINISTRATION),
+        declared by the patient), on the record named by its id or by the
+        patient's INS. Nurses and pharmacists record vaccinations only on a record
+        they have an access to (the profession matrix's `record` key). Errors:
+        INVALID_ARGUMENT (VACCINE_REQUIRED, ADMINISTRATION_DATE_IN_FUTURE,
+        BOOSTER_BEFORE_ADMINISTRATION, INVALID_NAME, INS_MALFORMED, INS_KEY_MISMATCH),
         ALREADY_EXISTS (VACCINATION_ALREADY_EXISTS: same vaccine, date and lot
         already recorded, checked only against entries the caller may know of: the
         patient side against the patient side's entries, anyone else against the
