@@ -10,10 +10,10 @@ with CRLs and certificates dated on real time); this one is thrown away after th
 After the jump only the patient's port is used (anonymous sign-up and login, the patient's
 token): the dev CRL the gateway checks cards against is valid for 30 days of real time.
 
-Order: the vendor's software asks for the letter in its creation flow, before the record
-exists, where a professional may always ask (identity's answer says nothing about an
-account and cancels no other code). Asking after the creation needs the creator to keep an
-access to the record (issue 15), which consent then honours like a grant.
+Order: the first test's software asks for the letter in its creation flow, before the record
+exists, where a professional may always ask (identity's answer says nothing about an account
+and cancels no other code). The last test asks after the creation, which needs the creator
+to keep an access to the record (issue 15's creator grant), honoured by consent like a grant.
 """
 
 from __future__ import annotations
@@ -167,4 +167,25 @@ async def test_a_pharmacist_s_letter_activates_the_patient_30_days_later(
         ),
         S.FAILED_PRECONDITION,
         "CREATION_CODE_EXPIRED",
+    )
+
+
+async def test_the_creator_prints_the_letter_after_the_creation(stack: LiveStack) -> None:
+    """With issue 15's creator grant, the professional who created the record may print (or
+    reprint) the letter afterwards; another professional may not (one answer with or without
+    a record: NOT_FOUND)."""
+    ins = make_ins()
+    creation = create_request(ins, "professional")
+    await records(stack.card_channel("pharmacist")).CreateDossier(creation, timeout=15)
+    # The creator's grant comes from records' creation event: wait for it to be in force.
+    letter = await eventually(lambda: letter_for(stack, ins))
+    text = text_of(letter.pdf)
+    assert spaced(ins) in text
+    assert len(ACTIVATION.findall(text)) == 1
+    nurse = identity_pb2_grpc.IdentityServiceStub(stack.card_channel("nurse"))
+    await expect(
+        nurse.IssueActivationLetter(
+            ID.IssueActivationLetterRequest(request_id=rid(), ins=ins), timeout=15
+        ),
+        S.NOT_FOUND,
     )
