@@ -12,7 +12,7 @@ import pytest
 from dmp.consent.v1 import events_pb2
 from dmp_dev.testing import principals
 from kit import codes
-from tests.consent.helpers import A, C, pro
+from tests.consent.helpers import A, C, emergency, grant, pro
 from tests.fixtures.consent import ConsentHarness
 from tests.fixtures.records import make_ins
 
@@ -106,3 +106,33 @@ async def test_nobody_else_reissues(consent: ConsentHarness) -> None:
             patient_ins=ins,
         )
         assert response.decision == C.DECISION_DENIED, who
+
+
+ISSUE = "/dmp.identity.v1.IdentityService/IssueActivationLetter"
+
+
+async def test_who_prints_the_letter_of_an_existing_record(consent: ConsentHarness) -> None:
+    """A professional with normal standing (grant) may; one without, or only through an
+    emergency access, may not; the desk always may; any professional for an INS without a
+    record (the creation flow)."""
+    dossier, ins = await consent.create_record()
+    granted, stranger, urgent = pro("21"), pro("10"), pro("10")
+    await grant(consent, dossier, ins, granted.rpps)
+    await emergency(consent, dossier, urgent)
+
+    async def decide(who: object, patient_ins: str) -> int:
+        response = await consent.authorize(
+            who,  # type: ignore[arg-type]
+            A.ACTION_ISSUE_CREATION_CODE,
+            resource_kind=A.RESOURCE_KIND_ACCOUNT,
+            method=ISSUE,
+            patient_ins=patient_ins,
+        )
+        return int(response.decision)
+
+    assert await decide(granted, ins) == C.DECISION_ALLOWED
+    assert await decide(stranger, ins) == C.DECISION_DENIED
+    assert await decide(urgent, ins) == C.DECISION_DENIED
+    assert await decide(principals.staff("cpam-1", ("guichet_amo",)), ins) == C.DECISION_ALLOWED
+    assert await decide(stranger, make_ins()) == C.DECISION_ALLOWED
+    assert await decide(SUPPORT, make_ins()) == C.DECISION_DENIED
