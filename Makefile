@@ -21,15 +21,17 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/dmp dev up
 
-## make test: the whole suite (PostgreSQL when 127.0.0.1:5432 answers, SQLite otherwise).
+## make test: the whole suite (PostgreSQL when 127.0.0.1:5432 answers, SQLite otherwise), on
+## pytest-xdist workers (docs/CONVENTIONS.md, "Parallel runs"); PYTEST_XDIST= runs it in one process.
+PYTEST_XDIST ?= -n 2 --dist loadgroup
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-sqlite: $(STAMP)
-	DMP_TEST_DATABASE=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+	DMP_TEST_DATABASE=sqlite $(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
-	DMP_TEST_DATABASE=postgresql $(PY) -m pytest $(PYTEST_ARGS)
+	DMP_TEST_DATABASE=postgresql $(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 $(BUF): package.json
 	npm install --no-audit --no-fund --silent

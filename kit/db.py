@@ -100,6 +100,14 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def pool_options(url: str, pool_size: int, max_overflow: int) -> dict[str, int]:
+    """`create_engine` arguments sizing a PostgreSQL pool (none for SQLite: its default pool
+    suits a file)."""
+    if is_sqlite(url):
+        return {}
+    return {"pool_size": pool_size, "max_overflow": max_overflow}
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 

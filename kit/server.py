@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kit import migrations
 from kit import nats as kit_nats
-from kit.db import create_engine, session_factory
+from kit.db import create_engine, pool_options, session_factory
 from kit.interceptors import ServiceInterceptor
 from kit.logs import configure_logging, get_logger
 from kit.metrics import MetricsServer, serve_metrics
@@ -70,7 +70,14 @@ class ServiceApp(abc.ABC):
         other. Otherwise SchemaNotCurrentError, before anything else is opened.
         """
         if self.settings.database_url:
-            engine = create_engine(self.settings.database_url)
+            engine = create_engine(
+                self.settings.database_url,
+                **pool_options(
+                    self.settings.database_url,
+                    self.settings.database_pool_size,
+                    self.settings.database_max_overflow,
+                ),
+            )
             try:
                 await migrations.require_current(self.name, engine)
             except BaseException:

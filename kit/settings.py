@@ -38,6 +38,18 @@ class ServiceSettings(BaseSettings):
         default="",
         description="SQLAlchemy async URL (postgresql+asyncpg:// or sqlite+aiosqlite://).",
     )
+    database_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Connections to PostgreSQL the service keeps open between requests.",
+    )
+    database_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        le=100,
+        description="Connections to PostgreSQL opened beyond the pool under load, closed after.",
+    )
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS JetStream server.")
     nats_stream_replicas: int = Field(
         default=1, ge=1, le=5, description="Replicas of the JetStream streams a service owns."

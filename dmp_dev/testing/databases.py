@@ -19,6 +19,12 @@ from kit import migrations
 
 PG_ADMIN_DSN = os.environ.get("DMP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
+# Every service a test starts (in this process, or as a child process inheriting its
+# environment) keeps 2 PostgreSQL connections open and opens up to 8 more under load, instead
+# of production's 10 + 10: the suite's pytest-xdist workers each run several services against
+# one server, whose max_connections (100 by default) they share with any other test run.
+SMALL_POOLS = {"DMP_DATABASE_POOL_SIZE": "2", "DMP_DATABASE_MAX_OVERFLOW": "8"}
+
 
 async def _pg_reachable() -> bool:
     try:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from dmp_dev.testing.databases import DatabaseFactory, backend
+from dmp_dev.testing.databases import SMALL_POOLS, DatabaseFactory, backend
 from dmp_dev.testing.nats_server import NatsServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, value in SMALL_POOLS.items():
+        os.environ.setdefault(name, value)
 
 
 def pytest_report_header() -> str:

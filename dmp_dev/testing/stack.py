@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import random
 import socket
 import uuid
@@ -27,10 +28,9 @@ import grpc
 
 from dmp.authz.v1 import principal_pb2
 from dmp_cli import catalog
-from dmp_dev.launcher.nats_server import free_port
 from dmp_dev.launcher.secrets import DevSecrets
 from dmp_dev.launcher.stack import DevStack, StackConfig, database_url
-from dmp_dev.testing.databases import DatabaseFactory
+from dmp_dev.testing.databases import SMALL_POOLS, DatabaseFactory
 from kit import clock
 from kit import principal as principals
 from kit.tokens import AccessTokenIssuer, load_private_key
@@ -39,13 +39,20 @@ HOST = "localhost"  # the gateway certificate's SAN
 
 # Under every test stack's own settings: argon2 at its cheapest (production's costs, ~0.3 s
 # a hash on a busy 2-core machine, would dominate every sign-up and login of the suite;
-# identity's own tests and the benchmark check the real parameters).
+# identity's own tests and the benchmark check the real parameters); small PostgreSQL pools
+# (dmp_dev.testing.databases.SMALL_POOLS) and 4 notify send slots instead of 16, each with a
+# connection of its own (a test that needs more sets them).
 TEST_ENV: Mapping[str, Mapping[str, str]] = {
     "identity": {
+        **SMALL_POOLS,
         "DMP_ARGON2_TIME_COST": "1",
         "DMP_ARGON2_MEMORY_COST": "1024",
         "DMP_ARGON2_PARALLELISM": "1",
     },
+    "consent": SMALL_POOLS,
+    "records": SMALL_POOLS,
+    "history_feed": SMALL_POOLS,
+    "notify": {**SMALL_POOLS, "DMP_DISPATCH_CONCURRENCY": "4"},
 }
 
 
@@ -67,10 +74,34 @@ def stack_env(
     return merged
 
 
-def free_port_block(size: int, *, low: int = 20000, high: int = 40000) -> int:
-    """A base port followed by `size - 1` free ports (service ports are base + offset)."""
+# Test stacks take their ports below Linux's ephemeral range (32768-60999, where outgoing
+# connections and bind(("", 0)) get theirs, so none of those can steal a stack's port between
+# its choice and its bind), in a slice of their own per pytest-xdist worker: two workers of one
+# run never pick the same port.
+PORT_RANGE = (20000, 32768)
+
+
+def worker_port_range() -> tuple[int, int]:
+    """[low, high) ports this process's stacks choose from: the whole `PORT_RANGE`, or this
+    pytest-xdist worker's slice of it (PYTEST_XDIST_WORKER=gwN of PYTEST_XDIST_WORKER_COUNT)."""
+    low, high = PORT_RANGE
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or "1")
+    if not worker.startswith("gw") or count <= 1:
+        return low, high
+    index = int(worker[2:]) % count
+    width = (high - low) // count
+    return low + index * width, low + (index + 1) * width
+
+
+def free_port_block(size: int, *, low: int | None = None, high: int | None = None) -> int:
+    """A base port followed by `size - 1` free ports, in [low, high) (by default this
+    process's `worker_port_range`)."""
+    default_low, default_high = worker_port_range()
+    low = default_low if low is None else low
+    high = default_high if high is None else high
     for _ in range(200):
-        base = random.randint(low, high)  # noqa: S311 - a port, not a secret
+        base = random.randint(low, high - size)  # noqa: S311 - a port, not a secret
         try:
             for port in range(base, base + size):
                 with socket.socket() as sock:
@@ -82,17 +113,12 @@ def free_port_block(size: int, *, low: int = 20000, high: int = 40000) -> int:
 
 
 def free_config(var_dir: Path) -> StackConfig:
-    """A StackConfig on free ports (nothing collides with `make run` or another test run)."""
+    """A StackConfig on free ports (nothing collides with `make run`, another test run or
+    another worker of this one): the services' block, then NATS, SMTP, the gateway's card,
+    patient and probe ports right after it, all checked free."""
     size = max(s.port_offset or 0 for s in catalog.CATALOG) + 1
-    base = free_port_block(size)
-    # Distinct and outside the block: the kernel may hand the same free port out twice, or one
-    # inside the block (the launcher then refuses to start: "ports overlap").
-    singles: list[int] = []
-    while len(singles) < 5:
-        port = free_port()
-        if not base <= port < base + size and port not in singles:
-            singles.append(port)
-    nats, smtp, gateway, patient, probe = singles
+    base = free_port_block(size + 5)
+    nats, smtp, gateway, patient, probe = range(base + size, base + size + 5)
     return StackConfig(
         var_dir=var_dir,
         base_port=base,

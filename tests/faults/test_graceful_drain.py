@@ -44,7 +44,8 @@ from tests.faults.harness import (
 from tests.fixtures import sql
 from tests.waits import until
 
-pytestmark = pytest.mark.slow
+# One worker runs every fault test: they share the package's platform (`live`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 BATCHES = 6
 LINES_PER_BATCH = CLAIM_COMMIT_LINES  # one commit per message

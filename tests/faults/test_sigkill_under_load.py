@@ -46,7 +46,8 @@ from tests.faults.harness import (
 )
 from tests.waits import until
 
-pytestmark = pytest.mark.slow
+# One worker runs every fault test: they share the package's platform (`live`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 PATIENTS = 3
 # Uploads acknowledged while a part out of the request path is down, and after the restart
