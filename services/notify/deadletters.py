@@ -11,12 +11,11 @@ then deletes the dead letter so that `list` shows what is still outstanding.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
 from kit.nats import STREAMS
 from services.notify.consumed import DEADLETTER_PREFIX, REPLAY_PREFIX, original_subject
@@ -75,6 +74,10 @@ async def list_dead(
     return found
 
 
+# JetStream's err_code of a delete whose message is already gone.
+NO_MESSAGE_FOUND = 10057
+
+
 async def replay(js: JetStreamContext, letter: DeadLetter) -> str:
     """Send one dead letter through notify again; returns the replay subject."""
     if not letter.original_subject:
@@ -88,7 +91,13 @@ async def replay(js: JetStreamContext, letter: DeadLetter) -> str:
     # duplicate window publishes once.
     headers["Nats-Msg-Id"] = f"replay.{letter.seq}"
     await js.publish(target, letter.data, headers=headers)
-    # Already replayed and removed (e.g. by another operator): nothing left to do.
-    with contextlib.suppress(NotFoundError, BadRequestError):
+    # Already replayed and removed (e.g. by another operator): nothing left to do. The server
+    # may say so as a 500 with err_code 10057 ("no message found"), not only as a 404.
+    try:
         await js.delete_msg(STREAM, letter.seq)
+    except (NotFoundError, BadRequestError):
+        pass
+    except ServerError as exc:
+        if exc.err_code != NO_MESSAGE_FOUND:
+            raise
     return target
