@@ -187,6 +187,8 @@ async def record_decision(
                     emergency_access_rule=(
                         f"{dossier}/accessRules/{session_rule}" if session_rule else ""
                     ),
+                    establishment_finess=str(values["establishment_finess"]),
+                    establishment_name=str(values["establishment_name"]),
                 )
         elif decision.allowed and req.action == A.ACTION_REISSUE_ACTIVATION:
             # DMP Info Service reissued the activation path: the patient is told at once.

@@ -143,7 +143,13 @@ async def _creator_grant(rt: Runtime, event: records_events.DossierCreated) -> N
             rule_id=rule_id,
         )
         await published.consent_changed(
-            session, dossier, out.name, principal.subject, by_patient=False, when=now
+            session,
+            dossier,
+            out.name,
+            principal.subject,
+            by_patient=False,
+            when=now,
+            actor_rpps=creator.rpps,
         )
 
     await authorizing.record_decision(

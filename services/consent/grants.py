@@ -185,7 +185,13 @@ async def grant(
             rule_id=rule_id,
         )
         await published.consent_changed(
-            session, dossier, out.name, principal.subject, by_patient=not by_professional, when=now
+            session,
+            dossier,
+            out.name,
+            principal.subject,
+            by_patient=not by_professional,
+            when=now,
+            actor_rpps=principal.rpps if by_professional else "",
         )
         await rt.remember(
             session, principal=principal, method=METHOD, key=key, response=out, now=now

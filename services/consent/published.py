@@ -30,6 +30,7 @@ async def consent_changed(
     *,
     by_patient: bool,
     when: datetime,
+    actor_rpps: str = "",
 ) -> str:
     event_id = new_event_id()
     message = events_pb2.ConsentChanged(
@@ -39,6 +40,7 @@ async def consent_changed(
         actor=actor,
         by_patient=by_patient,
         occur_time=_ts(when),
+        actor_rpps=actor_rpps,
     )
     return await add_event(session, outbox, CHANGED, message, event_id=event_id)
 
@@ -56,6 +58,8 @@ async def access_recorded(
     when: datetime,
     activation_reissued: bool = False,
     emergency_access_rule: str = "",
+    establishment_finess: str = "",
+    establishment_name: str = "",
 ) -> str:
     event_id = new_event_id()
     message = events_pb2.AccessRecorded(
@@ -70,5 +74,7 @@ async def access_recorded(
         occur_time=_ts(when),
         activation_reissued=activation_reissued,
         emergency_access_rule=emergency_access_rule,
+        establishment_finess=establishment_finess,
+        establishment_name=establishment_name,
     )
     return await add_event(session, outbox, ACCESS_RECORDED, message, event_id=event_id)

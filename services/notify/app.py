@@ -21,6 +21,7 @@ from kit import nats as kit_nats
 from kit import pagination
 from kit.consumer import ConsumerSpec, DurableConsumer
 from kit.db import create_engine, is_sqlite
+from kit.directory import DirectoryClient
 from kit.logs import get_logger
 from kit.server import ServiceApp
 from kit.writelock import WriteLock
@@ -58,6 +59,14 @@ class NotifyApp(ServiceApp):
             backoff_max_s=settings.notification_backoff_max_s,
         )
         self.pending_takeover = timedelta(seconds=settings.pending_takeover_s)
+        # Names the professional in access notices and in ListNotifications.
+        self.directory = DirectoryClient(
+            "notify",
+            settings.identity_target,
+            settings.principal_key_id,
+            settings.principal_key_bytes(),
+            timeout_s=settings.directory_timeout_s,
+        )
         self.dispatcher: Dispatcher | None = None
         self.codes: OneTimeCodes | None = None
         self._dispatch_engine: AsyncEngine | None = None
@@ -99,6 +108,7 @@ class NotifyApp(ServiceApp):
             poll_s=cfg.dispatch_poll_s,
             skip_locked=not is_sqlite(cfg.database_url),
             write_lock=self.write_lock,
+            directory=self.directory,
         )
         self.dispatcher.start()
         self._events_task = asyncio.create_task(self._start_events(), name="notify-events")
@@ -181,6 +191,7 @@ class NotifyApp(ServiceApp):
             grace = self.notify_settings.shutdown_grace_s
             await self.dispatcher.stop(max(grace / 2, grace - 3.0))
         await self.email.aclose()
+        await self.directory.close()
         if self._dispatch_engine is not None:
             await self._dispatch_engine.dispose()
         await super().stop()
@@ -214,6 +225,6 @@ class NotifyApp(ServiceApp):
         )
         tokens = pagination.PageTokens.for_service(self.settings, "notify")
         notify_pb2_grpc.add_NotifyServiceServicer_to_server(
-            NotifyServicer(self.db, codes, tokens), server
+            NotifyServicer(self.db, codes, tokens, self.directory), server
         )
         return [notify_pb2.DESCRIPTOR.services_by_name["NotifyService"].full_name]

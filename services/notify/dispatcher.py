@@ -44,10 +44,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dmp.notify.v1 import notify_pb2
 from kit.db import transaction, utcnow
+from kit.directory import DirectoryClient
 from kit.logs import get_logger
 from kit.tracing import extract_context, tracer
 from kit.writelock import WriteLock
-from services.notify import event_templates, models, validation
+from services.notify import event_templates, models, naming, validation
 from services.notify.consumed import source_of
 from services.notify.delivery import RetryPolicy, describe, is_transient
 from services.notify.email_sender import EmailSender
@@ -84,8 +85,10 @@ class Dispatcher:
         skip_locked: bool,
         publish: Publisher | None = None,
         write_lock: WriteLock | None = None,
+        directory: DirectoryClient | None = None,
     ) -> None:
         self._write_lock = write_lock or WriteLock(enabled=False)
+        self._directory = directory
         self._sessions = sessions
         self._outcomes = outcomes
         self._email = email
@@ -269,12 +272,14 @@ class Dispatcher:
     async def _send_now(self, row: RowMapping) -> str:
         """Send with the contact read at claim time (the latest the patient set)."""
         kind = notify_pb2.NotificationKind.Value(row["kind"])
+        # Who the notice names: the directory's cache, else one call bounded by its timeout.
+        actor = await naming.resolve(self._directory, row["source_subject"], row["source_payload"])
         if row["channel"] == models.CHANNEL_EMAIL:
             address = row["email"]
             if not address:
                 raise ContactRemovedError
             text = event_templates.email(
-                kind, row["variant"], row["occur_time"], urgent=row["urgent"]
+                kind, row["variant"], row["occur_time"], urgent=row["urgent"], actor=actor
             )
             await self._email.send(
                 address,
@@ -288,7 +293,7 @@ class Dispatcher:
             raise ContactRemovedError
         await self._sms.send(
             phone,
-            event_templates.sms(kind, row["variant"], urgent=row["urgent"]),
+            event_templates.sms(kind, row["variant"], urgent=row["urgent"], actor=actor),
             reference=row["notification_id"],
         )
         return validation.mask(notify_pb2.CHANNEL_SMS, phone)

@@ -1,10 +1,17 @@
 """French messages telling a patient that something happened on their record.
 
-They say only *that* something happened, when, and where to look: never a
-document title, class or type, never who (beyond "un professionnel de santé"),
-never a diagnosis, a name or an identifier. A mailbox or a phone is often
-shared, and an e-mail crosses relays we do not control. No link either (as for
-codes: patients learn that real DMP messages carry none).
+They say *that* something happened, when, who did it and where to look: never a
+document title, class or type, never a diagnosis or an identifier. A mailbox or a
+phone is often shared, and an e-mail crosses relays we do not control. No link
+either (as for codes: patients learn that real DMP messages carry none).
+
+Who: a professional's access (first or emergency) and a rule change a professional
+made name them when the directory knows them (services.notify.naming): the e-mail
+gives the name, the profession and the establishment they acted through (« le Dr
+Marie Roux, médecin, … via Hôpital Nord »), the SMS the name only, the subject line
+nobody. Never the specialty (psychiatry, oncology... say something about the
+patient's health to whoever shares the mailbox): it is shown in the patient's space
+only. Unknown professional: the generic « un professionnel de santé ».
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dmp.notify.v1 import notify_pb2
+from services.notify.naming import Actor
 from services.notify.templates import PARIS, EmailText
 
 # Variants of a kind (stored in notifications.variant).
@@ -31,6 +39,10 @@ class _Template:
     fact: str
     where: str
     sms: str
+    #: With a named professional ({who}: « le Dr Marie Roux, médecin »; {via}: « via X » or "").
+    named_fact: str = ""
+    #: With a named professional, SMS ({name}: the name alone).
+    named_sms: str = ""
 
 
 _WHERE_DOCS = "Pour le consulter, connectez-vous à votre espace DMP, rubrique « Documents »."
@@ -58,12 +70,18 @@ _TEMPLATES: dict[tuple[int, str], _Template] = {
         where=_WHERE_HISTORY,
         sms="DMP : un professionnel de santé a accédé pour la première fois à {dmp_short}. "
         "Détails dans votre espace DMP.",
+        named_fact="{Who} a accédé pour la première fois à {dmp} le {when}{via}.",
+        named_sms="DMP : {name} a accédé pour la première fois à {dmp_short}. "
+        "Détails dans votre espace DMP.",
     ),
     (notify_pb2.NOTIFICATION_KIND_EMERGENCY_ACCESS, DEFAULT): _Template(
         subject="URGENT : accès en urgence à votre DMP",
         fact="Un professionnel de santé a accédé à {dmp} en mode urgence le {when}.",
         where=_WHERE_HISTORY,
         sms="DMP URGENT : un professionnel de santé a accédé à {dmp_short} en mode urgence. "
+        "Détails dans votre espace DMP.",
+        named_fact="{Who} a accédé à {dmp} en mode urgence le {when}{via}.",
+        named_sms="DMP URGENT : {name} a accédé à {dmp_short} en mode urgence. "
         "Détails dans votre espace DMP.",
     ),
     (notify_pb2.NOTIFICATION_KIND_DOSSIER_LIFECYCLE, CREATED): _Template(
@@ -90,6 +108,9 @@ _TEMPLATES: dict[tuple[int, str], _Template] = {
         "que vous.",
         where=_WHERE_RULES,
         sms="DMP : les règles d'accès à {dmp_short} ont été modifiées. "
+        "Vérifiez-les dans votre espace DMP.",
+        named_fact="Les règles d'accès à {dmp} ont été modifiées le {when} par {who_via}.",
+        named_sms="DMP : les règles d'accès à {dmp_short} ont été modifiées par {name}. "
         "Vérifiez-les dans votre espace DMP.",
     ),
     (notify_pb2.NOTIFICATION_KIND_ACTIVATION_REISSUED, DEFAULT): _Template(
@@ -135,11 +156,31 @@ def _words(variant: str) -> tuple[str, str, str]:
     )
 
 
-def email(kind: int, variant: str, occur_time: datetime, *, urgent: bool) -> EmailText:
+def _fact(template: _Template, actor: Actor | None, dmp: str, dmp_start: str, when: str) -> str:
+    if actor is not None and template.named_fact:
+        who = actor.who()
+        via = f" via {actor.establishment}" if actor.establishment else ""
+        if who or via:
+            who = who or "un professionnel de santé"
+            # « Le Dr Marie Roux, médecin, a accédé » : the profession is an apposition.
+            close = "," if ", " in who else ""
+            return template.named_fact.format(
+                Who=who[:1].upper() + who[1:] + close,
+                who_via=who + (close + via if via else ""),
+                via=via,
+                dmp=dmp,
+                when=when,
+            )
+    return template.fact.format(dmp=dmp, Dmp=dmp_start, when=when)
+
+
+def email(
+    kind: int, variant: str, occur_time: datetime, *, urgent: bool, actor: Actor | None = None
+) -> EmailText:
     base = variant.removesuffix("." + REPRESENTATIVE)
     template = _TEMPLATES[(kind, base)]
     dmp, dmp_start, _ = _words(variant)
-    fact = template.fact.format(dmp=dmp, Dmp=dmp_start, when=_when(occur_time))
+    fact = _fact(template, actor, dmp, dmp_start, _when(occur_time))
     subject = template.subject
     if variant.endswith("." + REPRESENTATIVE):
         subject = subject.replace("votre DMP", "un DMP").replace("Votre DMP", "Un DMP")
@@ -149,11 +190,14 @@ def email(kind: int, variant: str, occur_time: datetime, *, urgent: bool) -> Ema
     return EmailText(subject=subject, body=body)
 
 
-def sms(kind: int, variant: str, *, urgent: bool) -> str:
+def sms(kind: int, variant: str, *, urgent: bool, actor: Actor | None = None) -> str:
     base = variant.removesuffix("." + REPRESENTATIVE)
     template = _TEMPLATES[(kind, base)]
     _, _, short = _words(variant)
-    text = template.sms.format(dmp_short=short)
+    if actor is not None and actor.display_name and template.named_sms:
+        text = template.named_sms.format(dmp_short=short, name=actor.display_name)
+    else:
+        text = template.sms.format(dmp_short=short)
     if urgent and not text.startswith("DMP URGENT"):
         text = text.replace("DMP :", "DMP URGENT :", 1)
     return text

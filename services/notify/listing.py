@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dmp.authz.v1 import principal_pb2
 from dmp.notify.v1 import notify_pb2
 from kit import names, pagination
+from kit.directory import DirectoryClient
 from kit.errors import permission_denied
-from services.notify import models
+from services.notify import models, naming
 from services.notify.repository import notifications
 
 _PARENT = re.compile(r"patients/([A-Za-z0-9]{1,64})")
@@ -59,6 +60,8 @@ async def list_page(
     patient: str,
     size: int,
     token: str,
+    *,
+    directory: DirectoryClient | None = None,
 ) -> notify_pb2.ListNotificationsResponse:
     bound = pagination.fingerprint(patient)
     position = tokens.read(token, bound)
@@ -66,7 +69,15 @@ async def list_page(
     async with sessions() as session:
         rows = await notifications.page_for(session, patient, before, size + 1)
     response = notify_pb2.ListNotificationsResponse()
-    for row in rows[:size]:
+    page = rows[:size]
+    # Who each notice names (access, rule change); the directory client asks identity once per
+    # professional, from its cache when it can, and never fails the page.
+    rpps = {naming.professional_of(r["source_subject"], r["source_payload"])[0] for r in page}
+    known = await directory.describe_many(rpps) if directory is not None else {}
+    for row in page:
+        actor = naming.actor_from(
+            *naming.professional_of(row["source_subject"], row["source_payload"]), known
+        )
         item = response.notifications.add(
             name=f"patients/{patient}/notifications/{row['notification_id']}",
             kind=notify_pb2.NotificationKind.Value(row["kind"]),
@@ -74,6 +85,10 @@ async def list_page(
             masked_destination=row["masked_destination"],
             status=_STATUS.get(row["status"], notify_pb2.DELIVERY_STATUS_UNSPECIFIED),
             attempts=row["attempts"],
+            professional_display_name=actor.display_name,
+            professional_profession=actor.profession,
+            professional_specialty=actor.specialty,
+            establishment_display_name=actor.establishment,
         )
         item.create_time.FromDatetime(row["create_time"])
         if row["send_time"] is not None:

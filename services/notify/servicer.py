@@ -14,6 +14,7 @@ from dmp.authz.v1 import principal_pb2
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from kit import pagination
 from kit.context import current_principal
+from kit.directory import DirectoryClient
 from kit.logs import get_logger
 from kit.principal import require_kind
 from services.notify import listing, preferences
@@ -28,8 +29,10 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
         db: async_sessionmaker[AsyncSession],
         codes: OneTimeCodes,
         page_tokens: pagination.PageTokens,
+        directory: DirectoryClient | None = None,
     ) -> None:
         self._db = db
+        self._directory = directory
         self._codes = codes
         self._page_tokens = page_tokens
 
@@ -63,5 +66,10 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
         listing.authorize(current_principal(), patient)
         size = listing.page_size(request.page_size)
         return await listing.list_page(
-            self._db, self._page_tokens, patient, size, request.page_token
+            self._db,
+            self._page_tokens,
+            patient,
+            size,
+            request.page_token,
+            directory=self._directory,
         )

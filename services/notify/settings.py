@@ -29,6 +29,19 @@ class NotifySettings(ServiceSettings):
     )
     mail_from_name: str = Field(default="DMP", description="Display name of the From header.")
 
+    identity_target: str = Field(
+        default="",
+        description="identity's address, to name the professional in access notices "
+        "(empty: the generic wording).",
+    )
+    directory_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=5,
+        description="Bound of one directory call made before a notice is sent (the cache "
+        "answers most).",
+    )
+
     sms_provider: Literal["file"] = Field(
         default="file", description="SMS adapter; `file` appends JSON lines (development)."
     )

@@ -26,7 +26,7 @@ from dmp.authz.v1 import principal_pb2 as dmp_dot_authz_dot_v1_dot_principal__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64mp/consent/v1/events.proto\x12\x0e\x64mp.consent.v1\x1a\x1c\x64mp/authz/v1/principal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x01\n\x0e\x43onsentChanged\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65ss_rule\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x12\n\nby_patient\x18\x05 \x01(\x08\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xda\x02\n\x0e\x41\x63\x63\x65ssRecorded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x03 \x01(\t\x12\x33\n\x0eprincipal_kind\x18\x04 \x01(\x0e\x32\x1b.dmp.authz.v1.PrincipalKind\x12\x19\n\x11principal_subject\x18\x05 \x01(\t\x12&\n\x04mode\x18\x06 \x01(\x0e\x32\x18.dmp.authz.v1.AccessMode\x12\x14\n\x0c\x66irst_access\x18\x07 \x01(\x08\x12\x11\n\temergency\x18\x08 \x01(\x08\x12.\n\noccur_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x65mergency_access_rule\x18\n \x01(\t\x12\x1b\n\x13\x61\x63tivation_reissued\x18\x0b \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64mp/consent/v1/events.proto\x12\x0e\x64mp.consent.v1\x1a\x1c\x64mp/authz/v1/principal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x0e\x43onsentChanged\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65ss_rule\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x12\n\nby_patient\x18\x05 \x01(\x08\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nactor_rpps\x18\x07 \x01(\t\"\x94\x03\n\x0e\x41\x63\x63\x65ssRecorded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64ossier\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x03 \x01(\t\x12\x33\n\x0eprincipal_kind\x18\x04 \x01(\x0e\x32\x1b.dmp.authz.v1.PrincipalKind\x12\x19\n\x11principal_subject\x18\x05 \x01(\t\x12&\n\x04mode\x18\x06 \x01(\x0e\x32\x18.dmp.authz.v1.AccessMode\x12\x14\n\x0c\x66irst_access\x18\x07 \x01(\x08\x12\x11\n\temergency\x18\x08 \x01(\x08\x12.\n\noccur_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x65mergency_access_rule\x18\n \x01(\t\x12\x1b\n\x13\x61\x63tivation_reissued\x18\x0b \x01(\x08\x12\x1c\n\x14\x65stablishment_finess\x18\x0c \x01(\t\x12\x1a\n\x12\x65stablishment_name\x18\r \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dmp.consent.v1.events_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONSENTCHANGED']._serialized_start=111
-  _globals['_CONSENTCHANGED']._serialized_end=266
-  _globals['_ACCESSRECORDED']._serialized_start=269
-  _globals['_ACCESSRECORDED']._serialized_end=615
+  _globals['_CONSENTCHANGED']._serialized_end=286
+  _globals['_ACCESSRECORDED']._serialized_start=289
+  _globals['_ACCESSRECORDED']._serialized_end=693
 # @@protoc_insertion_point(module_scope)

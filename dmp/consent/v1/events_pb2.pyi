@@ -36,6 +36,7 @@ class ConsentChanged(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     BY_PATIENT_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_RPPS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (also `Nats-Msg-Id`)."""
     dossier: _builtins.str
@@ -46,6 +47,10 @@ class ConsentChanged(_message.Message):
     """Subject of the principal who made the change."""
     by_patient: _builtins.bool
     """Whether the actor is the patient (or a legal representative) themselves."""
+    actor_rpps: _builtins.str
+    """RPPS of the professional who made the change (e.g. the creator's grant);
+    empty for anyone else. notify names them to the patient.
+    """
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
         """When the change committed."""
@@ -59,10 +64,11 @@ class ConsentChanged(_message.Message):
         actor: _builtins.str = ...,
         by_patient: _builtins.bool = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        actor_rpps: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_rule", b"access_rule", "actor", b"actor", "by_patient", b"by_patient", "dossier", b"dossier", "event_id", b"event_id", "occur_time", b"occur_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_rule", b"access_rule", "actor", b"actor", "actor_rpps", b"actor_rpps", "by_patient", b"by_patient", "dossier", b"dossier", "event_id", b"event_id", "occur_time", b"occur_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -88,6 +94,8 @@ class AccessRecorded(_message.Message):
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
     EMERGENCY_ACCESS_RULE_FIELD_NUMBER: _builtins.int
     ACTIVATION_REISSUED_FIELD_NUMBER: _builtins.int
+    ESTABLISHMENT_FINESS_FIELD_NUMBER: _builtins.int
+    ESTABLISHMENT_NAME_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (also `Nats-Msg-Id`)."""
     dossier: _builtins.str
@@ -113,6 +121,12 @@ class AccessRecorded(_message.Message):
     """A DMP Info Service agent reissued the patient's activation path: notify
     at once, on every channel.
     """
+    establishment_finess: _builtins.str
+    """FINESS of the establishment the professional acted through (its system's
+    certificate); empty for their own card.
+    """
+    establishment_name: _builtins.str
+    """Name of that establishment as the gateway verified it; empty for none."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
         """When the access happened."""
@@ -131,10 +145,12 @@ class AccessRecorded(_message.Message):
         occur_time: _timestamp_pb2.Timestamp | None = ...,
         emergency_access_rule: _builtins.str = ...,
         activation_reissued: _builtins.bool = ...,
+        establishment_finess: _builtins.str = ...,
+        establishment_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "activation_reissued", b"activation_reissued", "dossier", b"dossier", "emergency", b"emergency", "emergency_access_rule", b"emergency_access_rule", "event_id", b"event_id", "first_access", b"first_access", "mode", b"mode", "occur_time", b"occur_time", "principal_kind", b"principal_kind", "principal_subject", b"principal_subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "activation_reissued", b"activation_reissued", "dossier", b"dossier", "emergency", b"emergency", "emergency_access_rule", b"emergency_access_rule", "establishment_finess", b"establishment_finess", "establishment_name", b"establishment_name", "event_id", b"event_id", "first_access", b"first_access", "mode", b"mode", "occur_time", b"occur_time", "principal_kind", b"principal_kind", "principal_subject", b"principal_subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

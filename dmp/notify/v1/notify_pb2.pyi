@@ -358,6 +358,10 @@ class Notification(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     SEND_TIME_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    PROFESSIONAL_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PROFESSIONAL_PROFESSION_FIELD_NUMBER: _builtins.int
+    PROFESSIONAL_SPECIALTY_FIELD_NUMBER: _builtins.int
+    ESTABLISHMENT_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name `patients/{patient}/notifications/{notification}`."""
     kind: Global___NotificationKind.ValueType
@@ -370,6 +374,19 @@ class Notification(_message.Message):
     """Delivery status."""
     attempts: _builtins.int
     """Delivery attempts made."""
+    professional_display_name: _builtins.str
+    """Name of the professional the notice is about (first access, emergency
+    access, access rules changed by a professional), as the directory knows
+    them now; empty when none or unknown.
+    """
+    professional_profession: _builtins.str
+    """Their profession (TRE_G15 label, e.g. "Médecin"); empty when unknown."""
+    professional_specialty: _builtins.str
+    """Their specialty (TRE_R38 label). Shown here only (authenticated), never in
+    an e-mail or SMS: a specialty can reveal health information.
+    """
+    establishment_display_name: _builtins.str
+    """Establishment the professional acted through; empty for their own card."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was created."""
@@ -389,10 +406,14 @@ class Notification(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         send_time: _timestamp_pb2.Timestamp | None = ...,
         attempts: _builtins.int = ...,
+        professional_display_name: _builtins.str = ...,
+        professional_profession: _builtins.str = ...,
+        professional_specialty: _builtins.str = ...,
+        establishment_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "send_time", b"send_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "create_time", b"create_time", "kind", b"kind", "masked_destination", b"masked_destination", "name", b"name", "send_time", b"send_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "create_time", b"create_time", "establishment_display_name", b"establishment_display_name", "kind", b"kind", "masked_destination", b"masked_destination", "name", b"name", "professional_display_name", b"professional_display_name", "professional_profession", b"professional_profession", "professional_specialty", b"professional_specialty", "send_time", b"send_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
