@@ -76,6 +76,7 @@ CALL_GRAPH = {
     "consent": {"identity"},
     "records": {"identity"},
     "history-feed": {"identity", "records"},
+    "notify": {"identity"},
 }
 NATS = "dmp-nats"
 PG = "dmp-pg"
