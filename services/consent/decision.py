@@ -146,6 +146,7 @@ def _scope(
     masked_visible: bool = False,
     administrative_only: bool = False,
     legal_representative: bool = False,
+    directives_writable: bool = False,
 ) -> principal_pb2.Scope:
     return P.Scope(
         mode=cast(Any, mode),
@@ -157,6 +158,7 @@ def _scope(
         administrative_only=administrative_only,
         legal_representative=legal_representative,
         policy_version=matrix.version,
+        advance_directives_writable=directives_writable,
     )
 
 
@@ -395,7 +397,16 @@ def _patient(  # noqa: PLR0912 - one branch per access rule
     elif action == A.ACTION_DELETE and res.author_subject and res.author_subject != p.subject:
         return _deny("NOT_AUTHOR", PERMISSION_DENIED)
     reason = "LEGAL_REPRESENTATIVE" if representative else "PATIENT_SELF"
-    scope = _scope(matrix, NORMAL, rights, masked_visible=True, legal_representative=representative)
+    scope = _scope(
+        matrix,
+        NORMAL,
+        rights,
+        masked_visible=True,
+        legal_representative=representative,
+        # The patient side writes its own advance directives (a representative for a minor).
+        directives_writable=action == A.ACTION_WRITE
+        and req.resource_kind == A.RESOURCE_KIND_ADVANCE_DIRECTIVES,
+    )
     return _allow(reason, NORMAL, scope, cache_until=cache_until)
 
 
@@ -448,10 +459,19 @@ def _professional(  # noqa: PLR0912, PLR0915 - one branch per access rule
     care_context_grant = action == A.ACTION_MANAGE_CONSENT and (
         req.care_context or name == GRANT_ACCESS
     )
-    writes = action in (A.ACTION_WRITE, A.ACTION_DELETE) and (
-        rights.can_write(class_code, req.resource.type_code)
-        if class_code
-        else rights.writes_anything
+    # Advance directives are written only with standing (a grant, or as médecin traitant):
+    # rule 5's write right alone does not reach them.
+    directives_write = (
+        action == A.ACTION_WRITE and req.resource_kind == A.RESOURCE_KIND_ADVANCE_DIRECTIVES
+    )
+    writes = (
+        action in (A.ACTION_WRITE, A.ACTION_DELETE)
+        and not directives_write
+        and (
+            rights.can_write(class_code, req.resource.type_code)
+            if class_code
+            else rights.writes_anything
+        )
     )
     # A resource the matrix's `record` key lets this profession record (a nurse's or a
     # pharmacist's vaccination): only under an access to the record in normal mode, never
@@ -492,6 +512,17 @@ def _professional(  # noqa: PLR0912, PLR0915 - one branch per access rule
             _scope(matrix, NORMAL, rights),
             (*base_obligations, OB_CARE_CONTEXT),
             first_access=first,
+        )
+    if directives_write:
+        return _directives_write(
+            matrix,
+            req,
+            basis,
+            mode,
+            rights=rights,
+            attending=attending,
+            obligations=base_obligations,
+            cache_until=cache_until,
         )
     if action in (A.ACTION_WRITE, A.ACTION_DELETE):
         if not writes and records_resource:
@@ -553,6 +584,35 @@ def _session_rule(rules: RecordRules, rpps: str, now: datetime, basis: str) -> s
     """The EMERGENCY_ACCESS rule an access based on it relies on (its emergency session)."""
     session = rules.emergency(rpps, now) if basis == "EMERGENCY_ACCESS" else None
     return session.rule_id if session is not None else ""
+
+
+def _directives_write(
+    matrix: Matrix,
+    req: Request,
+    basis: str,
+    mode: int,
+    *,
+    rights: Rights,
+    attending: bool,
+    obligations: tuple[int, ...],
+    cache_until: datetime | None,
+) -> Decision:
+    """A professional writing the advance directives: a profession the matrix lists
+    (`advance_directives.write_professions`), under the patient's grant or as médecin
+    traitant. An emergency access reads them but never writes them."""
+    if basis not in ("ACCESS_GRANTED", "ATTENDING_PHYSICIAN"):
+        return _deny("ADVANCE_DIRECTIVES_NOT_WRITABLE", PERMISSION_DENIED, mode)
+    if req.principal.profession_code not in matrix.directive_writers:
+        return _deny("ADVANCE_DIRECTIVES_NOT_WRITABLE", PERMISSION_DENIED, mode)
+    scope = _scope(matrix, NORMAL, rights, masked_visible=attending, directives_writable=True)
+    return _allow(
+        basis,
+        NORMAL,
+        scope,
+        obligations,
+        first_access=OB_FIRST in obligations,
+        cache_until=cache_until,
+    )
 
 
 def _emergency_request(

@@ -37,6 +37,7 @@ _RESOURCE_KINDS = {
     "health_profile": authz_pb2.RESOURCE_KIND_HEALTH_PROFILE,
     "vaccination": authz_pb2.RESOURCE_KIND_VACCINATION,
     "care_history": authz_pb2.RESOURCE_KIND_CARE_HISTORY,
+    "advance_directives": authz_pb2.RESOURCE_KIND_ADVANCE_DIRECTIVES,
 }
 _MODES = {
     "bris_de_glace": principal_pb2.ACCESS_MODE_BRIS_DE_GLACE,
@@ -150,6 +151,8 @@ class Matrix:
     patient: Rights
     resource_classes: Mapping[int, str]
     source: str = ""
+    #: Professions (TRE_G15) that may write the advance directives under a grant.
+    directive_writers: frozenset[str] = frozenset()
 
     def profession_rights(self, profession: str, specialty: str = "") -> Rights | None:
         """Rights of a profession (+ specialty); None when that specialty is excluded."""
@@ -223,7 +226,11 @@ def parse(data: bytes, source: str = "") -> Matrix:  # noqa: PLR0912, PLR0915 - 
     except yaml.YAMLError as exc:
         raise MatrixError(f"{source}: not valid YAML ({exc})") from exc
     doc = _mapping(raw, source or "matrix")
-    _check_keys(doc, {"version", "resource_classes", "patient", "professions", "roles"}, "matrix")
+    _check_keys(
+        doc,
+        {"version", "resource_classes", "advance_directives", "patient", "professions", "roles"},
+        "matrix",
+    )
     version = doc.get("version")
     if not isinstance(version, str) or not version.strip():
         raise MatrixError("matrix: `version` must be a non-empty string")
@@ -235,6 +242,16 @@ def parse(data: bytes, source: str = "") -> Matrix:  # noqa: PLR0912, PLR0915 - 
         resource_classes[_RESOURCE_KINDS[name]] = _codes(
             [class_code], "document_classes", f"resource_classes.{name}"
         )[0]
+
+    directives_raw = _mapping(doc.get("advance_directives", {}), "advance_directives")
+    _check_keys(directives_raw, {"write_professions"}, "advance_directives")
+    directive_writers = frozenset(
+        _codes(
+            directives_raw.get("write_professions"),
+            "professions",
+            "advance_directives.write_professions",
+        )
+    )
 
     patient_raw = _mapping(doc.get("patient"), "patient")
     _check_keys(patient_raw, _DOCUMENT_KEYS, "patient")
@@ -306,6 +323,7 @@ def parse(data: bytes, source: str = "") -> Matrix:  # noqa: PLR0912, PLR0915 - 
         patient=patient,
         resource_classes=resource_classes,
         source=source,
+        directive_writers=directive_writers,
     )
 
 

@@ -145,6 +145,21 @@ profile_items = Table(
     Index("ix_profile_items_dossier", "dossier_pk", "section"),
 )
 
+# Every revision of a record's advance directives, newest = current (AIP-162):
+# a change adds a row, nothing is overwritten. `sealed` is the AdvanceDirectives
+# message sealed with the record's data key, bound to `seal_id`.
+advance_directive_revisions = Table(
+    "advance_directive_revisions",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("dossier_pk", BigInteger, ForeignKey("dossiers.id", ondelete="CASCADE"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("seal_id", String(32), nullable=False, unique=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("create_time", UTCDateTime, nullable=False),
+    UniqueConstraint("dossier_pk", "revision", name="uq_advance_directive_revisions_revision"),
+)
+
 vaccinations = Table(
     "vaccinations",
     metadata,

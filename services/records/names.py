@@ -15,6 +15,7 @@ _DOSSIER_ALIAS = re.compile(r"patients/([0-9A-Za-z ]{15,20})/dossier")
 _DOCUMENT = re.compile(rf"dossiers/({_ID})/documents/({_ID})")
 _PROFILE = re.compile(rf"dossiers/({_ID})/healthProfile")
 _PROFILE_ALIAS = re.compile(r"patients/([0-9A-Za-z ]{15,20})/dossier/healthProfile")
+_DIRECTIVES = re.compile(rf"dossiers/({_ID})/advanceDirectives")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ def document_name(dossier_id: str, document_id: str) -> str:
 
 def profile_name(dossier_id: str) -> str:
     return f"dossiers/{dossier_id}/healthProfile"
+
+
+def advance_directives_name(dossier_id: str) -> str:
+    return f"dossiers/{dossier_id}/advanceDirectives"
 
 
 def vaccination_name(dossier_id: str, vaccination_id: str) -> str:
@@ -97,3 +102,10 @@ def parse_profile_ref(name: str, field: str = "name") -> RecordRef:
     if alias is not None:
         return RecordRef(patient_ins=kit_ins.validate(alias.group(1), field))
     return RecordRef(dossier_id=parse_profile(name, field))
+
+
+def parse_advance_directives(name: str, field: str = "name") -> str:
+    match = _DIRECTIVES.fullmatch(name)
+    if match is None:
+        raise _bad(field)
+    return match.group(1)

@@ -27,21 +27,17 @@ from services.records.timestamps import to_dt
 R = records_pb2
 
 ProfileItem = (
-    R.Allergy
-    | R.Condition
-    | R.Treatment
-    | R.BloodGroup
-    | R.AdvanceDirectives
-    | R.EmergencyContact
-    | R.Measurement
+    R.Allergy | R.Condition | R.Treatment | R.BloodGroup | R.EmergencyContact | R.Measurement
 )
+# section name → (message class, singleton?). The advance directives are not a section
+# any more: they have their own revisions and rules (services/records/directives.py).
+DIRECTIVES = "advance_directives"
 # section name → (message class, singleton?)
 SECTIONS: dict[str, tuple[type[ProfileItem], bool]] = {
     "allergies": (R.Allergy, False),
     "conditions": (R.Condition, False),
     "treatments": (R.Treatment, False),
     "blood_group": (R.BloodGroup, True),
-    "advance_directives": (R.AdvanceDirectives, True),
     "emergency_contacts": (R.EmergencyContact, False),
     "measurements": (R.Measurement, False),
 }
@@ -101,27 +97,29 @@ def profile_etag(revision: int) -> str:
     return f'W/"{revision}"'
 
 
-async def get_profile(
+async def get_profile(  # noqa: PLR0917 - the read's inputs
     session: AsyncSession,
     record: RecordContext,
     window_days: int,
     settings: RecordsSettings,
     now: datetime,
+    directives: R.AdvanceDirectives | None = None,
 ) -> R.HealthProfile:
     require_read(record.caller)
     if window_days < 0 or window_days > 3650:
         raise invalid_argument(
             "INVALID_WINDOW", "`measurement_window_days` is 0..3650.", "measurement_window_days"
         )
-    return await _read_profile(session, record, window_days, settings, now)
+    return await _read_profile(session, record, window_days, settings, now, directives)
 
 
-async def _read_profile(
+async def _read_profile(  # noqa: PLR0917 - the read's inputs
     session: AsyncSession,
     record: RecordContext,
     window_days: int,
     settings: RecordsSettings,
     now: datetime,
+    directives: R.AdvanceDirectives | None = None,
 ) -> R.HealthProfile:
     """The whole profile as GetHealthProfile shows it, with no permission check: a write
     projects it through `answers.health_profile` before anything leaves."""
@@ -146,6 +144,8 @@ async def _read_profile(
             getattr(out, row.section).append(item)
     measurements.sort(key=lambda m: (m.measure_time.seconds, m.measure_time.nanos), reverse=True)
     out.measurements.extend(measurements)
+    if directives is not None:
+        out.advance_directives.CopyFrom(directives)
     return out
 
 
@@ -161,6 +161,8 @@ def masked_sections(mask: field_mask_pb2.FieldMask) -> frozenset[str] | None:
     """The sections an update may change (AIP-134 `update_mask`, paths relative to the
     profile); None for an empty mask: the merge of every section given, as before masks."""
     paths = list(mask.paths)
+    if DIRECTIVES in paths:
+        raise _directives_elsewhere("update_mask")
     if not paths:
         return None
     if paths == ["*"]:
@@ -173,6 +175,14 @@ def masked_sections(mask: field_mask_pb2.FieldMask) -> frozenset[str] | None:
             "update_mask",
         )
     return frozenset(paths)
+
+
+def _directives_elsewhere(field: str) -> ServiceError:
+    return invalid_argument(
+        "ADVANCE_DIRECTIVES_NOT_IN_PROFILE",
+        "Advance directives are written with UpdateAdvanceDirectives.",
+        field,
+    )
 
 
 def _planned_writes(
@@ -203,17 +213,20 @@ def _planned_writes(
     return writes
 
 
-async def update_profile(
+async def update_profile(  # noqa: PLR0917 - the write's inputs
     session: AsyncSession,
     record: RecordContext,
     request: R.UpdateHealthProfileRequest,
     settings: RecordsSettings,
     now: datetime,
+    directives: R.AdvanceDirectives | None = None,
 ) -> R.HealthProfile:
     caller = record.caller
     require_write(caller)
     if request.etag and request.etag != profile_etag(record.row.profile_revision):
         raise ServiceError(grpc.StatusCode.ABORTED, "ETAG_MISMATCH", "The profile changed.")
+    if request.health_profile.HasField("advance_directives"):
+        raise _directives_elsewhere("health_profile.advance_directives")
     existing = {row.item_id: row for row in await health.profile_items_of(session, record.pk)}
     dek = data_key(record.row, settings)
     sections = masked_sections(request.update_mask)
@@ -264,5 +277,5 @@ async def update_profile(
         await health.remove_profile_item(session, row.id, now)
     await dossiers.profile_changed(session, record.pk, now)
     record.row = await dossiers.reload(session, record.pk)
-    full = await _read_profile(session, record, 0, settings, now)
+    full = await _read_profile(session, record, 0, settings, now, directives)
     return answers.health_profile(caller, full, written)

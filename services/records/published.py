@@ -21,6 +21,8 @@ from services.records.timestamps import ts
 R = records_pb2
 DOSSIER = "dmp.records.dossier."
 DOCUMENT = "dmp.records.document."
+ADVANCE_DIRECTIVES_CHANGED = "dmp.records.advance_directives.changed"
+VACCINATION_RECORDED = "dmp.records.vaccination.recorded"
 
 
 def _header(actor: str, now: datetime) -> events_pb2.EventHeader:
@@ -144,3 +146,52 @@ async def document_changed(
         ),
         event_id=head.event_id,
     )
+
+
+async def advance_directives_changed(
+    session: AsyncSession,
+    *,
+    actor: str,
+    now: datetime,
+    dossier_id: str,
+    revision_id: str,
+    author_kind: int,
+) -> None:
+    """`dmp.records.advance_directives.changed`: a new revision (no content)."""
+    head = _header(actor, now)
+    await add_event(
+        session,
+        outbox,
+        ADVANCE_DIRECTIVES_CHANGED,
+        events_pb2.AdvanceDirectivesChanged(
+            header=head,
+            dossier=names.dossier_name(dossier_id),
+            revision_id=revision_id,
+            author_kind=R.AuthorKind.ValueType(author_kind),
+        ),
+        event_id=head.event_id,
+    )
+
+
+async def vaccination_recorded(
+    session: AsyncSession,
+    *,
+    actor: str,
+    now: datetime,
+    dossier_id: str,
+    vaccination_id: str,
+    booster_date: R.Date | None,
+    fulfils: list[str],
+) -> None:
+    """`dmp.records.vaccination.recorded`: names no vaccine, only the booster's date and the
+    earlier vaccinations whose booster this one is."""
+    head = _header(actor, now)
+    event = events_pb2.VaccinationRecorded(
+        header=head,
+        dossier=names.dossier_name(dossier_id),
+        vaccination=names.vaccination_name(dossier_id, vaccination_id),
+        fulfils=[names.vaccination_name(dossier_id, v) for v in fulfils],
+    )
+    if booster_date is not None:
+        event.booster_date.CopyFrom(booster_date)
+    await add_event(session, outbox, VACCINATION_RECORDED, event, event_id=head.event_id)

@@ -21,6 +21,7 @@ from kit.errors import failed_precondition
 from services.records import (
     attributes,
     creations,
+    directives,
     documents,
     lifecycle,
     listing,
@@ -287,7 +288,12 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
         ) -> R.HealthProfile:
             record = await self._open(session, principal, dossier_id, now)
             return await profile.get_profile(
-                session, record, request.measurement_window_days, self.settings, now
+                session,
+                record,
+                request.measurement_window_days,
+                self.settings,
+                now,
+                await directives.current(session, record, self.settings),
             )
 
         return await self.tx.read(body)
@@ -301,10 +307,64 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
             session: AsyncSession, principal: Principal, now: datetime
         ) -> tuple[R.HealthProfile, int]:
             record = await self._open(session, principal, dossier_id, now, for_update=True)
-            result = await profile.update_profile(session, record, request, self.settings, now)
+            result = await profile.update_profile(
+                session,
+                record,
+                request,
+                self.settings,
+                now,
+                await directives.current(session, record, self.settings),
+            )
             return result, record.pk
 
         return await self.tx.mutate("UpdateHealthProfile", request, R.HealthProfile, body)
+
+    async def GetAdvanceDirectives(  # noqa: N802 - gRPC method name
+        self, request: R.GetAdvanceDirectivesRequest, context: grpc.aio.ServicerContext
+    ) -> R.AdvanceDirectives:
+        dossier_id = names.parse_advance_directives(request.name)
+
+        async def body(
+            session: AsyncSession, principal: Principal, now: datetime
+        ) -> R.AdvanceDirectives:
+            record = await self._open(session, principal, dossier_id, now)
+            return await directives.get(session, record, self.settings)
+
+        return await self.tx.read(body)
+
+    async def UpdateAdvanceDirectives(  # noqa: N802 - gRPC method name
+        self, request: R.UpdateAdvanceDirectivesRequest, context: grpc.aio.ServicerContext
+    ) -> R.AdvanceDirectives:
+        dossier_id = names.parse_advance_directives(
+            request.advance_directives.name, "advance_directives.name"
+        )
+
+        async def body(
+            session: AsyncSession, principal: Principal, now: datetime
+        ) -> tuple[R.AdvanceDirectives, int]:
+            # Locked: two writers never make the same revision number.
+            record = await self._open(session, principal, dossier_id, now, for_update=True)
+            result = await directives.update(session, record, request, self.settings, now)
+            return result, record.pk
+
+        return await self.tx.mutate("UpdateAdvanceDirectives", request, R.AdvanceDirectives, body)
+
+    async def ListAdvanceDirectivesRevisions(  # noqa: N802 - gRPC method name
+        self,
+        request: R.ListAdvanceDirectivesRevisionsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> R.ListAdvanceDirectivesRevisionsResponse:
+        dossier_id = names.parse_advance_directives(request.name)
+
+        async def body(
+            session: AsyncSession, principal: Principal, now: datetime
+        ) -> R.ListAdvanceDirectivesRevisionsResponse:
+            record = await self._open(session, principal, dossier_id, now)
+            return await directives.list_revisions(
+                session, record, request, self.page_tokens, self.settings
+            )
+
+        return await self.tx.read(body)
 
     async def CreateVaccination(  # noqa: N802 - gRPC method name
         self, request: R.CreateVaccinationRequest, context: grpc.aio.ServicerContext

@@ -15,7 +15,7 @@ from dmp.authz.v1 import principal_pb2
 from dmp.records.v1 import records_pb2
 from kit import pagination
 from kit.errors import already_exists, invalid_argument, not_found, permission_denied
-from services.records import answers, crypto, names
+from services.records import answers, crypto, names, published
 from services.records.access import Caller, RecordContext, Role
 from services.records.keys import data_key, open_content
 from services.records.profile import caller_author, require_read, require_write
@@ -102,6 +102,7 @@ async def create_vaccination(
     stored.provenance.last_updated_by.CopyFrom(author)
     stored.provenance.update_time.FromDatetime(now)
     dek = data_key(record.row, settings)
+    fulfils = await _boosters_awaited(session, record, vac, given, dek)
     await health.add_vaccination(
         session,
         vaccination_id=vaccination_id,
@@ -111,7 +112,42 @@ async def create_vaccination(
         sealed=crypto.seal(dek, stored.SerializeToString(deterministic=True), vaccination_id),
         now=now,
     )
+    await published.vaccination_recorded(
+        session,
+        actor=caller.subject,
+        now=now,
+        dossier_id=record.dossier_id,
+        vaccination_id=vaccination_id,
+        booster_date=vac.booster_date if _has_booster(vac) else None,
+        fulfils=fulfils,
+    )
     return answers.vaccination(caller, stored)
+
+
+def _has_booster(vac: R.Vaccination) -> bool:
+    day = vac.booster_date
+    return bool(day.year or day.month or day.day)
+
+
+def _same_vaccine(a: R.CodedConcept, b: R.CodedConcept) -> bool:
+    """Same code when both have one, else the same name (case and spaces aside)."""
+    if a.code.strip() and b.code.strip():
+        return a.code.strip() == b.code.strip()
+    return bool(a.display.strip()) and a.display.strip().casefold() == b.display.strip().casefold()
+
+
+async def _boosters_awaited(
+    session: AsyncSession, record: RecordContext, vac: R.Vaccination, given: date, dek: bytes
+) -> list[str]:
+    """Ids of the earlier vaccinations of the same vaccine, given before `given`, that
+    announced a booster: this vaccination is their booster, so their reminders are moot.
+    Found here, where the vaccines can be read, so the event need not name any."""
+    found = []
+    for row in await health.vaccinations_before(session, record.pk, given.isoformat()):
+        earlier = R.Vaccination.FromString(open_content(dek, row.sealed, row.vaccination_id))
+        if _has_booster(earlier) and _same_vaccine(earlier.vaccine, vac.vaccine):
+            found.append(row.vaccination_id)
+    return found
 
 
 async def list_vaccinations(

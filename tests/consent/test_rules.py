@@ -22,6 +22,7 @@ ALLOWED, DENIED = C.DECISION_ALLOWED, C.DECISION_DENIED
 READ, WRITE, DELETE = A.ACTION_READ, A.ACTION_WRITE, A.ACTION_DELETE
 ADMIN_READ, MANAGE = A.ACTION_READ_ADMINISTRATIVE, A.ACTION_MANAGE_RECORD
 RECORDS = "/dmp.records.v1.RecordsService/"
+AD = A.RESOURCE_KIND_ADVANCE_DIRECTIVES
 
 
 @dataclass
@@ -488,6 +489,114 @@ CASES = [
         ("minor",),
         resource=doc(),
     ),
+    # 12: advance directives: written by the patient side or a granted médecin (or the
+    # médecin traitant), never by a write right alone nor in an emergency; read in both
+    # emergency modes
+    Case("12", "patient-writes", "patient", WRITE, (ALLOWED, "PATIENT_SELF", 0), kind=AD),
+    Case(
+        "12",
+        "representative-writes",
+        "rep",
+        WRITE,
+        (ALLOWED, "LEGAL_REPRESENTATIVE", 0),
+        ("minor",),
+        kind=AD,
+    ),
+    Case(
+        "12",
+        "granted-doctor-writes",
+        "doc",
+        WRITE,
+        (ALLOWED, "ACCESS_GRANTED", 0),
+        ("grant:doc",),
+        kind=AD,
+    ),
+    Case(
+        "12",
+        "attending-writes",
+        "doc",
+        WRITE,
+        (ALLOWED, "ATTENDING_PHYSICIAN", 0),
+        ("attending:doc",),
+        kind=AD,
+    ),
+    Case(
+        "12",
+        "doctor-without-grant",
+        "doc",
+        WRITE,
+        (DENIED, "NO_GRANT", NF),
+        kind=AD,
+        log_reason="NO_GRANT",
+    ),
+    Case(
+        "12",
+        "revoked-grant",
+        "doc",
+        WRITE,
+        (DENIED, "NO_GRANT", NF),
+        ("grant:doc", "revoke:doc"),
+        kind=AD,
+    ),
+    Case(
+        "12",
+        "granted-pharmacist",
+        "pharmacist",
+        WRITE,
+        (DENIED, "ADVANCE_DIRECTIVES_NOT_WRITABLE", PD),
+        ("grant:pharmacist",),
+        kind=AD,
+    ),
+    Case(
+        "12",
+        "emergency-writes",
+        "doc",
+        WRITE,
+        (DENIED, "ADVANCE_DIRECTIVES_NOT_WRITABLE", PD),
+        ("emergency:doc",),
+        kind=AD,
+    ),
+    Case(
+        "12",
+        "c15-writes",
+        "regul",
+        WRITE,
+        (DENIED, "ADVANCE_DIRECTIVES_NOT_WRITABLE", PD),
+        ("emergency:regul:c15",),
+        kind=AD,
+    ),
+    Case("12", "amo-writes", "amo", WRITE, (DENIED, "CLASS_NOT_WRITABLE", PD), kind=AD),
+    Case("12", "desk-writes", "desk", WRITE, (DENIED, "ADMINISTRATIVE_ONLY", PD), kind=AD),
+    Case(
+        "12",
+        "granted-doctor-reads",
+        "doc",
+        READ,
+        (ALLOWED, "ACCESS_GRANTED", 0),
+        ("grant:doc",),
+        kind=AD,
+    ),
+    Case("12", "stranger-reads", "doc", READ, (DENIED, "NO_GRANT", NF), kind=AD),
+    Case(
+        "12",
+        "bdg-reads",
+        "doc",
+        READ,
+        (ALLOWED, "EMERGENCY_ACCESS", 0),
+        ("emergency:doc",),
+        kind=AD,
+        mode=P.ACCESS_MODE_BRIS_DE_GLACE,
+    ),
+    Case(
+        "12",
+        "c15-reads",
+        "regul",
+        READ,
+        (ALLOWED, "EMERGENCY_ACCESS", 0),
+        ("emergency:regul:c15",),
+        kind=AD,
+        mode=P.ACCESS_MODE_CENTRE_15,
+    ),
 ]
 
 
@@ -595,6 +704,10 @@ async def test_rule(consent: ConsentHarness, case: Case) -> None:
     if decision == ALLOWED:
         assert C.OBLIGATION_AUDIT in response.obligations
         assert response.scope.policy_version == response.policy_version
+        # Records writes advance directives only on this flag of the signed scope.
+        assert response.scope.advance_directives_writable == (
+            case.kind == AD and case.action == WRITE
+        )
     else:
         assert not response.HasField("scope")
     # Rule 8: every decision, allowed or denied, is in the record's log.

@@ -36,9 +36,6 @@ async def test_profile_items_keep_author_and_time(records: RecordsCalls) -> None
         medication=R.CodedConcept(code="R03AC02", code_system="ATC"), dosage="2 bouffées"
     )
     update.blood_group.CopyFrom(R.BloodGroup(abo=R.ABO_GROUP_O, rhesus=R.RHESUS_FACTOR_NEGATIVE))
-    update.advance_directives.CopyFrom(
-        R.AdvanceDirectives(written=True, summary="Pas d'acharnement")
-    )
     update.emergency_contacts.add(
         display_name="Paul Durand", relationship="conjoint", phone="+33612345678"
     )

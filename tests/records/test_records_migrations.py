@@ -1,4 +1,5 @@
-"""records' 0002: request_ids → kit's processed_requests, rows kept both ways."""
+"""records' data migrations: 0002 (request_ids → kit's processed_requests) and 0003 (the
+advance directives leave the health profile for their revisions), rows kept both ways."""
 
 from __future__ import annotations
 
@@ -69,3 +70,72 @@ async def test_rows_survive_0002_both_ways(databases: DatabaseFactory) -> None:
     ]
     await migrations.upgrade("records", url)
     assert await sql.schema_diff(url, "records", models.metadata, only={"processed_requests"}) == []
+
+
+WHEN = datetime(2026, 3, 4, tzinfo=UTC)
+DOSSIERS = sa.table("dossiers", *map(sa.column, ("id", "dossier_id", "patient_ins", "identity",
+    "contact", "state", "creation_channel", "creator", "accepted_terms_version", "create_time",
+    "update_time", "close_reason", "close_comment", "kek_id", "wrapped_dek", "revision",
+    "profile_revision")))  # fmt: skip
+ITEMS = sa.table("profile_items", *map(sa.column, ("dossier_pk", "item_id", "section", "sealed",
+    "removed", "create_time", "update_time")))  # fmt: skip
+
+
+async def test_directives_become_revision_1_in_0003_and_come_back(
+    databases: DatabaseFactory,
+) -> None:
+    url = await databases.create("records_migrations_directives")
+    await migrations.upgrade("records", url, "0002")
+    await sql.execute(
+        url,
+        DOSSIERS.insert().values(
+            id=1,
+            dossier_id="a" * 32,
+            patient_ins="1" * 15,
+            identity=b"i",
+            contact=b"c",
+            state=1,
+            creation_channel=1,
+            creator="desk",
+            accepted_terms_version="1",
+            create_time=WHEN,
+            update_time=WHEN,
+            close_reason=0,
+            close_comment="",
+            kek_id="k",
+            wrapped_dek=b"w",
+            revision=1,
+            profile_revision=1,
+        ),
+    )
+    for item_id, section, removed in (
+        ("d" * 32, "advance_directives", False),
+        ("e" * 32, "advance_directives", True),  # an earlier one, removed
+        ("f" * 32, "allergies", False),
+    ):
+        await sql.execute(
+            url,
+            ITEMS.insert().values(
+                dossier_pk=1,
+                item_id=item_id,
+                section=section,
+                sealed=item_id.encode(),
+                removed=removed,
+                create_time=WHEN,
+                update_time=WHEN,
+            ),
+        )
+    await migrations.upgrade("records", url)
+    revisions = await sql.fetch(url, sa.select(models.advance_directive_revisions))
+    # The sealed bytes move as they are, still bound to the item id (now the seal id).
+    assert [(r.dossier_pk, r.revision, r.seal_id, r.sealed) for r in revisions] == [
+        (1, 1, "d" * 32, b"d" * 32)
+    ]
+    left = await sql.fetch(url, sa.select(models.profile_items.c.section))
+    assert [r.section for r in left] == ["allergies"]
+    await migrations.downgrade("records", url, "0002")
+    back = await sql.fetch(url, sa.select(ITEMS.c.item_id, ITEMS.c.section, ITEMS.c.sealed))
+    assert sorted((r.item_id, r.section, r.sealed) for r in back) == [
+        ("d" * 32, "advance_directives", b"d" * 32),
+        ("f" * 32, "allergies", b"f" * 32),
+    ]

@@ -155,6 +155,8 @@ class _ResourceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Resource
     """An entry of the professional directory."""
     RESOURCE_KIND_CLAIM: _ResourceKind.ValueType  # 12
     """A care or reimbursement line sent by the AMO."""
+    RESOURCE_KIND_ADVANCE_DIRECTIVES: _ResourceKind.ValueType  # 13
+    """The advance directives (directives anticipées) of a record and their revisions."""
 
 class ResourceKind(_ResourceKind, metaclass=_ResourceKindEnumTypeWrapper):
     """The kind of resource a method acts on; drives which scope rules apply."""
@@ -185,6 +187,8 @@ RESOURCE_KIND_PROFESSIONAL: ResourceKind.ValueType  # 11
 """An entry of the professional directory."""
 RESOURCE_KIND_CLAIM: ResourceKind.ValueType  # 12
 """A care or reimbursement line sent by the AMO."""
+RESOURCE_KIND_ADVANCE_DIRECTIVES: ResourceKind.ValueType  # 13
+"""The advance directives (directives anticipées) of a record and their revisions."""
 Global___ResourceKind: _TypeAlias = ResourceKind  # noqa: Y015
 
 @_typing.final

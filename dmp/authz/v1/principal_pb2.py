@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64mp/authz/v1/principal.proto\x12\x0c\x64mp.authz.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x02\n\x05Scope\x12&\n\x04mode\x18\x01 \x01(\x0e\x32\x18.dmp.authz.v1.AccessMode\x12\x1c\n\x14readable_class_codes\x18\x02 \x03(\t\x12\x1b\n\x13readable_type_codes\x18\x03 \x03(\t\x12\x1c\n\x14writable_class_codes\x18\x04 \x03(\t\x12\x16\n\x0emasked_visible\x18\x05 \x01(\x08\x12\x1b\n\x13\x61\x64ministrative_only\x18\x06 \x01(\x08\x12\x1c\n\x14legal_representative\x18\x07 \x01(\x08\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x1b\n\x13writable_type_codes\x18\t \x03(\t\"\xb6\x03\n\tPrincipal\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.dmp.authz.v1.PrincipalKind\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0c\n\x04rpps\x18\x03 \x01(\t\x12\x17\n\x0fprofession_code\x18\x04 \x01(\t\x12\x16\n\x0especialty_code\x18\x05 \x01(\t\x12\r\n\x05roles\x18\x06 \x03(\t\x12\x13\n\x0bpatient_ins\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12\"\n\x05scope\x18\t \x01(\x0b\x32\x13.dmp.authz.v1.Scope\x12\x0e\n\x06method\x18\n \x01(\t\x12.\n\nissue_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07\x62inding\x18\r \x01(\x0b\x32\x15.dmp.authz.v1.Binding\x12\x39\n\restablishment\x18\x0e \x01(\x0b\x32\".dmp.authz.v1.EstablishmentContext\"Y\n\x14\x45stablishmentContext\x12\x0e\n\x06\x66iness\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1b\n\x13user_authentication\x18\x03 \x01(\t\"/\n\x07\x42inding\x12\x0f\n\x07\x64ossier\x18\x01 \x01(\t\x12\x13\n\x0bpatient_ins\x18\x02 \x01(\t\"?\n\x0fSignedPrincipal\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x0b\n\x03mac\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t*\xdd\x01\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16PRINCIPAL_KIND_PATIENT\x10\x01\x12\x1f\n\x1bPRINCIPAL_KIND_PROFESSIONAL\x10\x02\x12\x18\n\x14PRINCIPAL_KIND_STAFF\x10\x03\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x04\x12\x1b\n\x17PRINCIPAL_KIND_INTERNAL\x10\x05\x12\x1c\n\x18PRINCIPAL_KIND_ANONYMOUS\x10\x06*{\n\nAccessMode\x12\x1b\n\x17\x41\x43\x43\x45SS_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43\x43\x45SS_MODE_NORMAL\x10\x01\x12\x1d\n\x19\x41\x43\x43\x45SS_MODE_BRIS_DE_GLACE\x10\x02\x12\x19\n\x15\x41\x43\x43\x45SS_MODE_CENTRE_15\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64mp/authz/v1/principal.proto\x12\x0c\x64mp.authz.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x02\n\x05Scope\x12&\n\x04mode\x18\x01 \x01(\x0e\x32\x18.dmp.authz.v1.AccessMode\x12\x1c\n\x14readable_class_codes\x18\x02 \x03(\t\x12\x1b\n\x13readable_type_codes\x18\x03 \x03(\t\x12\x1c\n\x14writable_class_codes\x18\x04 \x03(\t\x12\x16\n\x0emasked_visible\x18\x05 \x01(\x08\x12\x1b\n\x13\x61\x64ministrative_only\x18\x06 \x01(\x08\x12\x1c\n\x14legal_representative\x18\x07 \x01(\x08\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x1b\n\x13writable_type_codes\x18\t \x03(\t\x12#\n\x1b\x61\x64vance_directives_writable\x18\n \x01(\x08\"\xb6\x03\n\tPrincipal\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.dmp.authz.v1.PrincipalKind\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0c\n\x04rpps\x18\x03 \x01(\t\x12\x17\n\x0fprofession_code\x18\x04 \x01(\t\x12\x16\n\x0especialty_code\x18\x05 \x01(\t\x12\r\n\x05roles\x18\x06 \x03(\t\x12\x13\n\x0bpatient_ins\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12\"\n\x05scope\x18\t \x01(\x0b\x32\x13.dmp.authz.v1.Scope\x12\x0e\n\x06method\x18\n \x01(\t\x12.\n\nissue_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07\x62inding\x18\r \x01(\x0b\x32\x15.dmp.authz.v1.Binding\x12\x39\n\restablishment\x18\x0e \x01(\x0b\x32\".dmp.authz.v1.EstablishmentContext\"Y\n\x14\x45stablishmentContext\x12\x0e\n\x06\x66iness\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1b\n\x13user_authentication\x18\x03 \x01(\t\"/\n\x07\x42inding\x12\x0f\n\x07\x64ossier\x18\x01 \x01(\t\x12\x13\n\x0bpatient_ins\x18\x02 \x01(\t\"?\n\x0fSignedPrincipal\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x0b\n\x03mac\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t*\xdd\x01\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16PRINCIPAL_KIND_PATIENT\x10\x01\x12\x1f\n\x1bPRINCIPAL_KIND_PROFESSIONAL\x10\x02\x12\x18\n\x14PRINCIPAL_KIND_STAFF\x10\x03\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x04\x12\x1b\n\x17PRINCIPAL_KIND_INTERNAL\x10\x05\x12\x1c\n\x18PRINCIPAL_KIND_ANONYMOUS\x10\x06*{\n\nAccessMode\x12\x1b\n\x17\x41\x43\x43\x45SS_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43\x43\x45SS_MODE_NORMAL\x10\x01\x12\x1d\n\x19\x41\x43\x43\x45SS_MODE_BRIS_DE_GLACE\x10\x02\x12\x19\n\x15\x41\x43\x43\x45SS_MODE_CENTRE_15\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dmp.authz.v1.principal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRINCIPALKIND']._serialized_start=1001
-  _globals['_PRINCIPALKIND']._serialized_end=1222
-  _globals['_ACCESSMODE']._serialized_start=1224
-  _globals['_ACCESSMODE']._serialized_end=1347
+  _globals['_PRINCIPALKIND']._serialized_start=1038
+  _globals['_PRINCIPALKIND']._serialized_end=1259
+  _globals['_ACCESSMODE']._serialized_start=1261
+  _globals['_ACCESSMODE']._serialized_end=1384
   _globals['_SCOPE']._serialized_start=80
-  _globals['_SCOPE']._serialized_end=352
-  _globals['_PRINCIPAL']._serialized_start=355
-  _globals['_PRINCIPAL']._serialized_end=793
-  _globals['_ESTABLISHMENTCONTEXT']._serialized_start=795
-  _globals['_ESTABLISHMENTCONTEXT']._serialized_end=884
-  _globals['_BINDING']._serialized_start=886
-  _globals['_BINDING']._serialized_end=933
-  _globals['_SIGNEDPRINCIPAL']._serialized_start=935
-  _globals['_SIGNEDPRINCIPAL']._serialized_end=998
+  _globals['_SCOPE']._serialized_end=389
+  _globals['_PRINCIPAL']._serialized_start=392
+  _globals['_PRINCIPAL']._serialized_end=830
+  _globals['_ESTABLISHMENTCONTEXT']._serialized_start=832
+  _globals['_ESTABLISHMENTCONTEXT']._serialized_end=921
+  _globals['_BINDING']._serialized_start=923
+  _globals['_BINDING']._serialized_end=970
+  _globals['_SIGNEDPRINCIPAL']._serialized_start=972
+  _globals['_SIGNEDPRINCIPAL']._serialized_end=1035
 # @@protoc_insertion_point(module_scope)

@@ -103,6 +103,7 @@ class Scope(_message.Message):
     LEGAL_REPRESENTATIVE_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
     WRITABLE_TYPE_CODES_FIELD_NUMBER: _builtins.int
+    ADVANCE_DIRECTIVES_WRITABLE_FIELD_NUMBER: _builtins.int
     mode: Global___AccessMode.ValueType
     """Access mode of the decision."""
     masked_visible: _builtins.bool
@@ -113,6 +114,11 @@ class Scope(_message.Message):
     """Whether the caller is a legal representative (INVISIBLE_REPRESENTANTS_LEGAUX applies)."""
     policy_version: _builtins.str
     """Version of the policy (profession matrix) that produced the decision."""
+    advance_directives_writable: _builtins.bool
+    """Whether the caller may write the advance directives (the patient side, or a
+    médecin under the patient's grant or as médecin traitant; never an
+    emergency access nor a write right alone).
+    """
     @_builtins.property
     def readable_class_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Document class codes the caller may read (TRE_A03 class codes, e.g. "10")."""
@@ -141,10 +147,11 @@ class Scope(_message.Message):
         legal_representative: _builtins.bool = ...,
         policy_version: _builtins.str = ...,
         writable_type_codes: _abc.Iterable[_builtins.str] | None = ...,
+        advance_directives_writable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrative_only", b"administrative_only", "legal_representative", b"legal_representative", "masked_visible", b"masked_visible", "mode", b"mode", "policy_version", b"policy_version", "readable_class_codes", b"readable_class_codes", "readable_type_codes", b"readable_type_codes", "writable_class_codes", b"writable_class_codes", "writable_type_codes", b"writable_type_codes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrative_only", b"administrative_only", "advance_directives_writable", b"advance_directives_writable", "legal_representative", b"legal_representative", "masked_visible", b"masked_visible", "mode", b"mode", "policy_version", b"policy_version", "readable_class_codes", b"readable_class_codes", "readable_type_codes", b"readable_type_codes", "writable_class_codes", b"writable_class_codes", "writable_type_codes", b"writable_type_codes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

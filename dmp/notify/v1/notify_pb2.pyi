@@ -96,6 +96,10 @@ class _NotificationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Noti
     """DMP Info Service reissued the patient's activation path (sent on every
     channel, like an emergency).
     """
+    NOTIFICATION_KIND_ADVANCE_DIRECTIVES_CHANGED: _NotificationKind.ValueType  # 8
+    """The advance directives of the record changed (a new revision)."""
+    NOTIFICATION_KIND_VACCINATION_REMINDER: _NotificationKind.ValueType  # 9
+    """A vaccination booster is due (the vaccine is not named in the message)."""
 
 class NotificationKind(_NotificationKind, metaclass=_NotificationKindEnumTypeWrapper):
     """What a notification tells the patient about."""
@@ -118,6 +122,10 @@ NOTIFICATION_KIND_ACTIVATION_REISSUED: NotificationKind.ValueType  # 7
 """DMP Info Service reissued the patient's activation path (sent on every
 channel, like an emergency).
 """
+NOTIFICATION_KIND_ADVANCE_DIRECTIVES_CHANGED: NotificationKind.ValueType  # 8
+"""The advance directives of the record changed (a new revision)."""
+NOTIFICATION_KIND_VACCINATION_REMINDER: NotificationKind.ValueType  # 9
+"""A vaccination booster is due (the vaccine is not named in the message)."""
 Global___NotificationKind: _TypeAlias = NotificationKind  # noqa: Y015
 
 class _DeliveryStatus:

@@ -291,3 +291,90 @@ class DocumentChanged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DocumentChanged: _TypeAlias = DocumentChanged  # noqa: Y015
+
+@_typing.final
+class AdvanceDirectivesChanged(_message.Message):
+    """Subject `dmp.records.advance_directives.changed`: a new revision of the
+    advance directives was written (no content: the patient reads it in the record).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    DOSSIER_FIELD_NUMBER: _builtins.int
+    REVISION_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_KIND_FIELD_NUMBER: _builtins.int
+    dossier: _builtins.str
+    """`dossiers/{dossier}`."""
+    revision_id: _builtins.str
+    """The new revision's number."""
+    author_kind: _records_pb2.AuthorKind.ValueType
+    """Who wrote it: the patient, a legal representative or a professional."""
+    @_builtins.property
+    def header(self) -> Global___EventHeader:
+        """Envelope."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___EventHeader | None = ...,
+        dossier: _builtins.str = ...,
+        revision_id: _builtins.str = ...,
+        author_kind: _records_pb2.AuthorKind.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_kind", b"author_kind", "dossier", b"dossier", "header", b"header", "revision_id", b"revision_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdvanceDirectivesChanged: _TypeAlias = AdvanceDirectivesChanged  # noqa: Y015
+
+@_typing.final
+class VaccinationRecorded(_message.Message):
+    """Subject `dmp.records.vaccination.recorded`: a vaccination was added. Names
+    no vaccine: notify schedules the booster reminder from `booster_date` and
+    cancels the reminders of the earlier vaccinations this one is the booster of.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    DOSSIER_FIELD_NUMBER: _builtins.int
+    VACCINATION_FIELD_NUMBER: _builtins.int
+    BOOSTER_DATE_FIELD_NUMBER: _builtins.int
+    FULFILS_FIELD_NUMBER: _builtins.int
+    dossier: _builtins.str
+    """`dossiers/{dossier}`."""
+    vaccination: _builtins.str
+    """`dossiers/{dossier}/vaccinations/{vaccination}`."""
+    @_builtins.property
+    def header(self) -> Global___EventHeader:
+        """Envelope."""
+
+    @_builtins.property
+    def booster_date(self) -> _records_pb2.Date:
+        """When the next booster is due, if any."""
+
+    @_builtins.property
+    def fulfils(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Earlier vaccinations of the same vaccine, administered before this one,
+        that announced a booster: this vaccination is that booster.
+        """
+
+    def __init__(
+        self,
+        *,
+        header: Global___EventHeader | None = ...,
+        dossier: _builtins.str = ...,
+        vaccination: _builtins.str = ...,
+        booster_date: _records_pb2.Date | None = ...,
+        fulfils: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booster_date", b"booster_date", "header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booster_date", b"booster_date", "dossier", b"dossier", "fulfils", b"fulfils", "header", b"header", "vaccination", b"vaccination"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VaccinationRecorded: _TypeAlias = VaccinationRecorded  # noqa: Y015

@@ -2205,7 +2205,11 @@ Global___BloodGroup: _TypeAlias = BloodGroup  # noqa: Y015
 
 @_typing.final
 class AdvanceDirectives(_message.Message):
-    """The patient's advance directives (directives anticipées)."""
+    """The patient's advance directives (directives anticipées), a singleton of the
+    record: `dossiers/{dossier}/advanceDirectives`, versioned (each change is a
+    new revision, AIP-162). Written with UpdateAdvanceDirectives only; the
+    health profile shows the current revision, read-only.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -2216,6 +2220,10 @@ class AdvanceDirectives(_message.Message):
     CUSTODIAN_FIELD_NUMBER: _builtins.int
     WRITTEN_DATE_FIELD_NUMBER: _builtins.int
     PROVENANCE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    REVISION_ID_FIELD_NUMBER: _builtins.int
+    REVISION_CREATE_TIME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     item_id: _builtins.str
     """Stable id of the item in the profile; output only on add, given to change or remove it."""
     written: _builtins.bool
@@ -2228,13 +2236,25 @@ class AdvanceDirectives(_message.Message):
     """
     custodian: _builtins.str
     """Who keeps the original (e.g. the personne de confiance, the médecin traitant)."""
+    name: _builtins.str
+    """Resource name `dossiers/{dossier}/advanceDirectives`."""
+    revision_id: _builtins.str
+    """Output only. This revision's number ("1" for the first); empty: never written."""
+    etag: _builtins.str
+    """Output only. Checksum of the current revision, for optimistic concurrency."""
     @_builtins.property
     def written_date(self) -> Global___Date:
         """When the patient wrote or last confirmed them."""
 
     @_builtins.property
     def provenance(self) -> Global___Provenance:
-        """Output only. Who recorded it and when."""
+        """Output only. Who recorded it and when: `author` and `create_time` of the
+        first revision, `last_updated_by` and `update_time` of this one.
+        """
+
+    @_builtins.property
+    def revision_create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When this revision was written."""
 
     def __init__(
         self,
@@ -2246,14 +2266,144 @@ class AdvanceDirectives(_message.Message):
         custodian: _builtins.str = ...,
         written_date: Global___Date | None = ...,
         provenance: Global___Provenance | None = ...,
+        name: _builtins.str = ...,
+        revision_id: _builtins.str = ...,
+        revision_create_time: _timestamp_pb2.Timestamp | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["provenance", b"provenance", "written_date", b"written_date"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provenance", b"provenance", "revision_create_time", b"revision_create_time", "written_date", b"written_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["custodian", b"custodian", "document", b"document", "item_id", b"item_id", "provenance", b"provenance", "summary", b"summary", "written", b"written", "written_date", b"written_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custodian", b"custodian", "document", b"document", "etag", b"etag", "item_id", b"item_id", "name", b"name", "provenance", b"provenance", "revision_create_time", b"revision_create_time", "revision_id", b"revision_id", "summary", b"summary", "written", b"written", "written_date", b"written_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AdvanceDirectives: _TypeAlias = AdvanceDirectives  # noqa: Y015
+
+@_typing.final
+class GetAdvanceDirectivesRequest(_message.Message):
+    """Request of GetAdvanceDirectives."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name `dossiers/{dossier}/advanceDirectives`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAdvanceDirectivesRequest: _TypeAlias = GetAdvanceDirectivesRequest  # noqa: Y015
+
+@_typing.final
+class UpdateAdvanceDirectivesRequest(_message.Message):
+    """Request of UpdateAdvanceDirectives."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADVANCE_DIRECTIVES_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    etag: _builtins.str
+    """Current etag; if set and stale the call is ABORTED (ETAG_MISMATCH)."""
+    request_id: _builtins.str
+    """Idempotency key (UUID) chosen by the client: a retry with the same key
+    returns the first result instead of acting twice. Required.
+    """
+    @_builtins.property
+    def advance_directives(self) -> Global___AdvanceDirectives:
+        """The new content; `advance_directives.name` is
+        `dossiers/{dossier}/advanceDirectives` (required). `item_id` and the
+        output-only fields are ignored.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to replace (AIP-134), among `written`, `summary`, `document`,
+        `custodian`, `written_date`; empty or `*`: all of them. Anything else is
+        INVALID_ARGUMENT INVALID_UPDATE_MASK.
+        """
+
+    def __init__(
+        self,
+        *,
+        advance_directives: Global___AdvanceDirectives | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["advance_directives", b"advance_directives", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advance_directives", b"advance_directives", "etag", b"etag", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAdvanceDirectivesRequest: _TypeAlias = UpdateAdvanceDirectivesRequest  # noqa: Y015
+
+@_typing.final
+class ListAdvanceDirectivesRevisionsRequest(_message.Message):
+    """Request of ListAdvanceDirectivesRevisions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name `dossiers/{dossier}/advanceDirectives`."""
+    page_size: _builtins.int
+    """Maximum revisions to return; default 20, values above 100 are coerced to 100."""
+    page_token: _builtins.str
+    """Token from a previous `next_page_token`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdvanceDirectivesRevisionsRequest: _TypeAlias = ListAdvanceDirectivesRevisionsRequest  # noqa: Y015
+
+@_typing.final
+class ListAdvanceDirectivesRevisionsResponse(_message.Message):
+    """Response of ListAdvanceDirectivesRevisions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADVANCE_DIRECTIVES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there is none."""
+    @_builtins.property
+    def advance_directives(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdvanceDirectives]:
+        """The revisions, newest first."""
+
+    def __init__(
+        self,
+        *,
+        advance_directives: _abc.Iterable[Global___AdvanceDirectives] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advance_directives", b"advance_directives", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdvanceDirectivesRevisionsResponse: _TypeAlias = ListAdvanceDirectivesRevisionsResponse  # noqa: Y015
 
 @_typing.final
 class EmergencyContact(_message.Message):
@@ -2395,7 +2545,9 @@ class HealthProfile(_message.Message):
 
     @_builtins.property
     def advance_directives(self) -> Global___AdvanceDirectives:
-        """Advance directives, if recorded."""
+        """Output only. The current revision of the advance directives, if written
+        (written with UpdateAdvanceDirectives; UpdateHealthProfile refuses them).
+        """
 
     @_builtins.property
     def emergency_contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmergencyContact]:
@@ -2469,7 +2621,9 @@ class UpdateHealthProfileRequest(_message.Message):
     - an item given with an existing `item_id` replaces that item;
     - items not given are left unchanged;
     - items listed in `remove_item_ids` are removed (kept in the record's history).
-    `blood_group` and `advance_directives` follow the same rules.
+    `blood_group` follows the same rules. The advance directives are not
+    written here (INVALID_ARGUMENT ADVANCE_DIRECTIVES_NOT_IN_PROFILE): they
+    have their own method, rules and revisions (UpdateAdvanceDirectives).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -2495,8 +2649,7 @@ class UpdateHealthProfileRequest(_message.Message):
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """The sections of the profile this request changes (AIP-134), among
         `allergies`, `conditions`, `treatments`, `blood_group`,
-        `advance_directives`, `emergency_contacts`, `measurements`; `*` means all
-        of them. Items given in a section the mask leaves out are ignored, and
+        `emergency_contacts`, `measurements`; `*` means all of them. Items given in a section the mask leaves out are ignored, and
         `remove_item_ids` may only name items of the masked sections. Empty: the
         sections `health_profile` populates, plus those of the removed items
         (the merge above, unchanged). A path outside that list is

@@ -153,6 +153,21 @@ class RecordsServiceStub:
                 request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.UpdateHealthProfileRequest.SerializeToString,
                 response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.HealthProfile.FromString,
                 _registered_method=True)
+        self.GetAdvanceDirectives = channel.unary_unary(
+                '/dmp.records.v1.RecordsService/GetAdvanceDirectives',
+                request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.GetAdvanceDirectivesRequest.SerializeToString,
+                response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.AdvanceDirectives.FromString,
+                _registered_method=True)
+        self.UpdateAdvanceDirectives = channel.unary_unary(
+                '/dmp.records.v1.RecordsService/UpdateAdvanceDirectives',
+                request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.UpdateAdvanceDirectivesRequest.SerializeToString,
+                response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.AdvanceDirectives.FromString,
+                _registered_method=True)
+        self.ListAdvanceDirectivesRevisions = channel.unary_unary(
+                '/dmp.records.v1.RecordsService/ListAdvanceDirectivesRevisions',
+                request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.ListAdvanceDirectivesRevisionsRequest.SerializeToString,
+                response_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.ListAdvanceDirectivesRevisionsResponse.FromString,
+                _registered_method=True)
         self.CreateVaccination = channel.unary_unary(
                 '/dmp.records.v1.RecordsService/CreateVaccination',
                 request_serializer=dmp_dot_records_dot_v1_dot_records__pb2.CreateVaccinationRequest.SerializeToString,
@@ -402,8 +417,46 @@ class RecordsServiceServicer:
         stamp of this write (`provenance.last_updated_by`, `update_time`), not
         who first recorded it. An empty request answers `name`, `etag` and
         `update_time` alone. Errors:
-        INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK), PERMISSION_DENIED
+        INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK,
+        ADVANCE_DIRECTIVES_NOT_IN_PROFILE), PERMISSION_DENIED
         (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAdvanceDirectives(self, request, context):
+        """Returns the current revision of the record's advance directives
+        (directives anticipées), a singleton `dossiers/{dossier}/advanceDirectives`;
+        never written yet: only `name`, with an empty `revision_id`. Readable by the
+        patient side and by whoever reads the health profile (a professional with
+        standing, both emergency modes included). Errors: PERMISSION_DENIED
+        (SECTION_NOT_READABLE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAdvanceDirectives(self, request, context):
+        """Writes a new revision of the advance directives (`advance_directives.name`
+        names them): the fields `update_mask` names are replaced, the others are
+        carried over from the current revision; every change is a new revision,
+        kept, and is notified to the patient. Written by the patient or a legal
+        representative, or by a médecin the patient granted access to (or their
+        médecin traitant); never by an emergency access or by a write right alone.
+        Answers the new revision. Errors: INVALID_ARGUMENT (INVALID_UPDATE_MASK,
+        INVALID_ITEM, INVALID_NAME), PERMISSION_DENIED
+        (ADVANCE_DIRECTIVES_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdvanceDirectivesRevisions(self, request, context):
+        """Lists the revisions of the advance directives, newest first (AIP-162).
+        Readable like GetAdvanceDirectives. Errors: INVALID_ARGUMENT
+        (INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN), PERMISSION_DENIED
+        (SECTION_NOT_READABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -552,6 +605,21 @@ def add_RecordsServiceServicer_to_server(servicer, server):
                     servicer.UpdateHealthProfile,
                     request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.UpdateHealthProfileRequest.FromString,
                     response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.HealthProfile.SerializeToString,
+            ),
+            'GetAdvanceDirectives': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAdvanceDirectives,
+                    request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.GetAdvanceDirectivesRequest.FromString,
+                    response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.AdvanceDirectives.SerializeToString,
+            ),
+            'UpdateAdvanceDirectives': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAdvanceDirectives,
+                    request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.UpdateAdvanceDirectivesRequest.FromString,
+                    response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.AdvanceDirectives.SerializeToString,
+            ),
+            'ListAdvanceDirectivesRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdvanceDirectivesRevisions,
+                    request_deserializer=dmp_dot_records_dot_v1_dot_records__pb2.ListAdvanceDirectivesRevisionsRequest.FromString,
+                    response_serializer=dmp_dot_records_dot_v1_dot_records__pb2.ListAdvanceDirectivesRevisionsResponse.SerializeToString,
             ),
             'CreateVaccination': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateVaccination,
@@ -1028,6 +1096,87 @@ class RecordsService:
             '/dmp.records.v1.RecordsService/UpdateHealthProfile',
             dmp_dot_records_dot_v1_dot_records__pb2.UpdateHealthProfileRequest.SerializeToString,
             dmp_dot_records_dot_v1_dot_records__pb2.HealthProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAdvanceDirectives(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.records.v1.RecordsService/GetAdvanceDirectives',
+            dmp_dot_records_dot_v1_dot_records__pb2.GetAdvanceDirectivesRequest.SerializeToString,
+            dmp_dot_records_dot_v1_dot_records__pb2.AdvanceDirectives.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAdvanceDirectives(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.records.v1.RecordsService/UpdateAdvanceDirectives',
+            dmp_dot_records_dot_v1_dot_records__pb2.UpdateAdvanceDirectivesRequest.SerializeToString,
+            dmp_dot_records_dot_v1_dot_records__pb2.AdvanceDirectives.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdvanceDirectivesRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmp.records.v1.RecordsService/ListAdvanceDirectivesRevisions',
+            dmp_dot_records_dot_v1_dot_records__pb2.ListAdvanceDirectivesRevisionsRequest.SerializeToString,
+            dmp_dot_records_dot_v1_dot_records__pb2.ListAdvanceDirectivesRevisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -196,8 +196,34 @@ class RecordsServiceStub:
     stamp of this write (`provenance.last_updated_by`, `update_time`), not
     who first recorded it. An empty request answers `name`, `etag` and
     `update_time` alone. Errors:
-    INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK), PERMISSION_DENIED
+    INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK,
+    ADVANCE_DIRECTIVES_NOT_IN_PROFILE), PERMISSION_DENIED
     (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
+    """
+    GetAdvanceDirectives: _grpc.UnaryUnaryMultiCallable[_records_pb2.GetAdvanceDirectivesRequest, _records_pb2.AdvanceDirectives]
+    """Returns the current revision of the record's advance directives
+    (directives anticipées), a singleton `dossiers/{dossier}/advanceDirectives`;
+    never written yet: only `name`, with an empty `revision_id`. Readable by the
+    patient side and by whoever reads the health profile (a professional with
+    standing, both emergency modes included). Errors: PERMISSION_DENIED
+    (SECTION_NOT_READABLE).
+    """
+    UpdateAdvanceDirectives: _grpc.UnaryUnaryMultiCallable[_records_pb2.UpdateAdvanceDirectivesRequest, _records_pb2.AdvanceDirectives]
+    """Writes a new revision of the advance directives (`advance_directives.name`
+    names them): the fields `update_mask` names are replaced, the others are
+    carried over from the current revision; every change is a new revision,
+    kept, and is notified to the patient. Written by the patient or a legal
+    representative, or by a médecin the patient granted access to (or their
+    médecin traitant); never by an emergency access or by a write right alone.
+    Answers the new revision. Errors: INVALID_ARGUMENT (INVALID_UPDATE_MASK,
+    INVALID_ITEM, INVALID_NAME), PERMISSION_DENIED
+    (ADVANCE_DIRECTIVES_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
+    """
+    ListAdvanceDirectivesRevisions: _grpc.UnaryUnaryMultiCallable[_records_pb2.ListAdvanceDirectivesRevisionsRequest, _records_pb2.ListAdvanceDirectivesRevisionsResponse]
+    """Lists the revisions of the advance directives, newest first (AIP-162).
+    Readable like GetAdvanceDirectives. Errors: INVALID_ARGUMENT
+    (INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN), PERMISSION_DENIED
+    (SECTION_NOT_READABLE).
     """
     CreateVaccination: _grpc.UnaryUnaryMultiCallable[_records_pb2.CreateVaccinationRequest, _records_pb2.Vaccination]
     """Records a vaccination given to the patient (by a professional, or
@@ -413,8 +439,34 @@ class RecordsServiceAsyncStub(RecordsServiceStub):
     stamp of this write (`provenance.last_updated_by`, `update_time`), not
     who first recorded it. An empty request answers `name`, `etag` and
     `update_time` alone. Errors:
-    INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK), PERMISSION_DENIED
+    INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK,
+    ADVANCE_DIRECTIVES_NOT_IN_PROFILE), PERMISSION_DENIED
     (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
+    """
+    GetAdvanceDirectives: _aio.UnaryUnaryMultiCallable[_records_pb2.GetAdvanceDirectivesRequest, _records_pb2.AdvanceDirectives]  # type: ignore[assignment]
+    """Returns the current revision of the record's advance directives
+    (directives anticipées), a singleton `dossiers/{dossier}/advanceDirectives`;
+    never written yet: only `name`, with an empty `revision_id`. Readable by the
+    patient side and by whoever reads the health profile (a professional with
+    standing, both emergency modes included). Errors: PERMISSION_DENIED
+    (SECTION_NOT_READABLE).
+    """
+    UpdateAdvanceDirectives: _aio.UnaryUnaryMultiCallable[_records_pb2.UpdateAdvanceDirectivesRequest, _records_pb2.AdvanceDirectives]  # type: ignore[assignment]
+    """Writes a new revision of the advance directives (`advance_directives.name`
+    names them): the fields `update_mask` names are replaced, the others are
+    carried over from the current revision; every change is a new revision,
+    kept, and is notified to the patient. Written by the patient or a legal
+    representative, or by a médecin the patient granted access to (or their
+    médecin traitant); never by an emergency access or by a write right alone.
+    Answers the new revision. Errors: INVALID_ARGUMENT (INVALID_UPDATE_MASK,
+    INVALID_ITEM, INVALID_NAME), PERMISSION_DENIED
+    (ADVANCE_DIRECTIVES_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
+    """
+    ListAdvanceDirectivesRevisions: _aio.UnaryUnaryMultiCallable[_records_pb2.ListAdvanceDirectivesRevisionsRequest, _records_pb2.ListAdvanceDirectivesRevisionsResponse]  # type: ignore[assignment]
+    """Lists the revisions of the advance directives, newest first (AIP-162).
+    Readable like GetAdvanceDirectives. Errors: INVALID_ARGUMENT
+    (INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN), PERMISSION_DENIED
+    (SECTION_NOT_READABLE).
     """
     CreateVaccination: _aio.UnaryUnaryMultiCallable[_records_pb2.CreateVaccinationRequest, _records_pb2.Vaccination]  # type: ignore[assignment]
     """Records a vaccination given to the patient (by a professional, or
@@ -717,8 +769,52 @@ class RecordsServiceServicer(metaclass=_abc_1.ABCMeta):
         stamp of this write (`provenance.last_updated_by`, `update_time`), not
         who first recorded it. An empty request answers `name`, `etag` and
         `update_time` alone. Errors:
-        INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK), PERMISSION_DENIED
+        INVALID_ARGUMENT (UNKNOWN_ITEM_ID, INVALID_ITEM, INVALID_UPDATE_MASK,
+        ADVANCE_DIRECTIVES_NOT_IN_PROFILE), PERMISSION_DENIED
         (SECTION_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
+        """
+
+    @_abc_1.abstractmethod
+    def GetAdvanceDirectives(
+        self,
+        request: _records_pb2.GetAdvanceDirectivesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_records_pb2.AdvanceDirectives, _abc.Awaitable[_records_pb2.AdvanceDirectives]]:
+        """Returns the current revision of the record's advance directives
+        (directives anticipées), a singleton `dossiers/{dossier}/advanceDirectives`;
+        never written yet: only `name`, with an empty `revision_id`. Readable by the
+        patient side and by whoever reads the health profile (a professional with
+        standing, both emergency modes included). Errors: PERMISSION_DENIED
+        (SECTION_NOT_READABLE).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateAdvanceDirectives(
+        self,
+        request: _records_pb2.UpdateAdvanceDirectivesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_records_pb2.AdvanceDirectives, _abc.Awaitable[_records_pb2.AdvanceDirectives]]:
+        """Writes a new revision of the advance directives (`advance_directives.name`
+        names them): the fields `update_mask` names are replaced, the others are
+        carried over from the current revision; every change is a new revision,
+        kept, and is notified to the patient. Written by the patient or a legal
+        representative, or by a médecin the patient granted access to (or their
+        médecin traitant); never by an emergency access or by a write right alone.
+        Answers the new revision. Errors: INVALID_ARGUMENT (INVALID_UPDATE_MASK,
+        INVALID_ITEM, INVALID_NAME), PERMISSION_DENIED
+        (ADVANCE_DIRECTIVES_NOT_WRITABLE), ABORTED (ETAG_MISMATCH).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAdvanceDirectivesRevisions(
+        self,
+        request: _records_pb2.ListAdvanceDirectivesRevisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_records_pb2.ListAdvanceDirectivesRevisionsResponse, _abc.Awaitable[_records_pb2.ListAdvanceDirectivesRevisionsResponse]]:
+        """Lists the revisions of the advance directives, newest first (AIP-162).
+        Readable like GetAdvanceDirectives. Errors: INVALID_ARGUMENT
+        (INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN), PERMISSION_DENIED
+        (SECTION_NOT_READABLE).
         """
 
     @_abc_1.abstractmethod

@@ -116,3 +116,15 @@ async def vaccinations_given_on(
         .order_by(v.id)
     )
     return [typed(VaccinationRow, row) for row in rows]
+
+
+async def vaccinations_before(
+    session: AsyncSession, dossier_pk: int, day: str
+) -> list[VaccinationRow]:
+    """The record's vaccinations administered strictly before `day` (ISO date)."""
+    rows = await session.execute(
+        select(vaccinations)
+        .where(v.dossier_pk == dossier_pk, v.administration_date < day)
+        .order_by(v.id)
+    )
+    return [typed(VaccinationRow, row) for row in rows]
