@@ -29,8 +29,9 @@ from services.notify.consumed import SOURCES
 from services.notify.delivery import RetryPolicy
 from services.notify.dispatcher import Dispatcher
 from services.notify.email_sender import EmailSender
-from services.notify.intake import Intake
+from services.notify.intake import Intake, queue_reminder
 from services.notify.one_time_codes import OneTimeCodes
+from services.notify.reminders import ReminderPolicy, ReminderScheduler
 from services.notify.servicer import NotifyServicer
 from services.notify.settings import NotifySettings
 from services.notify.sms import SmsProvider, provider_from_settings
@@ -68,6 +69,7 @@ class NotifyApp(ServiceApp):
             timeout_s=settings.directory_timeout_s,
         )
         self.dispatcher: Dispatcher | None = None
+        self.reminders: ReminderScheduler | None = None
         self.codes: OneTimeCodes | None = None
         self._dispatch_engine: AsyncEngine | None = None
         self.consumers: list[DurableConsumer] = []
@@ -111,6 +113,16 @@ class NotifyApp(ServiceApp):
             directory=self.directory,
         )
         self.dispatcher.start()
+        # The booster schedule is a table: it fires without NATS, after any restart.
+        self.reminders = ReminderScheduler(
+            self.db,
+            queue=queue_reminder,
+            on_queued=self.dispatcher.wake,
+            poll_s=cfg.reminder_poll_s,
+            skip_locked=not is_sqlite(cfg.database_url),
+            write_lock=self.write_lock,
+        )
+        self.reminders.start()
         self._events_task = asyncio.create_task(self._start_events(), name="notify-events")
 
     async def _start_events(self) -> None:
@@ -134,7 +146,14 @@ class NotifyApp(ServiceApp):
 
         assert self.dispatcher is not None
         self.dispatcher.publish = publish
-        intake = Intake(self.db, self.dispatcher.wake, self.write_lock)
+        assert self.reminders is not None
+        intake = Intake(
+            self.db,
+            self.dispatcher.wake,
+            self.write_lock,
+            reminder_policy=ReminderPolicy(cfg.reminder_lead_days, cfg.reminder_hour),
+            on_reminder_due=self.reminders.wake,
+        )
         backoff = tuple(cfg.consumer_backoff_s)
         notify_stream = kit_nats.STREAMS["notify"].name
         for source in SOURCES:
@@ -187,6 +206,8 @@ class NotifyApp(ServiceApp):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events_task
         await self._stop_consumers()
+        if self.reminders is not None:
+            await self.reminders.stop()
         if self.dispatcher is not None:
             grace = self.notify_settings.shutdown_grace_s
             await self.dispatcher.stop(max(grace / 2, grace - 3.0))

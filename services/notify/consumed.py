@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -33,6 +33,8 @@ DOSSIER_REACTIVATED = "dmp.records.dossier.reactivated"
 DOSSIER_TERMS_ACCEPTED = "dmp.records.dossier.terms_accepted"
 DOCUMENT_ADDED = "dmp.records.document.added"
 DOCUMENT_VISIBILITY_CHANGED = "dmp.records.document.visibility_changed"
+ADVANCE_DIRECTIVES_CHANGED = "dmp.records.advance_directives.changed"
+VACCINATION_RECORDED = "dmp.records.vaccination.recorded"
 ACCESS_RECORDED = "dmp.consent.access.recorded"
 CONSENT_CHANGED = "dmp.consent.changed"
 CONTACT_GIVEN = "dmp.identity.contact.given"
@@ -59,6 +61,13 @@ class Source:
 SOURCES: tuple[Source, ...] = (
     Source("records-dossier", "records", "dmp.records.dossier.>", "dossier_lifecycle"),
     Source("records-document", "records", "dmp.records.document.>", "document_added"),
+    Source(
+        "records-directives",
+        "records",
+        "dmp.records.advance_directives.>",
+        "advance_directives_changed",
+    ),
+    Source("records-vaccination", "records", "dmp.records.vaccination.>", "vaccination_recorded"),
     Source("consent-access", "consent", ACCESS_RECORDED, "access_recorded"),
     Source("consent-changed", "consent", CONSENT_CHANGED, "access_rules_changed"),
     Source("identity-contact", "identity", CONTACT_GIVEN, "contact_given"),
@@ -84,6 +93,7 @@ def original_subject(subject: str) -> str:
 
 _DOSSIER = re.compile(r"dossiers/[A-Za-z0-9_.-]{1,64}")
 _DOCUMENT = re.compile(r"dossiers/[A-Za-z0-9_.-]{1,64}/documents/[A-Za-z0-9_.-]{1,64}")
+_VACCINATION = re.compile(r"dossiers/[A-Za-z0-9_.-]{1,64}/vaccinations/[A-Za-z0-9_.-]{1,64}")
 _INS = re.compile(r"[A-Za-z0-9]{1,64}")
 _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -123,6 +133,16 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Booster:
+    """What a vaccination event tells the reminder schedule: the vaccination, when its
+    booster is due (None: no booster), and the earlier vaccinations it is the booster of."""
+
+    vaccination: str
+    due_date: date | None
+    fulfils: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Event:
     """A decoded source event, reduced to what notify needs (ids and flags)."""
 
@@ -140,6 +160,8 @@ class Event:
     #: Idempotency key of the notice when it is not the event id: one emergency session
     #: is alerted once (per recipient and channel), whatever number of accesses it holds.
     notice_key: str = ""
+    #: For vaccination events: the booster reminder to schedule or cancel.
+    booster: Booster | None = None
 
 
 def _time(ts: Timestamp, has: bool) -> datetime:
@@ -200,6 +222,10 @@ def _decode(subject: str, data: bytes, fallback: str) -> Event | None:
         return _dossier(subject, data, fallback)
     if subject in (DOCUMENT_ADDED, DOCUMENT_VISIBILITY_CHANGED):
         return _document(subject, data, fallback)
+    if subject == ADVANCE_DIRECTIVES_CHANGED:
+        return _directives(subject, data, fallback)
+    if subject == VACCINATION_RECORDED:
+        return _vaccination(subject, data, fallback)
     if subject == ACCESS_RECORDED:
         return _access(subject, data, fallback)
     if subject == CONSENT_CHANGED:
@@ -294,6 +320,44 @@ def _document(subject: str, data: bytes, fallback: str) -> Event:
         notice=Notice(notify_pb2.NOTIFICATION_KIND_DOCUMENT_ADDED, event_templates.DEFAULT),
         document=doc.document,
         hidden=doc.invisible_to_patient,
+    )
+
+
+def _directives(subject: str, data: bytes, fallback: str) -> Event:
+    changed = records_events.AdvanceDirectivesChanged.FromString(data)
+    eid = changed.header.event_id or fallback
+    _check(eid, changed.dossier)
+    return Event(
+        subject,
+        eid,
+        changed.dossier,
+        _time(changed.header.occur_time, changed.header.HasField("occur_time")),
+        notice=Notice(
+            notify_pb2.NOTIFICATION_KIND_ADVANCE_DIRECTIVES_CHANGED, event_templates.DEFAULT
+        ),
+    )
+
+
+def _vaccination(subject: str, data: bytes, fallback: str) -> Event:
+    recorded = records_events.VaccinationRecorded.FromString(data)
+    eid = recorded.header.event_id or fallback
+    _check(eid, recorded.dossier)
+    named = (recorded.vaccination, *recorded.fulfils)
+    if not all(_VACCINATION.fullmatch(n) and n.startswith(recorded.dossier + "/") for n in named):
+        raise PermanentFailureError("vaccination missing or malformed")
+    due: date | None = None
+    day = recorded.booster_date
+    if day.year or day.month or day.day:
+        try:
+            due = date(day.year, day.month, day.day)
+        except ValueError as exc:
+            raise PermanentFailureError("booster date malformed") from exc
+    return Event(
+        subject,
+        eid,
+        recorded.dossier,
+        _time(recorded.header.occur_time, recorded.header.HasField("occur_time")),
+        booster=Booster(recorded.vaccination, due, tuple(recorded.fulfils)),
     )
 
 

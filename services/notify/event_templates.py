@@ -56,6 +56,15 @@ _WHERE_RULES = (
     "« Gestion des accès »."
 )
 _WHERE_SPACE = "Retrouvez le détail dans votre espace DMP."
+_WHERE_DIRECTIVES = (
+    "Vous pouvez les relire, avec leurs versions précédentes et l'auteur de chaque "
+    "modification, dans votre espace DMP, rubrique « Directives anticipées ». Si vous n'êtes "
+    "pas à l'origine de cette modification et ne la reconnaissez pas, contactez DMP Info Service."
+)
+_WHERE_VACCINATIONS = (
+    "Le détail figure dans votre espace DMP, rubrique « Vaccinations ». Parlez-en à votre "
+    "médecin, à votre pharmacien, à votre infirmier ou à votre sage-femme."
+)
 
 _TEMPLATES: dict[tuple[int, str], _Template] = {
     (notify_pb2.NOTIFICATION_KIND_DOCUMENT_ADDED, DEFAULT): _Template(
@@ -123,6 +132,21 @@ _TEMPLATES: dict[tuple[int, str], _Template] = {
         sms="DMP URGENT : un nouveau code d'accès à {dmp_short} a été émis par DMP Info "
         "Service. Si ce n'est pas vous, appelez DMP Info Service.",
     ),
+    (notify_pb2.NOTIFICATION_KIND_ADVANCE_DIRECTIVES_CHANGED, DEFAULT): _Template(
+        subject="Directives anticipées modifiées dans votre DMP",
+        fact="Les directives anticipées enregistrées dans {dmp} ont été modifiées le {when}.",
+        where=_WHERE_DIRECTIVES,
+        sms="DMP : les directives anticipées enregistrées dans {dmp_short} ont été modifiées. "
+        "Détails dans votre espace DMP.",
+    ),
+    # The vaccine is never named: the message only says a booster is due, and when.
+    (notify_pb2.NOTIFICATION_KIND_VACCINATION_REMINDER, DEFAULT): _Template(
+        subject="Rappel de vaccination à prévoir (votre DMP)",
+        fact="D'après {dmp}, un rappel de vaccination est à faire à partir du {day}.",
+        where=_WHERE_VACCINATIONS,
+        sms="DMP : un rappel de vaccination est à prévoir d'après {dmp_short}. "
+        "Détails dans votre espace DMP.",
+    ),
 }
 
 _FOOTER = (
@@ -141,6 +165,11 @@ def _when(moment: datetime) -> str:
     return f"{local.day:02d}/{local.month:02d}/{local.year} à {local.hour:02d} h {local.minute:02d}"
 
 
+def _day(moment: datetime) -> str:
+    local = moment.astimezone(PARIS)
+    return f"{local.day:02d}/{local.month:02d}/{local.year}"
+
+
 def _words(variant: str) -> tuple[str, str, str]:
     """(in-sentence, sentence-start, SMS) names of the record for the audience."""
     if variant.endswith("." + REPRESENTATIVE):
@@ -156,7 +185,9 @@ def _words(variant: str) -> tuple[str, str, str]:
     )
 
 
-def _fact(template: _Template, actor: Actor | None, dmp: str, dmp_start: str, when: str) -> str:
+def _fact(  # noqa: PLR0917 - the words of one sentence
+    template: _Template, actor: Actor | None, dmp: str, dmp_start: str, when: str, day: str = ""
+) -> str:
     if actor is not None and template.named_fact:
         who = actor.who()
         via = f" via {actor.establishment}" if actor.establishment else ""
@@ -171,7 +202,7 @@ def _fact(template: _Template, actor: Actor | None, dmp: str, dmp_start: str, wh
                 dmp=dmp,
                 when=when,
             )
-    return template.fact.format(dmp=dmp, Dmp=dmp_start, when=when)
+    return template.fact.format(dmp=dmp, Dmp=dmp_start, when=when, day=day)
 
 
 def email(
@@ -180,7 +211,7 @@ def email(
     base = variant.removesuffix("." + REPRESENTATIVE)
     template = _TEMPLATES[(kind, base)]
     dmp, dmp_start, _ = _words(variant)
-    fact = _fact(template, actor, dmp, dmp_start, _when(occur_time))
+    fact = _fact(template, actor, dmp, dmp_start, _when(occur_time), _day(occur_time))
     subject = template.subject
     if variant.endswith("." + REPRESENTATIVE):
         subject = subject.replace("votre DMP", "un DMP").replace("Votre DMP", "Un DMP")

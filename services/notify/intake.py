@@ -33,11 +33,12 @@ from kit.db import transaction, utcnow
 from kit.logs import get_logger
 from kit.tracing import inject_headers
 from kit.writelock import WriteLock
-from services.notify import event_templates, models, validation
+from services.notify import event_templates, models, reminders, validation
 from services.notify.consumed import (
     DOCUMENT_ADDED,
     DOCUMENT_VISIBILITY_CHANGED,
     REPLAY_PREFIX,
+    VACCINATION_RECORDED,
     DossierFacts,
     Event,
     Notice,
@@ -109,10 +110,15 @@ class Intake:
         sessions: async_sessionmaker[AsyncSession],
         on_commit: Callable[[], None],
         write_lock: WriteLock | None = None,
+        *,
+        reminder_policy: reminders.ReminderPolicy | None = None,
+        on_reminder_due: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._on_commit = on_commit
         self._write_lock = write_lock or WriteLock(enabled=False)
+        self._reminder_policy = reminder_policy or reminders.ReminderPolicy()
+        self._on_reminder_due = on_reminder_due
 
     async def handle(self, delivery: Delivery) -> None:
         subject = original_subject(delivery.subject)
@@ -148,6 +154,8 @@ class Intake:
                 now=utcnow(),
             )
             log.info("contact_given", source=given.source, stored=stored)
+        if event.booster is not None:
+            return await self._booster(session, event, payload, replay)
         notice = event.notice
         if notice is None:
             return 0
@@ -161,6 +169,50 @@ class Intake:
             key = released_key
         kept = kept_payload(event.subject, payload)
         return await _notify(session, event, notice, key=key, payload=kept, replay=replay)
+
+    async def _booster(
+        self, session: AsyncSession, event: Event, payload: bytes, replay: bool
+    ) -> int:
+        """Schedule (or cancel) the booster reminder; its notifications come when it is due."""
+        assert event.booster is not None
+        await _recipients(session, event.dossier, REMINDER_KIND)  # a dossier not known yet waits
+        now = utcnow()
+        if replay:  # a dead-lettered reminder, replayed: its failed sends are attempted again
+            await notifications.retry_failed(session, reminders.key_of(event.event_id), now)
+        due = await reminders.schedule(
+            session,
+            dossier=event.dossier,
+            event_id=event.event_id,
+            booster=event.booster,
+            payload=payload,
+            policy=self._reminder_policy,
+            now=now,
+        )
+        if due and self._on_reminder_due is not None:
+            self._on_reminder_due()
+        return 0
+
+
+REMINDER_KIND = notify_pb2.NOTIFICATION_KIND_VACCINATION_REMINDER
+
+
+async def queue_reminder(session: AsyncSession, due: reminders.DueReminder) -> int:
+    """The notification rows of a due booster reminder, as for any other notice."""
+    event = Event(
+        VACCINATION_RECORDED,
+        due.event_id,
+        due.dossier,
+        reminders.shown_time(due.booster_date),
+    )
+    notice = Notice(REMINDER_KIND, event_templates.DEFAULT)
+    return await _notify(
+        session,
+        event,
+        notice,
+        key=reminders.key_of(due.event_id),
+        payload=due.payload,
+        replay=False,
+    )
 
 
 async def _project(session: AsyncSession, dossier: str, facts: DossierFacts) -> None:

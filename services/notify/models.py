@@ -149,3 +149,32 @@ notifications = Table(
     Index("ix_notifications_status_next_attempt_time", "status", "next_attempt_time"),
     Index("ix_notifications_recipient_id", "recipient", "id"),
 )
+
+# Booster reminders of vaccinations, fed by `dmp.records.vaccination.recorded`: the
+# durable schedule (it lives here, not in NATS: a booster is months or years away,
+# beyond any stream retention). `scheduled` rows are turned into notification rows
+# once `due_time` passes (then `queued`), by one compare-and-set per row in the
+# transaction that queues them; `cancelled` when a later vaccination of the same
+# vaccine came first (a row may be cancelled before its own event arrives).
+# `source_payload` is the vaccination event (ids and dates only), for dead letters.
+REMINDER_SCHEDULED = "scheduled"
+REMINDER_QUEUED = "queued"
+REMINDER_CANCELLED = "cancelled"
+
+vaccination_reminders = Table(
+    "vaccination_reminders",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("vaccination", String(160), nullable=False, unique=True),
+    Column("dossier", String(80), nullable=False),
+    #: Event id of the vaccination's `recorded` event; the notifications' key derives from it.
+    Column("event_id", String(64), nullable=True),
+    Column("due_time", UTCDateTime, nullable=False),
+    #: The booster date itself (ISO), shown in the message.
+    Column("booster_date", String(10), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("source_payload", LargeBinary, nullable=True),
+    Column("create_time", UTCDateTime, nullable=False),
+    Column("update_time", UTCDateTime, nullable=False),
+    Index("ix_vaccination_reminders_status_due_time", "status", "due_time"),
+)

@@ -101,6 +101,21 @@ class NotifySettings(ServiceSettings):
         description="How long a dispatcher owns a claimed notification; after that (crashed "
         "process) another may send it again. Must exceed smtp_timeout_s.",
     )
+    reminder_poll_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Poll interval of the vaccination reminder schedule (a reminder due at "
+        "9:00 goes out within this much).",
+    )
+    reminder_lead_days: int = Field(
+        default=7,
+        ge=0,
+        le=90,
+        description="How many days before a vaccination's booster date the patient is reminded.",
+    )
+    reminder_hour: int = Field(
+        default=9, ge=0, le=23, description="Hour of the day (Paris) a booster reminder is due."
+    )
     pending_takeover_s: float = Field(
         default=120.0,
         gt=0,
