@@ -128,6 +128,8 @@ TABLE: dict[str, frozenset[str]] = {
     # and pharmacists record vaccinations only under an access, which they have not here).
     "RecordsService/UpdateHealthProfile": frozenset({"patient", "doctor+grant", *DOCTORS}),
     "RecordsService/CreateVaccination": frozenset({"patient", "doctor+grant", *DOCTORS}),
+    # Rule 12: advance directives, the patient side or a médecin under grant only.
+    "RecordsService/UpdateAdvanceDirectives": frozenset({"patient", "doctor+grant"}),
     # A professional grants themself through a care context (doctor+grant already holds one).
     "ConsentService/GrantAccess": frozenset({"patient", *PROFESSIONALS}),
     "ConsentService/RevokeAccess": frozenset({"patient"}),
@@ -582,6 +584,22 @@ async def _records_cells(sweep: Sweep, seeds: Seeds) -> None:
         sent=[change],
         stamps=_profile_stamps(me),
         read=lambda _: lambda: stub.GetHealthProfile(get_profile, metadata=md, timeout=10),
+    )
+
+    # UpdateAdvanceDirectives: a new revision, read back by whoever may write it.
+    directives = R.AdvanceDirectives(
+        name=f"{dossier}/advanceDirectives", written=True, summary=f"written by {sweep.card}"
+    )
+    update_directives = R.UpdateAdvanceDirectivesRequest(
+        advance_directives=directives, request_id=rid()
+    )
+    get_directives = R.GetAdvanceDirectivesRequest(name=directives.name)
+    await sweep.cell(
+        svc + "UpdateAdvanceDirectives",
+        lambda: stub.UpdateAdvanceDirectives(update_directives, metadata=md, timeout=10),
+        sent=[directives],
+        stamps=me.stamps("name", "revision_id", "etag", "revision_create_time"),
+        read=lambda _: lambda: stub.GetAdvanceDirectives(get_directives, metadata=md, timeout=10),
     )
 
     vaccination = R.Vaccination(
