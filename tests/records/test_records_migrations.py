@@ -1,4 +1,4 @@
-"""records' data migrations: 0002 (request_ids → kit's processed_requests) and 0003 (the
+"""records' data migrations: 0002 (request_ids → kit's processed_requests) and 0004 (the
 advance directives leave the health profile for their revisions), rows kept both ways."""
 
 from __future__ import annotations
@@ -81,11 +81,11 @@ ITEMS = sa.table("profile_items", *map(sa.column, ("dossier_pk", "item_id", "sec
     "removed", "create_time", "update_time")))  # fmt: skip
 
 
-async def test_directives_become_revision_1_in_0003_and_come_back(
+async def test_directives_become_revision_1_in_0004_and_come_back(
     databases: DatabaseFactory,
 ) -> None:
     url = await databases.create("records_migrations_directives")
-    await migrations.upgrade("records", url, "0002")
+    await migrations.upgrade("records", url, "0003")
     await sql.execute(
         url,
         DOSSIERS.insert().values(
@@ -133,7 +133,7 @@ async def test_directives_become_revision_1_in_0003_and_come_back(
     ]
     left = await sql.fetch(url, sa.select(models.profile_items.c.section))
     assert [r.section for r in left] == ["allergies"]
-    await migrations.downgrade("records", url, "0002")
+    await migrations.downgrade("records", url, "0003")
     back = await sql.fetch(url, sa.select(ITEMS.c.item_id, ITEMS.c.section, ITEMS.c.sealed))
     assert sorted((r.item_id, r.section, r.sealed) for r in back) == [
         ("d" * 32, "advance_directives", b"d" * 32),

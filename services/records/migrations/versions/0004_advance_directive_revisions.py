@@ -6,8 +6,8 @@ sealed bytes kept as they are (they stay bound to the item id, now `seal_id`);
 the profile rows are deleted. Downgrade puts the newest revision back as the
 profile item and drops the older revisions.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-03
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from kit.db import BigIntPK, UTCDateTime
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
