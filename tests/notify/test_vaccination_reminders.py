@@ -151,7 +151,7 @@ async def notify(
     databases: DatabaseFactory, notify_nats_url: str, smtp_sink: MailSink, sms_sink_path: Path
 ) -> AsyncIterator[Notify]:
     nc = await nats.connect(notify_nats_url)
-    for owner in ("records", "consent", "notify"):
+    for owner in ("identity", "records", "consent", "notify"):  # every stream notify reads
         await kit_nats.ensure_stream(nc.jetstream(), kit_nats.STREAMS[owner])
     await nc.drain()
     url = await databases.migrated("notify", "notify_reminders")
