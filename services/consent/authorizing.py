@@ -171,7 +171,8 @@ async def record_decision(
             # The cache said "first": confirm against the table (another replica may
             # have recorded it), so the notification goes out once.
             first = await appender.first_access(rpps, now) if decision.first_access else False
-            marked.append(first)
+            if decision.first_access:  # a write is no access: its professional stays unmarked
+                marked.append(first)
             if first or decision.emergency:
                 appender.emitted = True
                 await published.access_recorded(

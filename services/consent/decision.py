@@ -33,6 +33,10 @@ EMERGENCY_MODES = (BRIS_DE_GLACE, CENTRE_15)
 
 OB_AUDIT = consent_pb2.OBLIGATION_AUDIT
 OB_FIRST = consent_pb2.OBLIGATION_NOTIFY_FIRST_ACCESS
+#: A deposit, a correction or a deletion is audited but is not the professional's first
+#: *access*: the patient hears of it through the document notice itself, and learns of the
+#: professional's first consultation when they first read (one e-mail per event, never two).
+WRITE_OBLIGATIONS: tuple[int, ...] = (OB_AUDIT,)
 OB_EMERGENCY = consent_pb2.OBLIGATION_NOTIFY_EMERGENCY
 OB_CARE_CONTEXT = consent_pb2.OBLIGATION_NOTIFY_CARE_CONTEXT_GRANT
 
@@ -521,7 +525,7 @@ def _professional(  # noqa: PLR0912, PLR0915 - one branch per access rule
             mode,
             rights=rights,
             attending=attending,
-            obligations=base_obligations,
+            obligations=WRITE_OBLIGATIONS,
             cache_until=cache_until,
         )
     if action in (A.ACTION_WRITE, A.ACTION_DELETE):
@@ -534,8 +538,7 @@ def _professional(  # noqa: PLR0912, PLR0915 - one branch per access rule
                 basis,
                 NORMAL,
                 _scope(matrix, NORMAL, rights, masked_visible=attending),
-                base_obligations,
-                first_access=first,
+                WRITE_OBLIGATIONS,
                 cache_until=cache_until,
             )
         if not writes:
@@ -547,8 +550,7 @@ def _professional(  # noqa: PLR0912, PLR0915 - one branch per access rule
             "WRITE_RIGHT",
             NORMAL,
             _scope(matrix, NORMAL, rights, masked_visible=attending),
-            base_obligations,
-            first_access=first,
+            WRITE_OBLIGATIONS,
         )
     if action == A.ACTION_READ:
         res = req.resource

@@ -11,7 +11,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 
+from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from dmp_dev import pki
 from services.notify.models import dossier_patients
 from tests.fixtures.records import make_ins
 from tests.observability.conftest import Assembly, span_tree
@@ -19,6 +21,7 @@ from tests.records.helpers import create_request, doc
 
 CREATE_DOCUMENT = "dmp.records.v1.RecordsService/CreateDocument"
 AUTHORIZE = "dmp.consent.v1.ConsentService/Authorize"
+GRANT_ACCESS = "dmp.consent.v1.ConsentService/GrantAccess"
 ADDED = "dmp.records.document.added"
 DOCUMENT_KIND = "NOTIFICATION_KIND_DOCUMENT_ADDED"
 FIRST_ACCESS_KIND = "NOTIFICATION_KIND_FIRST_ACCESS"
@@ -97,7 +100,6 @@ async def test_document_upload_is_one_trace_down_to_the_email(
     await doctor.CreateDocument(request, metadata=(("traceparent", traceparent),), timeout=15)
 
     await _wait_span(spans, trace_id, "send email", DOCUMENT_KIND)
-    await _wait_span(spans, trace_id, "send email", FIRST_ACCESS_KIND)
     added_mails = [m for m in assembly.smtp.messages_to(email) if "document" in m.subject.lower()]
     assert len(added_mails) == 1, [m.subject for m in assembly.smtp.messages_to(email)]
 
@@ -131,11 +133,44 @@ async def test_document_upload_is_one_trace_down_to_the_email(
     assert len(acked) == 1
     assert send.kind == SpanKind.CLIENT
     assert _parent_of(send) == _id(acked[0])
-    # Authorize recorded the first access: consent's event reaches notify in the same trace.
-    access = _one(
-        trace, "send email", **{"dmp.notification.kind": "NOTIFICATION_KIND_FIRST_ACCESS"}
+
+
+async def test_attested_consent_is_one_trace_down_to_the_first_access_email(
+    assembly: Assembly, spans: InMemorySpanExporter
+) -> None:
+    """A deposit is no consultation (no first-access alert): the professional's attested
+    care-context consent is, and consent's event carries the trace to notify's e-mail."""
+    ins = make_ins()
+    email = f"trace-{uuid.uuid4().hex[:8]}@exemple.fr"
+    await assembly.set_email(ins, email)
+    desk = records_pb2_grpc.RecordsServiceStub(assembly.card_channel("desk"))
+    dossier = await desk.CreateDossier(create_request(ins), timeout=15)
+    await assembly.wait_projected(dossier.name)
+    await _notify_knows(assembly, dossier.name)
+
+    trace_id = random.getrandbits(128)
+    traceparent = f"00-{trace_id:032x}-{random.getrandbits(64):016x}-01"
+    doctor = consent_pb2_grpc.ConsentServiceStub(assembly.card_channel("doctor"))
+    await doctor.GrantAccess(
+        consent_pb2.GrantAccessRequest(
+            parent=dossier.name,
+            professional_rpps=pki.DEMO_CARDS["doctor"].rpps,
+            care_context=consent_pb2.CareContext(
+                consent_attested=True, practice_setting_code="AMBULATOIRE"
+            ),
+            request_id=str(uuid.uuid4()),
+        ),
+        metadata=(("traceparent", traceparent),),
+        timeout=15,
     )
+    await _wait_span(spans, trace_id, "send email", FIRST_ACCESS_KIND)
+
+    trace = span_tree(spans.get_finished_spans(), trace_id)
+    grant = _one(trace, GRANT_ACCESS, scope="dmp.rpc.consent")
+    access = _one(trace, "send email", **{"dmp.notification.kind": FIRST_ACCESS_KIND})
     access_process = next(s for s in trace if _id(s) == _parent_of(access))
     access_publish = next(s for s in trace if _id(s) == _parent_of(access_process))
+    assert access_process.kind == SpanKind.CONSUMER
     assert access_publish.name == "publish dmp.consent.access.recorded"
-    assert _parent_of(access_publish) == _id(authorize)
+    assert access_publish.kind == SpanKind.PRODUCER
+    assert _parent_of(access_publish) == _id(grant)
