@@ -199,6 +199,10 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
     # Server span + RED metrics per call, wrapped once per route.
     server.add_generic_rpc_handlers((InstrumentedHandler(handler, RpcObserver("gateway")),))
     health_servicer = health.aio.HealthServicer()
+    # grpcio's servicer answers SERVING for "" from birth: say NOT_SERVING until the revocation
+    # replay has caught up, or a readiness probe (and the launcher) would route patients to a
+    # gateway that can only answer REVOCATIONS_NOT_READY.
+    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     cards = grpc.ssl_server_credentials([pair], root_certificates=ca_pem, require_client_auth=True)
     tls_only = grpc.ssl_server_credentials([pair])

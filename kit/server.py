@@ -176,6 +176,8 @@ async def start_app(app: ServiceApp) -> RunningServer:
     )
     names = list(app.register(server))
     health_servicer = health.aio.HealthServicer()
+    # grpcio's servicer answers SERVING for "" from birth: NOT_SERVING until the end of start-up.
+    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [

@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 from cryptography import x509
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dmp.history.v1 import history_pb2
 from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -38,7 +39,7 @@ from dmp.records.v1 import records_pb2
 from dmp_dev import pki
 from dmp_dev.cli.pki import revoke as pki_revoke
 from dmp_dev.launcher.cards import registration_request
-from dmp_dev.launcher.nats_server import wait_for_port
+from dmp_dev.launcher.nats_server import free_port, wait_for_port
 from dmp_dev.testing.stack import LiveStack
 from gateway.app import start_gateway
 from gateway.revocations import RevokedSessions
@@ -571,3 +572,40 @@ async def test_bearer_token_next_to_a_card_is_refused(stack: LiveStack) -> None:
         S.UNAUTHENTICATED,
         "CREDENTIALS_AMBIGUOUS",
     )
+
+
+async def test_a_gateway_is_not_serving_until_its_revocation_list_is_complete(
+    stack: LiveStack,
+) -> None:
+    """grpcio's health servicer answers SERVING from birth: the gateway must say NOT_SERVING
+    until its revocation replay has caught up, or the launcher and a Kubernetes readiness probe
+    would route patients to a replica that can only refuse them (REVOCATIONS_NOT_READY)."""
+    patient = await sign_up(stack)
+    tokens = await log_in(stack, patient)
+    nowhere = f"nats://127.0.0.1:{free_port()}"  # nothing listens: the replay cannot start
+    gateway = await start_gateway(
+        second_gateway(
+            stack,
+            nats_url=nowhere,
+            invalidate_on_events=False,
+            assertion_replay_shared=False,
+            revocation_start_wait_s=0.5,
+        )
+    )
+    try:
+        creds = grpc.ssl_channel_credentials(stack.ca_pem)
+        async with grpc.aio.secure_channel(f"localhost:{gateway.patient_port}", creds) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            await expect(
+                identity(channel).ListProfessionals(
+                    ID.ListProfessionalsRequest(page_size=1),
+                    metadata=bearer(tokens.access_token),
+                    timeout=10,
+                ),
+                S.UNAVAILABLE,
+                "REVOCATIONS_NOT_READY",
+            )
+    finally:
+        await gateway.stop(0)
