@@ -63,20 +63,7 @@ class SharedReplayStore:
         delay = 0.2
         while True:
             try:
-                if self._nc is None:
-                    self._nc = await kit_nats.connect(self._url, "gateway-assertions")
-                js = self._nc.jetstream()
-                try:
-                    self._kv = await js.key_value(self._bucket)
-                except nats.js.errors.BucketNotFoundError:
-                    self._kv = await js.create_key_value(
-                        KeyValueConfig(
-                            bucket=self._bucket,
-                            history=1,
-                            ttl=self._ttl,
-                            storage=StorageType.MEMORY,
-                        )
-                    )
+                await self._bind()
                 self.ready.set()
                 log.info("assertion_replay_store_ready", bucket=self._bucket, ttl_s=self._ttl)
                 return
@@ -86,6 +73,26 @@ class SharedReplayStore:
                 log.warning("assertion_replay_store_retry", error_type=type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _bind(self) -> KeyValue:
+        """Open the bucket, creating it when missing (first replica, or a NATS that lost it)."""
+        if self._nc is None:
+            self._nc = await kit_nats.connect(self._url, "gateway-assertions")
+        js = self._nc.jetstream()
+        try:
+            kv = await js.key_value(self._bucket)
+        except nats.js.errors.BucketNotFoundError:
+            kv = await js.create_key_value(
+                KeyValueConfig(
+                    bucket=self._bucket,
+                    history=1,
+                    ttl=self._ttl,
+                    # On disk: a restarted NATS node keeps the ids claimed before it stopped.
+                    storage=StorageType.FILE,
+                )
+            )
+        self._kv = kv
+        return kv
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -105,7 +112,7 @@ class SharedReplayStore:
             raise _unchecked()
         key = hashlib.sha256(f"{issuer}/{jti}".encode()).hexdigest()
         try:
-            await asyncio.wait_for(kv.create(key, b""), self._timeout)
+            await asyncio.wait_for(self._create(kv, key), self._timeout)
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise unauthenticated(
                 "ASSERTION_REPLAYED", "This user assertion was already used."
@@ -113,3 +120,13 @@ class SharedReplayStore:
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("assertion_replay_store_failed", error_type=type(exc).__name__)
             raise _unchecked() from exc
+
+    async def _create(self, kv: KeyValue, key: str) -> None:
+        """Claim `key`; if the bucket is gone (NATS restarted or purged it), bind it again
+        and claim once more, so one lost bucket is not a permanent refusal."""
+        try:
+            await kv.create(key, b"")
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise
+        except nats.errors.Error:
+            await (await self._bind()).create(key, b"")

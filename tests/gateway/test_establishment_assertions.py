@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import grpc
 import jwt
+import nats
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,6 +25,7 @@ from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2
 from dmp_dev import assertions, pki
 from dmp_dev.testing.stack import LiveStack
+from gateway import replay
 from kit import pki as kit_pki
 from tests.e2e.helpers import expect, new_record, records
 from tests.fixtures.stack import EXTRA_CARDS, OCCUPATIONAL_RPPS, test_card
@@ -308,3 +310,18 @@ async def test_without_the_shared_id_store_establishment_calls_fail_closed(
             await directory(channel).ListProfessionals(
                 I.ListProfessionalsRequest(page_size=1), timeout=10
             )
+
+
+async def test_a_lost_replay_bucket_is_bound_again_not_refused_forever(stack: LiveStack) -> None:
+    """NATS lost the bucket (a purge, a node that lost its store): the next claim creates it
+    again and still refuses a replay, instead of ASSERTION_REPLAY_UNCHECKED until a restart."""
+    hospital = establishment(stack, "hospital")
+    await listing(stack, hospital, signed(hospital))  # the gateway holds the bucket open
+    nc = await nats.connect(stack.nats_url)
+    try:
+        await nc.jetstream().delete_key_value(replay.BUCKET)
+    finally:
+        await nc.close()
+    once = signed(hospital)
+    await listing(stack, hospital, once)
+    await expect(listing(stack, hospital, once), S.UNAUTHENTICATED, "ASSERTION_REPLAYED")
