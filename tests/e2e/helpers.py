@@ -22,6 +22,7 @@ import grpc
 import pytest
 
 from dmp.consent.v1 import consent_pb2, consent_pb2_grpc
+from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from dmp_dev import pki
 from dmp_dev.testing.stack import LiveStack
@@ -36,6 +37,10 @@ S = grpc.StatusCode
 T = TypeVar("T")
 WAIT_S = 20.0
 _CODE = re.compile(r"\b(\d{6})\b")
+
+
+#: The password the journeys' patients sign up with.
+PASSWORD = "Correct-Horse-42-battery"
 
 
 def rid() -> str:
@@ -178,3 +183,24 @@ async def one_time_code(mail_dir: Path, address: str, seen: int = 0) -> str:
                 return match.group(1)
         await asyncio.sleep(0.1)
     raise AssertionError(f"no one-time code for {address} in {mail_dir}")
+
+
+async def register_patient(stack: LiveStack, ins: str, email: str, mobile_phone: str = "") -> None:
+    """A real sign-up: a creation code from the CPAM desk, then the patient's own account
+    (with the contacts notify will use by default) through the gateway's patient port."""
+    desk = identity_pb2_grpc.IdentityServiceStub(stack.card_channel("desk"))
+    issued = await desk.IssueCreationCode(
+        identity_pb2.IssueCreationCodeRequest(request_id=rid(), ins=ins), timeout=10
+    )
+    anonymous = identity_pb2_grpc.IdentityServiceStub(stack.patient_channel())
+    await anonymous.RegisterPatientAccount(
+        identity_pb2.RegisterPatientAccountRequest(
+            request_id=rid(),
+            ins=ins,
+            creation_code=issued.creation_code,
+            password=PASSWORD,
+            email=email,
+            mobile_phone=mobile_phone,
+        ),
+        timeout=15,
+    )

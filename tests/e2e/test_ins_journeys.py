@@ -21,7 +21,7 @@ from dmp.authz.v1 import principal_pb2
 from dmp.consent.v1 import consent_pb2
 from dmp.consent.v1 import events_pb2 as consent_events
 from dmp.history.v1 import history_pb2, history_pb2_grpc
-from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp.identity.v1 import identity_pb2
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2
 from dmp_dev.testing.stack import LiveStack
@@ -36,6 +36,7 @@ from tests.e2e.helpers import (
     new_record,
     patient_md,
     records,
+    register_patient,
     rid,
     rpps,
     until_refused,
@@ -56,7 +57,6 @@ C = consent_pb2
 P = principal_pb2
 ID = identity_pb2
 S = grpc.StatusCode
-PASSWORD = "Correct-Horse-42-battery"
 URGENT = "URGENT"
 JUSTIFICATION_15 = "Appel au 15 : douleur thoracique, antécédents nécessaires."
 RULES_CHANGED = "Les règles d'accès à votre DMP ont changé"
@@ -66,21 +66,7 @@ async def _patient_with_account(stack: LiveStack) -> tuple[str, str]:
     """A patient with a real account and e-mail, no record yet: (ins, e-mail)."""
     ins = make_ins()
     email = f"patient.{uuid.uuid4().hex[:10]}@exemple.fr"
-    desk = identity_pb2_grpc.IdentityServiceStub(stack.card_channel("desk"))
-    issued = await desk.IssueCreationCode(
-        ID.IssueCreationCodeRequest(request_id=rid(), ins=ins), timeout=10
-    )
-    anonymous = identity_pb2_grpc.IdentityServiceStub(stack.patient_channel())
-    await anonymous.RegisterPatientAccount(
-        ID.RegisterPatientAccountRequest(
-            request_id=rid(),
-            ins=ins,
-            creation_code=issued.creation_code,
-            password=PASSWORD,
-            email=email,
-        ),
-        timeout=15,
-    )
+    await register_patient(stack, ins, email)
     return ins, email
 
 

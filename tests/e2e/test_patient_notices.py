@@ -19,7 +19,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from dmp.authz.v1 import authz_pb2, principal_pb2
 from dmp.consent.v1 import events_pb2 as consent_events
-from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp.identity.v1 import identity_pb2
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp_dev.testing.stack import LiveStack
 from kit import nats as kit_nats
@@ -32,6 +32,7 @@ from tests.e2e.helpers import (
     new_record,
     patient_md,
     records,
+    register_patient,
     rid,
     upload,
 )
@@ -42,7 +43,6 @@ from tests.waits import until
 ID = identity_pb2
 N = notify_pb2
 P = principal_pb2
-PASSWORD = "Correct-Horse-42-battery"
 FORBIDDEN = ("compte rendu", "consultation", "tension", "allergie", "douleur", "thoracique")
 
 
@@ -113,21 +113,7 @@ async def notify_consumed(stack: LiveStack, stream: str, source: str, seq: int) 
 
 async def sign_up(stack: LiveStack, ins: str, email: str) -> None:
     """A real sign-up: creation code from the CPAM desk, account with an e-mail."""
-    desk = identity_pb2_grpc.IdentityServiceStub(stack.card_channel("desk"))
-    issued = await desk.IssueCreationCode(
-        ID.IssueCreationCodeRequest(request_id=rid(), ins=ins), timeout=10
-    )
-    anonymous = identity_pb2_grpc.IdentityServiceStub(stack.patient_channel())
-    await anonymous.RegisterPatientAccount(
-        ID.RegisterPatientAccountRequest(
-            request_id=rid(),
-            ins=ins,
-            creation_code=issued.creation_code,
-            password=PASSWORD,
-            email=email,
-        ),
-        timeout=15,
-    )
+    await register_patient(stack, ins, email)
 
 
 async def contact_known(stack: LiveStack, ins: str, email: str) -> N.ContactPreferences:

@@ -19,6 +19,7 @@ from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2
 from dmp_dev.testing.stack import LiveStack
 from tests.e2e.helpers import (
+    PASSWORD,
     WAIT_S,
     S,
     bearer,
@@ -29,6 +30,7 @@ from tests.e2e.helpers import (
     one_time_code,
     patient_md,
     records,
+    register_patient,
     rid,
 )
 from tests.waits import until
@@ -36,7 +38,6 @@ from tests.waits import until
 ID = identity_pb2
 N = notify_pb2
 ACTIVATION = re.compile(r"\b([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})\b")
-PASSWORD = "Correct-Horse-42-battery"
 NEW_PASSWORD = "Another-Horse-77-staple"
 CHECK = ID.IdentityCheck(
     checked=[
@@ -68,22 +69,7 @@ async def signed_up_patient(stack: LiveStack) -> tuple[str, str, str, str]:
     both from the sign-up: no SetContactPreferences); (dossier, ins, email, phone)."""
     dossier, ins = await new_record(stack)
     email, phone = new_email("perdu"), new_phone()
-    desk = identity_pb2_grpc.IdentityServiceStub(stack.card_channel("desk"))
-    issued = await desk.IssueCreationCode(
-        ID.IssueCreationCodeRequest(request_id=rid(), ins=ins), timeout=10
-    )
-    anonymous = identity_pb2_grpc.IdentityServiceStub(stack.patient_channel())
-    await anonymous.RegisterPatientAccount(
-        ID.RegisterPatientAccountRequest(
-            request_id=rid(),
-            ins=ins,
-            creation_code=issued.creation_code,
-            password=PASSWORD,
-            email=email,
-            mobile_phone=phone,
-        ),
-        timeout=15,
-    )
+    await register_patient(stack, ins, email, phone)
     # notify learns them from identity's events: both are known before anything happens.
     notify = notify_pb2_grpc.NotifyServiceStub(stack.patient_channel())
 
