@@ -1,7 +1,7 @@
 """Partitioned scale: a record's documents page, its full-text search and its access
 history stay flat when the hash-partitioned tables hold ≥ 10 M rows (PostgreSQL).
 
-    .venv/bin/python bench/partitioned_scale.py --quick   # 2k vs 20k rows, 4 partitions: smoke run
+    .venv/bin/python bench/partitioned_scale.py --quick   # 1k vs 10k rows, 4 partitions: smoke run
     .venv/bin/python bench/partitioned_scale.py           # 100k vs 10 M rows
 
 What it builds, in a private database created and dropped here:
@@ -420,11 +420,12 @@ async def plans(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    small_rows, large_rows = (2_000, 20_000) if args.quick else (100_000, 10_000_000)
+    small_rows, large_rows = (1_000, 10_000) if args.quick else (100_000, 10_000_000)
     small, large = Size("small", small_rows), Size("large", large_rows)
     db = f"dmp_bench_partitioned_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(PG_ADMIN_DSN)
     await admin.execute(f'CREATE DATABASE "{db}"')
+    print(f"database {db}", flush=True)
     base = PG_ADMIN_DSN.rsplit("/", 1)[0]
     dsn = f"{base}/{db}"
     pg_version = await admin.fetchval("SHOW server_version")
@@ -514,7 +515,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="2k vs 20k rows, 4 partitions (smoke run)"
+        "--quick", action="store_true", help="1k vs 10k rows, 4 partitions (smoke run)"
     )
     parser.add_argument("--partitions", type=int, default=32, help="hash partitions per table")
     parser.add_argument("--rounds", type=int, default=400, help="measured calls per operation")
