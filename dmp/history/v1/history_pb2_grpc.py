@@ -92,6 +92,8 @@ class HistoryFeedServiceServicer:
         INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
         REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a UUID), PERMISSION_DENIED
         (PRINCIPAL_KIND_NOT_ALLOWED, AMO_FEEDER_ONLY). Rate limits are the gateway's.
+        No HTTP route (google.api.http): a client stream of the AMO feed, which
+        calls the card port over gRPC.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -59,6 +59,8 @@ class HistoryFeedServiceStub:
     INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
     REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a UUID), PERMISSION_DENIED
     (PRINCIPAL_KIND_NOT_ALLOWED, AMO_FEEDER_ONLY). Rate limits are the gateway's.
+    No HTTP route (google.api.http): a client stream of the AMO feed, which
+    calls the card port over gRPC.
     """
     GetCareHistory: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetCareHistoryRequest, _history_pb2.GetCareHistoryResponse]
     """Reads the care history of a record, newest care first, filtered (AIP-160
@@ -115,6 +117,8 @@ class HistoryFeedServiceAsyncStub(HistoryFeedServiceStub):
     INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
     REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a UUID), PERMISSION_DENIED
     (PRINCIPAL_KIND_NOT_ALLOWED, AMO_FEEDER_ONLY). Rate limits are the gateway's.
+    No HTTP route (google.api.http): a client stream of the AMO feed, which
+    calls the card port over gRPC.
     """
     GetCareHistory: _aio.UnaryUnaryMultiCallable[_history_pb2.GetCareHistoryRequest, _history_pb2.GetCareHistoryResponse]  # type: ignore[assignment]
     """Reads the care history of a record, newest care first, filtered (AIP-160
@@ -174,6 +178,8 @@ class HistoryFeedServiceServicer(metaclass=_abc_1.ABCMeta):
         INVALID_ARGUMENT (EMPTY_STREAM, EMPTY_BATCH, BATCH_TOO_LARGE,
         REQUEST_ID_REQUIRED, REQUEST_ID_INVALID: not a UUID), PERMISSION_DENIED
         (PRINCIPAL_KIND_NOT_ALLOWED, AMO_FEEDER_ONLY). Rate limits are the gateway's.
+        No HTTP route (google.api.http): a client stream of the AMO feed, which
+        calls the card port over gRPC.
         """
 
     @_abc_1.abstractmethod

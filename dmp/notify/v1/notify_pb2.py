@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from dmp.authz.v1 import authz_pb2 as dmp_dot_authz_dot_v1_dot_authz__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64mp/notify/v1/notify.proto\x12\rdmp.notify.v1\x1a\x18\x64mp/authz/v1/authz.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x02\n\x16SendOneTimeCodeRequest\x12-\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x16.dmp.notify.v1.ChannelB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x64\x65stination\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04\x63ode\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x31\n\x07purpose\x18\x05 \x01(\x0e\x32\x1a.dmp.notify.v1.CodePurposeB\x04\xe2\x41\x01\x02\x12\x35\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\n \x01(\tB\x04\xe2\x41\x01\x02J\x04\x08\x01\x10\x02\"J\n\x17SendOneTimeCodeResponse\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x1a\n\x12masked_destination\x18\x02 \x01(\t\"\xbb\x02\n\x12\x43ontactPreferences\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x13\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmobile_phone\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x33\n\x07\x63hoices\x18\x04 \x03(\x0b\x32\x1c.dmp.notify.v1.ChannelChoiceB\x04\xe2\x41\x01\x01\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:t\xea\x41q\n notify.dmp.fr/ContactPreferences\x12%patients/{patient}/contactPreferences*\x12\x63ontactPreferences2\x12\x63ontactPreferences\"t\n\rChannelChoice\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.dmp.notify.v1.NotificationKindB\x04\xe2\x41\x01\x02\x12.\n\x08\x63hannels\x18\x02 \x03(\x0e\x32\x16.dmp.notify.v1.ChannelB\x04\xe2\x41\x01\x01\"\x84\x01\n\x1cSetContactPreferencesRequest\x12\x44\n\x13\x63ontact_preferences\x18\x01 \x01(\x0b\x32!.dmp.notify.v1.ContactPreferencesB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\n \x01(\tB\x04\xe2\x41\x01\x02J\x04\x08\x02\x10\x03\"W\n\x1cGetContactPreferencesRequest\x12\x37\n\x04name\x18\x01 \x01(\tB)\xe2\x41\x01\x02\xfa\x41\"\n notify.dmp.fr/ContactPreferences\"\xf0\x04\n\x0cNotification\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.dmp.notify.v1.NotificationKindB\x04\xe2\x41\x01\x03\x12-\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x16.dmp.notify.v1.ChannelB\x04\xe2\x41\x01\x03\x12 \n\x12masked_destination\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\x06status\x18\x05 \x01(\x0e\x32\x1d.dmp.notify.v1.DeliveryStatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tsend_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61ttempts\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\'\n\x19professional_display_name\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12%\n\x17professional_profession\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16professional_specialty\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12(\n\x1a\x65stablishment_display_name\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03:m\xea\x41j\n\x1anotify.dmp.fr/Notification\x12/patients/{patient}/notifications/{notification}*\rnotifications2\x0cnotification\"\x82\x01\n\x18ListNotificationsRequest\x12\x33\n\x06parent\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\x12\x1anotify.dmp.fr/Notification\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"h\n\x19ListNotificationsResponse\x12\x32\n\rnotifications\x18\x01 \x03(\x0b\x32\x1b.dmp.notify.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*F\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x11\n\rCHANNEL_EMAIL\x10\x01\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x02*{\n\x0b\x43odePurpose\x12\x1c\n\x18\x43ODE_PURPOSE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ODE_PURPOSE_LOGIN\x10\x01\x12\x19\n\x15\x43ODE_PURPOSE_RECOVERY\x10\x02\x12\x1b\n\x17\x43ODE_PURPOSE_ACTIVATION\x10\x03*\xaa\x03\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fNOTIFICATION_KIND_ONE_TIME_CODE\x10\x01\x12$\n NOTIFICATION_KIND_DOCUMENT_ADDED\x10\x02\x12\"\n\x1eNOTIFICATION_KIND_FIRST_ACCESS\x10\x03\x12&\n\"NOTIFICATION_KIND_EMERGENCY_ACCESS\x10\x04\x12\'\n#NOTIFICATION_KIND_DOSSIER_LIFECYCLE\x10\x05\x12*\n&NOTIFICATION_KIND_ACCESS_RULES_CHANGED\x10\x06\x12)\n%NOTIFICATION_KIND_ACTIVATION_REISSUED\x10\x07\x12\x30\n,NOTIFICATION_KIND_ADVANCE_DIRECTIVES_CHANGED\x10\x08\x12*\n&NOTIFICATION_KIND_VACCINATION_REMINDER\x10\t*\x84\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x18\n\x14\x44\x45LIVERY_STATUS_SENT\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\xfe\x03\n\rNotifyService\x12l\n\x0fSendOneTimeCode\x12%.dmp.notify.v1.SendOneTimeCodeRequest\x1a&.dmp.notify.v1.SendOneTimeCodeResponse\"\n\x8a\xb5\x18\x06\x08\t\x10\x08 \x01\x12\x8b\x01\n\x15SetContactPreferences\x12+.dmp.notify.v1.SetContactPreferencesRequest\x1a!.dmp.notify.v1.ContactPreferences\"\"\x8a\xb5\x18\x1e\x08\n\x10\t\x1a\x18\x63ontact_preferences.name\x12w\n\x15GetContactPreferences\x12+.dmp.notify.v1.GetContactPreferencesRequest\x1a!.dmp.notify.v1.ContactPreferences\"\x0e\x8a\xb5\x18\n\x08\n\x10\t\x1a\x04name\x12x\n\x11ListNotifications\x12\'.dmp.notify.v1.ListNotificationsRequest\x1a(.dmp.notify.v1.ListNotificationsResponse\"\x10\x8a\xb5\x18\x0c\x08\n\x10\x08\x1a\x06parentBA\xea\x41>\n\x15notify.dmp.fr/Patient\x12\x12patients/{patient}*\x08patients2\x07patientb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64mp/notify/v1/notify.proto\x12\rdmp.notify.v1\x1a\x18\x64mp/authz/v1/authz.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x02\n\x16SendOneTimeCodeRequest\x12-\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x16.dmp.notify.v1.ChannelB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x64\x65stination\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04\x63ode\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x31\n\x07purpose\x18\x05 \x01(\x0e\x32\x1a.dmp.notify.v1.CodePurposeB\x04\xe2\x41\x01\x02\x12\x35\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\n \x01(\tB\x04\xe2\x41\x01\x02J\x04\x08\x01\x10\x02\"J\n\x17SendOneTimeCodeResponse\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x1a\n\x12masked_destination\x18\x02 \x01(\t\"\xbb\x02\n\x12\x43ontactPreferences\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x13\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmobile_phone\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x33\n\x07\x63hoices\x18\x04 \x03(\x0b\x32\x1c.dmp.notify.v1.ChannelChoiceB\x04\xe2\x41\x01\x01\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:t\xea\x41q\n notify.dmp.fr/ContactPreferences\x12%patients/{patient}/contactPreferences*\x12\x63ontactPreferences2\x12\x63ontactPreferences\"t\n\rChannelChoice\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.dmp.notify.v1.NotificationKindB\x04\xe2\x41\x01\x02\x12.\n\x08\x63hannels\x18\x02 \x03(\x0e\x32\x16.dmp.notify.v1.ChannelB\x04\xe2\x41\x01\x01\"\x84\x01\n\x1cSetContactPreferencesRequest\x12\x44\n\x13\x63ontact_preferences\x18\x01 \x01(\x0b\x32!.dmp.notify.v1.ContactPreferencesB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\n \x01(\tB\x04\xe2\x41\x01\x02J\x04\x08\x02\x10\x03\"W\n\x1cGetContactPreferencesRequest\x12\x37\n\x04name\x18\x01 \x01(\tB)\xe2\x41\x01\x02\xfa\x41\"\n notify.dmp.fr/ContactPreferences\"\xf0\x04\n\x0cNotification\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.dmp.notify.v1.NotificationKindB\x04\xe2\x41\x01\x03\x12-\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x16.dmp.notify.v1.ChannelB\x04\xe2\x41\x01\x03\x12 \n\x12masked_destination\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\x06status\x18\x05 \x01(\x0e\x32\x1d.dmp.notify.v1.DeliveryStatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tsend_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61ttempts\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\'\n\x19professional_display_name\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12%\n\x17professional_profession\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16professional_specialty\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12(\n\x1a\x65stablishment_display_name\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03:m\xea\x41j\n\x1anotify.dmp.fr/Notification\x12/patients/{patient}/notifications/{notification}*\rnotifications2\x0cnotification\"\x82\x01\n\x18ListNotificationsRequest\x12\x33\n\x06parent\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\x12\x1anotify.dmp.fr/Notification\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"h\n\x19ListNotificationsResponse\x12\x32\n\rnotifications\x18\x01 \x03(\x0b\x32\x1b.dmp.notify.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*F\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x11\n\rCHANNEL_EMAIL\x10\x01\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x02*{\n\x0b\x43odePurpose\x12\x1c\n\x18\x43ODE_PURPOSE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ODE_PURPOSE_LOGIN\x10\x01\x12\x19\n\x15\x43ODE_PURPOSE_RECOVERY\x10\x02\x12\x1b\n\x17\x43ODE_PURPOSE_ACTIVATION\x10\x03*\xaa\x03\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fNOTIFICATION_KIND_ONE_TIME_CODE\x10\x01\x12$\n NOTIFICATION_KIND_DOCUMENT_ADDED\x10\x02\x12\"\n\x1eNOTIFICATION_KIND_FIRST_ACCESS\x10\x03\x12&\n\"NOTIFICATION_KIND_EMERGENCY_ACCESS\x10\x04\x12\'\n#NOTIFICATION_KIND_DOSSIER_LIFECYCLE\x10\x05\x12*\n&NOTIFICATION_KIND_ACCESS_RULES_CHANGED\x10\x06\x12)\n%NOTIFICATION_KIND_ACTIVATION_REISSUED\x10\x07\x12\x30\n,NOTIFICATION_KIND_ADVANCE_DIRECTIVES_CHANGED\x10\x08\x12*\n&NOTIFICATION_KIND_VACCINATION_REMINDER\x10\t*\x84\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x18\n\x14\x44\x45LIVERY_STATUS_SENT\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\xb6\x05\n\rNotifyService\x12l\n\x0fSendOneTimeCode\x12%.dmp.notify.v1.SendOneTimeCodeRequest\x1a&.dmp.notify.v1.SendOneTimeCodeResponse\"\n\x8a\xb5\x18\x06\x08\t\x10\x08 \x01\x12\xe4\x01\n\x15SetContactPreferences\x12+.dmp.notify.v1.SetContactPreferencesRequest\x1a!.dmp.notify.v1.ContactPreferences\"{\x8a\xb5\x18\x1e\x08\n\x10\t\x1a\x18\x63ontact_preferences.name\x82\xd3\xe4\x93\x02S2</v1/{contact_preferences.name=patients/*/contactPreferences}:\x13\x63ontact_preferences\x12\xa7\x01\n\x15GetContactPreferences\x12+.dmp.notify.v1.GetContactPreferencesRequest\x1a!.dmp.notify.v1.ContactPreferences\">\x8a\xb5\x18\n\x08\n\x10\t\x1a\x04name\x82\xd3\xe4\x93\x02*\x12(/v1/{name=patients/*/contactPreferences}\x12\xa5\x01\n\x11ListNotifications\x12\'.dmp.notify.v1.ListNotificationsRequest\x1a(.dmp.notify.v1.ListNotificationsResponse\"=\x8a\xb5\x18\x0c\x08\n\x10\x08\x1a\x06parent\x82\xd3\xe4\x93\x02\'\x12%/v1/{parent=patients/*}/notificationsBA\xea\x41>\n\x15notify.dmp.fr/Patient\x12\x12patients/{patient}*\x08patients2\x07patientb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -105,37 +106,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NOTIFYSERVICE'].methods_by_name['SendOneTimeCode']._loaded_options = None
   _globals['_NOTIFYSERVICE'].methods_by_name['SendOneTimeCode']._serialized_options = b'\212\265\030\006\010\t\020\010 \001'
   _globals['_NOTIFYSERVICE'].methods_by_name['SetContactPreferences']._loaded_options = None
-  _globals['_NOTIFYSERVICE'].methods_by_name['SetContactPreferences']._serialized_options = b'\212\265\030\036\010\n\020\t\032\030contact_preferences.name'
+  _globals['_NOTIFYSERVICE'].methods_by_name['SetContactPreferences']._serialized_options = b'\212\265\030\036\010\n\020\t\032\030contact_preferences.name\202\323\344\223\002S2</v1/{contact_preferences.name=patients/*/contactPreferences}:\023contact_preferences'
   _globals['_NOTIFYSERVICE'].methods_by_name['GetContactPreferences']._loaded_options = None
-  _globals['_NOTIFYSERVICE'].methods_by_name['GetContactPreferences']._serialized_options = b'\212\265\030\n\010\n\020\t\032\004name'
+  _globals['_NOTIFYSERVICE'].methods_by_name['GetContactPreferences']._serialized_options = b'\212\265\030\n\010\n\020\t\032\004name\202\323\344\223\002*\022(/v1/{name=patients/*/contactPreferences}'
   _globals['_NOTIFYSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
-  _globals['_NOTIFYSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\212\265\030\014\010\n\020\010\032\006parent'
-  _globals['_CHANNEL']._serialized_start=2025
-  _globals['_CHANNEL']._serialized_end=2095
-  _globals['_CODEPURPOSE']._serialized_start=2097
-  _globals['_CODEPURPOSE']._serialized_end=2220
-  _globals['_NOTIFICATIONKIND']._serialized_start=2223
-  _globals['_NOTIFICATIONKIND']._serialized_end=2649
-  _globals['_DELIVERYSTATUS']._serialized_start=2652
-  _globals['_DELIVERYSTATUS']._serialized_end=2784
-  _globals['_SENDONETIMECODEREQUEST']._serialized_start=165
-  _globals['_SENDONETIMECODEREQUEST']._serialized_end=421
-  _globals['_SENDONETIMECODERESPONSE']._serialized_start=423
-  _globals['_SENDONETIMECODERESPONSE']._serialized_end=497
-  _globals['_CONTACTPREFERENCES']._serialized_start=500
-  _globals['_CONTACTPREFERENCES']._serialized_end=815
-  _globals['_CHANNELCHOICE']._serialized_start=817
-  _globals['_CHANNELCHOICE']._serialized_end=933
-  _globals['_SETCONTACTPREFERENCESREQUEST']._serialized_start=936
-  _globals['_SETCONTACTPREFERENCESREQUEST']._serialized_end=1068
-  _globals['_GETCONTACTPREFERENCESREQUEST']._serialized_start=1070
-  _globals['_GETCONTACTPREFERENCESREQUEST']._serialized_end=1157
-  _globals['_NOTIFICATION']._serialized_start=1160
-  _globals['_NOTIFICATION']._serialized_end=1784
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=1787
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1917
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1919
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=2023
-  _globals['_NOTIFYSERVICE']._serialized_start=2787
-  _globals['_NOTIFYSERVICE']._serialized_end=3297
+  _globals['_NOTIFYSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\212\265\030\014\010\n\020\010\032\006parent\202\323\344\223\002\'\022%/v1/{parent=patients/*}/notifications'
+  _globals['_CHANNEL']._serialized_start=2055
+  _globals['_CHANNEL']._serialized_end=2125
+  _globals['_CODEPURPOSE']._serialized_start=2127
+  _globals['_CODEPURPOSE']._serialized_end=2250
+  _globals['_NOTIFICATIONKIND']._serialized_start=2253
+  _globals['_NOTIFICATIONKIND']._serialized_end=2679
+  _globals['_DELIVERYSTATUS']._serialized_start=2682
+  _globals['_DELIVERYSTATUS']._serialized_end=2814
+  _globals['_SENDONETIMECODEREQUEST']._serialized_start=195
+  _globals['_SENDONETIMECODEREQUEST']._serialized_end=451
+  _globals['_SENDONETIMECODERESPONSE']._serialized_start=453
+  _globals['_SENDONETIMECODERESPONSE']._serialized_end=527
+  _globals['_CONTACTPREFERENCES']._serialized_start=530
+  _globals['_CONTACTPREFERENCES']._serialized_end=845
+  _globals['_CHANNELCHOICE']._serialized_start=847
+  _globals['_CHANNELCHOICE']._serialized_end=963
+  _globals['_SETCONTACTPREFERENCESREQUEST']._serialized_start=966
+  _globals['_SETCONTACTPREFERENCESREQUEST']._serialized_end=1098
+  _globals['_GETCONTACTPREFERENCESREQUEST']._serialized_start=1100
+  _globals['_GETCONTACTPREFERENCESREQUEST']._serialized_end=1187
+  _globals['_NOTIFICATION']._serialized_start=1190
+  _globals['_NOTIFICATION']._serialized_end=1814
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=1817
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1947
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1949
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=2053
+  _globals['_NOTIFYSERVICE']._serialized_start=2817
+  _globals['_NOTIFYSERVICE']._serialized_end=3511
 # @@protoc_insertion_point(module_scope)
