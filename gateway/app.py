@@ -16,6 +16,7 @@ once the shared bucket of user-assertion ids is open (`gateway.replay`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,16 @@ from gateway.assertion import AssertionVerifier, ReplayCache
 from gateway.authn import Authenticator
 from gateway.authz import Decisions
 from gateway.crl import CrlWatcher
-from gateway.proxy import Gate, ProxyHandler
+from gateway.http.door import Door
+from gateway.http.portal import DEFAULT_DIR as PORTAL_DIR
+from gateway.http.rules import Router, build_http_routes
+from gateway.http.server import RunningDoor, start_door, tls_context
+from gateway.http.session import CsrfTokens
+from gateway.proxy import Forwarder, Gate, ProxyHandler
 from gateway.ratelimit import RateLimiter
 from gateway.replay import SharedReplayStore
 from gateway.revocations import CLOCK_MARGIN_S, RevocationFeed, RevokedSessions
-from gateway.routing import build_routes, targets
+from gateway.routing import Route, build_routes, targets
 from gateway.settings import GatewaySettings
 from kit.clients import InternalCredentials, channel_options
 from kit.logs import get_logger
@@ -67,6 +73,11 @@ class RunningGateway:
     crl: CrlWatcher | None = None
     serving: asyncio.Task[None] | None = None
     replay: SharedReplayStore | None = None
+    http: RunningDoor | None = None
+
+    @property
+    def http_port(self) -> int:
+        return self.http.port if self.http is not None else 0
 
     async def stop(self, grace: float | None = None) -> None:
         if self.serving is not None:
@@ -74,6 +85,8 @@ class RunningGateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.serving
         await self.health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
         if self.crl is not None:
             await self.crl.stop()
@@ -154,6 +167,39 @@ def _authentication(
     return authn, crl
 
 
+def _gate(settings: GatewaySettings, authn: Authenticator, decisions: Decisions) -> Gate:
+    return Gate(
+        authn,
+        decisions,
+        RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        RateLimiter(
+            settings.anonymous_rate_limit_per_s,
+            settings.anonymous_rate_limit_burst,
+            max_buckets=settings.anonymous_rate_limit_max_addresses,
+            message="Too many requests from this address; retry later.",
+        ),
+        ipv6_prefix=settings.anonymous_ipv6_prefix,
+    )
+
+
+async def _start_http(
+    settings: GatewaySettings, routes: dict[str, Route], forwarder: Forwarder, observer: RpcObserver
+) -> RunningDoor:
+    """The HTTP/JSON door on its own HTTPS port, with the gRPC edge's certificate."""
+    secret = settings.http_csrf_secret
+    door = Door(
+        Router(build_http_routes(routes)),
+        forwarder,
+        observer,
+        CsrfTokens(base64.b64decode(secret.get_secret_value()) if secret else None),
+        settings.http_max_body_bytes,
+    )
+    tls = tls_context(settings.tls_cert_file, settings.tls_key_file)
+    portal = Path(settings.portal_dir) if settings.portal_dir else PORTAL_DIR
+    host = settings.grpc_host.strip("[]")  # gRPC's `[::]` is asyncio's `::`
+    return await start_door(door, host, settings.gateway_http_port, tls, portal)
+
+
 async def start_gateway(settings: GatewaySettings) -> RunningGateway:
     """Start both listeners (and the probe port); return once SERVING, or after
     `revocation_start_wait_s` if the revocation replay has not caught up (the health
@@ -176,19 +222,11 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
         ttl_s=settings.decision_cache_ttl_s,
         timeout_s=settings.authorize_timeout_s,
     )
-    gate = Gate(
-        authn,
-        decisions,
-        RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
-        RateLimiter(
-            settings.anonymous_rate_limit_per_s,
-            settings.anonymous_rate_limit_burst,
-            max_buckets=settings.anonymous_rate_limit_max_addresses,
-            message="Too many requests from this address; retry later.",
-        ),
-        ipv6_prefix=settings.anonymous_ipv6_prefix,
-    )
-    handler = ProxyHandler(build_routes(), channels, gate, settings.default_deadline_s)
+    gate = _gate(settings, authn, decisions)
+    routes = build_routes()
+    forwarder = Forwarder(routes, channels, gate, settings.default_deadline_s)
+    handler = ProxyHandler(routes, channels, forwarder)
+    observer = RpcObserver("gateway")
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -197,7 +235,7 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
         ]
     )
     # Server span + RED metrics per call, wrapped once per route.
-    server.add_generic_rpc_handlers((InstrumentedHandler(handler, RpcObserver("gateway")),))
+    server.add_generic_rpc_handlers((InstrumentedHandler(handler, observer),))
     health_servicer = health.aio.HealthServicer()
     # grpcio's servicer answers SERVING for "" from birth: say NOT_SERVING until the revocation
     # replay has caught up, or a readiness probe (and the launcher) would route patients to a
@@ -223,6 +261,7 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
         crl=crl,
     )
     crl.start()
+    running.http = await _start_http(settings, routes, forwarder, observer)
     if authn.shared_replay is not None:
         running.replay = authn.shared_replay
         running.replay.start()
@@ -242,14 +281,23 @@ async def start_gateway(settings: GatewaySettings) -> RunningGateway:
         await asyncio.wait_for(asyncio.shield(running.serving), settings.revocation_start_wait_s)
     except TimeoutError:
         log.warning("revocations_not_ready", detail="NOT_SERVING until the replay caught up")
-    for path, value in ((settings.port_file, port), (settings.patient_port_file, patient_port)):
+    _write_port_files(settings, running)
+    log.info("serving", port=port, patient_port=patient_port, http_port=running.http_port)
+    return running
+
+
+def _write_port_files(settings: GatewaySettings, running: RunningGateway) -> None:
+    """Bound ports for the launcher (written atomically: a reader never sees half a file)."""
+    for path, value in (
+        (settings.port_file, running.port),
+        (settings.patient_port_file, running.patient_port),
+        (settings.gateway_http_port_file, running.http_port),
+    ):
         if path:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.with_suffix(".tmp").write_text(str(value))
             target.with_suffix(".tmp").replace(target)
-    log.info("serving", port=port, patient_port=patient_port)
-    return running
 
 
 async def _serve_when_ready(

@@ -145,14 +145,14 @@ class Authenticator:
 
     async def authenticate(
         self,
-        context: grpc.aio.ServicerContext,
+        pems: Sequence[bytes],
         authorizations: Sequence[str],
         traceparent: str | None = None,
         assertions: Sequence[str] = (),
     ) -> Caller | None:
         """The caller, None when there is no credential; UNAUTHENTICATED when it is invalid
-        or when more than one credential is presented."""
-        pems = context.auth_context().get("x509_pem_cert")
+        or when more than one credential is presented. `pems`: the client certificate the
+        TLS stack verified (gRPC's auth context `x509_pem_cert`; none on the JSON door)."""
         if len(authorizations) > 1 or (pems and authorizations) or len(assertions) > 1:
             raise ambiguous()
         if pems:

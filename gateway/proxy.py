@@ -19,12 +19,18 @@ or INTERNAL never reaches the client as is (its text may quote an exception):
 it becomes INTERNAL with a generic message and the call's trace id in the
 ErrorInfo metadata (`trace_id`), so support can find the logs. Other
 upstream statuses pass unchanged.
+
+One policy enforcement point: `Gate.admit` takes an `Inbound` (metadata, peer,
+client certificate), not a gRPC context, and `Forwarder.unary` is the one
+admit-then-forward path of a unary call; the gRPC handler here and the
+HTTP/JSON door (`gateway.http`) both call it, and `edge_status` is the one
+mapping of a failure to the status the client gets.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -56,14 +62,35 @@ class Credentials:
     assertions: list[str]
 
 
-def _forward_metadata(
-    context: grpc.aio.ServicerContext, signed: bytes | None
-) -> tuple[Metadata, Credentials, str | None]:
+@dataclass(frozen=True)
+class Inbound:
+    """What the edge knows of a call before reading its message, whichever door it came in by.
+
+    `metadata`: the client's headers as gRPC metadata (the JSON door builds it from an
+    allow-list of HTTP headers); `peer`: the transport address in gRPC's form
+    (`ipv4:203.0.113.7:51234`), the key of the anonymous rate limit; `certificates`: the
+    client certificate the TLS stack verified (none on the patient port and the JSON door).
+    """
+
+    metadata: Sequence[tuple[str, str | bytes]]
+    peer: str
+    certificates: Sequence[bytes] = ()
+
+    @classmethod
+    def of(cls, context: grpc.aio.ServicerContext) -> Inbound:
+        return cls(
+            context.invocation_metadata() or (),
+            context.peer(),
+            context.auth_context().get("x509_pem_cert") or (),
+        )
+
+
+def _forward_metadata(inbound: Inbound) -> tuple[Metadata, Credentials, str | None]:
     """Outgoing metadata, every authorization and user-assertion value and the traceparent of
     the call."""
     out: list[tuple[str, str | bytes]] = []
     found = Credentials([], [])
-    for key, value in context.invocation_metadata() or ():
+    for key, value in inbound.metadata:
         if key == "authorization":
             found.authorizations.append(value if isinstance(value, str) else value.decode())
         if key == ASSERTION:
@@ -75,8 +102,6 @@ def _forward_metadata(
     traceparent = tracing.traceparent()
     if traceparent is not None:
         out.append((tracing.TRACEPARENT, traceparent))
-    if signed is not None:
-        out.append((principals.METADATA_KEY, signed))
     return tuple(out), found, traceparent
 
 
@@ -104,7 +129,7 @@ class Gate:
 
     An authenticated call spends a token of its caller's bucket (`limiter`); a call
     without a credential, anonymous method or not, one of its client address's
-    bucket (`anonymous`, keyed by `client_address(context.peer())`), before its
+    bucket (`anonymous`, keyed by `client_address(inbound.peer)`), before its
     request is decoded or anything is sent upstream. Both answer RESOURCE_EXHAUSTED
     RATE_LIMITED with a retry delay.
     """
@@ -125,19 +150,28 @@ class Gate:
         self.ipv6_prefix = ipv6_prefix
 
     async def admit(
-        self, route: Route, context: grpc.aio.ServicerContext, first_request: bytes
+        self,
+        route: Route,
+        inbound: Inbound,
+        first_request: bytes,
+        check_caller: Callable[[Caller | None], None] | None = None,
     ) -> Metadata:
+        """Metadata to forward with the call, or the refusal. `check_caller` sees the verified
+        caller before anything else is decided (the JSON door binds its CSRF token to the
+        caller's session there)."""
         option = route.option
         if option is None or option.action == 0:
             raise permission_denied("METHOD_NOT_EXPOSED", "This method is not exposed.")
         if option.internal:
             raise permission_denied("INTERNAL_METHOD", "This method is internal to the platform.")
-        base, found, traceparent = _forward_metadata(context, None)
+        base, found, traceparent = _forward_metadata(inbound)
         caller: Caller | None = await self.authn.authenticate(
-            context, found.authorizations, traceparent, found.assertions
+            inbound.certificates, found.authorizations, traceparent, found.assertions
         )
+        if check_caller is not None:
+            check_caller(caller)
         if caller is None:
-            self.anonymous.take(client_address(context.peer(), self.ipv6_prefix))
+            self.anonymous.take(client_address(inbound.peer, self.ipv6_prefix))
             if option.anonymous:
                 check_decodes(route, first_request)
                 return base
@@ -150,8 +184,45 @@ class Gate:
         return (*base, (principals.METADATA_KEY, signed))
 
 
-class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """Serves every routed method; unknown paths return None (UNIMPLEMENTED)."""
+def edge_status(path: str, exc: BaseException) -> grpc.Status:
+    """The status the client gets for a failed call of `path`, whichever door it came by."""
+    if isinstance(exc, ServiceError):
+        return exc.to_status(DOMAIN)
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code = exc.code()
+        # An upstream CANCELLED is never the client's doing (that cancels this handler):
+        # a service shutting down drops calls it had not started. Retry, like UNAVAILABLE.
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            log.warning("upstream_unavailable", method=path)
+            return ServiceError(
+                grpc.StatusCode.UNAVAILABLE,
+                "UPSTREAM_UNAVAILABLE",
+                "The service is unavailable; retry later.",
+            ).to_status(DOMAIN)
+        if code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
+            # The details may quote an exception (and its data): logged by the service,
+            # never shown to the client; the trace id links the two.
+            log.error("upstream_error", method=path, code=code.name)
+            return internal_error().to_status(DOMAIN)
+        return _Status(code, exc.details() or "", tuple(exc.trailing_metadata() or ()))
+    log.error("gateway_error", method=path, error_type=type(exc).__name__, exc_info=exc)
+    return internal_error().to_status(DOMAIN)
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):  # type: ignore[misc]
+    """An upstream status passed on as it came (code, details, trailers with its details)."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: Metadata
+
+
+class Forwarder:
+    """Admission and forwarding of unary calls: the path both doors share.
+
+    One raw-bytes multicallable per unary route, made once at start.
+    """
 
     def __init__(
         self,
@@ -160,10 +231,53 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         gate: Gate,
         default_deadline_s: float,
     ) -> None:
+        self.gate = gate
+        self.default_deadline_s = default_deadline_s
+        self._unary = {
+            path: channels[route.upstream].unary_unary(
+                path, request_serializer=None, response_deserializer=None
+            )
+            for path, route in routes.items()
+            if not route.client_streaming and not route.server_streaming
+        }
+
+    async def unary(
+        self,
+        route: Route,
+        inbound: Inbound,
+        request: bytes,
+        deadline_s: float | None,
+        check_caller: Callable[[Caller | None], None] | None = None,
+    ) -> bytes:
+        """Admit the call (authentication, rate limit, decision), then forward it; raises
+        ServiceError or the upstream's AioRpcError (`edge_status` maps both)."""
+        metadata = await self.gate.admit(route, inbound, request, check_caller)
+        call = self._unary[route.path](
+            request,
+            metadata=metadata,
+            timeout=self.default_deadline_s if deadline_s is None else max(deadline_s, 0.001),
+        )
+        try:
+            response: bytes = await call
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        return response
+
+
+class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Serves every routed method; unknown paths return None (UNIMPLEMENTED)."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        channels: Mapping[str, grpc.aio.Channel],
+        forwarder: Forwarder,
+    ) -> None:
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
         for path, route in routes.items():
             channel = channels[route.upstream]
-            self._handlers[path] = self._handler(route, channel, gate, default_deadline_s)
+            self._handlers[path] = self._handler(route, channel, forwarder)
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
@@ -172,56 +286,26 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
 
     @staticmethod
     def _handler(  # noqa: PLR0915 - one closure per streaming kind, kept together
-        route: Route, channel: grpc.aio.Channel, gate: Gate, default_deadline_s: float
+        route: Route, channel: grpc.aio.Channel, forwarder: Forwarder
     ) -> grpc.RpcMethodHandler:
         path = route.path
+        gate = forwarder.gate
+        default_deadline_s = forwarder.default_deadline_s
 
         def timeout(context: grpc.aio.ServicerContext) -> float:
             remaining = context.time_remaining()
             return default_deadline_s if remaining is None else max(remaining, 0.001)
 
         async def fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-            if isinstance(exc, ServiceError):
-                await context.abort_with_status(exc.to_status(DOMAIN))
-            if isinstance(exc, grpc.aio.AioRpcError):
-                code = exc.code()
-                # An upstream CANCELLED is never the client's doing (that cancels this handler):
-                # a service shutting down drops calls it had not started. Retry, like UNAVAILABLE.
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                    log.warning("upstream_unavailable", method=path)
-                    error = ServiceError(
-                        grpc.StatusCode.UNAVAILABLE,
-                        "UPSTREAM_UNAVAILABLE",
-                        "The service is unavailable; retry later.",
-                    )
-                    await context.abort_with_status(error.to_status(DOMAIN))
-                if code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
-                    # The details may quote an exception (and its data): logged by the service,
-                    # never shown to the client; the trace id links the two.
-                    error = internal_error()
-                    log.error("upstream_error", method=path, code=code.name)
-                    await context.abort_with_status(error.to_status(DOMAIN))
-                await context.abort(
-                    code,
-                    exc.details() or "",
-                    trailing_metadata=tuple(exc.trailing_metadata() or ()),
-                )
-            log.error("gateway_error", method=path, error_type=type(exc).__name__, exc_info=exc)
-            await context.abort_with_status(internal_error().to_status(DOMAIN))
+            await context.abort_with_status(edge_status(path, exc))
 
         if not route.client_streaming and not route.server_streaming:
-            uu = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
 
             async def unary_unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
                 try:
-                    metadata = await gate.admit(route, context, request)
-                    call = uu(request, metadata=metadata, timeout=timeout(context))
-                    try:
-                        response: bytes = await call
-                    except asyncio.CancelledError:
-                        call.cancel()
-                        raise
-                    return response
+                    return await forwarder.unary(
+                        route, Inbound.of(context), request, context.time_remaining()
+                    )
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:
@@ -237,7 +321,7 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 request: bytes, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[bytes]:
                 try:
-                    metadata = await gate.admit(route, context, request)
+                    metadata = await gate.admit(route, Inbound.of(context), request)
                     call = us(request, metadata=metadata, timeout=timeout(context))
                     try:
                         async for item in call:
@@ -261,7 +345,7 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             async for item in requests:
                 first, got_first = item, True
                 break
-            metadata = await gate.admit(route, context, first)
+            metadata = await gate.admit(route, Inbound.of(context), first)
             return metadata, ClientStream(route, first if got_first else None, requests)
 
         if not route.server_streaming:

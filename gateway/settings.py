@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from kit.settings import ServiceSettings
 
@@ -21,6 +21,29 @@ class GatewaySettings(ServiceSettings):
         description="TLS port without client certificates: patient bearer tokens (0 = any).",
     )
     patient_port_file: str = Field(default="", description="If set, the bound patient port.")
+    gateway_http_port: int = Field(
+        default=8446,
+        ge=0,
+        le=65535,
+        description="HTTPS port of the HTTP/JSON door and the patient portal (0 = any).",
+    )
+    gateway_http_port_file: str = Field(default="", description="If set, the bound HTTP port.")
+    http_max_body_bytes: int = Field(
+        default=44 * 1024 * 1024,
+        ge=1024,
+        description="Largest JSON request body (413 BODY_TOO_LARGE beyond): the base64 of the "
+        "largest gRPC message plus its JSON.",
+    )
+    http_csrf_secret: SecretStr | None = Field(
+        default=None,
+        description="Base64 key of the door's CSRF tokens, the same on every replica; unset: a "
+        "random key per process (browser sessions then need a new login after a restart).",
+    )
+    portal_dir: str = Field(
+        default="",
+        description="Directory of the portal's static files served at /portail/ (empty: the "
+        "gateway package's portal/static).",
+    )
     tls_cert_file: str = Field(default="var/pki/gateway.crt", description="Server certificate.")
     tls_key_file: str = Field(default="var/pki/gateway.key", description="Server private key.")
     client_ca_file: str = Field(default="var/pki/ca.crt", description="CA of client cards.")

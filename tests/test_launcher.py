@@ -5,9 +5,11 @@ cleanly on SIGTERM and keeps its data (a second start re-registers the cards har
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import random
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -52,6 +54,7 @@ class Launcher:
         self.smtp_port = ports.smtp_port
         self.gateway_port, self.patient_port = ports.gateway_port, ports.patient_port
         self.probe_port = ports.gateway_probe_port
+        self.http_port = ports.http_port
         self.lines: list[str] = []
         self.ready = threading.Event()
         dmp = Path(sys.executable).parent / "dmp"
@@ -75,6 +78,8 @@ class Launcher:
                 str(self.patient_port),
                 "--probe-port",
                 str(self.probe_port),
+                "--http-port",
+                str(self.http_port),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -116,6 +121,17 @@ class Launcher:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             pytest.fail(f"`dmp dev up` did not stop on SIGTERM:\n{self.output}")
+
+
+def _https_status(launcher: Launcher, path: str) -> int:
+    """The HTTP status of a GET on the gateway's HTTPS door (the dev CA trusted)."""
+    context = ssl.create_default_context(cafile=str(launcher.var_dir / "pki" / "ca.crt"))
+    connection = http.client.HTTPSConnection("localhost", launcher.http_port, context=context)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
 
 
 def _card_channel(launcher: Launcher, card: str) -> grpc.Channel:
@@ -228,6 +244,11 @@ def test_dev_up_serves_stops_cleanly_and_keeps_data(var_dir: Path) -> None:
         for where in (f"localhost:{launcher.gateway_port}", f"localhost:{launcher.patient_port}"):
             assert where in launcher.output
         assert str(var_dir / "pki" / "ca.crt") in launcher.output
+        # The ready table names the portal's URL on a line of its own, and the JSON door's.
+        web = f"https://localhost:{launcher.http_port}"
+        assert any("portal" in line and f"{web}/portail/" in line for line in launcher.lines)
+        assert f"{web}/v1/" in launcher.output
+        assert _https_status(launcher, "/v1/openapi.json") in (200, 404)
 
         # A staff card (mapped from its subject) creates a record, a professional card
         # (registered in identity's directory by the launcher) writes into it.

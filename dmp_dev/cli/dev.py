@@ -37,6 +37,9 @@ def _table(stack: DevStack) -> Table:
         table.add_row("gateway: cards (mTLS)", f"localhost:{cfg.gateway_port}", pid, log)
         table.add_row("gateway: patients (TLS)", f"localhost:{cfg.patient_port}", "", "")
         table.add_row("gateway: health probe", process.target, "", "")
+        web = f"https://localhost:{cfg.http_port}"
+        table.add_row("gateway: JSON door (HTTPS)", f"{web}/v1/", "", "")
+        table.add_row("patient portal", f"{web}/portail/", "", "")
     nats_pid = str(stack.nats.proc.pid) if stack.nats.proc else ""
     table.add_row("nats (JetStream)", stack.nats.url, nats_pid, str(stack.nats.store_dir))
     table.add_row("smtp sink", f"127.0.0.1:{stack.cfg.smtp_port}", "", str(stack.cfg.mail_dir))
@@ -71,7 +74,9 @@ def _connect_help(stack: DevStack) -> None:
         f"Connect through the gateway: cards on [bold]localhost:{cfg.gateway_port}[/bold] "
         f"(mTLS), patients on [bold]localhost:{cfg.patient_port}[/bold] (TLS + bearer token)\n"
         f"  CA (trust it as the server's root): {cfg.pki_dir / 'ca.crt'}\n"
-        f"  cards (client certificate + key):   {cfg.cards_dir}/<card>.crt|.key"
+        f"  cards (client certificate + key):   {cfg.cards_dir}/<card>.crt|.key\n"
+        f"  JSON door: https://localhost:{cfg.http_port}/v1/ (OpenAPI at /v1/openapi.json), "
+        f"patient portal: https://localhost:{cfg.http_port}/portail/"
     )
     if stack.pki_created:
         console.print(f"  (dev PKI created in {cfg.pki_dir})")
@@ -147,6 +152,12 @@ def up(  # noqa: PLR0917 - typer maps each parameter to an option
             envvar="DMP_DEV_PROBE_PORT", help="Gateway plaintext health port (readiness)."
         ),
     ] = 8445,
+    http_port: Annotated[
+        int,
+        typer.Option(
+            envvar="DMP_DEV_HTTP_PORT", help="Gateway HTTPS port: JSON door and patient portal."
+        ),
+    ] = 8446,
     service: Annotated[
         list[str] | None,
         typer.Option("--service", "-s", help="Run only this service, or `gateway` (repeatable)."),
@@ -165,6 +176,7 @@ def up(  # noqa: PLR0917 - typer maps each parameter to an option
         gateway_port=gateway_port,
         patient_port=patient_port,
         gateway_probe_port=probe_port,
+        http_port=http_port,
         ready_timeout_s=timeout,
         only=tuple(service or ()),
     )

@@ -44,6 +44,8 @@ class StackConfig:
     patient_port: int = 8444
     #: The gateway's plaintext grpc.health.v1 port: the launcher's readiness check.
     gateway_probe_port: int = 8445
+    #: The gateway's HTTPS port: the HTTP/JSON door and the patient portal (/portail/).
+    http_port: int = 8446
     ready_timeout_s: float = 60.0
     stop_timeout_s: float = 15.0
     #: Run only these (service names, or "gateway"); empty: every service and the gateway.
@@ -157,6 +159,7 @@ def gateway_env(cfg: StackConfig, secrets: DevSecrets) -> dict[str, str]:
             "DMP_GRPC_PORT": str(cfg.gateway_port),
             "DMP_PATIENT_PORT": str(cfg.patient_port),
             "DMP_PROBE_PORT": str(cfg.gateway_probe_port),
+            "DMP_GATEWAY_HTTP_PORT": str(cfg.http_port),
             "DMP_TLS_CERT_FILE": str(cfg.pki_dir / pki.SERVER_CERT),
             "DMP_TLS_KEY_FILE": str(cfg.pki_dir / pki.SERVER_KEY),
             "DMP_CLIENT_CA_FILE": str(cfg.pki_dir / pki.CA_CERT),
@@ -201,6 +204,7 @@ class DevStack:
                 "gateway card port": self.cfg.gateway_port,
                 "gateway patient port": self.cfg.patient_port,
                 "gateway probe port": self.cfg.gateway_probe_port,
+                "gateway http port": self.cfg.http_port,
             }
         return wanted
 
@@ -212,7 +216,8 @@ class DevStack:
             problem = f"ports already in use: {', '.join(busy)}" if busy else "ports overlap"
             raise StartupError(
                 f"{problem}; is `dmp dev up` already running? Use --base-port / --nats-port / "
-                "--smtp-port / --gateway-port / --patient-port / --probe-port to pick others."
+                "--smtp-port / --gateway-port / --patient-port / --probe-port / --http-port "
+                "to pick others."
             )
 
     def prepare(self) -> None:

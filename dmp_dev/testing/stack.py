@@ -115,10 +115,10 @@ def free_port_block(size: int, *, low: int | None = None, high: int | None = Non
 def free_config(var_dir: Path) -> StackConfig:
     """A StackConfig on free ports (nothing collides with `make run`, another test run or
     another worker of this one): the services' block, then NATS, SMTP, the gateway's card,
-    patient and probe ports right after it, all checked free."""
+    patient, probe and HTTP ports right after it, all checked free."""
     size = max(s.port_offset or 0 for s in catalog.CATALOG) + 1
-    base = free_port_block(size + 5)
-    nats, smtp, gateway, patient, probe = range(base + size, base + size + 5)
+    base = free_port_block(size + 6)
+    nats, smtp, gateway, patient, probe, http = range(base + size, base + size + 6)
     return StackConfig(
         var_dir=var_dir,
         base_port=base,
@@ -127,6 +127,7 @@ def free_config(var_dir: Path) -> StackConfig:
         gateway_port=gateway,
         patient_port=patient,
         gateway_probe_port=probe,
+        http_port=http,
     )
 
 
@@ -215,6 +216,15 @@ class LiveStack:
     @property
     def patient_address(self) -> str:
         return f"{HOST}:{self.cfg.patient_port}"
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP/JSON door's base URL (HTTPS, the dev CA `ca_pem`), no trailing slash."""
+        return f"https://{HOST}:{self.cfg.http_port}"
+
+    @property
+    def portal_url(self) -> str:
+        return f"{self.http_url}/portail/"
 
     def target(self, service: str) -> str:
         """A service's own (plaintext, internal) address."""

@@ -28,6 +28,7 @@ def second_gateway(stack: LiveStack, **overrides: Any) -> GatewaySettings:
     fields.update(
         grpc_port=0,
         patient_port=0,
+        gateway_http_port=0,
         tls_cert_file=str(stack.pki_dir / pki.SERVER_CERT),
         tls_key_file=str(stack.pki_dir / pki.SERVER_KEY),
         client_ca_file=str(stack.pki_dir / pki.CA_CERT),

@@ -235,6 +235,7 @@ async def assembly(
             GatewaySettings(
                 grpc_port=0,
                 patient_port=0,
+                gateway_http_port=0,
                 tls_cert_file=str(pki_dir / "gateway.crt"),
                 tls_key_file=str(pki_dir / "gateway.key"),
                 client_ca_file=str(pki_dir / "ca.crt"),
