@@ -50,7 +50,7 @@ gen: $(STAMP)
 	$(PY) -m dmp_dev.tools.gen_protos
 
 ## make bench [BENCHES="records_scale"]: each script prints ratios and writes bench/results/<name>.json.
-BENCHES ?= identity_login authorize service_paths records_scale notify_latency history_ingest gateway_overhead platform_load
+BENCHES ?= identity_login authorize service_paths records_scale notify_latency history_ingest gateway_overhead platform_load partitioned_scale
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== bench $$b"; $(PY) bench/$$b.py || exit 1; done
 
