@@ -6,13 +6,14 @@ embedded default of `make run`. Both must behave the same for the services.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.types import TypeDecorator
 
 from kit import clock
+
+T = TypeVar("T")
 
 # SQLite numbers new rows itself only for INTEGER PRIMARY KEY (the rowid alias), not BIGINT.
 BigIntPK = BigInteger().with_variant(Integer, "sqlite")
@@ -96,8 +99,24 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    # No pre-ping: it cost three round trips (BEGIN, a ping, ROLLBACK) before every unit of
+    # work, a third of a read's. A connection the server closed (restart, failover,
+    # pg_terminate_backend) is seen closed by the driver without a round trip and replaced at
+    # checkout (`_refuse_closed`); one that died unnoticed fails its first statement, and
+    # `retrying` runs the unit of work once more on a fresh connection. Connections are
+    # recycled after half an hour, before firewalls and proxies drop idle ones.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", 1800)
+    engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine.pool, "checkout", _refuse_closed)
+    return engine
+
+
+def _refuse_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled asyncpg connection whose socket the server closed: the pool discards it and
+    checks out another (SQLAlchemy retries a checkout that raises DisconnectionError)."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("connection closed by the server")
 
 
 def pool_options(url: str, pool_size: int, max_overflow: int) -> dict[str, int]:
@@ -112,6 +131,15 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def single_statement_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose statements each run on their own (AUTOCOMMIT): no BEGIN and no COMMIT
+    round trip. For reads whose every statement stands alone: under PostgreSQL's READ
+    COMMITTED each statement of a transaction takes its own snapshot anyway, so a
+    transaction adds round trips, not consistency (a read that needs one snapshot across
+    statements keeps `transaction` on the ordinary sessions)."""
+    return session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
 @asynccontextmanager
 async def transaction(
     sessions: async_sessionmaker[AsyncSession],
@@ -119,3 +147,26 @@ async def transaction(
     """One unit of work: commit on success, roll back on any error (nothing half-written)."""
     async with sessions() as session, session.begin():
         yield session
+
+
+async def retrying(
+    sessions: async_sessionmaker[AsyncSession],
+    body: Callable[[AsyncSession], Awaitable[T]],
+) -> T:
+    """`body` in one `transaction`, run once more if its connection turned out dead.
+
+    Without the pool's pre-ping, a connection that died unnoticed (a server restart seen
+    only when written to) fails the first statement sent on it; SQLAlchemy invalidates it
+    and flags the error `connection_invalidated`. Nothing of that transaction committed, so
+    running the unit of work again on a fresh connection gives the answer the caller would
+    have had. A mutation that lost its connection at COMMIT may have committed: callers
+    retry only reads and idempotent units of work (request ledger, ON CONFLICT DO NOTHING).
+    """
+    for attempt in (0, 1):
+        try:
+            async with transaction(sessions) as session:
+                return await body(session)
+        except DBAPIError as exc:
+            if attempt or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")

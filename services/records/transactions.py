@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.authz.v1 import principal_pb2
 from kit.context import require_principal
-from kit.db import transaction, utcnow
+from kit.db import retrying, transaction, utcnow
 from kit.errors import ServiceError
 from kit.idempotency import Ledger
 from services.records.models import processed_requests
@@ -81,6 +81,7 @@ class Transactions:
         raise AssertionError("unreachable")
 
     async def read(self, body: Read[M]) -> M:
+        """A read, run once more on a fresh connection if its pooled one was dead."""
         principal = require_principal()
-        async with transaction(self._db) as session:
-            return await body(session, principal, utcnow())
+        now = utcnow()
+        return await retrying(self._db, lambda session: body(session, principal, now))
