@@ -185,6 +185,39 @@ async def open_record(
     if row is None:
         raise not_found("NOT_FOUND", "Record not found.")
     reps = await dossiers.representatives_of(session, row.id)
+    return admit(
+        row,
+        reps,
+        principal,
+        now,
+        allow_closed=allow_closed,
+        allow_terms=allow_terms,
+        terms_version=terms_version,
+    )
+
+
+def needs_representatives(principal: principal_pb2.Principal, row: DossierRow) -> bool:
+    """Whether `resolve` reads the record's representatives for this caller: only a patient
+    account that is not the record's own patient may be one of them. A read that already
+    holds the record row skips their query for everyone else."""
+    return (
+        principal.kind == P.PRINCIPAL_KIND_PATIENT
+        and not (principal.patient_ins and principal.patient_ins == row.patient_ins)
+        and not EXCLUDED_ROLES.intersection(principal.roles)
+    )
+
+
+def admit(
+    row: DossierRow,
+    reps: list[RepresentativeRow],
+    principal: principal_pb2.Principal,
+    now: datetime,
+    *,
+    allow_closed: bool = False,
+    allow_terms: bool = False,
+    terms_version: str = "",
+) -> RecordContext:
+    """The caller's role on a record already read, after the closed / terms gates."""
     caller = resolve(principal, row.patient_ins, reps, now)
     if row.state == records_pb2.DOSSIER_STATE_CLOSED and not allow_closed:
         raise failed_precondition("DOSSIER_CLOSED", "The record is closed.")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dmp.records.v1 import records_pb2, records_pb2_grpc
+from kit.db import single_statement_sessions
 from kit.pagination import PageTokens
 from kit.server import ServiceApp
 from services.records.models import outbox
@@ -30,9 +32,12 @@ class RecordsApp(ServiceApp):
         if self.relay is not None:
             self.relay.notify()
 
+    def _single_statement_sessions(self) -> async_sessionmaker[AsyncSession] | None:
+        return None if self.engine is None else single_statement_sessions(self.engine)
+
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         servicer = RecordsServicer(
-            Transactions(self.db, self.wake_relay),
+            Transactions(self.db, self.wake_relay, self._single_statement_sessions()),
             self.records_settings,
             PageTokens.for_service(self.settings, self.name),
         )

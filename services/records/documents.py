@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dmp.authz.v1 import principal_pb2
 from dmp.records.v1 import records_pb2
 from kit.errors import (
     ServiceError,
@@ -24,16 +25,24 @@ from kit.errors import (
     permission_denied,
 )
 from services.records import answers, cda_upload, crypto, names, published, search
-from services.records.access import RecordContext, Role, can_see
+from services.records.access import (
+    RecordContext,
+    Role,
+    admit,
+    can_see,
+    needs_representatives,
+)
 from services.records.document_checks import Prepared, prepare
 from services.records.document_view import etag, flags_of, to_proto
 from services.records.keys import data_key, open_content
 from services.records.repository import documents as repo
+from services.records.repository import dossiers
 from services.records.repository.documents import FLAG_COLUMNS, NewDocument
 from services.records.repository.rows import DocumentRow
 from services.records.settings import RecordsSettings
 
 R = records_pb2
+P = principal_pb2
 
 
 async def _insert(
@@ -170,19 +179,36 @@ async def create(
     return _answer(record, row, now, answers.NEW_VERSION)
 
 
-async def get(  # noqa: PLR0917 - handler shape: session, record, target, view, settings, now
+async def read(  # noqa: PLR0917 - handler shape: session, caller, target, view, settings, now
     session: AsyncSession,
-    record: RecordContext,
+    principal: P.Principal,
+    dossier_id: str,
     document_id: str,
     view: R.DocumentView.ValueType,
     settings: RecordsSettings,
     now: datetime,
 ) -> R.Document:
-    row = await load(session, record, document_id, now, for_update=False)
+    """GetDocument in one statement (`repo.read_with_record`), with the answers and the
+    order of `open_record` + `load`: unknown record, then the caller's role and the record's
+    gates, then the document's visibility, then its content. The representatives are read
+    (a second statement) only for a patient account that is not the record's patient."""
+    found = await repo.read_with_record(session, dossier_id, document_id)
+    if found is None:
+        raise not_found("NOT_FOUND", "Record not found.")
+    reps = (
+        await dossiers.representatives_of(session, found.record.id)
+        if needs_representatives(principal, found.record)
+        else []
+    )
+    record = admit(found.record, reps, principal, now, terms_version=settings.terms_version)
+    row = found.document
+    if row is None or not can_see(record.caller, row, now):
+        raise not_found("NOT_FOUND", "Document not found.")
     if view == R.DOCUMENT_VIEW_BASIC:
         return to_proto(row, record.dossier_id, now)
-    sealed = await repo.sealed_content(session, row.id)
-    plain = open_content(data_key(record.row, settings), sealed, row.document_id)
+    if found.sealed is None:
+        raise RuntimeError("document without content row")  # INTERNAL, as a failed read
+    plain = open_content(data_key(record.row, settings), found.sealed, row.document_id)
     if hashlib.sha256(plain).hexdigest() != row.sha256:
         raise ServiceError(grpc.StatusCode.DATA_LOSS, "CONTENT_CORRUPTED", "Content is corrupted.")
     return to_proto(row, record.dossier_id, now, plain)

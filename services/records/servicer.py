@@ -173,12 +173,11 @@ class RecordsServicer(records_pb2_grpc.RecordsServiceServicer):
         dossier_id, document_id = names.parse_document(request.name)
 
         async def body(session: AsyncSession, principal: Principal, now: datetime) -> R.Document:
-            record = await self._open(session, principal, dossier_id, now)
-            return await documents.get(
-                session, record, document_id, request.view, self.settings, now
+            return await documents.read(
+                session, principal, dossier_id, document_id, request.view, self.settings, now
             )
 
-        return await self.tx.read(body)
+        return await self.tx.read_single(body)
 
     async def ListDocuments(  # noqa: N802 - gRPC method name
         self, request: R.ListDocumentsRequest, context: grpc.aio.ServicerContext

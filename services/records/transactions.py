@@ -37,9 +37,17 @@ REQUESTS = Ledger(processed_requests)
 
 
 class Transactions:
-    def __init__(self, db: async_sessionmaker[AsyncSession], on_commit: Callable[[], None]) -> None:
-        """`on_commit`: called after each committed mutation (wakes the outbox relay)."""
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        on_commit: Callable[[], None],
+        single: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
+        """`on_commit`: called after each committed mutation (wakes the outbox relay);
+        `single`: sessions without a transaction (`kit.db.single_statement_sessions`) for
+        `read_single`, the ordinary ones if not given."""
         self._db = db
+        self._single = single or db
         self._on_commit = on_commit
 
     async def mutate(
@@ -85,3 +93,10 @@ class Transactions:
         principal = require_principal()
         now = utcnow()
         return await retrying(self._db, lambda session: body(session, principal, now))
+
+    async def read_single(self, body: Read[M]) -> M:
+        """A read whose statements each stand alone (GetDocument: one joined statement),
+        outside any transaction: one round trip per statement, no BEGIN / COMMIT."""
+        principal = require_principal()
+        now = utcnow()
+        return await retrying(self._single, lambda session: body(session, principal, now))

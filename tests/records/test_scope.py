@@ -203,6 +203,32 @@ async def test_invisible_to_legal_representatives(records: RecordsCalls) -> None
     )
 
 
+async def test_get_document_by_representatives(records: RecordsCalls) -> None:
+    """GetDocument reads the representatives only for a patient account that is not the
+    record's patient (its one-statement read): the linked parent reads, an unlinked one gets
+    NOT_FOUND, and a document hidden from representatives stays hidden from the parent."""
+    name, ins, parent_ins = await _minor(records)
+    shown = await add_doc(records, name)
+    hidden = await add_doc(records, name, flags=(INV_REP,))
+    parent = representative(parent_ins)
+    got = await records.call("GetDocument", R.GetDocumentRequest(name=shown.name), parent)
+    assert got.name == shown.name
+    assert got.content
+    await expect_error(
+        records.call("GetDocument", R.GetDocumentRequest(name=hidden.name), parent), C.NOT_FOUND
+    )
+    await expect_error(
+        records.call(
+            "GetDocument", R.GetDocumentRequest(name=shown.name), representative(make_ins())
+        ),
+        C.NOT_FOUND,
+        "NOT_FOUND",
+    )
+    assert (
+        await records.call("GetDocument", R.GetDocumentRequest(name=hidden.name), patient(ins))
+    ).name == hidden.name
+
+
 async def test_professional_cannot_change_flags_of_others_documents(records: RecordsCalls) -> None:
     name, _, _ = await _minor(records)
     created = await add_doc(records, name, professional("10000000061"))

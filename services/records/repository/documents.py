@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
+from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
+    ColumnElement,
+    and_,
+    bindparam,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dmp.records.v1 import records_pb2
 from services.records.models import document_contents, documents, dossiers
 from services.records.repository import fulltext
-from services.records.repository.rows import DocumentRow, typed
+from services.records.repository.rows import DocumentRow, DossierRow, typed, typed_prefixed
 from services.records.visibility import Visibility
 
 R = records_pb2
@@ -123,6 +135,53 @@ async def find(
         query = query.with_for_update()
     row = (await session.execute(query)).one_or_none()
     return None if row is None else typed(DocumentRow, row)
+
+
+# GetDocument's one round trip: the record, the document and its sealed content in one
+# statement, built once (bound parameters; SQLAlchemy memoises its cache key on this object,
+# so nothing is rebuilt or re-keyed per call). Outer joins: a missing document still returns
+# the record row, so "record not found" and "document not found" stay distinct answers.
+_READ_WITH_RECORD = (
+    select(dossiers, documents, document_contents.c.sealed)
+    .select_from(
+        dossiers.outerjoin(
+            documents,
+            and_(d.dossier_pk == dossiers.c.id, d.document_id == bindparam("document_id")),
+        ).outerjoin(document_contents, document_contents.c.document_pk == d.id)
+    )
+    .where(dossiers.c.dossier_id == bindparam("dossier_id"))
+    .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentWithRecord:
+    record: DossierRow
+    document: DocumentRow | None
+    sealed: bytes | None
+
+
+async def read_with_record(
+    session: AsyncSession, dossier_id: str, document_id: str
+) -> DocumentWithRecord | None:
+    """The record of `dossier_id` with its document `document_id` (None if it has none by
+    that id) and the document's sealed content; None if there is no such record."""
+    result = await session.execute(
+        _READ_WITH_RECORD, {"dossier_id": dossier_id, "document_id": document_id}
+    )
+    row = result.one_or_none()
+    if row is None:
+        return None
+    mapping: Any = row._mapping
+    record = typed_prefixed(DossierRow, mapping, "dossiers_")
+    if mapping["documents_id"] is None:
+        return DocumentWithRecord(record, None, None)
+    sealed = mapping["document_contents_sealed"]
+    return DocumentWithRecord(
+        record,
+        typed_prefixed(DocumentRow, mapping, "documents_"),
+        None if sealed is None else bytes(sealed),
+    )
 
 
 async def find_by_name(

@@ -17,6 +17,11 @@ def typed(cls: type[T], row: Row[Any]) -> T:
     return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
 
 
+def typed_prefixed(cls: type[T], mapping: Any, prefix: str) -> T:
+    """`cls` from the columns of a joined row labelled `<prefix><column>`."""
+    return cls(**{f.name: mapping[prefix + f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class DossierRow:
     id: int
