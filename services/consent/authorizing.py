@@ -210,7 +210,10 @@ async def record_decision(
             await extra(appender, name)
         return name
 
-    name = await rt.write(dossier, work, invalidate=extra is not None)
+    if extra is None:  # a decision only: appended in the record's next group commit
+        name = await rt.write_decision(dossier, work)
+    else:
+        name = await rt.write(dossier, work, invalidate=True)
     if marked:
         rt.cache.mark_accessed(dossier, rpps)
     return name

@@ -5,16 +5,22 @@ single writer: one lock) and protected across replicas by the unique
 (dossier, sequence) constraint: a replica that took the same sequence makes the
 commit fail, and the caller retries (`Runtime.write`). The head of each chain
 is cached so an append costs one insert.
+
+Decisions are appended in group commits (`grouped`): the decisions on one record that
+arrive while its previous transaction is running wait together and are appended, in
+arrival order, in the next transaction, one COMMIT for all; each caller gets its answer
+only after that COMMIT (a decision is durable before it leaves consent). The chain is
+built exactly as one entry per transaction would build it (same order, same hashes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +30,10 @@ from services.consent import accesslog, repository
 from services.consent.cache import Lru
 
 _LOCK_STRIPES = 256
+_GROUP_ATTEMPTS = 5
+T = TypeVar("T")
+#: One caller's part of a group commit: its work and where its answer goes.
+_Waiter = tuple[Callable[["LogAppender"], Awaitable[Any]], "asyncio.Future[tuple[Any, bool]]"]
 
 
 class LogWriter:
@@ -39,6 +49,9 @@ class LogWriter:
         self._single_writer = asyncio.Lock() if single_writer else None
         self._heads: Lru[str, tuple[int, str]] = Lru(cache_size)
         self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
+        # Per record: the decisions waiting for its next group commit.
+        self._waiting: dict[str, list[_Waiter]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def lock(self, dossier: str) -> asyncio.Lock:
         if self._single_writer is not None:
@@ -67,6 +80,86 @@ class LogWriter:
                 raise
             if appender.head[0]:
                 self._heads.put(dossier, appender.head)
+
+    async def grouped(
+        self, dossier: str, work: Callable[[LogAppender], Awaitable[T]]
+    ) -> tuple[T, bool]:
+        """`work`'s result once the transaction holding its appends has committed, and
+        whether that transaction queued an outbox event.
+
+        The first caller for a record starts the group's task: it waits for the record's
+        lock, takes every work queued meanwhile and runs them all in one transaction. The
+        task, not a caller, runs the group, so a caller that goes away (its RPC cancelled)
+        does not take the others' decisions with it. A work that fails (other than a
+        replica's race on the sequence, retried as `Runtime.write` does) makes the group
+        run again one transaction per work, so it fails alone."""
+        future: asyncio.Future[tuple[Any, bool]] = asyncio.get_running_loop().create_future()
+        queue = self._waiting.get(dossier)
+        if queue is None:
+            queue = self._waiting[dossier] = []
+            task = asyncio.create_task(self._lead(dossier, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        queue.append((work, future))
+        result, emitted = await future
+        return result, emitted
+
+    def waiting(self, dossier: str) -> int:
+        """Decisions on `dossier` queued for its next group commit."""
+        return len(self._waiting.get(dossier, ()))
+
+    async def _lead(self, dossier: str, queue: list[_Waiter]) -> None:
+        try:
+            async with self.lock(dossier):
+                # Later arrivals form the next group.
+                if self._waiting.get(dossier) is queue:
+                    del self._waiting[dossier]
+                await self._commit_group(dossier, queue)
+        except BaseException as exc:
+            for _, future in queue:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        finally:
+            if self._waiting.get(dossier) is queue:
+                del self._waiting[dossier]
+
+    async def _commit_group(self, dossier: str, group: list[_Waiter]) -> None:
+        try:
+            results, emitted = await self._run(dossier, [work for work, _ in group])
+        except Exception as exc:
+            if len(group) == 1:
+                if not group[0][1].done():
+                    group[0][1].set_exception(exc)
+                return
+            for member in group:  # find who failed: each alone
+                await self._commit_group(dossier, [member])
+            return
+        for (_, future), result in zip(group, results, strict=True):
+            if not future.done():  # its caller may have gone: the decision stays logged
+                future.set_result((result, emitted))
+
+    async def _run(
+        self, dossier: str, works: list[Callable[[LogAppender], Awaitable[Any]]]
+    ) -> tuple[list[Any], bool]:
+        """The works in one transaction (the caller holds the record's lock); retried from
+        the start when a replica took the same log sequence."""
+        for attempt in range(_GROUP_ATTEMPTS):
+            appender = LogAppender(dossier)
+            try:
+                async with transaction(self._sessions) as session:
+                    appender.session = session
+                    appender.head = await self._head(session, dossier)
+                    results = [await work(appender) for work in works]
+            except IntegrityError:
+                self._heads.pop(dossier)
+                if attempt == _GROUP_ATTEMPTS - 1:
+                    raise
+                continue
+            if appender.head[0]:
+                self._heads.put(dossier, appender.head)
+            return results, appender.emitted
+        raise AssertionError("unreachable")
 
 
 class LogAppender:

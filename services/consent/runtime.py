@@ -75,6 +75,14 @@ class Runtime:
             session, key, scope=principal.subject, method=method, response=response, now=now
         )
 
+    async def write_decision(self, dossier: str, work: Callable[[LogAppender], Awaitable[T]]) -> T:
+        """Run `work`, which only appends a decision (and its first-access / emergency
+        event), in the record's next group commit (`LogWriter.grouped`)."""
+        result, emitted = await self.log_writer.grouped(dossier, work)
+        if emitted:
+            self.wake_relay()
+        return result
+
     async def write(
         self,
         dossier: str,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
 from dmp_dev.testing import principals
 from tests.consent.helpers import A, C, emergency, grant, pro
 from tests.fixtures.consent import ConsentHarness
+from tests.waits import until
 
 
 async def _decisions(consent: ConsentHarness, count: int = 5) -> tuple[str, str, str]:
@@ -162,6 +165,54 @@ async def test_retry_with_same_request_id_reuses_the_entry(consent: ConsentHarne
     )
     assert first.access_log_entry == again.access_log_entry
     assert await consent.count("access_log", dossier) == 1
+
+
+async def test_concurrent_decisions_on_a_record_share_one_commit(consent: ConsentHarness) -> None:
+    """Group commit: decisions that queue while the record's log is busy are appended in one
+    transaction and one COMMIT, each answered after it; the chain verifies and a
+    retried request inside the group still reuses its entry."""
+    dossier, ins = await consent.create_record()
+    doctor = pro("10")
+    await grant(consent, dossier, ins, doctor.rpps)
+    writer = consent.app.runtime.log_writer
+    engine = consent.app.engine
+    assert engine is not None
+    commits: list[int] = []  # commits of transactions that appended to the log
+
+    def on_execute(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO access_log"):
+            conn.info["appended"] = conn.info.get("appended", 0) + 1
+
+    def on_commit(conn: Any) -> None:
+        if conn.info.pop("appended", 0):
+            commits.append(1)
+
+    async with writer.lock(dossier):  # the log is busy: the decisions queue behind it
+        calls = [
+            asyncio.ensure_future(
+                consent.authorize(doctor, A.ACTION_READ, dossier, request_id=f"g-{i % 20}")
+            )
+            for i in range(21)  # the last one retries the first request
+        ]
+        await until(lambda: writer.waiting(dossier) == 21, "21 decisions queued")
+        event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+        event.listen(engine.sync_engine, "commit", on_commit)
+    try:
+        answers = await asyncio.gather(*calls)
+    finally:
+        event.remove(engine.sync_engine, "commit", on_commit)
+        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+    assert len(commits) == 1
+    assert all(a.decision == C.DECISION_ALLOWED for a in answers)
+    assert len({a.access_log_entry for a in answers}) == 20
+    assert answers[0].access_log_entry == answers[20].access_log_entry
+    assert await consent.count("access_log", dossier) == 21  # the grant, then 20 reads
+    report = await _verify(consent, dossier, ins)
+    assert report.ok
+    assert report.verified_entry_count == 21
+    entries = await consent.history(dossier)
+    order = {entry.name: entry.sequence for entry in entries}
+    assert sorted(order[a.access_log_entry] for a in answers[:20]) == list(range(2, 22))
 
 
 async def test_emergency_entries_carry_mode_and_justification(consent: ConsentHarness) -> None:
