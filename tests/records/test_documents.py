@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from dmp.records.v1 import records_pb2
 from services.records import crypto
@@ -397,3 +398,29 @@ async def test_archive(records: RecordsCalls) -> None:
         C.FAILED_PRECONDITION,
         "DOCUMENT_NOT_CURRENT",
     )
+
+
+async def test_get_document_is_one_statement_outside_a_transaction(records: RecordsCalls) -> None:
+    """The read path of issue 18: the record, the document and its content in one joined
+    statement, no BEGIN/COMMIT around it (and no pool pre-ping before it)."""
+    name, _ = await new_dossier(records)
+    created = await add_doc(records, name)
+    engine = records.app.engine
+    assert engine is not None
+    sent: list[tuple[str, str]] = []  # (statement, isolation level of its connection)
+
+    def on_execute(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "outbox" not in statement:  # the relay's polls are not the read's
+            sent.append((statement, conn.get_execution_options().get("isolation_level", "")))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    try:
+        got = await records.call(
+            "GetDocument", R.GetDocumentRequest(name=created.name), professional()
+        )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+    assert got.name == created.name
+    assert got.content
+    assert len(sent) == 1, sent
+    assert sent[0][1] == "AUTOCOMMIT"  # no BEGIN / COMMIT around it
