@@ -22,6 +22,9 @@ from tests.fixtures.records import make_ins, professional
 from tests.observability.conftest import Assembly, scrape
 from tests.records.helpers import create_request, doc
 
+# One worker assembles the package's services (`assembly`) for these and the tracing tests.
+pytestmark = pytest.mark.xdist_group("observability")
+
 GET_DOCUMENT = "/dmp.records.v1.RecordsService/GetDocument"
 CREATE_DOCUMENT = "/dmp.records.v1.RecordsService/CreateDocument"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -6,6 +6,7 @@ import asyncio
 import random
 import uuid
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -18,6 +19,9 @@ from services.notify.models import dossier_patients
 from tests.fixtures.records import make_ins
 from tests.observability.conftest import Assembly, span_tree
 from tests.records.helpers import create_request, doc
+
+# One worker assembles the package's services (`assembly`) for these and the metrics tests.
+pytestmark = pytest.mark.xdist_group("observability")
 
 CREATE_DOCUMENT = "dmp.records.v1.RecordsService/CreateDocument"
 AUTHORIZE = "dmp.consent.v1.ConsentService/Authorize"

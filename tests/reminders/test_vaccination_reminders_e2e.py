@@ -10,6 +10,7 @@ import uuid
 from datetime import date, timedelta
 
 import grpc
+import pytest
 import sqlalchemy as sa
 
 from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
@@ -23,6 +24,9 @@ from tests.faults.harness import kill_nats, start_nats
 from tests.fixtures import sql
 from tests.fixtures.records import make_ins
 from tests.waits import until
+
+# One worker boots the package's platform (`live`) for both tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reminders")]
 
 R = records_pb2
 N = notify_pb2
