@@ -322,9 +322,11 @@ class LiveStack:
 
 
 async def service_databases(databases: DatabaseFactory, label: str = "stack") -> dict[str, str]:
-    """A fresh database per service that has migrations."""
+    """A fresh database per service that has migrations, already at its head (a copy of the
+    session's template: `DatabaseFactory.migrated`); the launcher's first step, `migrate up`,
+    still runs and finds nothing to do. `tests/test_launcher.py` starts from empty files."""
     return {
-        spec.name: await databases.create(f"{label}_{spec.name}")
+        spec.name: await databases.migrated(spec.name, f"{label}_{spec.name}")
         for spec in catalog.available()
         if spec.has_migrations()
     }

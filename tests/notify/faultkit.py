@@ -31,7 +31,6 @@ from dmp.notify.v1 import notify_pb2
 from dmp_dev.launcher.mailsink import MailSink
 from dmp_dev.testing.databases import DatabaseFactory
 from dmp_dev.testing.nats_server import NatsServer, free_port
-from kit import migrations
 from kit import nats as kit_nats
 from kit.db import create_engine, session_factory
 from services.notify import preferences
@@ -222,8 +221,7 @@ async def fault_rig(
     sink = MailSink(free_port(), accept_delay_s=accept_delay_s).start()
     rig: Rig | None = None
     try:
-        url = await databases.create("notify_fault")
-        await migrations.upgrade("notify", url)
+        url = await databases.migrated("notify", "notify_fault")
         engine = create_engine(url)
         ins, dossier = new_ins(), new_dossier()
         await preferences.save(
