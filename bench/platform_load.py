@@ -26,6 +26,11 @@ with the same parameters, one thread per core (`login_ratio_argon2`); identity r
 production cost here, not at the test stack's cheapest.
 
     .venv/bin/python bench/platform_load.py [--backend sqlite|postgresql] [--seconds 20]
+        [--replicas 1,2]
+
+`--replicas 1,2` runs the mix on one replica of everything, then on two replicas of every
+service and of the gateway (the client balancing over the gateways, the gateways over the
+services, round_robin), and writes both under `replica_runs`.
 """
 
 from __future__ import annotations
@@ -429,22 +434,44 @@ def argon2_verifications_per_s(threads: int, seconds: float) -> float:
 # --------------------------------------------------------------------------- main
 
 
+def replica_env(replicas: int) -> dict[str, dict[str, str]]:
+    """With N replicas each process gets 1/N of the PostgreSQL overflow a one-replica run
+    has (tests' 2 + 8), so the platform holds about as many connections either way."""
+    env: dict[str, dict[str, str]] = {
+        "gateway": {"DMP_RATE_LIMIT_PER_S": "1000000", "DMP_RATE_LIMIT_BURST": "1000000"},
+        # Logins at production's argon2id cost (the test stack's default is the cheapest), the
+        # cost the raw verifications below are measured with.
+        "identity": {f"DMP_{name.upper()}": str(value) for name, value in ARGON2.items()},
+    }
+    if replicas > 1:
+        for name in ("identity", "records", "consent", "notify", "history_feed"):
+            overflow = {"DMP_DATABASE_MAX_OVERFLOW": str(max(2, 8 // replicas))}
+            env[name] = {**env.get(name, {}), **overflow}
+    return env
+
+
 async def main(args: argparse.Namespace) -> dict[str, object]:
+    """One run per `--replicas` value (e.g. "1,2": the same mix on 1 then 2 replicas of
+    every service and of the gateway); the first run's figures stay at the top level."""
+    runs = [await measure(args, int(n)) for n in str(args.replicas).split(",")]
+    result = dict(runs[0])
+    if len(runs) > 1:
+        result["replica_runs"] = {str(run["replicas"]): run for run in runs}
+    return result
+
+
+async def measure(args: argparse.Namespace, replicas: int) -> dict[str, object]:
     # Log warnings only: the figures measure the platform, not the log volume of a dev run.
     os.environ["DMP_LOG_LEVEL"] = "WARNING"
-    gateway_env = {"DMP_RATE_LIMIT_PER_S": "1000000", "DMP_RATE_LIMIT_BURST": "1000000"}
-    # Logins at production's argon2id cost (the test stack's default is the cheapest), the
-    # cost the raw verifications below are measured with.
-    identity_env = {f"DMP_{name.upper()}": str(value) for name, value in ARGON2.items()}
+    if replicas > 1 and args.backend != "postgresql":
+        raise SystemExit("--replicas above 1 needs --backend postgresql (one SQLite file each)")
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="dmp-platform-load-") as tmp:
         (Path(tmp) / "db").mkdir()
         databases = DatabaseFactory(args.backend, Path(tmp) / "db")
         try:
             async with running_stack(
-                databases,
-                Path(tmp) / "var",
-                extra_env={"gateway": gateway_env, "identity": identity_env},
+                databases, Path(tmp) / "var", extra_env=replica_env(replicas), replicas=replicas
             ) as stack:
                 world = await build_world(stack, rng)
                 # Warm-up: every call kind once, connections and caches in place.
@@ -480,6 +507,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         }
     return {
         "backend": args.backend,
+        "replicas": replicas,
         "callers": args.callers,
         "seconds": round(platform.seconds, 1),
         "mix_weights": MIX,
@@ -507,6 +535,12 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--max-calls", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--replicas",
+        default="1",
+        help="replicas of every service and of the gateway; a list (1,2) measures each in "
+        "turn in the same run (PostgreSQL only above 1)",
+    )
     args = parser.parse_args()
     result = uvloop.run(main(args))
     print(json.dumps(result, indent=2))

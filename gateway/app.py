@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import nats
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nats.aio.client import Client
@@ -46,6 +45,7 @@ from gateway.replay import SharedReplayStore
 from gateway.revocations import CLOCK_MARGIN_S, RevocationFeed, RevokedSessions
 from gateway.routing import Route, build_routes, targets
 from gateway.settings import GatewaySettings
+from kit import nats as kit_nats
 from kit.clients import InternalCredentials, channel_options
 from kit.logs import get_logger
 from kit.metrics import MetricsServer, serve_metrics
@@ -152,6 +152,7 @@ def _authentication(
             SharedReplayStore(
                 settings.nats_url,
                 settings.assertion_max_lifetime_s + 2 * settings.assertion_leeway_s,
+                replicas=settings.nats_stream_replicas,
             )
             if settings.assertion_replay_shared
             else None
@@ -314,7 +315,20 @@ async def _serve_when_ready(
 
 
 async def _subscribe_changes(url: str, decisions: Decisions) -> Client:
-    """An ephemeral core subscription: a missed event only costs a few seconds of staleness."""
+    """An ephemeral core subscription on every node of the cluster (`url` may list them).
+
+    While the connection is down (its NATS node lost, the client moving to another) the
+    events published meanwhile never reach this replica: stop caching decisions then, and
+    drop them all once back, so a block issued during the gap holds at once.
+    """
+
+    async def on_disconnected() -> None:
+        decisions.caching = False
+        decisions.invalidate("")
+
+    async def on_reconnected() -> None:
+        decisions.invalidate("")
+        decisions.caching = True
 
     async def on_change(msg: Msg) -> None:
         try:
@@ -324,7 +338,9 @@ async def _subscribe_changes(url: str, decisions: Decisions) -> Client:
             return
         decisions.invalidate(event.dossier)
 
-    nc = await nats.connect(url, name="gateway", max_reconnect_attempts=-1)
+    nc = await kit_nats.connect(
+        url, "gateway", reconnected_cb=on_reconnected, disconnected_cb=on_disconnected
+    )
     await nc.subscribe(CONSENT_CHANGED, cb=on_change)
     await nc.flush()
     return nc

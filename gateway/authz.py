@@ -129,6 +129,7 @@ class Decisions:
         records: records_pb2_grpc.RecordsServiceStub | None = None,
         ttl_s: float = 5.0,
         timeout_s: float = 3.0,
+        settle_s: float = 1.0,
         clock: Callable[[], float] = kit_clock.monotonic,
     ) -> None:
         self._consent = consent
@@ -141,15 +142,39 @@ class Decisions:
         self._clock = clock
         self._cache: dict[tuple[str, str, str], Entry] = {}
         self._targets: dict[tuple[str, bytes], Target] = {}
+        self._settle_s = settle_s
+        self._invalidated: dict[str, float] = {}
+        self._all_invalidated = float("-inf")
+        #: False while the change feed is disconnected: nothing is cached meanwhile.
+        self.caching = True
         self.authorize_calls = 0
 
     def invalidate(self, dossier: str) -> None:
-        """Drop every decision about `dossier` (empty: drop everything)."""
+        """Drop every decision about `dossier` (empty: drop everything).
+
+        For `settle_s` after, no decision about it is cached: with several consent
+        replicas, the one answering the next Authorize may not have handled the same event
+        yet (or was asked before the change and answers after it); caching that answer would
+        keep the old decision for a whole TTL. Uncached, the next call asks again.
+        """
+        now = self._clock()
         if not dossier:
             self._cache.clear()
+            self._invalidated.clear()
+            self._all_invalidated = now
             return
+        if len(self._invalidated) >= _MAX_ENTRIES:
+            self._invalidated = {
+                d: t for d, t in self._invalidated.items() if t + self._settle_s > now
+            }
+        self._invalidated[dossier] = now
         for key in [k for k, e in self._cache.items() if e.dossier == dossier]:
             self._cache.pop(key, None)
+
+    def _settled(self, dossier: str, started: float) -> bool:
+        """Whether a decision asked at `started` may be cached (see `invalidate`)."""
+        last = max(self._all_invalidated, self._invalidated.get(dossier, float("-inf")))
+        return self.caching and started > last + self._settle_s
 
     def _target(self, route: Route, request: bytes) -> Target:
         """`extract_target`, memoized for small read requests: a client repeating a read
@@ -217,8 +242,9 @@ class Decisions:
         if not principal.scope.policy_version:
             principal.scope.policy_version = response.policy_version
         signed = self.sign(principal, route.path)
-        if self._ttl > 0 and until > now:
-            entry = Entry(until, response.dossier or target.dossier, signed, kit_clock.timestamp())
+        dossier = response.dossier or target.dossier
+        if self._ttl > 0 and until > now and self._settled(dossier, now):
+            entry = Entry(until, dossier, signed, kit_clock.timestamp())
             self._store(cache_key, entry, now)
         return signed
 

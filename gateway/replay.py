@@ -44,9 +44,16 @@ class SharedReplayStore:
     """Claims assertion ids in a KV bucket shared by the gateway replicas."""
 
     def __init__(
-        self, url: str, ttl_s: float, *, timeout_s: float = 1.0, bucket: str = BUCKET
+        self,
+        url: str,
+        ttl_s: float,
+        *,
+        timeout_s: float = 1.0,
+        bucket: str = BUCKET,
+        replicas: int = 1,
     ) -> None:
         self._url = url
+        self._replicas = replicas
         self._ttl = ttl_s
         self._timeout = timeout_s
         self._bucket = bucket
@@ -89,6 +96,9 @@ class SharedReplayStore:
                     ttl=self._ttl,
                     # On disk: a restarted NATS node keeps the ids claimed before it stopped.
                     storage=StorageType.FILE,
+                    # R3 on a 3-node cluster: a lost node keeps neither the bucket nor
+                    # the claims away (DMP_NATS_STREAM_REPLICAS).
+                    replicas=self._replicas,
                 )
             )
         self._kv = kv

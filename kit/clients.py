@@ -9,6 +9,8 @@ backoff, within the call's deadline, and only for methods a second attempt canno
 - reads (`READ_VERBS`: AIP Get/List/Search and the custom reads Verify/Resolve; and
   `CUSTOM_READS` by name), which have no side effect (CheckDossierExistence appends an
   access-log entry, which a retry repeats: a second line, not a second effect).
+With a target naming several replicas (round_robin, see `service_config`) the retried attempt
+goes to another replica, so a lost replica is invisible to callers of those methods.
 Any other method is never retried (deny by default; tests/kit/test_kit_clients.py fails
 when a platform method is neither). Throttling stops retries while most calls to a peer
 fail, so an outage does not triple the load on the peer when it comes back. A call whose
@@ -87,6 +89,12 @@ def service_config() -> str:
     ]
     return json.dumps(
         {
+            # A target may name several replicas (`ipv4:10.0.0.1:50052,10.0.0.2:50052`, or a
+            # headless Service's `dns:///records:50052`): spread calls over every replica that
+            # is up. pick_first (gRPC's default) would send everything to one of them and only
+            # move after it failed; round_robin skips a dead replica at once, and the retry
+            # policy sends an attempt that met it to another one.
+            "loadBalancingConfig": [{"round_robin": {}}],
             "methodConfig": [{"name": names, "retryPolicy": RETRY_POLICY}],
             "retryThrottling": RETRY_THROTTLING,
         }

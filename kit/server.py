@@ -86,7 +86,12 @@ class ServiceApp(abc.ABC):
             self.engine = engine
             self.sessions = session_factory(self.engine)
         if self.needs_nats():
-            self.nc = await kit_nats.connect(self.settings.nats_url, self.name)
+            self.nc = await kit_nats.connect(
+                self.settings.nats_url,
+                self.name,
+                reconnected_cb=self.nats_reconnected,
+                disconnected_cb=self.nats_disconnected,
+            )
             self.js = self.nc.jetstream()
             spec = kit_nats.STREAMS.get(self.name)
             if spec is not None:
@@ -105,6 +110,16 @@ class ServiceApp(abc.ABC):
 
     def needs_nats(self) -> bool:
         return self.outbox is not None
+
+    async def nats_disconnected(self) -> None:
+        """NATS lost (its node down, the client moving to another): core messages published
+        until `nats_reconnected` never reach this process. A service whose in-memory state
+        follows core messages (consent's snapshots) drops it here and there."""
+        return
+
+    async def nats_reconnected(self) -> None:
+        """Connected again, possibly to another node of the cluster (see `nats_disconnected`)."""
+        return
 
     def server_options(self) -> Sequence[tuple[str, Any]]:
         """Extra grpc server channel arguments (e.g. a bulk-ingest service's stream window)."""

@@ -29,19 +29,25 @@ def _table(stack: DevStack) -> Table:
     table.add_column("pid", justify="right")
     table.add_column("log / data")
     cfg = stack.cfg
+    gateways = 0
     for process in stack.processes:
-        if process.name != "gateway":
+        if not process.name.startswith("gateway"):
             table.add_row(process.name, process.target, str(process.pid), str(process.log_file))
             continue
+        card, patient, _, http = cfg.gateway_ports(gateways)
+        gateways += 1
+        label = process.name
         pid, log = str(process.pid), str(process.log_file)
-        table.add_row("gateway: cards (mTLS)", f"localhost:{cfg.gateway_port}", pid, log)
-        table.add_row("gateway: patients (TLS)", f"localhost:{cfg.patient_port}", "", "")
-        table.add_row("gateway: health probe", process.target, "", "")
-        web = f"https://localhost:{cfg.http_port}"
-        table.add_row("gateway: JSON door (HTTPS)", f"{web}/v1/", "", "")
-        table.add_row("patient portal", f"{web}/portail/", "", "")
-    nats_pid = str(stack.nats.proc.pid) if stack.nats.proc else ""
-    table.add_row("nats (JetStream)", stack.nats.url, nats_pid, str(stack.nats.store_dir))
+        table.add_row(f"{label}: cards (mTLS)", f"localhost:{card}", pid, log)
+        table.add_row(f"{label}: patients (TLS)", f"localhost:{patient}", "", "")
+        table.add_row(f"{label}: health probe", process.target, "", "")
+        web = f"https://localhost:{http}"
+        table.add_row(f"{label}: JSON door (HTTPS)", f"{web}/v1/", "", "")
+        table.add_row(f"{label}: patient portal", f"{web}/portail/", "", "")
+    for node in stack.nats_cluster.nodes:
+        nats_pid = str(node.proc.pid) if node.proc else ""
+        label = "nats (JetStream)" if node.name == "nats" else f"{node.name} (JetStream, R3)"
+        table.add_row(label, node.url, nats_pid, str(node.store_dir))
     table.add_row("smtp sink", f"127.0.0.1:{stack.cfg.smtp_port}", "", str(stack.cfg.mail_dir))
     table.add_row("sms sink", "", "", str(stack.cfg.sms_dir))
     return table
@@ -165,6 +171,22 @@ def up(  # noqa: PLR0917 - typer maps each parameter to an option
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for every service to serve.")
     ] = 60.0,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes per service and of the gateway (replica r: ports + 5r, gateway "
+            "+ 4r). Several replicas need PostgreSQL (DMP_DATABASE_URL_<SERVICE>).",
+        ),
+    ] = 1,
+    nats_nodes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="nats-server nodes: 3 runs a JetStream cluster (client ports from --nats-port, "
+            "route ports after them; streams R3, fsync before each ack).",
+        ),
+    ] = 1,
 ) -> None:
     """Start NATS, a mail sink, every service and the gateway; stop them all on Ctrl-C or
     SIGTERM."""
@@ -179,6 +201,8 @@ def up(  # noqa: PLR0917 - typer maps each parameter to an option
         http_port=http_port,
         ready_timeout_s=timeout,
         only=tuple(service or ()),
+        replicas=replicas,
+        nats_nodes=nats_nodes,
     )
     signals = _Signals()
     try:

@@ -18,7 +18,7 @@ from dmp_cli.catalog import GATEWAY, ServiceSpec
 from dmp_dev import pki
 from dmp_dev.launcher.cards import Registration, register_cards, register_establishments
 from dmp_dev.launcher.mailsink import MailSink
-from dmp_dev.launcher.nats_server import NatsServer, port_in_use
+from dmp_dev.launcher.nats_server import NatsCluster, port_in_use
 from dmp_dev.launcher.processes import (
     ServiceProcess,
     StartupError,
@@ -30,6 +30,23 @@ from dmp_dev.launcher.secrets import DevSecrets, load_or_create
 from kit import migrations
 
 HOST = "127.0.0.1"
+#: Replica r of a service listens on its port + r x this (the catalog's port block).
+SERVICE_PORT_STRIDE = max(s.port_offset or 0 for s in catalog.CATALOG) + 1
+#: Replica r of the gateway listens on its card, patient, probe and HTTP ports + r x this.
+GATEWAY_PORT_STRIDE = 4
+
+
+def replica_name(name: str, replica: int) -> str:
+    """`records` for the first replica (what a one-replica stack always called it),
+    `records-2`, `records-3`... for the others."""
+    return name if replica == 0 else f"{name}-{replica + 1}"
+
+
+def balanced_target(addresses: list[str]) -> str:
+    """A gRPC target naming every replica: kit.clients' round_robin spreads over them."""
+    if len(addresses) == 1:
+        return addresses[0]
+    return "ipv4:" + ",".join(addresses)
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,12 @@ class StackConfig:
     http_port: int = 8446
     ready_timeout_s: float = 60.0
     stop_timeout_s: float = 15.0
+    #: Processes per service and of the gateway (each replica on ports of its own).
+    replicas: int = 1
+    #: 1: one nats-server (`make run`); 3: a JetStream cluster, streams R3, fsync per write.
+    nats_nodes: int = 1
+    #: First cluster route port (node i: + i); 0: right after the client ports.
+    nats_route_port: int = 0
     #: Run only these (service names, or "gateway"); empty: every service and the gateway.
     only: tuple[str, ...] = ()
     #: Database URL per service; wins over `DMP_DATABASE_URL_<SERVICE>` and the SQLite default.
@@ -76,11 +99,45 @@ class StackConfig:
         return self.pki_dir / "cards"
 
     @property
+    def nats_client_ports(self) -> list[int]:
+        return [self.nats_port + i for i in range(self.nats_nodes)]
+
+    @property
+    def nats_route_ports(self) -> list[int]:
+        if self.nats_nodes == 1:
+            return []
+        first = self.nats_route_port or self.nats_port + self.nats_nodes
+        return [first + i for i in range(self.nats_nodes)]
+
+    @property
     def nats_url(self) -> str:
-        return f"nats://{HOST}:{self.nats_port}"
+        """Every node, comma-separated (kit.nats.server_urls)."""
+        return ",".join(f"nats://{HOST}:{port}" for port in self.nats_client_ports)
+
+    @property
+    def stream_replicas(self) -> int:
+        """R3 on a cluster of three or more nodes (the production setting), else R1."""
+        return 3 if self.nats_nodes >= 3 else 1
+
+    def replica_port(self, spec: ServiceSpec, replica: int) -> int:
+        return spec.port(self.base_port) + replica * SERVICE_PORT_STRIDE
+
+    def replica_address(self, spec: ServiceSpec, replica: int) -> str:
+        return f"{HOST}:{self.replica_port(spec, replica)}"
 
     def target(self, spec: ServiceSpec) -> str:
-        return f"{HOST}:{spec.port(self.base_port)}"
+        """What callers dial: the one address, or every replica's (round_robin)."""
+        return balanced_target([self.replica_address(spec, r) for r in range(self.replicas)])
+
+    def gateway_ports(self, replica: int) -> tuple[int, int, int, int]:
+        """(card, patient, probe, HTTP) ports of gateway replica `replica`."""
+        shift = replica * GATEWAY_PORT_STRIDE
+        return (
+            self.gateway_port + shift,
+            self.patient_port + shift,
+            self.gateway_probe_port + shift,
+            self.http_port + shift,
+        )
 
 
 def database_url(spec: ServiceSpec, cfg: StackConfig) -> str:
@@ -125,6 +182,7 @@ def _common_env(name: str, cfg: StackConfig, secrets: DevSecrets) -> dict[str, s
             "DMP_SERVICE_NAME": name,
             "DMP_GRPC_HOST": HOST,
             "DMP_NATS_URL": cfg.nats_url,
+            "DMP_NATS_STREAM_REPLICAS": str(cfg.stream_replicas),
             "DMP_TOKEN_PUBLIC_KEY_FILE": str(secrets.token_public_key_file),
             **secrets.principal_env(),
         }
@@ -133,10 +191,14 @@ def _common_env(name: str, cfg: StackConfig, secrets: DevSecrets) -> dict[str, s
 
 
 def service_env(
-    spec: ServiceSpec, cfg: StackConfig, secrets: DevSecrets, running: list[ServiceSpec]
+    spec: ServiceSpec,
+    cfg: StackConfig,
+    secrets: DevSecrets,
+    running: list[ServiceSpec],
+    replica: int = 0,
 ) -> dict[str, str]:
     env = _common_env(spec.name, cfg, secrets)
-    env["DMP_GRPC_PORT"] = str(spec.port(cfg.base_port))
+    env["DMP_GRPC_PORT"] = str(cfg.replica_port(spec, replica))
     if spec.has_migrations():
         env["DMP_DATABASE_URL"] = database_url(spec, cfg)
     for other in running:
@@ -147,19 +209,20 @@ def service_env(
     return env
 
 
-def gateway_env(cfg: StackConfig, secrets: DevSecrets) -> dict[str, str]:
+def gateway_env(cfg: StackConfig, secrets: DevSecrets, replica: int = 0) -> dict[str, str]:
     """The edge: both TLS listeners, the dev PKI, identity's token key, every upstream.
 
     Every catalog service gets a target, running or not: a call to one that is
     not running answers UNAVAILABLE instead of going to a default address.
     """
     env = _common_env(GATEWAY.name, cfg, secrets)
+    card_port, patient_port, probe_port, http_port = cfg.gateway_ports(replica)
     env.update(
         {
-            "DMP_GRPC_PORT": str(cfg.gateway_port),
-            "DMP_PATIENT_PORT": str(cfg.patient_port),
-            "DMP_PROBE_PORT": str(cfg.gateway_probe_port),
-            "DMP_GATEWAY_HTTP_PORT": str(cfg.http_port),
+            "DMP_GRPC_PORT": str(card_port),
+            "DMP_PATIENT_PORT": str(patient_port),
+            "DMP_PROBE_PORT": str(probe_port),
+            "DMP_GATEWAY_HTTP_PORT": str(http_port),
             "DMP_TLS_CERT_FILE": str(cfg.pki_dir / pki.SERVER_CERT),
             "DMP_TLS_KEY_FILE": str(cfg.pki_dir / pki.SERVER_KEY),
             "DMP_CLIENT_CA_FILE": str(cfg.pki_dir / pki.CA_CERT),
@@ -184,7 +247,17 @@ class DevStack:
                 raise StartupError(f"service {name!r} does not exist in this checkout")
         self.specs = [s for s in catalog.available() if not cfg.only or s.name in cfg.only]
         self.with_gateway = GATEWAY.exists() and (not cfg.only or GATEWAY.name in cfg.only)
-        self.nats = NatsServer(cfg.var_dir / "nats", cfg.nats_port, cfg.logs / "nats.log")
+        if cfg.replicas < 1 or cfg.nats_nodes < 1:
+            raise StartupError("--replicas and --nats-nodes must be at least 1")
+        self.nats_cluster = NatsCluster(
+            cfg.var_dir,
+            cfg.nats_client_ports,
+            cfg.nats_route_ports,
+            cfg.logs,
+            sync_always=cfg.nats_nodes > 1,
+        )
+        #: The first (or only) node: what a one-node stack's tests kill and restart.
+        self.nats = self.nats_cluster.nodes[0]
         self.mail = MailSink(cfg.smtp_port, cfg.mail_dir, keep=False)
         self.processes: list[ServiceProcess] = []
         self.secrets: DevSecrets | None = None
@@ -193,19 +266,33 @@ class DevStack:
 
     @property
     def names(self) -> list[str]:
-        """Every process this stack runs, in start order."""
-        return [s.name for s in self.specs] + ([GATEWAY.name] if self.with_gateway else [])
+        """Every process this stack runs, in start order (replicas: `records`, `records-2`)."""
+        replicas = range(self.cfg.replicas)
+        names = [replica_name(s.name, r) for s in self.specs for r in replicas]
+        if self.with_gateway:
+            names += [replica_name(GATEWAY.name, r) for r in replicas]
+        return names
 
     def _ports(self) -> dict[str, int]:
-        wanted = {"nats": self.cfg.nats_port, "smtp sink": self.cfg.smtp_port}
-        wanted |= {s.name: s.port(self.cfg.base_port) for s in self.specs}
-        if self.with_gateway:
-            wanted |= {
-                "gateway card port": self.cfg.gateway_port,
-                "gateway patient port": self.cfg.patient_port,
-                "gateway probe port": self.cfg.gateway_probe_port,
-                "gateway http port": self.cfg.http_port,
-            }
+        cfg = self.cfg
+        wanted = {"smtp sink": cfg.smtp_port}
+        nodes = self.nats_cluster.nodes
+        wanted |= {node.name: node.port for node in nodes}
+        wanted |= {
+            f"{node.name} routes": port
+            for node, port in zip(nodes, cfg.nats_route_ports, strict=False)
+        }
+        for r in range(cfg.replicas):
+            wanted |= {replica_name(s.name, r): cfg.replica_port(s, r) for s in self.specs}
+            if self.with_gateway:
+                card, patient, probe, http = cfg.gateway_ports(r)
+                name = replica_name(GATEWAY.name, r)
+                wanted |= {
+                    f"{name} card port": card,
+                    f"{name} patient port": patient,
+                    f"{name} probe port": probe,
+                    f"{name} http port": http,
+                }
         return wanted
 
     def _check_ports(self) -> None:
@@ -254,15 +341,17 @@ class DevStack:
         try:
             self._start_infrastructure()
             for spec in self.specs:
-                process = ServiceProcess(
-                    name=spec.name,
-                    module=spec.module,
-                    target=self.cfg.target(spec),
-                    log_file=self.cfg.logs / f"{spec.name}.log",
-                    env=service_env(spec, self.cfg, self.secrets, self.specs),
-                )
-                process.start()
-                self.processes.append(process)
+                for replica in range(self.cfg.replicas):
+                    name = replica_name(spec.name, replica)
+                    process = ServiceProcess(
+                        name=name,
+                        module=spec.module,
+                        target=self.cfg.replica_address(spec, replica),
+                        log_file=self.cfg.logs / f"{name}.log",
+                        env=service_env(spec, self.cfg, self.secrets, self.specs, replica),
+                    )
+                    process.start()
+                    self.processes.append(process)
             wait_until_serving(self.processes, self.cfg.ready_timeout_s)
             if self.with_gateway:
                 self._start_gateway(self.secrets)
@@ -281,22 +370,26 @@ class DevStack:
             self.cards.created += establishments.created
             self.cards.present += establishments.present
             self.cards.warnings += establishments.warnings
-        gateway = ServiceProcess(
-            name=GATEWAY.name,
-            module=GATEWAY.module,
-            target=f"{HOST}:{self.cfg.gateway_probe_port}",
-            log_file=self.cfg.logs / "gateway.log",
-            env=gateway_env(self.cfg, secrets),
-        )
-        gateway.start()
-        self.processes.append(gateway)
-        wait_until_serving([gateway], self.cfg.ready_timeout_s)
+        gateways = []
+        for replica in range(self.cfg.replicas):
+            name = replica_name(GATEWAY.name, replica)
+            gateway = ServiceProcess(
+                name=name,
+                module=GATEWAY.module,
+                target=f"{HOST}:{self.cfg.gateway_ports(replica)[2]}",
+                log_file=self.cfg.logs / f"{name}.log",
+                env=gateway_env(self.cfg, secrets, replica),
+            )
+            gateway.start()
+            self.processes.append(gateway)
+            gateways.append(gateway)
+        wait_until_serving(gateways, self.cfg.ready_timeout_s)
 
     def _start_infrastructure(self) -> None:
-        nats_log = self.cfg.logs / "nats.log"
+        nats_log = self.nats.log_file or self.cfg.logs / "nats.log"
         try:
-            self.nats.start()
-        except (RuntimeError, TimeoutError) as exc:
+            self.nats_cluster.start()
+        except (RuntimeError, TimeoutError, OSError) as exc:
             raise StartupError(
                 f"nats-server: {exc}; last lines of {nats_log}:\n{log_tail(nats_log)}"
             ) from exc
@@ -333,10 +426,25 @@ class DevStack:
         process.start()
         wait_until_serving([process], self.cfg.ready_timeout_s)
 
+    def stop_nats_node(self, name: str, *, kill: bool = False) -> None:
+        """Take one NATS node away (`nats`, or `nats-2` of a cluster): SIGKILL with `kill`."""
+        node = self.nats_cluster.node(name)
+        if kill:
+            node.kill()
+        else:
+            node.stop(self.cfg.stop_timeout_s)
+
+    def start_nats_node(self, name: str) -> None:
+        """Start a stopped node again on the same ports and store (it rejoins the cluster)."""
+        node = self.nats_cluster.node(name)
+        if node.running():
+            raise RuntimeError(f"{name} is still running")
+        node.start()
+
     def stop(self) -> list[str]:
         """Stop everything in reverse start order; returns the processes that had to be killed."""
         killed = stop_all(self.processes, self.cfg.stop_timeout_s)
         self.processes.clear()
         self.mail.stop()
-        self.nats.stop(self.cfg.stop_timeout_s)
+        self.nats_cluster.stop(self.cfg.stop_timeout_s)
         return killed

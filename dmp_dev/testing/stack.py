@@ -29,8 +29,16 @@ import grpc
 from dmp.authz.v1 import principal_pb2
 from dmp_cli import catalog
 from dmp_dev.launcher.secrets import DevSecrets
-from dmp_dev.launcher.stack import DevStack, StackConfig, database_url
+from dmp_dev.launcher.stack import (
+    GATEWAY_PORT_STRIDE,
+    SERVICE_PORT_STRIDE,
+    DevStack,
+    StackConfig,
+    database_url,
+    replica_name,
+)
 from dmp_dev.testing.databases import SMALL_POOLS, DatabaseFactory
+from kit import clients as kit_clients
 from kit import clock
 from kit import principal as principals
 from kit.tokens import AccessTokenIssuer, load_private_key
@@ -112,22 +120,30 @@ def free_port_block(size: int, *, low: int | None = None, high: int | None = Non
     raise RuntimeError("no block of free ports")
 
 
-def free_config(var_dir: Path) -> StackConfig:
+def free_config(var_dir: Path, *, replicas: int = 1, nats_nodes: int = 1) -> StackConfig:
     """A StackConfig on free ports (nothing collides with `make run`, another test run or
-    another worker of this one): the services' block, then NATS, SMTP, the gateway's card,
-    patient, probe and HTTP ports right after it, all checked free."""
-    size = max(s.port_offset or 0 for s in catalog.CATALOG) + 1
-    base = free_port_block(size + 6)
-    nats, smtp, gateway, patient, probe, http = range(base + size, base + size + 6)
+    another worker of this one): the services' block (one per replica), then SMTP, the
+    gateway replicas' card, patient, probe and HTTP ports, NATS client and route ports, all
+    checked free."""
+    services = SERVICE_PORT_STRIDE * replicas
+    gateways = GATEWAY_PORT_STRIDE * replicas
+    routes = nats_nodes if nats_nodes > 1 else 0
+    base = free_port_block(services + 1 + gateways + nats_nodes + routes)
+    smtp = base + services
+    gateway = smtp + 1
+    nats = gateway + gateways
     return StackConfig(
         var_dir=var_dir,
         base_port=base,
         nats_port=nats,
         smtp_port=smtp,
         gateway_port=gateway,
-        patient_port=patient,
-        gateway_probe_port=probe,
-        http_port=http,
+        patient_port=gateway + 1,
+        gateway_probe_port=gateway + 2,
+        http_port=gateway + 3,
+        replicas=replicas,
+        nats_nodes=nats_nodes,
+        nats_route_port=nats + nats_nodes if routes else 0,
     )
 
 
@@ -226,6 +242,30 @@ class LiveStack:
     def portal_url(self) -> str:
         return f"{self.http_url}/portail/"
 
+    @property
+    def gateway_names(self) -> list[str]:
+        return [replica_name(catalog.GATEWAY.name, r) for r in range(self.cfg.replicas)]
+
+    def _gateway_target(
+        self, which: int, replica: int | None
+    ) -> tuple[str, list[tuple[str, object]]]:
+        """The address of one gateway replica, or (None, several replicas) all of them
+        balanced round_robin with kit.clients' retry policy, as a load balancer in front
+        of the gateways would spread clients (the certificate names `localhost`)."""
+        if replica is not None or self.cfg.replicas == 1:
+            port = self.cfg.gateway_ports(replica or 0)[which]
+            return f"{HOST}:{port}", []
+        ports = [self.cfg.gateway_ports(r)[which] for r in range(self.cfg.replicas)]
+        target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in ports)
+        options: list[tuple[str, object]] = [
+            ("grpc.ssl_target_name_override", HOST),
+            ("grpc.default_authority", HOST),
+            *kit_clients.RECONNECT_OPTIONS,
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", kit_clients.service_config()),
+        ]
+        return target, options
+
     def target(self, service: str) -> str:
         """A service's own (plaintext, internal) address."""
         return self.cfg.target(catalog.spec(service))
@@ -252,18 +292,27 @@ class LiveStack:
         )
 
     def card_channel(
-        self, card: str | tuple[bytes, bytes], *, options: list[tuple[str, object]] | None = None
+        self,
+        card: str | tuple[bytes, bytes],
+        *,
+        options: list[tuple[str, object]] | None = None,
+        replica: int | None = None,
     ) -> grpc.aio.Channel:
-        """A channel to the card port presenting `card` (a stem, or a (cert, key) PEM pair)."""
+        """A channel to the card port presenting `card` (a stem, or a (cert, key) PEM pair);
+        with several gateways, to every one (round_robin) unless `replica` picks one."""
         cert, key = self.card(card) if isinstance(card, str) else card
         creds = grpc.ssl_channel_credentials(self.ca_pem, private_key=key, certificate_chain=cert)
-        return self._open(self.card_address, creds, options)
+        target, balanced = self._gateway_target(0, replica)
+        return self._open(target, creds, balanced + (options or []))
 
     def patient_channel(
-        self, *, options: list[tuple[str, object]] | None = None
+        self, *, options: list[tuple[str, object]] | None = None, replica: int | None = None
     ) -> grpc.aio.Channel:
-        """A channel to the patient port (TLS, no client certificate)."""
-        return self._open(self.patient_address, grpc.ssl_channel_credentials(self.ca_pem), options)
+        """A channel to the patient port (TLS, no client certificate); see `card_channel`."""
+        target, balanced = self._gateway_target(1, replica)
+        return self._open(
+            target, grpc.ssl_channel_credentials(self.ca_pem), balanced + (options or [])
+        )
 
     def _open(
         self, address: str, creds: grpc.ChannelCredentials, options: list[tuple[str, object]] | None
@@ -320,6 +369,14 @@ class LiveStack:
     def pid(self, name: str) -> int:
         return self.dev.process(name).pid
 
+    async def kill_nats_node(self, name: str) -> None:
+        """SIGKILL one node of the NATS cluster (`nats-2`), as a lost pod."""
+        await asyncio.to_thread(self.dev.stop_nats_node, name, kill=True)
+
+    async def start_nats_node(self, name: str) -> None:
+        """Start it again on its ports and store: it rejoins the cluster and catches up."""
+        await asyncio.to_thread(self.dev.start_nats_node, name)
+
 
 async def service_databases(databases: DatabaseFactory, label: str = "stack") -> dict[str, str]:
     """A fresh database per service that has migrations, already at its head (a copy of the
@@ -341,6 +398,8 @@ async def running_stack(
     extra_env: Mapping[str, Mapping[str, str]] | None = None,
     before_launch: Callable[[StackConfig], None] | None = None,
     ready_timeout_s: float = 120.0,
+    replicas: int = 1,
+    nats_nodes: int = 1,
 ) -> AsyncIterator[LiveStack]:
     """Start the platform with the launcher; stop it (reverse order) on exit.
 
@@ -351,7 +410,7 @@ async def running_stack(
     """
     urls = await service_databases(databases) if databases is not None else {}
     cfg = dataclasses.replace(
-        free_config(var_dir),
+        free_config(var_dir, replicas=replicas, nats_nodes=nats_nodes),
         database_urls=urls,
         extra_env=stack_env(extra_env, var_dir / CLOCK_OFFSET_FILE),
         ready_timeout_s=ready_timeout_s,

@@ -96,6 +96,13 @@ class ConsentApp(ServiceApp):
             self._changes = await self.nc.subscribe(published.CHANGED, cb=self._on_changed)
         log.info("policy_loaded", version=self.matrix.version, sha256=self.matrix.sha256)
 
+    async def nats_disconnected(self) -> None:
+        # Other replicas' dmp.consent.changed are missed until reconnected: read through.
+        self.cache.invalidate("")
+
+    async def nats_reconnected(self) -> None:
+        self.cache.invalidate("")
+
     async def _on_changed(self, msg: Msg) -> None:
         with contextlib.suppress(DecodeError):
             self.cache.invalidate(events_pb2.ConsentChanged.FromString(msg.data).dossier)

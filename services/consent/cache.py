@@ -56,8 +56,19 @@ class SnapshotCache:
         self._records: Lru[str, RecordState] = Lru(size)
         self._rules: Lru[str, RecordRules] = Lru(size)
         self._by_ins: Lru[str, str] = Lru(size)
+        # Bumped by every invalidation: a read-through that started before one must not
+        # store what it read (with several replicas, another replica's change can land
+        # between this replica's read and its store; the snapshot has no expiry).
+        self._generation = 0
 
     def invalidate(self, dossier: str) -> None:
+        """Drop `dossier`'s snapshots (empty: every snapshot, e.g. after missed events)."""
+        self._generation += 1
+        if not dossier:
+            self._records.clear()
+            self._rules.clear()
+            self._by_ins.clear()
+            return
         self._records.pop(dossier)
         self._rules.pop(dossier)
 
@@ -71,9 +82,10 @@ class SnapshotCache:
         cached = self._records.get(dossier)
         if cached is not None:
             return cached
+        generation = self._generation
         async with self._sessions() as session:
             state = await repository.load_record(session, dossier)
-        if state is not None:
+        if state is not None and generation == self._generation:
             self._records.put(dossier, state)
             self._by_ins.put(state.patient_ins, dossier)
         return state
@@ -91,7 +103,9 @@ class SnapshotCache:
         cached = self._rules.get(dossier)
         if cached is not None:
             return cached
+        generation = self._generation
         async with self._sessions() as session:
             rules = await repository.load_rules(session, dossier, now)
-        self._rules.put(dossier, rules)
+        if generation == self._generation:
+            self._rules.put(dossier, rules)
         return rules

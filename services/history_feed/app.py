@@ -59,7 +59,9 @@ class HistoryFeedApp(ServiceApp):
         cfg = self.history_settings
         if self.js is not None and cfg.history_consume_dossier_events:
             # Records owns the stream; made here too so the feed can start first.
-            await kit_nats.ensure_stream(self.js, kit_nats.STREAMS["records"])
+            await kit_nats.ensure_stream(
+                self.js, kit_nats.STREAMS["records"], replicas=self.settings.nats_stream_replicas
+            )
             self._consumer = DurableConsumer(
                 self.js,
                 consumed.spec(cfg.history_consumer_durable),

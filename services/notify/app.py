@@ -133,7 +133,9 @@ class NotifyApp(ServiceApp):
         js = self.js = nc.jetstream()
         while True:
             try:
-                await kit_nats.ensure_stream(js, kit_nats.STREAMS["notify"])
+                await kit_nats.ensure_stream(
+                    js, kit_nats.STREAMS["notify"], replicas=cfg.nats_stream_replicas
+                )
                 break
             except asyncio.CancelledError:
                 raise
