@@ -30,7 +30,8 @@ production cost here, not at the test stack's cheapest.
 
 `--replicas 1,2` runs the mix on one replica of everything, then on two replicas of every
 service and of the gateway (the client balancing over the gateways, the gateways over the
-services, round_robin), and writes both under `replica_runs`.
+services, round_robin), and writes both under `replica_runs` in
+bench/results/platform_load_replicas.json.
 """
 
 from __future__ import annotations
@@ -554,6 +555,8 @@ def cli() -> None:
     target = (
         RESULTS if args.backend == "sqlite" else RESULTS.with_name("platform_load_postgresql.json")
     )
+    if "replica_runs" in result:  # 1 vs 2 replicas: apart, not over the single-replica figures
+        target = RESULTS.with_name("platform_load_replicas.json")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     failed = result["errors"] or result["no_login_errors"] or result["login_errors"]
