@@ -45,9 +45,11 @@ lint: $(STAMP) $(BUF)
 	$(BUF) lint
 	$(PY) -m dmp_dev.tools.buf_breaking --buf $(BUF)
 
-## make gen: regenerate the committed Python package dmp/ from protos/ (reproducible).
+## make gen: regenerate the committed Python package dmp/ from protos/ (reproducible), and the
+## JSON door's OpenAPI (docs/openapi.json) from it.
 gen: $(STAMP)
 	$(PY) -m dmp_dev.tools.gen_protos
+	$(PY) -m dmp_dev.tools.gen_openapi
 
 ## make bench [BENCHES="records_scale"]: each script prints ratios and writes bench/results/<name>.json.
 BENCHES ?= identity_login authorize service_paths records_scale notify_latency history_ingest gateway_overhead platform_load partitioned_scale

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from gateway.routing import SERVICES, Route
 
-_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_.]*)(?:=([^}]*))?\}")
+VARIABLE = re.compile(r"\{([a-z_][a-z0-9_.]*)(?:=([^}]*))?\}")
 _SEGMENT = "[^/:]+"
 
 
@@ -48,7 +48,7 @@ def _compile(template: str) -> tuple[re.Pattern[str], dict[str, str]]:
     fields: dict[str, str] = {}
     out: list[str] = []
     position = 0
-    for match in _VARIABLE.finditer(template):
+    for match in VARIABLE.finditer(template):
         out.append(re.escape(template[position : match.start()]))
         field, inner = match.group(1), match.group(2) or "*"
         group = f"f{len(fields)}"

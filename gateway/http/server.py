@@ -14,9 +14,11 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.http.door import SECURITY_HEADERS, Door
+from gateway.http.openapi import openapi_json
 from gateway.http.portal import add_portal
 from gateway.http.session_routes import add_session_routes
 
+OPENAPI = "/v1/openapi.json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -26,7 +28,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        response = exc
+        exc.headers.update(SECURITY_HEADERS)
+        raise
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -55,6 +58,12 @@ async def start_door(
     app = web.Application(middlewares=[security_headers], client_max_size=door.max_body_bytes)
     add_session_routes(app, door)
     add_portal(app, portal_dir)
+    document = openapi_json(door.router.routes)
+
+    async def openapi(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=document, content_type="application/json")
+
+    app.router.add_get(OPENAPI, openapi)
     app.router.add_route("*", "/v1/{tail:.*}", door.api)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
