@@ -545,7 +545,12 @@ def cli() -> None:
         help="replicas of every service and of the gateway; a list (1,2) measures each in "
         "turn in the same run (PostgreSQL only above 1)",
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 4 s phases, figures printed, not written"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.max_calls = min(args.seconds, 4.0), min(args.max_calls, 500)
     result = uvloop.run(main(args))
     print(json.dumps(result, indent=2))
     print(
@@ -560,8 +565,9 @@ def cli() -> None:
     )
     if "replica_runs" in result:  # 1 vs 2 replicas: apart, not over the single-replica figures
         target = RESULTS.with_name("platform_load_replicas.json")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if not args.quick:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     failed = result["errors"] or result["no_login_errors"] or result["login_errors"]
     if failed:
         raise SystemExit(f"errors during the load: {failed}")
