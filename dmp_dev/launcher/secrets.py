@@ -8,6 +8,8 @@ committed: production keys come from the deployment, never from here.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -49,6 +51,13 @@ class DevSecrets:
             "DMP_PRINCIPAL_KEYS": json.dumps(keys),
             "DMP_PRINCIPAL_KEY_ID": self.principal_key_id,
         }
+
+    def csrf_env(self) -> dict[str, str]:
+        """The JSON door's CSRF key, the same for every gateway replica of the stack (a page's
+        token must hold whichever replica answers); derived from the principal key, so no
+        new file."""
+        key = hmac.new(self.principal_key, b"dmp-http-csrf", hashlib.sha256).digest()
+        return {"DMP_HTTP_CSRF_SECRET": base64.b64encode(key).decode()}
 
     def records_env(self) -> dict[str, str]:
         """The key-encryption key wrapping records' per-record data keys."""

@@ -229,6 +229,7 @@ def gateway_env(cfg: StackConfig, secrets: DevSecrets, replica: int = 0) -> dict
             "DMP_CLIENT_CRL_FILE": str(cfg.pki_dir / pki.CRL),
         }
     )
+    env.update(secrets.csrf_env())
     for spec in catalog.CATALOG:
         env[f"{spec.env_prefix}_TARGET"] = cfg.target(spec)
     env.update(cfg.extra_env.get(GATEWAY.name, {}))

@@ -104,6 +104,9 @@ def test_gateway_env_is_accepted_by_gateway_settings(
     assert settings.token_public_key_file == str(secrets.token_public_key_file)
     assert settings.nats_url == "nats://127.0.0.1:41100"
     assert settings.rate_limit_burst == 7
+    # Every gateway replica of the stack signs the JSON door's CSRF tokens with one key.
+    assert settings.http_csrf_secret is not None
+    assert gateway_env(cfg, secrets, 1)["DMP_HTTP_CSRF_SECRET"] == env["DMP_HTTP_CSRF_SECRET"]
     for spec in catalog.CATALOG:  # running or not: never the built-in default address
         assert getattr(settings, f"{spec.name}_target") == f"127.0.0.1:{41000 + spec.port_offset}"
     assert settings.principal_key_bytes() == {secrets.principal_key_id: secrets.principal_key}
