@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.helpers import PASSWORD, mails_to, one_time_code
+
 try:
     from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 except ImportError:  # pragma: no cover - reported by `browser` below
@@ -124,3 +126,29 @@ async def check_page(watched: Watched, name: str, shots: Path) -> None:
         if original:
             await page.set_viewport_size(original)
     assert not watched.problems, watched.problems
+
+
+async def sign_in(watched: Watched, portal_url: str, mail_dir: Path, ins: str, email: str) -> None:
+    """Logs in through the portal's two steps, the code read from the dev mail sink."""
+    page = watched.page
+    seen = len(mails_to(mail_dir, email))
+    await page.goto(portal_url)
+    await page.get_by_role("heading", level=1, name="Se connecter").wait_for()
+    await page.get_by_label("Numéro de sécurité sociale").fill(ins)
+    await page.get_by_label("Mot de passe").fill(PASSWORD)
+    await page.get_by_role("button", name="Continuer").click()
+    await page.get_by_role("heading", name="Saisissez votre code").wait_for()
+    await page.get_by_label("Code reçu (6 chiffres)").fill(
+        await one_time_code(mail_dir, email, seen)
+    )
+    await page.get_by_role("button", name="Me connecter").click()
+    await page.get_by_role("heading", level=1, name="Mon espace santé").wait_for()
+
+
+async def go(watched: Watched, link: str, heading: str) -> None:
+    """Follows a menu link and waits for the page's heading and content."""
+    page = watched.page
+    menu = page.get_by_role("navigation", name="Menu principal")
+    await menu.get_by_role("link", name=link, exact=True).click()
+    await page.get_by_role("heading", level=1, name=heading).wait_for()
+    await page.locator("main [aria-busy='true']").wait_for(state="detached")

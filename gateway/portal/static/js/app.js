@@ -48,7 +48,7 @@ function ctx() {
     isOwnRecord: state.records.length === 0 || state.records.some((r) => r.name === state.current && r.own),
     onSignedIn,
     refreshAccount: renderAccount,
-    rerender: () => show(currentView(), false),
+    rerender: () => show(currentView(), true),
   };
 }
 

@@ -1,7 +1,7 @@
 // The access history: who opened the record, when and how, with the check
 // of its hash chain said in plain words.
 
-import { h, formatDateTime } from "../dom.js";
+import { h, on, formatDateTime } from "../dom.js";
 import { ACCESS_MODE, ACTION, PRINCIPAL_KIND, RESOURCE_KIND, professionLabel } from "../labels.js";
 import { all, empty } from "./common.js";
 
@@ -36,8 +36,11 @@ export const acces = {
       ctx.api.rpc("VerifyAccessLog", { parent: ctx.dossier }),
       all(ctx.api, "ListAccessHistory", { parent: ctx.dossier, pageSize: 100 }, "entries", 3),
     ]);
+    const refresh = h("button", { type: "button", class: "bouton-secondaire" }, "Actualiser");
+    on(refresh, "click", () => ctx.rerender());
     const container = h("div", {}, verification(result),
-      h("p", {}, "Chaque consultation ou modification de votre dossier est enregistrée ici, les plus récentes en premier."));
+      h("p", {}, "Chaque consultation ou modification de votre dossier est enregistrée ici, les plus récentes en premier."),
+      h("div", { class: "actions" }, refresh));
     if (!entries.length) {
       container.append(empty("Aucun accès enregistré."));
       return container;

@@ -1,0 +1,104 @@
+"""The portal's other pages in real headless Chromium: each one used once (upload, a
+vaccination, advance directives, emergency oppositions, contact preferences, closing and
+reactivating the record), checked with axe-core at phone and desktop widths and photographed;
+and the keyboard path into the content (skip link, focus on the page's heading)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from dmp.records.v1 import records_pb2
+from dmp_dev.testing.stack import LiveStack
+from tests.e2e.helpers import new_record, patient_md, records, register_patient
+from tests.fixtures.records import make_ins
+from tests.portal.browser import check_page, go, open_context, sign_in
+
+R = records_pb2
+
+
+async def test_every_other_page_is_usable_and_accessible(
+    stack: LiveStack, browser, screenshot_dir: Path
+) -> None:
+    dossier, ins = await new_record(stack, make_ins())
+    email = f"pages.{uuid.uuid4().hex[:10]}@exemple.fr"
+    await register_patient(stack, ins, email)
+    watched = await open_context(browser)
+    page = watched.page
+    try:
+        await sign_in(watched, stack.portal_url, stack.mail_dir, ins, email)
+
+        # Keyboard: on a fresh page the first Tab reaches the skip link, which moves the focus
+        # to the content; a menu link moves it to the new page's heading.
+        await page.reload()
+        await page.get_by_role("heading", level=1, name="Mon espace santé").wait_for()
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.textContent") == "Aller au contenu"
+        await page.keyboard.press("Enter")
+        assert await page.evaluate("document.activeElement.id") == "contenu"
+        await go(watched, "Ajouter un document", "Ajouter un document")
+        assert await page.evaluate("document.activeElement.id") == "titre-page"
+
+        # Upload a document of one's own.
+        await page.get_by_label("Fichier").set_input_files(
+            files=[{"name": "tension.txt", "mimeType": "text/plain", "buffer": b"12/8 le matin"}]
+        )
+        await page.get_by_label("Titre du document").fill("Mes relevés de tension")
+        await page.get_by_role("button", name="Ajouter le document").click()
+        await page.get_by_text("« Mes relevés de tension » a été ajouté").wait_for()
+        await check_page(watched, "11-ajouter-un-document", screenshot_dir)
+        own = records(stack.patient_channel())
+        listed = await own.ListDocuments(
+            R.ListDocumentsRequest(parent=dossier), metadata=patient_md(stack, ins), timeout=10
+        )
+        assert [d.title for d in listed.documents] == ["Mes relevés de tension"]
+
+        await go(watched, "Mes vaccinations", "Mes vaccinations")
+        await page.get_by_label("Vaccin (obligatoire)", exact=True).fill(
+            "Vaccin grippe saisonnière"
+        )
+        await page.get_by_label("Date de la vaccination").fill("2026-10-15")
+        await page.get_by_role("button", name="Ajouter", exact=True).click()
+        await page.get_by_role("cell", name="Vaccin grippe saisonnière").wait_for()
+        await check_page(watched, "12-vaccinations", screenshot_dir)
+
+        await go(watched, "Directives anticipées", "Mes directives anticipées")
+        await page.get_by_label("J'ai rédigé des directives anticipées").check()
+        await page.get_by_label("Qui conserve le document original").fill("Ma fille")
+        await page.get_by_role("button", name="Enregistrer").click()
+        await page.get_by_text("Vos directives anticipées sont enregistrées.").wait_for()
+        await check_page(watched, "13-directives-anticipees", screenshot_dir)
+
+        await go(watched, "Remboursements de soins", "Mes remboursements de soins")
+        await check_page(watched, "14-remboursements", screenshot_dir)
+
+        await go(watched, "Accès en urgence", "Accès en cas d'urgence")
+        await page.get_by_label("l'accès par le médecin régulateur du SAMU (centre 15)").check()
+        await page.get_by_role("button", name="Enregistrer mes choix").click()
+        await page.get_by_text("Vos choix sont enregistrés.").wait_for()
+        await check_page(watched, "15-urgence", screenshot_dir)
+
+        await go(watched, "Notifications", "Mes notifications")
+        await page.get_by_role("button", name="Enregistrer").click()
+        await page.get_by_text("Vos préférences sont enregistrées.").wait_for()
+        await check_page(watched, "16-notifications", screenshot_dir)
+
+        await go(watched, "Dossiers de mes enfants", "Dossiers de mes enfants")
+        await check_page(watched, "17-enfants", screenshot_dir)
+
+        # Close the record, then reactivate it.
+        await go(watched, "Mon dossier", "Mon dossier")
+        await check_page(watched, "18-mon-dossier", screenshot_dir)
+        await page.get_by_label("Je comprends que plus aucun professionnel").check()
+        await page.get_by_role("button", name="Fermer mon dossier").click()
+        await page.get_by_text("Votre dossier est fermé.").wait_for()
+        closed = await own.GetDossier(
+            R.GetDossierRequest(name=dossier), metadata=patient_md(stack, ins), timeout=10
+        )
+        assert closed.state == R.DOSSIER_STATE_CLOSED
+        await check_page(watched, "19-dossier-ferme", screenshot_dir)
+        await page.get_by_role("button", name="Réactiver mon dossier").click()
+        await page.get_by_text("Votre dossier est de nouveau ouvert.").wait_for()
+        assert not watched.problems, watched.problems
+    finally:
+        await watched.context.close()
