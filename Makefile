@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
-.PHONY: run test test-sqlite test-postgres lint gen bench clean venv
+.PHONY: run test test-sqlite test-postgres lint gen bench clean venv screenshots
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ lint: $(STAMP) $(BUF)
 gen: $(STAMP)
 	$(PY) -m dmp_dev.tools.gen_protos
 	$(PY) -m dmp_dev.tools.gen_openapi
+
+## make screenshots: the portal's browser tests, then their README pages into docs/screenshots/.
+screenshots: $(STAMP) $(BUF)
+	$(PY) -m dmp_dev.tools.screenshots
 
 ## make bench [BENCHES="records_scale"]: each script prints ratios and writes bench/results/<name>.json.
 BENCHES ?= identity_login authorize service_paths records_scale notify_latency history_ingest gateway_overhead platform_load partitioned_scale
