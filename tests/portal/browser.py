@@ -135,7 +135,7 @@ async def sign_in(watched: Watched, portal_url: str, mail_dir: Path, ins: str, e
     await page.goto(portal_url)
     await page.get_by_role("heading", level=1, name="Se connecter").wait_for()
     await page.get_by_label("Numéro de sécurité sociale").fill(ins)
-    await page.get_by_label("Mot de passe").fill(PASSWORD)
+    await page.get_by_label("Mot de passe (obligatoire)", exact=True).fill(PASSWORD)
     await page.get_by_role("button", name="Continuer").click()
     await page.get_by_role("heading", name="Saisissez votre code").wait_for()
     await page.get_by_label("Code reçu (6 chiffres)").fill(

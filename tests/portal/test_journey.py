@@ -115,7 +115,7 @@ async def test_patient_journey_in_the_portal(
         await page.get_by_role("link", name="Me connecter").click()
         await page.get_by_role("heading", level=1, name="Se connecter").wait_for()
         await page.get_by_label("Numéro de sécurité sociale").fill(ins)
-        await page.get_by_label("Mot de passe").fill(PASSWORD)
+        await page.get_by_label("Mot de passe (obligatoire)", exact=True).fill(PASSWORD)
         await check_page(watched, "02-connexion", screenshot_dir)
         await page.get_by_role("button", name="Continuer").click()
         await page.get_by_role("heading", name="Saisissez votre code").wait_for()

@@ -146,6 +146,7 @@ const REASONS = {
   TOKEN_EXPIRED: "Votre session a expiré. Reconnectez-vous.",
   BODY_TOO_LARGE: "Ce fichier est trop volumineux.",
   RATE_LIMITED: "Trop de demandes. Patientez un instant puis réessayez.",
+  CHANNEL_WITHOUT_CONTACT: "Un moyen de contact choisi n'a pas d'adresse ou de numéro renseigné.",
   NETWORK: "Le service ne répond pas. Vérifiez votre connexion et réessayez.",
 };
 

@@ -85,3 +85,12 @@ export async function all(api, method, request, key, max = 10) {
   }
   return items;
 }
+
+/** "06 12 34 56 78" → "+33612345678"; an already international number is kept. */
+export function toE164(raw) {
+  const digits = raw.replace(/[\s.-]/g, "");
+  if (!digits) return "";
+  if (digits.startsWith("+")) return digits;
+  if (/^0[67]\d{8}$/.test(digits)) return `+33${digits.slice(1)}`;
+  return digits;
+}

@@ -4,7 +4,7 @@
 
 import { h, clear, field, formatDate, formatPartialDate, parseDateInput } from "../dom.js";
 import { CHANNEL, CLAIM_KIND, CLOSE_REASONS, NOTIFICATION_KINDS } from "../labels.js";
-import { actionButton, all, empty, form, invalid, value } from "./common.js";
+import { actionButton, all, empty, form, invalid, toE164, value } from "./common.js";
 
 export const accueil = {
   title: "Mon espace santé",
@@ -207,7 +207,7 @@ export const contact = {
     const status = h("div", {});
     const rows = NOTIFICATION_KINDS.map(([kind, label]) => h("fieldset", {}, h("legend", {}, label),
       Object.entries(CHANNEL).map(([channel, channelLabel]) =>
-        field({ label: channelLabel, name: `${kind}:${channel}`, type: "checkbox", value: chosen[kind] ? chosen[kind].has(channel) : true }))));
+        field({ label: channelLabel, name: `${kind}:${channel}`, type: "checkbox", value: chosen[kind] ? chosen[kind].has(channel) : Boolean(channel === "CHANNEL_EMAIL" ? prefs.email : prefs.mobilePhone) }))));
     return h("div", {},
       h("p", {}, "Choisissez comment être prévenu. Les accès d'urgence vous sont toujours signalés par courriel et par SMS. Aucune information médicale n'est envoyée dans ces messages."),
       status,
@@ -216,7 +216,7 @@ export const contact = {
         submit: "Enregistrer",
         children: [
           field({ label: "Adresse électronique", name: "email", type: "email", value: prefs.email || "", autocomplete: "email" }),
-          field({ label: "Téléphone mobile", name: "mobile", type: "tel", value: prefs.mobilePhone || "", autocomplete: "tel", hint: "Au format international, par exemple +33612345678" }),
+          field({ label: "Téléphone mobile", name: "mobile", type: "tel", value: prefs.mobilePhone || "", autocomplete: "tel", hint: "Exemple : 06 12 34 56 78" }),
           h("h2", {}, "Être prévenu quand…"),
           rows,
         ],
@@ -224,8 +224,14 @@ export const contact = {
           const choices = NOTIFICATION_KINDS.map(([kind]) => ({
             kind, channels: Object.keys(CHANNEL).filter((channel) => value(f, `${kind}:${channel}`)),
           }));
+          const missing = {};
+          for (const { kind, channels } of choices) {
+            if (channels.includes("CHANNEL_EMAIL") && !value(f, "email")) missing[`${kind}:CHANNEL_EMAIL`] = "Indiquez une adresse électronique pour être prévenu par courriel.";
+            if (channels.includes("CHANNEL_SMS") && !value(f, "mobile")) missing[`${kind}:CHANNEL_SMS`] = "Indiquez un numéro de mobile pour être prévenu par SMS.";
+          }
+          if (Object.keys(missing).length) throw invalid("", missing);
           await ctx.api.rpc("SetContactPreferences", {
-            contactPreferences: { name, email: value(f, "email"), mobilePhone: value(f, "mobile"), choices },
+            contactPreferences: { name, email: value(f, "email"), mobilePhone: toE164(value(f, "mobile")), choices },
             requestId: ctx.api.requestId(),
           });
           clear(status);

@@ -2,7 +2,7 @@
 // ameli message) and the two login steps (password, then one-time code).
 
 import { h, field, on } from "../dom.js";
-import { form, invalid, value } from "./common.js";
+import { form, invalid, toE164, value } from "./common.js";
 
 function normalizeIns(raw) {
   return raw.replace(/\s+/g, "").toUpperCase();
@@ -61,15 +61,6 @@ export const activer = {
       h("p", {}, "Déjà activé ? ", h("a", { href: "#/connexion" }, "Se connecter")));
   },
 };
-
-/** "06 12 34 56 78" → "+33612345678"; an already international number is kept. */
-function toE164(raw) {
-  const digits = raw.replace(/[\s.-]/g, "");
-  if (!digits) return "";
-  if (digits.startsWith("+")) return digits;
-  if (/^0[67]\d{8}$/.test(digits)) return `+33${digits.slice(1)}`;
-  return digits;
-}
 
 export const connexion = {
   title: "Se connecter",
