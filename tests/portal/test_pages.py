@@ -10,7 +10,16 @@ from pathlib import Path
 
 from dmp.records.v1 import records_pb2
 from dmp_dev.testing.stack import LiveStack
-from tests.e2e.helpers import new_record, patient_md, records, register_patient
+from kit.errors import error_info
+from tests.e2e.helpers import (
+    S,
+    eventually,
+    new_record,
+    patient_md,
+    records,
+    register_patient,
+    until_refused,
+)
 from tests.fixtures.records import make_ins
 from tests.portal.browser import check_page, go, open_context, sign_in
 
@@ -92,13 +101,22 @@ async def test_every_other_page_is_usable_and_accessible(
         await page.get_by_label("Je comprends que plus aucun professionnel").check()
         await page.get_by_role("button", name="Fermer mon dossier").click()
         await page.get_by_text("Votre dossier est fermé.").wait_for()
-        closed = await own.GetDossier(
-            R.GetDossierRequest(name=dossier), metadata=patient_md(stack, ins), timeout=10
-        )
-        assert closed.state == R.DOSSIER_STATE_CLOSED
+        md = patient_md(stack, ins)
+
+        def read():
+            return own.GetDossier(R.GetDossierRequest(name=dossier), metadata=md, timeout=10)
+
+        refused = await until_refused(read, S.FAILED_PRECONDITION)
+        assert error_info(refused).reason == "DOSSIER_CLOSED"
+        # Seen again once the platform refuses it: only the reactivation is offered.
+        await page.get_by_role("button", name="Actualiser").click()
+        await page.get_by_text("Ce dossier est fermé").wait_for()
+        watched.expected_refusal(400)  # GetDossier: DOSSIER_CLOSED, which the page explains
         await check_page(watched, "19-dossier-ferme", screenshot_dir)
         await page.get_by_role("button", name="Réactiver mon dossier").click()
         await page.get_by_text("Votre dossier est de nouveau ouvert.").wait_for()
+        reopened = await eventually(read, retry_on=(S.FAILED_PRECONDITION,))
+        assert reopened.state == R.DOSSIER_STATE_ACTIVE
         assert not watched.problems, watched.problems
     finally:
         await watched.context.close()

@@ -2,7 +2,7 @@
 // vaccinations, care history, emergency oppositions, contact preferences,
 // closing / reactivating the record, and a legal representative's children.
 
-import { h, clear, field, formatDate, formatPartialDate, parseDateInput } from "../dom.js";
+import { h, on, clear, field, formatDate, formatPartialDate, parseDateInput } from "../dom.js";
 import { CHANNEL, CLAIM_KIND, CLOSE_REASONS, NOTIFICATION_KINDS } from "../labels.js";
 import { actionButton, all, empty, form, invalid, toE164, value } from "./common.js";
 
@@ -246,15 +246,28 @@ export const dossier = {
   needsSession: true,
   async render(ctx) {
     const container = h("div", {});
-    const draw = async (message = "") => {
-      const record = await ctx.api.rpc("GetDossier", { name: ctx.dossier });
+    // After a change the answer is shown as is: consent learns a closure or a reactivation
+    // from an event, so a read right after it may still see the former state.
+    const draw = async (message = "", known = null) => {
+      let record = known;
+      if (!record) try {
+        record = await ctx.api.rpc("GetDossier", { name: ctx.dossier });
+      } catch (err) {
+        // A closed record refuses everything but its reactivation, its own reading included.
+        if (err.reason !== "DOSSIER_CLOSED") throw err;
+        record = { name: ctx.dossier, state: "DOSSIER_STATE_CLOSED" };
+      }
       clear(container);
       if (message) container.append(h("p", { class: "succes", role: "status", tabindex: "-1" }, message));
       const identity = record.identity || {};
-      container.append(h("dl", { class: "infos" },
-        h("dt", {}, "Titulaire"), h("dd", {}, `${identity.usedGivenName || (identity.birthGivenNames || [])[0] || ""} ${identity.usedFamilyName || identity.birthFamilyName || ""}`),
-        h("dt", {}, "Créé le"), h("dd", {}, formatDate(record.createTime)),
-        h("dt", {}, "État"), h("dd", {}, record.state === "DOSSIER_STATE_CLOSED" ? `Fermé le ${formatDate(record.closeTime)}` : "Ouvert")));
+      if (record.identity) {
+        container.append(h("dl", { class: "infos" },
+          h("dt", {}, "Titulaire"), h("dd", {}, `${identity.usedGivenName || (identity.birthGivenNames || [])[0] || ""} ${identity.usedFamilyName || identity.birthFamilyName || ""}`),
+          h("dt", {}, "Créé le"), h("dd", {}, formatDate(record.createTime)),
+          h("dt", {}, "État"), h("dd", {}, record.state === "DOSSIER_STATE_CLOSED" ? `Fermé le ${formatDate(record.closeTime)}` : "Ouvert")));
+      } else {
+        container.append(h("p", {}, "Ce dossier est fermé : personne ne peut le consulter ni l'alimenter."));
+      }
       if (record.state === "DOSSIER_STATE_TERMS_ACCEPTANCE_REQUIRED" || (record.currentTermsVersion && record.acceptedTermsVersion !== record.currentTermsVersion && record.state !== "DOSSIER_STATE_CLOSED")) {
         container.append(h("h2", {}, "Conditions d'utilisation"),
           h("p", {}, "Les conditions d'utilisation du DMP ont changé. Acceptez-les pour continuer à utiliser votre dossier."),
@@ -265,10 +278,11 @@ export const dossier = {
       }
       if (record.state === "DOSSIER_STATE_CLOSED") {
         container.append(h("h2", {}, "Réactiver mon dossier"),
-          h("p", {}, `Votre dossier est conservé jusqu'au ${formatDate(record.purgeTime)}. En le réactivant, vous et vos professionnels y avez de nouveau accès.`),
+          h("p", {}, record.purgeTime ? `Votre dossier est conservé jusqu'au ${formatDate(record.purgeTime)}. ` : "Votre dossier est conservé 10 ans après sa fermeture. ",
+            "En le réactivant, vous et vos professionnels y avez de nouveau accès."),
           actionButton("Réactiver mon dossier", async () => {
-            await ctx.api.rpc("ReactivateDossier", { name: record.name, etag: record.etag, requestId: ctx.api.requestId() });
-            await draw("Votre dossier est de nouveau ouvert.");
+            const reopened = await ctx.api.rpc("ReactivateDossier", { name: record.name, etag: record.etag, requestId: ctx.api.requestId() });
+            await draw("Votre dossier est de nouveau ouvert.", reopened);
             container.querySelector(".succes").focus();
           }, { kind: "primaire" }));
       } else {
@@ -288,15 +302,17 @@ export const dossier = {
               if (!value(f, "confirme")) missing.confirme = "Cochez la case pour confirmer.";
               if (reason === "CLOSE_REASON_OTHER" && !value(f, "commentaire")) missing.commentaire = "Précisez la raison.";
               if (Object.keys(missing).length) throw invalid("Le formulaire contient des erreurs.", missing);
-              await ctx.api.rpc("CloseDossier", { name: record.name, reason, comment: value(f, "commentaire"), etag: record.etag, requestId: ctx.api.requestId() });
-              await draw("Votre dossier est fermé.");
+              const closed = await ctx.api.rpc("CloseDossier", { name: record.name, reason, comment: value(f, "commentaire"), etag: record.etag, requestId: ctx.api.requestId() });
+              await draw("Votre dossier est fermé.", closed);
               container.querySelector(".succes").focus();
             },
           }));
       }
     };
     await draw();
-    return container;
+    const refresh = h("button", { type: "button", class: "bouton-secondaire" }, "Actualiser");
+    on(refresh, "click", () => ctx.rerender());
+    return h("div", {}, container, h("div", { class: "actions" }, refresh));
   },
 };
 
