@@ -6,6 +6,7 @@ and the keyboard path into the content (skip link, focus on the page's heading).
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dmp.records.v1 import records_pb2
@@ -19,9 +20,11 @@ from tests.e2e.helpers import (
     records,
     register_patient,
     until_refused,
+    upload,
 )
 from tests.fixtures.records import make_ins
 from tests.portal.browser import check_page, go, open_context, sign_in
+from tests.records.helpers import create_request, identity
 
 R = records_pb2
 
@@ -92,8 +95,28 @@ async def test_every_other_page_is_usable_and_accessible(
         await page.get_by_text("Vos préférences sont enregistrées.").wait_for()
         await check_page(watched, "16-notifications", screenshot_dir)
 
+        # A legal representative adds their child's record and switches between the two.
+        child_ins = make_ins(year=16)
+        born = (datetime.now(UTC).year - 9, 3, 14)
+        reps = [R.LegalRepresentative(role=R.REPRESENTATIVE_ROLE_PARENT, ins=ins)]
+        child, _ = await new_record(
+            stack, child_ins, create_request(child_ins, identity=identity(born), reps=reps)
+        )
+        await upload(stack, "doctor", child, title="Certificat de vaccination de Marie")
+        await go(watched, "Dossiers de mes enfants", "Dossiers de mes enfants")
+        await page.get_by_label("Numéro de sécurité sociale de l'enfant").fill(child_ins)
+        await page.get_by_role("button", name="Ajouter", exact=True).click()
+        await page.get_by_text("Vous consultez le dossier d'un enfant").wait_for()
+        switcher = page.get_by_label("Dossier affiché")
+        assert await switcher.input_value() == child
+        await go(watched, "Mes documents", "Mes documents")
+        await page.get_by_role("heading", name="Certificat de vaccination de Marie").wait_for()
         await go(watched, "Dossiers de mes enfants", "Dossiers de mes enfants")
         await check_page(watched, "17-enfants", screenshot_dir)
+        await switcher.select_option(label="Mon dossier")
+        await go(watched, "Mes documents", "Mes documents")
+        await page.get_by_role("heading", name="Mes relevés de tension").wait_for()
+        assert await page.get_by_text("Certificat de vaccination de Marie").count() == 0
 
         # Close the record, then reactivate it.
         await go(watched, "Mon dossier", "Mon dossier")
