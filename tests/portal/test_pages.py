@@ -98,7 +98,14 @@ async def test_every_other_page_is_usable_and_accessible(
         # A legal representative adds their child's record and switches between the two.
         child_ins = make_ins(year=16)
         born = (datetime.now(UTC).year - 9, 3, 14)
-        reps = [R.LegalRepresentative(role=R.REPRESENTATIVE_ROLE_PARENT, ins=ins)]
+        reps = [
+            R.LegalRepresentative(
+                role=R.REPRESENTATIVE_ROLE_PARENT,
+                family_name="DURAND",
+                given_name="Sophie",
+                ins=ins,
+            )
+        ]
         child, _ = await new_record(
             stack, child_ins, create_request(child_ins, identity=identity(born), reps=reps)
         )

@@ -140,7 +140,8 @@ const REASONS = {
   ETAG_MISMATCH: "Ces informations ont changé entre-temps. La page a été rechargée : recommencez.",
   PROFESSIONAL_NOT_FOUND: "Ce professionnel n'est pas dans l'annuaire.",
   PROFESSIONAL_BLOCKED: "Ce professionnel est bloqué. Débloquez-le d'abord.",
-  CSRF_TOKEN_INVALID: "Votre session a expiré. Reconnectez-vous.",
+  INVALID_CSRF_TOKEN: "Votre session a expiré. Reconnectez-vous.",
+  SESSION_COOKIE_REQUIRED: "Vous n'êtes pas connecté ou votre session a expiré.",
   SESSION_COOKIE_MISSING: "Vous n'êtes pas connecté ou votre session a expiré.",
   SESSION_REVOKED: "Votre session est terminée. Reconnectez-vous.",
   TOKEN_EXPIRED: "Votre session a expiré. Reconnectez-vous.",
@@ -153,7 +154,7 @@ const REASONS = {
 /** A sentence for the patient from an ApiError (never the raw server text). */
 export function errorMessage(err) {
   if (err && err.reason && REASONS[err.reason]) return REASONS[err.reason];
-  if (err && err.status === 401) return REASONS.SESSION_COOKIE_MISSING;
+  if (err && err.status === 401) return REASONS.SESSION_COOKIE_REQUIRED;
   if (err && err.status === 403) return "Cette action ne vous est pas permise.";
   if (err && err.status === 429) return REASONS.RATE_LIMITED;
   if (err && err.status === 413) return REASONS.BODY_TOO_LARGE;
