@@ -113,6 +113,7 @@ async def check_page(watched: Watched, name: str, shots: Path) -> None:
     page = watched.page
     await page.locator("main [aria-busy='true']").wait_for(state="detached")
     source = AXE.read_text(encoding="utf-8")
+    await page.mouse.move(0, 0)  # no hover state left over from the last click
     original = page.viewport_size
     try:
         for label, size in VIEWPORTS.items():
