@@ -25,7 +25,9 @@ def decisions() -> Decisions:
     )
 
 
-def test_reads_are_memoized_writes_are_not() -> None:
+async def test_reads_are_memoized_writes_are_not() -> None:
+    # Async: a grpc.aio channel needs the running loop; in a plain test it took whatever loop
+    # the thread had, and failed after a test that left none (seen once slow modules ran first).
     routes = build_routes()
     d = decisions()
     read = records_pb2.GetDocumentRequest(name="dossiers/d1/documents/x1").SerializeToString()
