@@ -83,6 +83,11 @@ def cli() -> int:
         result["client_errors"]
         or result["events_lost"]
         or result["events_doubled"]
+        or result["claim_lines_lost"]
+        or result["claim_lines_doubled"]
+        or result["logins_failed"]
+        or not result["claim_lines"]
+        or not result["logins"]
         or result["block_failures"]
         or result["processes_died"]
         or not isinstance(block_ms, (int, float))

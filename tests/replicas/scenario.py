@@ -6,7 +6,11 @@ nats_nodes=3)`) on PostgreSQL. Clients reach the gateways the way a load balance
 them: one channel over both gateways (round_robin), with kit.clients' retry policy (UNAVAILABLE,
 reads and request-id mutations); the gateways reach the services the same way. The load mixes
 uploads (CreateDocument with a request id), read-backs (GetDocument), the patients' consent
-reads (ListAccessRules) and care history reads. One at a time, the second replica of each
+reads (ListAccessRules), the AMO feeder's claims ingest (IngestClaims with the AMO card, a few
+care lines of the load's patients a batch, a batch every `CLAIM_EVERY_S`, at most
+`CLAIM_BATCHES`) and patient logins (StartLogin, the one-time code read from the dev mail sink,
+VerifyOneTimeCode, the issued token used once; at most `LOGINS`, argon2 costs a core-second
+each). One at a time, the second replica of each
 service, the second gateway and one NATS node are SIGKILLed; while it is down a patient blocks
 the doctor on a record of its own and every running gateway replica is probed until it refuses
 the doctor there; then the process is started again.
@@ -16,6 +20,13 @@ What is measured (and asserted by the test):
   attempt that met a dead replica on another one; only what it could not hide counts;
 - every acknowledged upload readable with its content, each record holding exactly its
   requests' documents;
+- `claim_lines_lost` / `claim_lines_doubled`: lines of the ingested batches missing from, or
+  shown more than once in, their patient's care history (GetCareHistory, one entry per line),
+  after every batch was acknowledged (a batch whose caller saw an error is sent again with the
+  same lines and request id, as the feeder must: ingestion is idempotent per line id);
+- `logins` / `logins_failed`: logins that ended with a token the gateway accepts, and those
+  that did not even when retried with their request ids (StartLogin and VerifyOneTimeCode are
+  idempotent per request id, so a retry returns the first challenge, the first tokens);
 - `events_lost` / `events_doubled`: document-added e-mails (records' outbox -> JetStream ->
   notify's consumer -> the dev mail sink) missing, or more than one distinct e-mail for a
   document. A SIGKILLed notify may send again, with the same Message-ID, an e-mail the SMTP
@@ -40,6 +51,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -47,10 +59,14 @@ from nats.aio.msg import Msg
 
 from dmp.consent.v1 import consent_pb2
 from dmp.consent.v1.events_pb2 import ConsentChanged
+from dmp.history.v1 import history_pb2, history_pb2_grpc
+from dmp.identity.v1 import identity_pb2, identity_pb2_grpc
+from dmp.notify.v1 import notify_pb2, notify_pb2_grpc
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from dmp_dev import pki
 from dmp_dev.testing.stack import LiveStack
 from kit import nats as kit_nats
+from tests.e2e.helpers import PASSWORD, mails_to, one_time_code, register_patient
 from tests.faults.harness import (
     CALL_TIMEOUT_S,
     GATEWAY_ENV,
@@ -62,10 +78,14 @@ from tests.faults.harness import (
     expected_announcements,
     unsent_notifications,
 )
+from tests.fixtures.records import make_ins
+from tests.history.lines import act
 from tests.waits import until
 
 R = records_pb2
 C = consent_pb2
+H = history_pb2
+ID = identity_pb2
 S = grpc.StatusCode
 
 REPLICAS = 2
@@ -84,6 +104,13 @@ PROBE_CONFIRM = 3
 PROBE_EVERY_S = 0.1
 PROBE_IN_FLIGHT = 3
 RECOVERY_S = 60.0
+#: The claims ingest and the logins of the load: bounded, spread over the faults.
+CLAIM_BATCHES = 12
+CLAIM_LINES_PER_BATCH = 4
+CLAIM_EVERY_S = 3.0
+LOGINS = 6
+LOGIN_EVERY_S = 6.0
+LOGIN_PATIENTS = 2
 
 
 def stack_env() -> dict[str, dict[str, str]]:
@@ -119,6 +146,11 @@ class Outcome:
     events_doubled: int = 0
     emails_resent_same_message_id: int = 0
     documents: int = 0
+    claim_lines: int = 0
+    claim_lines_lost: int = 0
+    claim_lines_doubled: int = 0
+    logins: int = 0
+    logins_failed: int = 0
     duration_s: float = 0.0
 
     def error(self, what: str, err: grpc.aio.AioRpcError) -> None:
@@ -136,6 +168,11 @@ class Outcome:
             "events_doubled": self.events_doubled,
             "emails_resent_same_message_id": self.emails_resent_same_message_id,
             "documents": self.documents,
+            "claim_lines": self.claim_lines,
+            "claim_lines_lost": self.claim_lines_lost,
+            "claim_lines_doubled": self.claim_lines_doubled,
+            "logins": self.logins,
+            "logins_failed": self.logins_failed,
             "block_propagation_ms_max": max(self.block_propagation_ms.values(), default=None),
             "block_propagation_ms": self.block_propagation_ms,
             "block_event_ms": self.block_event_ms,
@@ -146,14 +183,59 @@ class Outcome:
         }
 
 
-class Load:
-    """Uploads, read-backs and consent reads through the balanced gateways, until stopped."""
+@dataclass
+class ClaimBatch:
+    """One IngestClaims stream of the AMO feeder: one message, its lines for one patient."""
 
-    def __init__(self, platform: Platform, patients: list[Patient], outcome: Outcome) -> None:
+    patient: Patient
+    request: history_pb2.IngestClaimsRequest
+    acknowledged: bool = False
+
+
+@dataclass
+class LoginPatient:
+    """A patient with an account (e-mail one-time codes) and no record: logs in only."""
+
+    ins: str
+    email: str
+
+
+@dataclass
+class Login:
+    """One login, its request ids kept so that a retry is the same login."""
+
+    who: LoginPatient
+    seen: int  # the patient's e-mails before this login's StartLogin
+    start_id: str = field(default_factory=rid)
+    verify_id: str = field(default_factory=rid)
+    challenge: str = ""
+    token: str = ""
+
+
+class Load:
+    """Uploads, read-backs, consent reads, claims ingest and logins through the balanced
+    gateways, until stopped."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        patients: list[Patient],
+        outcome: Outcome,
+        login_patients: list[LoginPatient] | None = None,
+    ) -> None:
         self.platform = platform
         self.patients = patients
         self.outcome = outcome
+        self.login_patients = login_patients or []
         self.uploads: dict[str, Upload] = {}
+        self.claims: list[ClaimBatch] = []
+        self.logins: list[Login] = []
+        self.claim_prefix = f"RF{uuid.uuid4().hex[:8]}"
+        stack = platform.stack
+        self.amo = history_pb2_grpc.HistoryFeedServiceStub(stack.card_channel("amo"))
+        anonymous = stack.patient_channel()
+        self.identity = identity_pb2_grpc.IdentityServiceStub(anonymous)
+        self.patient_notify = notify_pb2_grpc.NotifyServiceStub(anonymous)
         self.stop = asyncio.Event()
         self.progress = asyncio.Event()
         self.ok_times: list[float] = []
@@ -218,11 +300,111 @@ class Load:
             )
             await asyncio.sleep(0.05)
 
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+
+    def new_claim_batch(self, number: int) -> ClaimBatch:
+        patient = self.patients[number % len(self.patients)]
+        today = self.platform.stack.clock.now().date()
+        lines = [
+            act(f"{self.claim_prefix}-{number}-{i}", patient.ins, today - timedelta(days=1 + i))
+            for i in range(CLAIM_LINES_PER_BATCH)
+        ]
+        return ClaimBatch(patient, H.IngestClaimsRequest(lines=lines, request_id=rid()))
+
+    async def ingest(self, batch: ClaimBatch) -> bool:
+        """One IngestClaims stream of one message; every line accepted or a duplicate (an
+        attempt that reached history_feed before)."""
+        reply = await self._call(
+            "IngestClaims",
+            lambda: self.amo.IngestClaims(iter([batch.request]), timeout=CALL_TIMEOUT_S),
+        )
+        if reply is None:
+            return False
+        if reply.rejected_count or reply.accepted_count + reply.duplicate_count != len(
+            batch.request.lines
+        ):
+            self.outcome.client_errors["IngestClaims WRONG_COUNTS"] += 1
+            self.outcome.error_samples.append(f"IngestClaims counts: {reply}")
+            return False
+        batch.acknowledged = True
+        return True
+
+    async def claims_feeder(self) -> None:
+        """The AMO's feed: a small batch every `CLAIM_EVERY_S`, at most `CLAIM_BATCHES`."""
+        while not self.stop.is_set() and len(self.claims) < CLAIM_BATCHES:
+            batch = self.new_claim_batch(len(self.claims))
+            self.claims.append(batch)
+            await self.ingest(batch)
+            await self._pause(CLAIM_EVERY_S)
+
+    async def log_in(self, login: Login) -> bool:
+        """StartLogin, the code from the dev mail sink, VerifyOneTimeCode, and the token used
+        once (the patient's contact preferences through a gateway)."""
+        if not login.challenge:
+            started = await self._call(
+                "StartLogin",
+                lambda: self.identity.StartLogin(
+                    ID.StartLoginRequest(
+                        request_id=login.start_id, identifier=login.who.ins, password=PASSWORD
+                    ),
+                    timeout=CALL_TIMEOUT_S,
+                ),
+            )
+            if started is None:
+                return False
+            login.challenge = started.challenge
+        if not login.token:
+            try:
+                code = await one_time_code(
+                    self.platform.stack.mail_dir, login.who.email, login.seen
+                )
+            except AssertionError:  # no code within its wait: a lost code, counted
+                self.outcome.client_errors["StartLogin NO_CODE"] += 1
+                self.outcome.error_samples.append(f"no one-time code for login {login.start_id}")
+                return False
+            verified = await self._call(
+                "VerifyOneTimeCode",
+                lambda: self.identity.VerifyOneTimeCode(
+                    ID.VerifyOneTimeCodeRequest(
+                        request_id=login.verify_id, challenge=login.challenge, code=code
+                    ),
+                    timeout=CALL_TIMEOUT_S,
+                ),
+            )
+            if verified is None:
+                return False
+            login.token = verified.tokens.access_token
+        prefs = await self._call(
+            "GetContactPreferences",
+            lambda: self.patient_notify.GetContactPreferences(
+                notify_pb2.GetContactPreferencesRequest(
+                    name=f"patients/{login.who.ins}/contactPreferences"
+                ),
+                metadata=_bearer(login.token),
+                timeout=CALL_TIMEOUT_S,
+            ),
+        )
+        return prefs is not None
+
+    async def login_loop(self) -> None:
+        """A login every `LOGIN_EVERY_S`, at most `LOGINS`, one at a time (each patient's
+        codes are told apart by the e-mails it had before)."""
+        while not self.stop.is_set() and self.login_patients and len(self.logins) < LOGINS:
+            who = self.login_patients[len(self.logins) % len(self.login_patients)]
+            login = Login(who, len(mails_to(self.platform.stack.mail_dir, who.email)))
+            self.logins.append(login)
+            await self.log_in(login)
+            await self._pause(LOGIN_EVERY_S)
+
     async def run(self, *, writers: int = 4, readers: int = 2, max_uploads: int = 2000) -> None:
         await asyncio.gather(
             *(self.writer(i, max_uploads) for i in range(writers)),
             *(self.reader(i) for i in range(readers)),
             self.consent_reader(),
+            self.claims_feeder(),
+            self.login_loop(),
         )
 
     def first_ok_after(self, moment: float) -> float | None:
@@ -378,7 +560,8 @@ async def run_scenario(
     if quick:
         victims = ("records-2", "gateway-2", NATS_VICTIM)
     blocked = [await platform.new_patient(100 + i) for i in range(len(victims))]
-    load = Load(platform, load_patients, outcome)
+    login_patients = [await new_login_patient(stack, i) for i in range(LOGIN_PATIENTS)]
+    load = Load(platform, load_patients, outcome, login_patients)
     runner = asyncio.create_task(load.run())
     restarts: list[asyncio.Task[None]] = []
     try:
@@ -417,9 +600,20 @@ async def run_scenario(
         await runner
         await asyncio.gather(*restarts, return_exceptions=True)
     await _finish_uploads(platform, load, outcome)
+    await _finish_claims(load)
+    await _finish_logins(load, outcome)
     await _count_events(stack, platform, load, outcome)
+    await _count_claim_lines(platform, load, outcome)
     outcome.duration_s = time.monotonic() - started
     return outcome
+
+
+async def new_login_patient(stack: LiveStack, number: int) -> LoginPatient:
+    """A real sign-up (creation code from the desk, account with an e-mail for codes)."""
+    ins = make_ins()
+    email = f"login{number}.{ins[-6:]}@example.test"
+    await register_patient(stack, ins, email)
+    return LoginPatient(ins, email)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -442,6 +636,91 @@ async def _finish_uploads(platform: Platform, load: Load, outcome: Outcome) -> N
                 await asyncio.sleep(0.2)
                 continue
             upload.name = created.name
+
+
+async def _finish_claims(load: Load) -> None:
+    """A batch whose caller saw an error is sent again, same lines and request id, until
+    acknowledged: the feeder's duty; the lines must then be in the history once each."""
+    for batch in load.claims:
+        deadline = time.monotonic() + RECOVERY_S
+        while not batch.acknowledged:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"claims batch {batch.request.request_id} never acknowledged")
+            if not await load.ingest(batch):
+                await asyncio.sleep(0.2)
+
+
+async def _finish_logins(load: Load, outcome: Outcome) -> None:
+    """A login whose caller saw an error is carried on with its request ids (a retry of
+    StartLogin returns the first challenge, no second code)."""
+    for login in load.logins:
+        deadline = time.monotonic() + RECOVERY_S
+        while not await load.log_in(login):
+            if time.monotonic() > deadline:
+                outcome.logins_failed += 1
+                break
+            await asyncio.sleep(0.2)
+        else:
+            outcome.logins += 1
+
+
+async def _care_history_line_ids(platform: Platform, patient: Patient) -> Counter[str]:
+    """Every line id in the patient's care history (one entry per line, every page)."""
+    stub = history_pb2_grpc.HistoryFeedServiceStub(platform.stack.patient_channel())
+    md = _bearer(platform.stack.token(patient.ins))
+    found: Counter[str] = Counter()
+    token = ""
+    while True:
+        reply = await stub.GetCareHistory(
+            H.GetCareHistoryRequest(
+                name=f"{patient.dossier}/careHistory",
+                drug_grouping=H.DRUG_GROUPING_NONE,
+                page_size=200,
+                page_token=token,
+            ),
+            metadata=md,
+            timeout=CALL_TIMEOUT_S,
+        )
+        found.update(e.line.line_id for e in reply.entries)
+        token = reply.next_page_token
+        if not token:
+            return found
+
+
+async def _count_claim_lines(platform: Platform, load: Load, outcome: Outcome) -> None:
+    """Every line of every (acknowledged) batch shown once in its patient's care history.
+    A record's lines are materialized at ingest, or from records' event if history_feed had
+    not learned of the record yet: wait until each is complete, then count."""
+    expected: dict[str, set[str]] = {}
+    patients = {p.dossier: p for p in load.patients}
+    for batch in load.claims:
+        expected.setdefault(batch.patient.dossier, set()).update(
+            line.line_id for line in batch.request.lines
+        )
+    outcome.claim_lines = sum(len(ids) for ids in expected.values())
+    shown: dict[str, Counter[str]] = {}
+
+    async def complete() -> bool:
+        for dossier, ids in expected.items():
+            shown[dossier] = await _care_history_line_ids(platform, patients[dossier])
+            if not ids <= set(shown[dossier]):
+                return False
+        return True
+
+    with contextlib.suppress(AssertionError):
+        await until(
+            complete, "every claim line in its care history", within_s=RECOVERY_S, every_s=0.5
+        )
+    for dossier, ids in expected.items():
+        ours = {k: v for k, v in shown.get(dossier, Counter()).items() if k in ids}
+        outcome.claim_lines_lost += len(ids - set(ours))
+        outcome.claim_lines_doubled += sum(v - 1 for v in ours.values() if v > 1)
+        # A line of this run that no batch sent would be a phantom: count it as doubled.
+        outcome.claim_lines_doubled += sum(
+            1
+            for k in shown.get(dossier, Counter())
+            if k.startswith(load.claim_prefix) and k not in ids
+        )
 
 
 async def _count_events(stack: LiveStack, platform: Platform, load: Load, outcome: Outcome) -> None:

@@ -49,6 +49,12 @@ async def test_one_replica_of_each_killed_under_load_is_invisible(cluster: LiveS
     assert summary["client_errors"] == 0, summary["error_samples"]
     assert outcome.events_lost == 0
     assert outcome.events_doubled == 0
+    # The AMO's claim lines: each in its care history exactly once; every login got its token.
+    assert outcome.claim_lines > 0, summary
+    assert outcome.claim_lines_lost == 0, summary
+    assert outcome.claim_lines_doubled == 0, summary
+    assert outcome.logins > 0, summary
+    assert outcome.logins_failed == 0, summary
     assert not outcome.block_failures, outcome.block_failures
     assert summary["block_propagation_ms_max"] <= BLOCK_WITHIN_S * 1000, summary
     # notify-2's SIGKILL may resend what the sink accepted just before it (same Message-ID).
