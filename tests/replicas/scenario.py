@@ -105,11 +105,11 @@ PROBE_EVERY_S = 0.1
 PROBE_IN_FLIGHT = 3
 RECOVERY_S = 60.0
 #: The claims ingest and the logins of the load: bounded, spread over the faults.
-CLAIM_BATCHES = 12
-CLAIM_LINES_PER_BATCH = 4
-CLAIM_EVERY_S = 3.0
+CLAIM_BATCHES = 16
+CLAIM_LINES_PER_BATCH = 3
+CLAIM_EVERY_S = 2.0
 LOGINS = 6
-LOGIN_EVERY_S = 6.0
+LOGIN_EVERY_S = 4.0
 LOGIN_PATIENTS = 2
 
 
