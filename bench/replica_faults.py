@@ -5,10 +5,13 @@ scenario as tests/replicas/test_replica_faults.py).
 
 Writes bench/results/replica_faults.json: `client_errors` (calls the caller saw fail, after
 gRPC's retry policy), `events_lost`, `events_doubled` (document-added e-mails in the dev mail
-sink against the acknowledged uploads), `block_propagation_ms_max` (a patient's block, issued
-while each component is down, until every running gateway replica refuses the doctor) and
-`first_ok_after_kill_s` per component. Exits 1 when any of the first three is not 0 or a
-block took more than 1 s.
+sink against the acknowledged uploads), `claim_lines_lost` / `claim_lines_doubled` (the AMO
+feeder's care lines against the patients' care histories), `logins` / `logins_failed` (patient
+logins with the one-time code from the mail sink), `block_propagation_ms_max` (a patient's
+block, issued while each component is down, until every running gateway replica refuses the
+doctor) and
+`first_ok_after_kill_s` per component. Exits 1 when any error, lost or doubled count is not
+0, no claim line or login ran, or a block took more than 1 s.
 
     .venv/bin/python bench/replica_faults.py [--quick]
 
