@@ -179,6 +179,13 @@ async def test_patient_journey_in_the_portal(
             await page.get_by_role("button", name="Actualiser").click()
             await page.locator("main [aria-busy='true']").wait_for(state="detached")
         await page.get_by_text("Historique vérifié : rien n'a été modifié ni effacé.").wait_for()
+        # The patient's own reading of the history, said once ("… l'historique des accès").
+        history = page.locator("main table")
+        await history.get_by_role(
+            "cell", name="a consulté l'historique des accès", exact=True
+        ).first.wait_for()
+        assert "des accès l'historique" not in await history.inner_text()
+        assert "les autorisations les autorisations" not in await history.inner_text()
         await check_page(watched, "08-historique-des-acces", screenshot_dir)
 
         # An allergy added in the health profile.

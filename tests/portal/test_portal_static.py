@@ -5,12 +5,16 @@ HTML (no inline script or style, no event attribute, no innerHTML, no eval, no o
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from google.api import annotations_pb2
 
+from dmp.authz.v1 import authz_pb2
 from dmp.consent.v1 import consent_pb2
 from dmp.history.v1 import history_pb2
 from dmp.identity.v1 import identity_pb2
@@ -90,3 +94,57 @@ def test_no_inline_code_no_html_parsing_no_other_origin(path: Path) -> None:
     for pattern in FORBIDDEN[path.suffix]:
         assert not re.search(pattern, text), (path.name, pattern)
     assert not re.search(r"https?://", text), (path.name, "an absolute URL")
+
+
+def access_sentences(entries: list[dict[str, str]]) -> list[str]:
+    """`accessWhat` of labels.js run by node on each entry (the function the history page uses)."""
+    node = shutil.which("node")
+    assert node, "node is needed (CI installs it for the portal's tooling)"
+    script = (
+        f"import {{ accessWhat }} from {json.dumps((STATIC / 'js' / 'labels.js').as_uri())};"
+        "let s = ''; process.stdin.on('data', (c) => (s += c));"
+        "process.stdin.on('end', () => console.log(JSON.stringify(JSON.parse(s).map(accessWhat))));"
+    )
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", script],
+        input=json.dumps(entries),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    sentences: list[str] = json.loads(done.stdout)
+    return sentences
+
+
+def test_the_access_history_names_what_was_accessed_once() -> None:
+    """An action whose label already names its object ("a consulté l'historique des accès")
+    is not followed by the resource's label too; a bare verb is."""
+    pairs = [
+        (action, kind)
+        for action in authz_pb2.Action.keys()
+        for kind in authz_pb2.ResourceKind.keys()
+        if not action.endswith("UNSPECIFIED") and not kind.endswith("UNSPECIFIED")
+    ]
+    sentences = access_sentences([{"action": a, "resourceKind": k} for a, k in pairs])
+    named = dict(zip(pairs, sentences, strict=True))
+    assert named["ACTION_READ_ACCESS_LOG", "RESOURCE_KIND_ACCESS_LOG"] == (
+        "a consulté l'historique des accès"
+    )
+    assert named["ACTION_MANAGE_CONSENT", "RESOURCE_KIND_ACCESS_RULE"] == (
+        "a modifié les autorisations"
+    )
+    assert named["ACTION_READ_ACCESS_RULES", "RESOURCE_KIND_ACCESS_RULE"] == (
+        "a consulté les autorisations"
+    )
+    assert named["ACTION_READ", "RESOURCE_KIND_HEALTH_PROFILE"] == "a consulté le profil médical"
+    for (action, kind), sentence in named.items():
+        words = sentence.split()
+        doubled = any(
+            words[i : i + n] == words[i + n : i + 2 * n]
+            for n in range(1, len(words) // 2 + 1)
+            for i in range(len(words) - 2 * n + 1)
+        )
+        assert not doubled, (action, kind, sentence)
+        for phrase in ("l'historique des accès", "les autorisations", "le dossier"):
+            assert sentence.count(phrase) <= 1, (action, kind, sentence)

@@ -64,6 +64,18 @@ export const RESOURCE_KIND = {
   RESOURCE_KIND_ADVANCE_DIRECTIVES: "les directives anticipées",
 };
 
+/** Actions whose label is a bare verb: the sentence names the resource after it. The other
+ * labels already name what was accessed ("a consulté l'historique des accès"), so adding the
+ * resource would say it twice. */
+const BARE_ACTIONS = new Set(["ACTION_READ", "ACTION_WRITE", "ACTION_DELETE"]);
+
+/** The "Quoi" sentence of an access-history entry (`action`, `resourceKind`, proto3 JSON). */
+export function accessWhat(entry) {
+  const label = ACTION[entry.action];
+  if (label && !BARE_ACTIONS.has(entry.action)) return label;
+  return `${label || "a accédé à"} ${RESOURCE_KIND[entry.resourceKind] || "votre dossier"}`;
+}
+
 export const PRINCIPAL_KIND = {
   PRINCIPAL_KIND_PATIENT: "Vous",
   PRINCIPAL_KIND_LEGAL_REPRESENTATIVE: "Un représentant légal",

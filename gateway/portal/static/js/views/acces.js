@@ -2,7 +2,7 @@
 // of its hash chain said in plain words.
 
 import { h, on, formatDateTime } from "../dom.js";
-import { ACCESS_MODE, ACTION, PRINCIPAL_KIND, RESOURCE_KIND, professionLabel } from "../labels.js";
+import { ACCESS_MODE, PRINCIPAL_KIND, accessWhat, professionLabel } from "../labels.js";
 import { all, empty } from "./common.js";
 
 function whoAccessed(entry) {
@@ -48,7 +48,7 @@ export const acces = {
     const rows = entries.map((e) => h("tr", {},
       h("td", { "data-label": "Date" }, formatDateTime(e.time)),
       h("td", { "data-label": "Qui" }, whoAccessed(e)),
-      h("td", { "data-label": "Quoi" }, `${ACTION[e.action] || "a accédé à"} ${RESOURCE_KIND[e.resourceKind] || "votre dossier"}`),
+      h("td", { "data-label": "Quoi" }, accessWhat(e)),
       h("td", { "data-label": "Mode" }, ACCESS_MODE[e.mode] || "—"),
       h("td", { "data-label": "Résultat" }, e.decision === "DECISION_DENIED" ? "Refusé" : "Autorisé")));
     container.append(h("table", { class: "empilable" },
