@@ -122,8 +122,8 @@ def test_the_access_history_names_what_was_accessed_once() -> None:
     is not followed by the resource's label too; a bare verb is."""
     pairs = [
         (action, kind)
-        for action in authz_pb2.Action.keys()
-        for kind in authz_pb2.ResourceKind.keys()
+        for action in [v.name for v in authz_pb2.Action.DESCRIPTOR.values]
+        for kind in [v.name for v in authz_pb2.ResourceKind.DESCRIPTOR.values]
         if not action.endswith("UNSPECIFIED") and not kind.endswith("UNSPECIFIED")
     ]
     sentences = access_sentences([{"action": a, "resourceKind": k} for a, k in pairs])
