@@ -334,4 +334,13 @@ def _denial(response: consent_pb2.AuthorizeResponse) -> ServiceError:
     message = _DENIED_MESSAGE.get(code, "This caller may not do this.")
     # AIP-211: NOT_FOUND carries the same reason whatever the cause.
     reason = "NOT_FOUND" if code == grpc.StatusCode.NOT_FOUND else response.reason
-    return ServiceError(code, reason or "DENIED", message)
+    metadata = None
+    if reason in _STATE_REASONS and response.dossier:
+        # Consent answers these only to the record's patient or representative (after the
+        # identity checks): naming the record lets them reach the one call it still takes
+        # (ReactivateDossier / AcceptTermsOfUse) when they knew it only by INS.
+        metadata = {"dossier": response.dossier}
+    return ServiceError(code, reason or "DENIED", message, metadata=metadata)
+
+
+_STATE_REASONS = frozenset({"DOSSIER_CLOSED", "TERMS_NOT_ACCEPTED"})

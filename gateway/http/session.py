@@ -32,6 +32,7 @@ from kit.errors import ServiceError, permission_denied
 ACCESS_COOKIE = "__Host-dmp_access"
 REFRESH_COOKIE = "__Host-dmp_refresh"
 CSRF_COOKIE = "__Host-dmp_csrf"
+DOSSIER_COOKIE = "__Host-dmp_dossier"
 CSRF_HEADER = "X-DMP-CSRF"
 _SAFE_SITES = frozenset({"same-origin", "none"})
 
@@ -61,6 +62,25 @@ class CsrfTokens:
             raise csrf_refused()
         if not hmac.compare_digest(presented.encode(), self.issue(session_id).encode()):
             raise csrf_refused()
+
+    def _seal_mac(self, session_id: str, value: str) -> str:
+        message = b"dmp-dossier\x00" + session_id.encode() + b"\x00" + value.encode()
+        mac = hmac.new(self._secret, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def seal(self, session_id: str, value: str) -> str:
+        """`<value>.<HMAC>` bound to `session_id`: the record name kept in the session's
+        HttpOnly cookie, so `GET /v1/session` need not ask records (and log a read) again."""
+        return f"{value}.{self._seal_mac(session_id, value)}"
+
+    def unseal(self, presented: str | None, session_id: str) -> str | None:
+        """The value `seal` bound to this session, None if absent, forged or another session's."""
+        if not presented or "." not in presented or not session_id:
+            return None
+        value, _, mac = presented.rpartition(".")
+        if not hmac.compare_digest(mac.encode(), self._seal_mac(session_id, value).encode()):
+            return None
+        return value
 
     def session_of(self, presented: str | None) -> str:
         """The session id a well-formed, genuine token names (before identity confirms it)."""

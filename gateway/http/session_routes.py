@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -38,7 +38,14 @@ _COOKIES = (
     (sessions.ACCESS_COOKIE, True),
     (sessions.REFRESH_COOKIE, True),
     (sessions.CSRF_COOKIE, False),
+    (sessions.DOSSIER_COOKIE, True),
 )
+_PREFIX = "dossiers/"
+#: Edge refusals of the patient's own GetDossier that still name the record, and its state.
+_REFUSED_STATES = {
+    "DOSSIER_CLOSED": "DOSSIER_STATE_CLOSED",
+    "TERMS_NOT_ACCEPTED": "DOSSIER_STATE_TERMS_ACCEPTANCE_REQUIRED",
+}
 
 
 def _time(stamp: Timestamp) -> str:
@@ -76,9 +83,11 @@ class SessionRoutes:
         self.logout_route = door.route_of("Logout")
         self.get_dossier = door.route_of("GetDossier")
 
-    async def _dossier(self, request: web.Request, caller: Caller, token: str) -> str:
-        """The patient's own record name (opaque, never the INS), "" when they have none:
-        GetDossier by its INS alias, as the patient, through the shared path."""
+    async def _dossier(self, request: web.Request, caller: Caller, token: str) -> tuple[str, str]:
+        """The patient's own record name (opaque, never the INS) and state, ("", "") when
+        they have none: GetDossier by its INS alias, as the patient, through the shared
+        path. A closed record (or one awaiting new terms) refuses that read at the edge;
+        the refusal names the record, so the portal can still offer its reactivation."""
         inbound = Inbound((("authorization", f"Bearer {token}"),), peer_of(request))
         name = f"patients/{caller.principal.patient_ins}/dossier"
         try:
@@ -87,9 +96,33 @@ class SessionRoutes:
                 records_pb2.GetDossierRequest(name=name).SerializeToString(),
                 inbound,
             )
-        except (ServiceError, grpc.aio.AioRpcError):
-            return ""
-        return records_pb2.Dossier.FromString(answer).name
+        except ServiceError as exc:
+            state = _REFUSED_STATES.get(exc.reason)
+            named = (exc.metadata or {}).get("dossier", "")
+            return (named, state) if state and named else ("", "")
+        except grpc.aio.AioRpcError:
+            return "", ""
+        dossier = records_pb2.Dossier.FromString(answer)
+        return dossier.name, records_pb2.DossierState.Name(dossier.state)
+
+    def _remember(
+        self, response: web.StreamResponse, caller: Caller, dossier: str, expires: datetime
+    ) -> None:
+        """Keeps the record name with the session (signed, HttpOnly, bound to the session
+        id): later `GET /v1/session` answers from it instead of reading the record, which
+        would add a line to the patient's own access history at each page load. The name
+        never changes (closing or reactivating keeps it); no name is kept while the patient
+        has no record, so one created later is found at the next page load."""
+        if not dossier:
+            return
+        # The id alone: `/` is not a cookie-safe character for every client.
+        sealed = self.door.csrf.seal(caller.principal.session_id, dossier.removeprefix(_PREFIX))
+        response.headers.add(
+            "Set-Cookie",
+            sessions.cookie_header(
+                sessions.DOSSIER_COOKIE, sealed, expires=expires, http_only=True
+            ),
+        )
 
     def _plain(self, request: web.Request) -> Inbound:
         """The call without the session cookie (login and refresh present no access token)."""
@@ -105,11 +138,15 @@ class SessionRoutes:
         if caller is None:  # pragma: no cover - a bearer value always yields a caller or raises
             raise session_cookie_required()
         csrf = self.door.csrf.issue(caller.principal.session_id)
-        dossier = await self._dossier(request, caller, tokens.access_token)
+        dossier, state = await self._dossier(request, caller, tokens.access_token)
         body = _session_body(caller, csrf, dossier)
+        if state:
+            body["dossierState"] = state
         body["accessTokenExpireTime"] = _time(tokens.access_token_expire_time)
         body["refreshTokenExpireTime"] = _time(tokens.refresh_token_expire_time)
         response = json_response(_dumps(body))
+        until = tokens.refresh_token_expire_time.ToDatetime(tzinfo=UTC)
+        self._remember(response, caller, dossier, until)
         values = (
             (sessions.ACCESS_COOKIE, tokens.access_token, tokens.access_token_expire_time, True),
             (sessions.REFRESH_COOKIE, tokens.refresh_token, tokens.refresh_token_expire_time, True),
@@ -150,9 +187,20 @@ class SessionRoutes:
                 raise session_cookie_required()
             gate.limiter.take(caller.key)
             csrf = self.door.csrf.issue(caller.principal.session_id) if by_cookie else None
+            session_id = caller.principal.session_id
+            kept = request.cookies.get(sessions.DOSSIER_COOKIE) if by_cookie else None
+            dossier_id = self.door.csrf.unseal(kept, session_id)
+            if dossier_id:
+                body = _session_body(caller, csrf, f"{_PREFIX}{dossier_id}")
+                return json_response(_dumps(body))
             token = str(authorizations[0]).partition(" ")[2].strip()
-            dossier = await self._dossier(request, caller, token)
-            return json_response(_dumps(_session_body(caller, csrf, dossier)))
+            dossier, state = await self._dossier(request, caller, token)
+            body = _session_body(caller, csrf, dossier)
+            if state:
+                body["dossierState"] = state
+            # Not kept here (the cookie lives as long as the tokens set at login/refresh):
+            # only a patient without a record yet, or a bearer client, comes this way.
+            return json_response(_dumps(body))
         except Exception as exc:
             return self.door.failure(LOGIN, "GET /v1/session", exc)
 

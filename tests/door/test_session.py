@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import aiohttp
+
 from dmp_dev.testing.stack import LiveStack
 from gateway.http import session as sessions
 from tests.door.helpers import (
@@ -14,6 +16,8 @@ from tests.door.helpers import (
     new_patient,
     send,
 )
+from tests.e2e.helpers import rid
+from tests.waits import until
 
 
 async def test_cookie_login_reads_the_record_and_logout_revokes(stack: LiveStack) -> None:
@@ -44,3 +48,80 @@ async def test_cookie_login_reads_the_record_and_logout_revokes(stack: LiveStack
         again = await send(thief, "GET", f"/v1/{patient.dossier}", headers=cookie_header(old))
         assert again.status == 401, again
         assert again.reason == "SESSION_REVOKED", again
+
+
+async def _administrative_reads(browser: aiohttp.ClientSession, dossier: str) -> int:
+    """How many "read the administrative record" lines the patient's history holds."""
+    listed = await send(browser, "GET", f"/v1/{dossier}/accessLog", params={"pageSize": "200"})
+    assert listed.status == 200, listed
+    entries = listed.body.get("entries", [])
+    return sum(1 for e in entries if e.get("action") == "ACTION_READ_ADMINISTRATIVE")
+
+
+async def test_who_am_i_answers_from_the_session_without_reading_the_record(
+    stack: LiveStack,
+) -> None:
+    """The record name is resolved once at login and kept with the session (signed cookie):
+    page loads do not add lines to the patient's own access history; a cookie of another
+    value or session is ignored (the door reads the record again rather than trust it)."""
+    patient = await new_patient(stack)
+    async with http_client(stack) as browser:
+        await login(stack, browser, patient)
+        kept = cookie(browser, sessions.DOSSIER_COOKIE)
+        assert kept
+        assert kept.startswith(patient.dossier.removeprefix("dossiers/") + ".")
+        before = await _administrative_reads(browser, patient.dossier)
+        assert before >= 1
+        for _ in range(3):
+            who = await send(browser, "GET", "/v1/session")
+            assert who.status == 200, who
+            assert who.body["dossier"] == patient.dossier
+        assert await _administrative_reads(browser, patient.dossier) == before
+        # A forged name is not believed: the door asks records again.
+        forged = {**cookies_of(browser), sessions.DOSSIER_COOKIE: f"{'0' * 32}.AAAA"}
+    async with http_client(stack, jar=False) as other:
+        who = await send(other, "GET", "/v1/session", headers=cookie_header(forged))
+        assert who.status == 200, who
+        assert who.body["dossier"] == patient.dossier
+
+
+async def test_a_closed_record_is_named_after_a_new_login_and_reactivates(
+    stack: LiveStack,
+) -> None:
+    patient = await new_patient(stack)
+    async with http_client(stack) as browser:
+        await login(stack, browser, patient)
+        headers = {sessions.CSRF_HEADER: csrf(browser)}
+        closed = await send(
+            browser,
+            "POST",
+            f"/v1/{patient.dossier}:close",
+            json={"reason": "CLOSE_REASON_PATIENT_REQUEST", "requestId": rid()},
+            headers=headers,
+        )
+        assert closed.status == 200, closed
+
+        async def refused_as_closed() -> bool:
+            got = await send(browser, "GET", f"/v1/{patient.dossier}")
+            return got.status == 400 and got.reason == "DOSSIER_CLOSED"
+
+        await until(refused_as_closed, "the edge refuses the closed record")
+        out = await send(browser, "POST", "/v1/session:logout", headers=headers)
+        assert out.status == 200, out
+    async with http_client(stack) as browser:
+        opened = await login(stack, browser, patient)
+        assert opened.body["dossier"] == patient.dossier
+        assert opened.body["dossierState"] == "DOSSIER_STATE_CLOSED"
+        who = await send(browser, "GET", "/v1/session")
+        assert who.body["dossier"] == patient.dossier
+        reopened = await send(
+            browser,
+            "POST",
+            f"/v1/{patient.dossier}:reactivate",
+            json={"requestId": rid()},
+            headers={sessions.CSRF_HEADER: csrf(browser)},
+        )
+        assert reopened.status == 200, reopened
+        assert reopened.body["state"] == "DOSSIER_STATE_ACTIVE"
+        who = await send(browser, "GET", "/v1/session")
+        assert who.body["dossier"] == patient.dossier
