@@ -226,7 +226,7 @@ class Decisions:
             ).total_seconds()
             until = min(until, now + max(0.0, remaining))
         if response.decision != consent_pb2.DECISION_ALLOWED:
-            error = _denial(response)
+            error = _denial(response, caller)
             # Denials are not cached: a grant must work at once even if its event is late.
             raise error
         principal = principal_pb2.Principal()
@@ -327,7 +327,7 @@ def _traced(
     return (*metadata, (TRACEPARENT, traceparent)) if traceparent else metadata
 
 
-def _denial(response: consent_pb2.AuthorizeResponse) -> ServiceError:
+def _denial(response: consent_pb2.AuthorizeResponse, caller: Caller) -> ServiceError:
     code = status_code(response.status_code, grpc.StatusCode.PERMISSION_DENIED)
     if code == grpc.StatusCode.OK:
         code = grpc.StatusCode.PERMISSION_DENIED
@@ -335,10 +335,11 @@ def _denial(response: consent_pb2.AuthorizeResponse) -> ServiceError:
     # AIP-211: NOT_FOUND carries the same reason whatever the cause.
     reason = "NOT_FOUND" if code == grpc.StatusCode.NOT_FOUND else response.reason
     metadata = None
-    if reason in _STATE_REASONS and response.dossier:
-        # Consent answers these only to the record's patient or representative (after the
-        # identity checks): naming the record lets them reach the one call it still takes
-        # (ReactivateDossier / AcceptTermsOfUse) when they knew it only by INS.
+    patient = caller.principal.kind == principal_pb2.PRINCIPAL_KIND_PATIENT
+    if patient and reason in _STATE_REASONS and response.dossier:
+        # Consent gives a patient these reasons only for their own record or their child's
+        # (after the identity checks): naming the record lets them reach the one call it
+        # still takes (ReactivateDossier / AcceptTermsOfUse) when they knew it by INS only.
         metadata = {"dossier": response.dossier}
     return ServiceError(code, reason or "DENIED", message, metadata=metadata)
 
