@@ -101,10 +101,15 @@ def check_origin(headers: Mapping[str, str], own_origins: frozenset[str]) -> Non
         raise permission_denied("ORIGIN_REFUSED", "Cross-site requests are refused.")
 
 
-def cookie_header(name: str, value: str, *, expires: datetime | None, http_only: bool) -> str:
-    """A `Set-Cookie` value; `expires` None deletes the cookie."""
+def cookie_header(
+    name: str, value: str, *, expires: datetime | None, http_only: bool, lasting: bool = True
+) -> str:
+    """A `Set-Cookie` value; `expires` None deletes the cookie, unless `lasting` is False:
+    then a cookie without Max-Age (the browser forgets it when it closes)."""
     max_age = 0 if expires is None else max(int((expires - clock.now()).total_seconds()), 0)
-    parts = [f"{name}={value}", "Path=/", "Secure", "SameSite=Strict", f"Max-Age={max_age}"]
+    parts = [f"{name}={value}", "Path=/", "Secure", "SameSite=Strict"]
+    if lasting:
+        parts.append(f"Max-Age={max_age}")
     if http_only:
         parts.append("HttpOnly")
     return "; ".join(parts)

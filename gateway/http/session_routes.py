@@ -106,7 +106,11 @@ class SessionRoutes:
         return dossier.name, records_pb2.DossierState.Name(dossier.state)
 
     def _remember(
-        self, response: web.StreamResponse, caller: Caller, dossier: str, expires: datetime
+        self,
+        response: web.StreamResponse,
+        caller: Caller,
+        dossier: str,
+        expires: datetime | None,
     ) -> None:
         """Keeps the record name with the session (signed, HttpOnly, bound to the session
         id): later `GET /v1/session` answers from it instead of reading the record, which
@@ -120,7 +124,11 @@ class SessionRoutes:
         response.headers.add(
             "Set-Cookie",
             sessions.cookie_header(
-                sessions.DOSSIER_COOKIE, sealed, expires=expires, http_only=True
+                sessions.DOSSIER_COOKIE,
+                sealed,
+                expires=expires,
+                http_only=True,
+                lasting=expires is not None,
             ),
         )
 
@@ -198,9 +206,12 @@ class SessionRoutes:
             body = _session_body(caller, csrf, dossier)
             if state:
                 body["dossierState"] = state
-            # Not kept here (the cookie lives as long as the tokens set at login/refresh):
-            # only a patient without a record yet, or a bearer client, comes this way.
-            return json_response(_dumps(body))
+            response = json_response(_dumps(body))
+            if by_cookie:
+                # Found after login (a record created or projected since): kept from now
+                # on, for the browser's session (this answer does not know the tokens' life).
+                self._remember(response, caller, dossier, None)
+            return response
         except Exception as exc:
             return self.door.failure(LOGIN, "GET /v1/session", exc)
 

@@ -67,6 +67,14 @@ async def test_who_am_i_answers_from_the_session_without_reading_the_record(
     patient = await new_patient(stack)
     async with http_client(stack) as browser:
         await login(stack, browser, patient)
+
+        async def named() -> bool:
+            # Consent may learn of the new record just after the login: the first page
+            # load that finds it keeps it.
+            who = await send(browser, "GET", "/v1/session")
+            return bool(who.body["dossier"]) and bool(cookie(browser, sessions.DOSSIER_COOKIE))
+
+        await until(named, "the session names the record")
         kept = cookie(browser, sessions.DOSSIER_COOKIE)
         assert kept
         assert kept.startswith(patient.dossier.removeprefix("dossiers/") + ".")
@@ -92,6 +100,11 @@ async def test_a_closed_record_is_named_after_a_new_login_and_reactivates(
     async with http_client(stack) as browser:
         await login(stack, browser, patient)
         headers = {sessions.CSRF_HEADER: csrf(browser)}
+
+        async def readable() -> bool:  # consent learns of the new record from an event
+            return (await send(browser, "GET", f"/v1/{patient.dossier}")).status == 200
+
+        await until(readable, "the patient reads the new record")
         closed = await send(
             browser,
             "POST",
