@@ -13,6 +13,7 @@ commands of `dmp` without any development command, and run every service's migra
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -201,7 +202,24 @@ def test_the_image_installs_no_development_dependency() -> None:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project built and installed the way the build stage does, from its COPY paths only."""
+    """The project built and installed the way the build stage does, from its COPY paths only.
+
+    The build stage installs [project] dependencies at their pins; the replay borrows them from
+    this interpreter, so it must hold exactly those first (a venv older than pyproject.toml
+    would fail below with a misleading ModuleNotFoundError, as the image would not).
+    """
+    requirements = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    stale = []
+    for requirement in requirements["dependencies"]:
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^;\s]+)", requirement)
+        assert match, f"runtime dependency not pinned with ==: {requirement}"
+        try:
+            have = importlib.metadata.version(match.group(1))
+        except importlib.metadata.PackageNotFoundError:
+            have = "missing"
+        if have != match.group(2):
+            stale.append(f"{requirement} (have {have})")
+    assert not stale, f"this venv lacks the image's dependencies, run `make venv`: {stale}"
     _, stages = parse()
     context = tmp_path_factory.mktemp("context")
     for source in copy_sources(stages[0]):

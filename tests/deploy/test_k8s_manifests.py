@@ -48,11 +48,13 @@ PROBE_PORT = 8081
 GRPC_PORT = 50051
 GATEWAY_PORT = 8443  # cards: mTLS (DMP_GRPC_PORT)
 PATIENT_PORT = 8444  # patients: TLS + bearer token (DMP_PATIENT_PORT)
+HTTP_PORT = 8446  # HTTP/JSON door and portal: HTTPS (DMP_GATEWAY_HTTP_PORT)
+PUBLIC_PORTS = (GATEWAY_PORT, PATIENT_PORT, HTTP_PORT)
 METRICS_PORT = 9464  # Prometheus (DMP_METRICS_PORT), where a Deployment exposes it
 # The monitoring namespace's Prometheus, as the graph names an outside peer.
 PROMETHEUS = "ns:monitoring/app.kubernetes.io/name=prometheus"
 # The gateway's public Services (LoadBalancer on 443) -> the container port they reach.
-PUBLIC_SERVICES = {"gateway": "grpc", "gateway-patient": "patient"}
+PUBLIC_SERVICES = {"gateway": "grpc", "gateway-patient": "patient", "gateway-http": "http"}
 # Kubernetes version of the JSON schemas: the one of the kubectl wheel that renders.
 K8S_SCHEMA_VERSION = "1.37.0"
 # Custom resources: no upstream schema; `validate_object` checks them.
@@ -86,6 +88,7 @@ POOL_PER_POD = 20  # kit.db.create_engine: pool_size 10 + max_overflow 10
 # Secrets the manifests reference; none is committed with a value (README.md lists them).
 OPERATOR_SECRETS = {
     "dmp-principal-keys",
+    "dmp-gateway-csrf",
     "dmp-identity-otp-pepper",
     "dmp-identity-token-signing",
     "dmp-records-kek",
@@ -540,6 +543,7 @@ def test_every_app_has_its_objects(docs: tuple[dict[str, Any], ...], name: str) 
     expected_ports = {"grpc": grpc_port, "probe": PROBE_PORT}
     if name == "gateway":
         expected_ports["patient"] = PATIENT_PORT
+        expected_ports["http"] = HTTP_PORT
     if "metrics" in ports:
         expected_ports["metrics"] = METRICS_PORT
     assert ports == expected_ports
@@ -550,6 +554,12 @@ def test_every_app_has_its_objects(docs: tuple[dict[str, Any], ...], name: str) 
     assert env["DMP_PROBE_PORT"] == str(PROBE_PORT)
     if name == "gateway":
         assert env["DMP_PATIENT_PORT"] == str(PATIENT_PORT)
+        assert env["DMP_GATEWAY_HTTP_PORT"] == str(HTTP_PORT)
+        # One CSRF key for every replica, from a Secret (never a literal, never per pod).
+        assert env["DMP_HTTP_CSRF_SECRET"]["secretKeyRef"] == {
+            "name": "dmp-gateway-csrf",
+            "key": "secret",
+        }
     if "metrics" in ports:
         assert env["DMP_METRICS_PORT"] == str(METRICS_PORT)
     assert env["DMP_NATS_URL"] == "nats://dmp-nats:4222"
@@ -560,14 +570,17 @@ def test_every_app_has_its_objects(docs: tuple[dict[str, Any], ...], name: str) 
     for port in service["spec"]["ports"]:
         assert port["targetPort"] in ("grpc", grpc_port), port
     if name == "gateway":
-        # Cards on one public address, patients on another, both on 443.
+        # Cards, patients' gRPC apps and the HTTP/JSON door each on their own address, on 443.
         for public, target in PUBLIC_SERVICES.items():
             spec = one(docs, "Service", public)["spec"]
             assert spec["type"] == "LoadBalancer", public
             assert spec["selector"] == {"app.kubernetes.io/name": "gateway"}, public
             assert [(p["port"], p["targetPort"]) for p in spec["ports"]] == [(443, target)]
     else:
+        # Headless: the name resolves to every ready pod, so callers' round_robin spreads
+        # calls over the replicas (a virtual IP would pin a caller's one HTTP/2 connection).
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+        assert service["spec"]["clusterIP"] == "None", f"{name}: internal Service not headless"
         assert [p["port"] for p in service["spec"]["ports"]] == [GRPC_PORT]
 
     # Callees: a DMP_<SERVICE>_TARGET per call-graph edge, nothing else.
@@ -578,7 +591,8 @@ def test_every_app_has_its_objects(docs: tuple[dict[str, Any], ...], name: str) 
     }
     assert set(targets) == CALL_GRAPH.get(name, set())
     for callee, target in targets.items():
-        assert target == f"{callee}:{GRPC_PORT}"
+        # The gRPC DNS resolver (every address of the headless Service), not the native one.
+        assert target == f"dns:///{callee}:{GRPC_PORT}"
 
 
 @pytest.mark.parametrize("name", APPS)
@@ -861,6 +875,11 @@ def test_dev_values_pass_the_settings_validators(
     for check in ("kek_bytes", "pepper_bytes"):
         if hasattr(settings, check):
             getattr(settings, check)()
+    if name == "gateway":
+        # gateway/app.py decodes it at start; an HMAC-SHA256 key of at least 32 bytes.
+        csrf = settings.http_csrf_secret
+        assert csrf is not None
+        assert len(base64.b64decode(csrf.get_secret_value(), validate=True)) >= 32
     assert settings.grpc_host == "0.0.0.0"
     if name != "gateway":
         assert settings.database_url.startswith("postgresql+asyncpg://")
@@ -1091,7 +1110,7 @@ def expected_graph() -> set[tuple[str, str, str]]:
     edges |= {(migration_job(svc), PG, "5432/TCP") for svc in SERVICES}
     edges |= {(NATS, NATS, "6222/TCP"), (PG, PG, "5432/TCP"), (PG, PG, "8000/TCP")}
     # From outside the namespace: clients to the gateway; the CNPG operator to the instances.
-    edges |= {("anywhere", "gateway", f"{p}/TCP") for p in (GATEWAY_PORT, PATIENT_PORT)}
+    edges |= {("anywhere", "gateway", f"{p}/TCP") for p in PUBLIC_PORTS}
     edges |= {("ns:cnpg-system/app.kubernetes.io/name=cloudnative-pg", PG, "8000/TCP")}
     # Prometheus scrapes every DMP process on its metrics port, and nothing else.
     edges |= {(PROMETHEUS, app, f"{METRICS_PORT}/TCP") for app in APPS}
@@ -1139,7 +1158,7 @@ def test_only_the_gateway_is_reachable_from_outside(docs: tuple[dict[str, Any], 
     assert {dst for _, dst in entries} == {"gateway", PG}
     assert {
         port for src, dst, port in computed_graph(docs) if src == "anywhere" and dst == "gateway"
-    } == {f"{GATEWAY_PORT}/TCP", f"{PATIENT_PORT}/TCP"}
+    } == {f"{p}/TCP" for p in PUBLIC_PORTS}
     exposed = {
         name: svc
         for name, svc in of_kind(docs, "Service").items()
@@ -1150,5 +1169,5 @@ def test_only_the_gateway_is_reachable_from_outside(docs: tuple[dict[str, Any], 
     for svc in exposed.values():
         assert selects({"matchLabels": svc["spec"]["selector"]}, gateway.labels)
         for port in svc["spec"]["ports"]:
-            # Exactly the two TLS ports: never the probe or the metrics port.
-            assert gateway.ports[port["targetPort"]][0] in (GATEWAY_PORT, PATIENT_PORT)
+            # Exactly the three TLS ports: never the probe or the metrics port.
+            assert gateway.ports[port["targetPort"]][0] in PUBLIC_PORTS
