@@ -1,6 +1,7 @@
 """The portal's other pages in real headless Chromium: each one used once (upload, a
 vaccination, advance directives, emergency oppositions, contact preferences, closing and
-reactivating the record), checked with axe-core at phone and desktop widths and photographed;
+reactivating the record, also after a new login; the health profile's blood group, treatments
+and emergency contacts), checked with axe-core at phone and desktop widths and photographed;
 and the keyboard path into the content (skip link, focus on the page's heading)."""
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ async def test_every_other_page_is_usable_and_accessible(
     page = watched.page
     try:
         await sign_in(watched, stack.portal_url, stack.mail_dir, ins, email)
+        own = records(stack.patient_channel())
 
         # Keyboard: on a fresh page the first Tab reaches the skip link, which moves the focus
         # to the content; a menu link moves it to the new page's heading.
@@ -59,11 +61,46 @@ async def test_every_other_page_is_usable_and_accessible(
         await page.get_by_role("button", name="Ajouter le document").click()
         await page.get_by_text("« Mes relevés de tension » a été ajouté").wait_for()
         await check_page(watched, "11-ajouter-un-document", screenshot_dir)
-        own = records(stack.patient_channel())
         listed = await own.ListDocuments(
             R.ListDocumentsRequest(parent=dossier), metadata=patient_md(stack, ins), timeout=10
         )
         assert [d.title for d in listed.documents] == ["Mes relevés de tension"]
+
+        # The health profile beyond allergies: blood group, a treatment, a person to call
+        # (a missing phone and e-mail is said next to the field and announced).
+        await go(watched, "Mon profil médical", "Mon profil médical")
+        await page.get_by_label("Groupe (ABO)").select_option("ABO_GROUP_O")
+        await page.get_by_label("Rhésus").select_option("RHESUS_FACTOR_NEGATIVE")
+        await page.get_by_role("button", name="Enregistrer le groupe sanguin").click()
+        await page.get_by_text("Groupe enregistré : O rhésus négatif").wait_for()
+        await page.get_by_label("Médicament (obligatoire)").fill("Ventoline")
+        await page.get_by_label("Posologie").fill("2 bouffées si besoin")
+        await page.get_by_role("button", name="Ajouter le traitement").click()
+        await page.get_by_text("Ventoline — 2 bouffées si besoin").first.wait_for()
+        await page.get_by_label("Nom (obligatoire)").fill("Paul Durand")
+        await page.get_by_role("button", name="Ajouter la personne").click()
+        alert = page.get_by_role("alert").filter(has_text="erreur")
+        await alert.wait_for()
+        phone = page.get_by_label("Téléphone", exact=True)
+        assert await phone.get_attribute("aria-invalid") == "true"
+        await page.get_by_text("Indiquez un téléphone ou un courriel.").wait_for()
+        await phone.fill("06 12 34 56 78")
+        await page.get_by_role("button", name="Ajouter la personne").click()
+        await page.get_by_text("Paul Durand — +33612345678").first.wait_for()
+        await check_page(watched, "09b-profil-complet", screenshot_dir)
+        profile = await own.GetHealthProfile(
+            R.GetHealthProfileRequest(name=f"{dossier}/healthProfile"),
+            metadata=patient_md(stack, ins),
+            timeout=10,
+        )
+        assert (profile.blood_group.abo, profile.blood_group.rhesus) == (
+            R.ABO_GROUP_O,
+            R.RHESUS_FACTOR_NEGATIVE,
+        )
+        assert [t.medication.display for t in profile.treatments] == ["Ventoline"]
+        assert [(c.display_name, c.phone) for c in profile.emergency_contacts] == [
+            ("Paul Durand", "+33612345678")
+        ]
 
         await go(watched, "Mes vaccinations", "Mes vaccinations")
         await page.get_by_label("Vaccin (obligatoire)", exact=True).fill(
@@ -143,6 +180,14 @@ async def test_every_other_page_is_usable_and_accessible(
         await page.get_by_text("Ce dossier est fermé").wait_for()
         watched.expected_refusal(400)  # GetDossier: DOSSIER_CLOSED, which the page explains
         await check_page(watched, "19-dossier-ferme", screenshot_dir)
+        # After logging out and in again, the closed record is still the patient's: the
+        # session names it, so "Mon dossier" offers its reactivation.
+        await page.get_by_role("button", name="Se déconnecter").click()
+        await page.get_by_text("Vous êtes déconnecté").wait_for()
+        await sign_in(watched, stack.portal_url, stack.mail_dir, ins, email)
+        await go(watched, "Mon dossier", "Mon dossier")
+        await page.get_by_text("Ce dossier est fermé").wait_for()
+        watched.expected_refusal(400)  # the same GetDossier refusal, explained
         await page.get_by_role("button", name="Réactiver mon dossier").click()
         await page.get_by_text("Votre dossier est de nouveau ouvert.").wait_for()
         reopened = await eventually(read, retry_on=(S.FAILED_PRECONDITION,))
