@@ -3,7 +3,9 @@ edge's answer for the same patient and request (or the same refusal).
 
 The patient logs in through the door (the non-browser flow, tokens in the answer) and the
 same access token is used on both doors. Lists that calls themselves may grow (the access
-history) are read gRPC, JSON, gRPC: the JSON answer must equal one of the two.
+history) are read gRPC, JSON, gRPC: the JSON answer must be the same log seen between the two
+(every read of the log is itself logged, so the three answers always differ by their newest
+entries; the entries they share must be identical, field for field).
 """
 
 from __future__ import annotations
@@ -52,6 +54,30 @@ async def agree(
         after = await grpc_call()
         assert parsed == after, (parsed, before, after)
     return parsed
+
+
+def _upto(
+    response: consent_pb2.ListAccessHistoryResponse, sequence: int
+) -> list[consent_pb2.AccessLogEntry]:
+    return [entry for entry in response.entries if entry.sequence <= sequence]
+
+
+async def agree_on_growing_log(
+    json_call: Callable[[], Awaitable[Answer]],
+    grpc_call: Callable[[], Awaitable[consent_pb2.ListAccessHistoryResponse]],
+) -> None:
+    """The JSON page is the log as it stood between two gRPC reads, entry for entry."""
+    before = await grpc_call()
+    answer = await json_call()
+    after = await grpc_call()
+    assert answer.status == 200, answer
+    parsed = json_format.ParseDict(answer.body, consent_pb2.ListAccessHistoryResponse())
+    newest = max(entry.sequence for entry in parsed.entries)
+    newest_before = max(entry.sequence for entry in before.entries)
+    assert newest_before < newest < max(entry.sequence for entry in after.entries)
+    assert _upto(parsed, newest_before) == list(before.entries)
+    assert list(parsed.entries) == _upto(after, newest)
+    assert parsed.next_page_token == before.next_page_token == after.next_page_token == ""
 
 
 async def test_each_family_answers_the_same_on_both_doors(stack: LiveStack) -> None:
@@ -123,14 +149,13 @@ async def test_each_family_answers_the_same_on_both_doors(stack: LiveStack) -> N
             ),
             consent_pb2.ListAccessRulesResponse,
         )
-        await agree(
-            await get(f"/v1/{patient.dossier}/accessLog"),
+        await agree_on_growing_log(
+            lambda: get(f"/v1/{patient.dossier}/accessLog"),
             lambda: consent.ListAccessHistory(
                 consent_pb2.ListAccessHistoryRequest(parent=patient.dossier),
                 metadata=md,
                 timeout=10,
             ),
-            consent_pb2.ListAccessHistoryResponse,
         )
         # notify: contact preferences
         notify = notify_pb2_grpc.NotifyServiceStub(channel)
