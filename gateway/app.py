@@ -108,7 +108,7 @@ class RunningGateway:
 def _upstream(target: str, max_bytes: int) -> grpc.aio.Channel:
     # No client interceptors on the hot path: trace headers are forwarded as metadata.
     # kit's options: reconnect backoff and the retry policy (UNAVAILABLE, safe methods only).
-    return grpc.aio.insecure_channel(target, options=channel_options(max_bytes))
+    return grpc.aio.insecure_channel(target, options=channel_options(max_bytes, target))
 
 
 def _read_material(

@@ -79,14 +79,28 @@ def platform_methods() -> Iterator[MethodDescriptor]:
             yield from service.methods
 
 
+def balanced(target: str) -> bool:
+    """Whether `target` may name several replicas: a list of addresses or a DNS name."""
+    return "," in target or target.startswith("dns:")
+
+
 @cache
-def service_config() -> str:
-    """The JSON service config of every platform channel (one entry per retried method)."""
+def service_config(balance: bool = True) -> str:
+    """The JSON service config of every platform channel (one entry per retried method).
+
+    A single address keeps gRPC's pick_first: a channel to one replica goes idle when its
+    peer restarts and reconnects on the next call, whereas round_robin keeps the dead
+    subchannel in backoff and fails calls at once until its next reconnect attempt (seen in
+    tests/faults: UNAVAILABLE right after a restart that pick_first waited through).
+    """
     names = [
         {"service": method.containing_service.full_name, "method": method.name}
         for method in platform_methods()
         if retry_safe(method)
     ]
+    policy: list[dict[str, dict[str, object]]] = (
+        [{"round_robin": {}}] if balance else [{"pick_first": {}}]
+    )
     return json.dumps(
         {
             # A target may name several replicas (`ipv4:10.0.0.1:50052,10.0.0.2:50052`, or a
@@ -94,21 +108,21 @@ def service_config() -> str:
             # is up. pick_first (gRPC's default) would send everything to one of them and only
             # move after it failed; round_robin skips a dead replica at once, and the retry
             # policy sends an attempt that met it to another one.
-            "loadBalancingConfig": [{"round_robin": {}}],
+            "loadBalancingConfig": policy,
             "methodConfig": [{"name": names, "retryPolicy": RETRY_POLICY}],
             "retryThrottling": RETRY_THROTTLING,
         }
     )
 
 
-def channel_options(max_message_bytes: int) -> list[tuple[str, str | int]]:
+def channel_options(max_message_bytes: int, target: str = "") -> list[tuple[str, str | int]]:
     """Options of a channel to a platform service (the gateway's upstreams use them too)."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         *RECONNECT_OPTIONS,
         ("grpc.enable_retries", 1),
-        ("grpc.service_config", service_config()),
+        ("grpc.service_config", service_config(balanced(target))),
     ]
 
 
@@ -116,7 +130,7 @@ def channel(target: str, max_message_bytes: int = 32 * 1024 * 1024) -> grpc.aio.
     """A long-lived channel with trace propagation; create once, reuse for every call."""
     return grpc.aio.insecure_channel(
         target,
-        options=channel_options(max_message_bytes),
+        options=channel_options(max_message_bytes, target),
         interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
     )
 

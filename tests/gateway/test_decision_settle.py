@@ -23,7 +23,8 @@ class Clock:
 
 
 def decisions(clock: Clock) -> Decisions:
-    channel = grpc.aio.insecure_channel("127.0.0.1:1")  # never called here
+    # never called here; made on the running loop (grpc.aio needs one, as a test may run first)
+    channel = grpc.aio.insecure_channel("127.0.0.1:1")
     return Decisions(
         consent_pb2_grpc.ConsentServiceStub(channel),
         InternalCredentials("gateway", "k1", {"k1": KEY}),
@@ -34,7 +35,7 @@ def decisions(clock: Clock) -> Decisions:
     )
 
 
-def test_a_decision_asked_within_the_settle_window_is_not_cached() -> None:
+async def test_a_decision_asked_within_the_settle_window_is_not_cached() -> None:
     clock = Clock()
     d = decisions(clock)
     assert d._settled("dossiers/d1", clock.now)
@@ -46,7 +47,9 @@ def test_a_decision_asked_within_the_settle_window_is_not_cached() -> None:
     assert d._settled("dossiers/d2", clock.now)  # other records keep their cache
 
 
-def test_everything_settles_again_after_a_reconnect_and_nothing_is_cached_while_down() -> None:
+async def test_everything_settles_again_after_a_reconnect_and_nothing_is_cached_while_down() -> (
+    None
+):
     clock = Clock()
     d = decisions(clock)
     d.caching = False  # the change feed's connection is down

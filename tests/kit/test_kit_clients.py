@@ -97,3 +97,17 @@ def test_service_config_lists_the_methods_with_one_policy() -> None:
     assert ("dmp.records.v1.RecordsService", "CreateDocument") in names
     assert entry["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
     assert config["retryThrottling"] == clients.RETRY_THROTTLING
+
+
+def test_one_address_keeps_pick_first_and_several_are_balanced() -> None:
+    """round_robin fails calls at once while its only subchannel waits out a reconnect
+    backoff after a restart; pick_first reconnects on the next call (tests/faults)."""
+
+    def policy(target: str) -> object:
+        options = dict(clients.channel_options(1024, target))
+        return json.loads(str(options["grpc.service_config"]))["loadBalancingConfig"]
+
+    assert policy("127.0.0.1:50052") == [{"pick_first": {}}]
+    assert policy("") == [{"pick_first": {}}]
+    assert policy("ipv4:127.0.0.1:50052,127.0.0.1:50062") == [{"round_robin": {}}]
+    assert policy("dns:///records:50052") == [{"round_robin": {}}]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import grpc
 import nats
@@ -15,6 +16,7 @@ import pytest
 
 from dmp.records.v1 import records_pb2, records_pb2_grpc
 from dmp_dev.testing import principals
+from kit import clock
 from kit import nats as kit_nats
 from kit.consumer import ConsumerSpec, Delivery, DurableConsumer, PermanentFailureError
 from services.records.app import RecordsApp
@@ -65,12 +67,15 @@ async def test_rpc_red_metrics_and_decision_cache(assembly: Assembly) -> None:
 
     patient = records_pb2_grpc.RecordsServiceStub(assembly.patient_channel())
     token = assembly.patient_token(ins)  # one session: one cache entry
-    for _ in range(3):
-        await patient.GetDocument(
-            records_pb2.GetDocumentRequest(name=document),
-            metadata=token,
-            timeout=10,
-        )
+    # The record was just written: the gateway caches no decision about it for its settle
+    # window (gateway/authz.py); the reads come after it, on the in-process clock.
+    with clock.use(clock.ShiftedClock(timedelta(seconds=2), base=clock.current())):
+        for _ in range(3):
+            await patient.GetDocument(
+                records_pb2.GetDocumentRequest(name=document),
+                metadata=token,
+                timeout=10,
+            )
     # Refused by records itself (a malformed name), called directly with a signed principal.
     async with grpc.aio.insecure_channel(assembly.records.target) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -66,6 +66,7 @@ from dmp.records.v1 import records_pb2, records_pb2_grpc
 from dmp_dev import pki
 from dmp_dev.testing.stack import LiveStack
 from kit import nats as kit_nats
+from kit.errors import error_info
 from tests.e2e.helpers import PASSWORD, mails_to, one_time_code, register_patient
 from tests.faults.harness import (
     CALL_TIMEOUT_S,
@@ -151,6 +152,10 @@ class Outcome:
     claim_lines_doubled: int = 0
     logins: int = 0
     logins_failed: int = 0
+    #: StartLogins answered REQUEST_ALREADY_PROCESSED: the replica that recorded the request
+    #: died before answering, gRPC's retry reached another one, and identity does not replay
+    #: a challenge; the client starts again with a new request id, as the answer says.
+    logins_restarted: int = 0
     duration_s: float = 0.0
 
     def error(self, what: str, err: grpc.aio.AioRpcError) -> None:
@@ -173,6 +178,7 @@ class Outcome:
             "claim_lines_doubled": self.claim_lines_doubled,
             "logins": self.logins,
             "logins_failed": self.logins_failed,
+            "logins_restarted": self.logins_restarted,
             "block_propagation_ms_max": max(self.block_propagation_ms.values(), default=None),
             "block_propagation_ms": self.block_propagation_ms,
             "block_event_ms": self.block_event_ms,
@@ -343,16 +349,23 @@ class Load:
         """StartLogin, the code from the dev mail sink, VerifyOneTimeCode, and the token used
         once (the patient's contact preferences through a gateway)."""
         if not login.challenge:
-            started = await self._call(
-                "StartLogin",
-                lambda: self.identity.StartLogin(
+            self.outcome.calls["StartLogin"] += 1
+            try:
+                started = await self.identity.StartLogin(
                     ID.StartLoginRequest(
                         request_id=login.start_id, identifier=login.who.ins, password=PASSWORD
                     ),
                     timeout=CALL_TIMEOUT_S,
-                ),
-            )
-            if started is None:
+                )
+            except grpc.aio.AioRpcError as err:
+                info = error_info(err)
+                if info is not None and info.reason == "REQUEST_ALREADY_PROCESSED":
+                    self.outcome.logins_restarted += 1
+                    login.start_id = rid()
+                    login.seen = len(mails_to(self.platform.stack.mail_dir, login.who.email))
+                else:
+                    self.outcome.error("StartLogin", err)
+                await asyncio.sleep(0.1)
                 return False
             login.challenge = started.challenge
         if not login.token:
