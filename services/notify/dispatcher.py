@@ -125,6 +125,9 @@ class Dispatcher:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_s
+        # Sends in flight at the signal count as drained even when they finish while the
+        # claiming loop is still stopping (before the wait below starts).
+        at_signal = set(self._in_flight)
         self._stopping = True
         self._wake.set()
         if self._task is not None:
@@ -134,7 +137,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        draining = set(self._in_flight)
+        draining = at_signal | set(self._in_flight)
         log.info("dispatch_draining", in_flight=len(draining))
         late: set[asyncio.Task[None]] = set()
         if draining:
